@@ -1,0 +1,41 @@
+"""Suite-wide settings. FUSE tests use the ``fuse`` fixture: they skip without /dev/fuse, except that
+``XETFS_REQUIRE_FUSE=1`` (set by CI) turns a missing /dev/fuse into a failure."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+# The official clients must never reach the internet, and their caches stay per test.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_XET_TELEMETRY_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "0")
+
+
+def fuse_problem() -> str | None:
+    if not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is missing"
+    if shutil.which("fusermount3") is None:
+        return "fusermount3 is not installed (Debian package fuse3)"
+    try:
+        import pyfuse3  # noqa: F401
+    except ImportError as exc:
+        return f"pyfuse3 does not import: {exc}"
+    return None
+
+
+@pytest.fixture
+def fuse() -> None:
+    problem = fuse_problem()
+    if problem is None:
+        return
+    if os.environ.get("XETFS_REQUIRE_FUSE") == "1":
+        pytest.fail(f"FUSE is required (XETFS_REQUIRE_FUSE=1) but unusable: {problem}")
+    pytest.skip(f"FUSE unusable: {problem}")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_hf_home(tmp_path, monkeypatch):
+    """hf_xet and huggingface_hub keep caches under HF_HOME: a fresh one per test keeps uploads deterministic."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))

@@ -1,0 +1,75 @@
+"""``xetfs`` entry point: parses arguments and dispatches to one module per subcommand.
+
+Each subcommand module under ``xetfs.cli`` defines ``HELP`` (one line), ``configure(parser)`` and
+``run(args) -> int``; it imports heavy stacks (trio, httpx, pyfuse3, aiohttp) inside ``run`` so that
+``xetfs --help`` stays fast. Errors print one line (``xetfs: error: ...``); ``--debug`` shows tracebacks.
+
+Exit codes: 0 success, 1 failure (the one-line error says why), 2 bad usage, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# subcommand -> module under xetfs.cli
+COMMANDS: dict[str, str] = {
+    "hash": "hash_cmd",
+    "chunks": "chunks_cmd",
+    "inspect": "inspect_cmd",
+    "serve": "serve_cmd",
+    "token": "token_cmd",
+    "upload": "upload_cmd",
+    "download": "download_cmd",
+    "mount": "mount_cmd",
+    "umount": "umount_cmd",
+    "stats": "stats_cmd",
+}
+
+
+def _available() -> dict[str, object]:
+    mods = {}
+    for name, mod in COMMANDS.items():
+        try:
+            mods[name] = importlib.import_module(f"xetfs.cli.{mod}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"xetfs.cli.{mod}":
+                raise
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xetfs",
+        description="Mount Xet-backed model and dataset repositories as directories, and serve a Xet CAS + Hub API.",
+    )
+    parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, mod in _available().items():
+        p = sub.add_parser(name, help=getattr(mod, "HELP", None), description=mod.__doc__)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        mod.configure(p)  # type: ignore[attr-defined]
+        p.set_defaults(_run=mod.run)  # type: ignore[attr-defined]
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args._run(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line for users, the traceback with --debug
+        if debug:
+            raise
+        print(f"xetfs: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

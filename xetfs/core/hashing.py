@@ -1,0 +1,162 @@
+"""Hashes of the Xet protocol (shared/xet-protocol.md §1, §3).
+
+Every hash is 32 raw bytes (what BLAKE3 outputs). Its text form, the *Xet hex*, prints the four 8-byte
+groups as little-endian u64s: reverse each group, then hex-encode (§1). ``MerkleHash`` is ``bytes``
+holding the raw form; ``str(h)`` and ``h.xet_hex()`` give the Xet hex, ``MerkleHash.from_hex`` parses it.
+
+Definitions (§3.2):
+- chunk hash      = blake3(chunk, key=DATA_KEY)
+- merkle node     = blake3("<hex> : <size>\\n" per child, key=INTERNAL_NODE_KEY)
+- aggregated hash = content-defined merkle tree over (hash, size) leaves, mean branching 4
+- xorb hash       = aggregated hash of the xorb's chunks
+- file hash       = blake3(aggregated hash of the file's chunks, key=32 zero bytes); empty file -> zero hash
+- verification    = blake3(raw chunk hashes of a term concatenated, key=VERIFICATION_KEY)
+- keyed (HMAC)    = blake3(raw hash, key=hmac_key) for global-dedup shards (§6.3)
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import blake3
+
+DATA_KEY = bytes([102, 151, 245, 119, 91, 149, 80, 222, 49, 53, 203, 172, 165, 151, 24, 28,
+                  157, 228, 33, 16, 155, 235, 43, 88, 180, 208, 176, 75, 147, 173, 242, 41])
+INTERNAL_NODE_KEY = bytes([1, 126, 197, 199, 165, 71, 41, 150, 253, 148, 102, 102, 180, 138, 2, 230,
+                           93, 221, 83, 111, 55, 199, 109, 210, 248, 99, 82, 230, 74, 83, 113, 63])
+VERIFICATION_KEY = bytes([127, 24, 87, 214, 206, 86, 237, 102, 18, 127, 249, 19, 231, 165, 195, 243,
+                          164, 205, 38, 213, 181, 219, 73, 230, 65, 36, 152, 127, 40, 251, 148, 195])
+FILE_HASH_SALT = bytes(32)
+
+HASH_BYTES = 32
+# §3.2: merkle groups take at most 9 nodes and end early at a node whose hash % 4 == 0.
+_MAX_GROUP = 9
+_GROUP_MODULUS = 4
+
+
+def _swap_words(raw: bytes) -> bytes:
+    """Reverse the byte order inside each 8-byte group (its own inverse)."""
+    return b"".join(raw[i:i + 8][::-1] for i in range(0, len(raw), 8))
+
+
+class MerkleHash(bytes):
+    """A 32-byte hash in raw form. ``str()`` is the Xet hex."""
+
+    __slots__ = ()
+
+    def __new__(cls, raw: bytes = bytes(32)) -> "MerkleHash":
+        if len(raw) != HASH_BYTES:
+            from xetfs.errors import FormatError
+
+            raise FormatError(f"a hash is {HASH_BYTES} bytes, got {len(raw)}")
+        return super().__new__(cls, raw)
+
+    @classmethod
+    def from_hex(cls, text: str) -> "MerkleHash":
+        """Parse the Xet hex form (64 hex digits, either case)."""
+        from xetfs.errors import FormatError
+
+        if len(text) != 2 * HASH_BYTES:
+            raise FormatError(f"a hash is {2 * HASH_BYTES} hex digits, got {len(text)}")
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise FormatError(f"not a hex hash: {text[:80]!r}") from None
+        return cls(_swap_words(raw))
+
+    @classmethod
+    def from_digest_hex(cls, text: str) -> "MerkleHash":
+        """A digest printed as ordinary hex (e.g. sha256) stored so that its Xet hex equals ``text`` (§3.2)."""
+        return cls.from_hex(text)
+
+    def xet_hex(self) -> str:
+        return _swap_words(bytes(self)).hex()
+
+    def __str__(self) -> str:
+        return self.xet_hex()
+
+    def __repr__(self) -> str:
+        return f"MerkleHash({self.xet_hex()})"
+
+    def modulo(self, m: int) -> int:
+        """§1 numeric view: the last 8 raw bytes as a little-endian u64, modulo ``m``."""
+        return int.from_bytes(self[24:32], "little") % m
+
+    def truncated(self) -> int:
+        """§5.5 lookup-table key: the first 8 raw bytes as a little-endian u64."""
+        return int.from_bytes(self[0:8], "little")
+
+    def is_zero(self) -> bool:
+        return not any(self)
+
+
+ZERO_HASH = MerkleHash(bytes(32))
+BOOKEND_HASH = MerkleHash(b"\xff" * 32)
+
+
+def keyed_hash(data: bytes | memoryview, key: bytes) -> MerkleHash:
+    return MerkleHash(blake3.blake3(data, key=key).digest())
+
+
+def chunk_hash(data: bytes | memoryview) -> MerkleHash:
+    """§3.2 chunk hash of the uncompressed chunk bytes."""
+    return keyed_hash(data, DATA_KEY)
+
+
+def merkle_node_hash(children: Sequence[tuple[bytes, int]]) -> MerkleHash:
+    """§3.2 internal node: one ``<xet hex> : <size>\\n`` line per child."""
+    text = "".join(f"{MerkleHash(h).xet_hex()} : {n}\n" for h, n in children)
+    return keyed_hash(text.encode("ascii"), INTERNAL_NODE_KEY)
+
+
+def _next_group_size(rest: Sequence[tuple[bytes, int]]) -> int:
+    if len(rest) <= 2:
+        return len(rest)
+    limit = min(_MAX_GROUP, len(rest))
+    for j in range(2, limit):
+        if int.from_bytes(rest[j][0][24:32], "little") % _GROUP_MODULUS == 0:
+            return j + 1
+    return limit
+
+
+def aggregated_hash(leaves: Sequence[tuple[bytes, int]]) -> MerkleHash:
+    """§3.2 aggregated hash of ``(hash, size)`` leaves; a single leaf is its own aggregate."""
+    level = [(bytes(h), n) for h, n in leaves]
+    if not level:
+        return ZERO_HASH
+    while len(level) > 1:
+        out: list[tuple[bytes, int]] = []
+        i = 0
+        while i < len(level):
+            cut = _next_group_size(level[i:i + _MAX_GROUP])
+            group = level[i:i + cut]
+            out.append((merkle_node_hash(group), sum(n for _, n in group)))
+            i += cut
+        level = out
+    return MerkleHash(level[0][0])
+
+
+def xorb_hash(chunks: Sequence[tuple[bytes, int]]) -> MerkleHash:
+    """§3.2 xorb hash: aggregated hash of the xorb's ``(chunk hash, uncompressed size)`` in order."""
+    return aggregated_hash(chunks)
+
+
+def file_hash(chunks: Sequence[tuple[bytes, int]], salt: bytes = FILE_HASH_SALT) -> MerkleHash:
+    """§3.2 file hash; a file with no chunks (empty) has the zero hash."""
+    if not chunks:
+        return ZERO_HASH
+    return keyed_hash(aggregated_hash(chunks), salt)
+
+
+def verification_hash(chunk_hashes: Iterable[bytes]) -> MerkleHash:
+    """§3.2 term verification (range) hash over the raw chunk hashes of the term."""
+    return keyed_hash(b"".join(bytes(h) for h in chunk_hashes), VERIFICATION_KEY)
+
+
+def hmac_hash(h: bytes, key: bytes) -> MerkleHash:
+    """§3.2 keyed chunk hash used in global-dedup shards (a keyed BLAKE3, not RFC 2104)."""
+    return keyed_hash(bytes(h), key)
+
+
+def sha256_to_shard(digest: bytes) -> MerkleHash:
+    """§3.2/§5.3: the sha256 stored in a FileMetadataExt is word-swapped so its Xet hex is the normal hex."""
+    return MerkleHash(_swap_words(digest))
