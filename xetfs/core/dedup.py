@@ -1,0 +1,265 @@
+"""Deduplication and xorb packing for one upload session (shared/xet-protocol.md §4.1, §5.3, §6).
+
+A ``DedupSession`` takes the chunks of many files (``start_file`` / ``add_chunks`` / ``finish_file``) and decides,
+chunk by chunk, where its bytes will live:
+
+1. *continuation*: the chunk equals the next chunk of the xorb the file's previous term points at, so that term
+   grows by one (keeps terms long even when a chunk hash appears in several places);
+2. *session dedup*: a chunk seen earlier in this session (any file, any xorb built or still open);
+3. *known xorbs*: xorbs listed in shards added with ``add_known_shard`` (a previous version's shard, or a global
+   dedup answer, §6.3) or ``add_known_xorb``. A shard whose footer has a nonzero ``hmac_key`` lists keyed chunk
+   hashes ``blake3(chunk_hash, key=hmac_key)``; a local chunk matches when its keyed hash is listed. A match also
+   needs the listed size to equal the chunk's size (the term's ``unpacked_bytes`` comes from those sizes);
+4. otherwise the chunk is *new* and goes into the open ``XorbBuilder`` (§4.1: a new xorb starts when the next
+   new chunk would overflow ``XorbParams``); ``add_chunks`` returns the xorbs it completed, ready to upload.
+
+Terms merge consecutive chunk indices of the same xorb (§5.3). A term on a xorb still being built refers to it
+by the xorb's sequence number in this session; every reference is resolved to a xorb hash in ``finish()``,
+which returns the last xorbs and the upload shard: every file (sorted, deduplicated by file hash), every new
+xorb. Each term carries its verification hash (§3.2) computed from the file's OWN chunk hashes — a matched chunk
+is the same bytes, and keyed shards do not reveal the plain hashes. The file hash is ``hashing.file_hash`` of the
+file's chunks (independent of where they live); the sha256 metadata ext is stored word-swapped (§5.3).
+
+Not implemented: §6.5 fragmentation prevention (dedup is taken wherever it matches) and key expiry checks of
+keyed shards (this module has no clock: the caller drops expired shards). Not thread-safe: one driver calls it.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from xetfs.core.chunking import Chunk
+from xetfs.core.hashing import MerkleHash, file_hash, hmac_hash, sha256_to_shard, verification_hash
+from xetfs.core.shard import FileInfo, FileTerm, Shard, XorbInfo, canonical, xorb_info_from_built
+from xetfs.core.xorb import BuiltXorb, CompressionScheme, XorbBuilder
+from xetfs.errors import ValidationError
+from xetfs.params import DEFAULT_XORB, GLOBAL_DEDUP_MODULUS, XorbParams
+
+log = logging.getLogger(__name__)
+
+# Where a chunk lives: (known xorb hash | sequence number of a xorb built in this session, chunk index).
+_Ref = MerkleHash | int
+_Location = tuple[_Ref, int]
+
+
+@dataclass(slots=True)
+class DedupStats:
+    new_bytes: int = 0        # uncompressed bytes put into new xorbs
+    deduped_bytes: int = 0    # uncompressed bytes found in this session or in known xorbs
+    new_chunks: int = 0
+    deduped_chunks: int = 0
+    new_xorbs: int = 0
+
+
+@dataclass(slots=True)
+class _Run:
+    """A term under construction, with the file's own chunk hashes for its verification hash."""
+
+    ref: _Ref
+    chunk_start: int
+    chunk_end: int
+    unpacked_bytes: int
+    chunk_hashes: list[MerkleHash]
+
+
+@dataclass(slots=True)
+class _File:
+    runs: list[_Run] = field(default_factory=list)
+    leaves: list[tuple[MerkleHash, int]] = field(default_factory=list)
+    finished: bool = False
+    file_hash: MerkleHash | None = None
+    sha256: MerkleHash | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _KnownXorb:
+    chunk_hashes: tuple[MerkleHash, ...]   # as listed: keyed when ``key`` is set
+    chunk_sizes: tuple[int, ...]
+    key: bytes | None
+
+
+class DedupSession:
+    """One upload session; see the module docstring."""
+
+    def __init__(self, xorb_params: XorbParams = DEFAULT_XORB, compression: CompressionScheme | None = None) -> None:
+        self.xorb_params = xorb_params
+        self.compression = compression
+        self.stats = DedupStats()
+        self._builder = XorbBuilder(xorb_params, compression)
+        self._open_seq = 0
+        self._built: dict[int, BuiltXorb] = {}
+        self._session_hashes: dict[int, list[MerkleHash]] = {0: []}
+        self._session_index: dict[MerkleHash, _Location] = {}
+        self._known: dict[MerkleHash, _KnownXorb] = {}
+        self._plain_index: dict[MerkleHash, _Location] = {}
+        self._keyed_index: dict[bytes, dict[MerkleHash, _Location]] = {}
+        self._files: dict[int, _File] = {}
+
+    @property
+    def new_bytes(self) -> int:
+        return self.stats.new_bytes
+
+    @property
+    def deduped_bytes(self) -> int:
+        return self.stats.deduped_bytes
+
+    # ------------------------------------------------------------------------------------------ known data
+
+    def add_known_shard(self, shard: Shard) -> None:
+        """Register the xorbs of a shard; chunk hashes are keyed when the footer's ``hmac_key`` is nonzero."""
+        key = shard.footer.hmac_key if shard.footer is not None else None
+        for info in shard.xorbs:
+            self._add_known(info, bytes(key) if key is not None and not key.is_zero() else None)
+
+    def add_known_xorb(self, info: XorbInfo) -> None:
+        """Register a xorb whose chunk hashes are plain (e.g. one this client uploaded earlier)."""
+        self._add_known(info, None)
+
+    def _add_known(self, info: XorbInfo, key: bytes | None) -> None:
+        if info.xorb_hash in self._known:
+            return
+        hashes = tuple(MerkleHash(c.chunk_hash) for c in info.chunks)
+        self._known[info.xorb_hash] = _KnownXorb(hashes, tuple(c.unpacked_bytes for c in info.chunks), key)
+        index = self._plain_index if key is None else self._keyed_index.setdefault(key, {})
+        for i, h in enumerate(hashes):
+            index.setdefault(h, (info.xorb_hash, i))
+
+    def dedup_queries(self, chunks: Sequence[Chunk], file_start: bool) -> list[MerkleHash]:
+        """§6.2: chunk hashes worth a global-dedup query — a file's first chunk and hash % 1024 == 0 — that
+        this session cannot already place."""
+        out: list[MerkleHash] = []
+        for i, c in enumerate(chunks):
+            eligible = (i == 0 and file_start) or c.hash.modulo(GLOBAL_DEDUP_MODULUS) == 0
+            if eligible and c.hash not in out and self._lookup(c) is None:
+                out.append(c.hash)
+        return out
+
+    # ------------------------------------------------------------------------------------------ files
+
+    def start_file(self) -> int:
+        file_id = len(self._files)
+        self._files[file_id] = _File()
+        return file_id
+
+    def add_chunks(self, file_id: int, chunks: Sequence[Chunk]) -> list[BuiltXorb]:
+        """Place the next chunks of a file; returns the xorbs completed by this call (upload them now)."""
+        f = self._open_file(file_id)
+        completed: list[BuiltXorb] = []
+        for c in chunks:
+            loc = self._continuation(f, c) or self._lookup(c)
+            if loc is None:
+                loc = self._add_new(c, completed)
+            else:
+                self.stats.deduped_bytes += c.size
+                self.stats.deduped_chunks += 1
+            self._extend(f, loc, c)
+        return completed
+
+    def finish_file(self, file_id: int, sha256_digest: bytes | None) -> MerkleHash:
+        """Close a file; ``sha256_digest`` (raw 32 bytes) adds the metadata ext. Returns the file hash."""
+        f = self._open_file(file_id)
+        f.finished = True
+        f.file_hash = file_hash(f.leaves)
+        f.sha256 = sha256_to_shard(sha256_digest) if sha256_digest is not None else None
+        f.leaves = []
+        return f.file_hash
+
+    def finish(self) -> tuple[list[BuiltXorb], Shard]:
+        """The last xorb (if any) and the upload shard covering every file and every new xorb."""
+        unfinished = [i for i, f in self._files.items() if not f.finished]
+        if unfinished:
+            raise ValidationError(f"files {unfinished} were started but not finished")
+        last = [self._complete_open()] if len(self._builder) else []
+        files = tuple(self._file_info(f) for f in self._files.values())
+        xorbs = tuple(xorb_info_from_built(self._built[seq]) for seq in sorted(self._built))
+        log.debug("dedup session: %d files, %d new xorbs, %s", len(files), len(xorbs), self.stats)
+        return last, canonical(Shard(files, xorbs))
+
+    # ------------------------------------------------------------------------------------------ internals
+
+    def _open_file(self, file_id: int) -> _File:
+        f = self._files.get(file_id)
+        if f is None or f.finished:
+            raise ValidationError(f"file {file_id} is not open in this session")
+        return f
+
+    def _keyed(self, c: Chunk, key: bytes | None) -> MerkleHash:
+        return c.hash if key is None else hmac_hash(c.hash, key)
+
+    def _continuation(self, f: _File, c: Chunk) -> _Location | None:
+        """The chunk right after the file's last term, when it is this chunk (§5.3: longer terms)."""
+        if not f.runs:
+            return None
+        ref, idx = f.runs[-1].ref, f.runs[-1].chunk_end
+        if isinstance(ref, int):
+            hashes = self._session_hashes[ref]
+            return (ref, idx) if idx < len(hashes) and hashes[idx] == c.hash else None
+        kx = self._known[ref]
+        if idx < len(kx.chunk_hashes) and kx.chunk_sizes[idx] == c.size and \
+                kx.chunk_hashes[idx] == self._keyed(c, kx.key):
+            return ref, idx
+        return None
+
+    def _lookup(self, c: Chunk) -> _Location | None:
+        loc = self._session_index.get(c.hash) or self._plain_index.get(c.hash)
+        if loc is None:
+            for key, index in self._keyed_index.items():
+                loc = index.get(hmac_hash(c.hash, key))
+                if loc is not None:
+                    break
+        if loc is not None and not isinstance(loc[0], int) and self._known[loc[0]].chunk_sizes[loc[1]] != c.size:
+            log.warning("known xorb %s lists chunk %d with another size; not deduplicating", loc[0], loc[1])
+            return None
+        return loc
+
+    def _add_new(self, c: Chunk, completed: list[BuiltXorb]) -> _Location:
+        if not self._builder.can_add(c.size):
+            if not len(self._builder):
+                raise ValidationError(f"a {c.size}-byte chunk does not fit in a xorb ({self.xorb_params})")
+            completed.append(self._complete_open())
+        idx = self._builder.add(c)
+        loc: _Location = (self._open_seq, idx)
+        self._session_hashes[self._open_seq].append(c.hash)
+        self._session_index.setdefault(c.hash, loc)
+        self.stats.new_bytes += c.size
+        self.stats.new_chunks += 1
+        return loc
+
+    def _complete_open(self) -> BuiltXorb:
+        built = self._builder.finish()
+        self._built[self._open_seq] = built
+        self.stats.new_xorbs += 1
+        self._open_seq += 1
+        self._session_hashes[self._open_seq] = []
+        self._builder = XorbBuilder(self.xorb_params, self.compression)
+        return built
+
+    def _extend(self, f: _File, loc: _Location, c: Chunk) -> None:
+        ref, idx = loc
+        last = f.runs[-1] if f.runs else None
+        if last is not None and type(last.ref) is type(ref) and last.ref == ref and last.chunk_end == idx:
+            last.chunk_end += 1
+            last.unpacked_bytes += c.size
+            last.chunk_hashes.append(c.hash)
+        else:
+            f.runs.append(_Run(ref, idx, idx + 1, c.size, [c.hash]))
+        f.leaves.append((c.hash, c.size))
+
+    def _resolve(self, ref: _Ref) -> MerkleHash:
+        return self._built[ref].hash if isinstance(ref, int) else ref
+
+    def _file_info(self, f: _File) -> FileInfo:
+        terms: list[FileTerm] = []
+        hashes: list[list[MerkleHash]] = []
+        for run in f.runs:
+            xorb = self._resolve(run.ref)
+            if terms and terms[-1].xorb_hash == xorb and terms[-1].chunk_end == run.chunk_start:
+                prev = terms[-1]
+                terms[-1] = FileTerm(xorb, prev.chunk_start, run.chunk_end, prev.unpacked_bytes + run.unpacked_bytes)
+                hashes[-1] = hashes[-1] + run.chunk_hashes
+            else:
+                terms.append(FileTerm(xorb, run.chunk_start, run.chunk_end, run.unpacked_bytes))
+                hashes.append(run.chunk_hashes)
+        assert f.file_hash is not None
+        return FileInfo(f.file_hash, tuple(terms), tuple(verification_hash(h) for h in hashes), f.sha256)
