@@ -1,0 +1,92 @@
+"""Serve the Xet CAS API and a Hub-compatible API from one process (embedded storage).
+
+Xorbs, shards and small files are stored as files under DIR/objects (written atomically), metadata in
+SQLite (WAL) at DIR/metadata.sqlite3, the server secret in DIR/secret, the audit log in DIR/audit.log.
+Without --token an admin token (global write) is generated on first start, stored in DIR/admin_token and
+printed once. Once ready the server prints "listening on http://HOST:PORT" and writes DIR/server.json
+(--port 0 picks a free port). SIGTERM or SIGINT stops it gracefully.
+
+Point huggingface_hub at it with HF_ENDPOINT=http://HOST:PORT and HF_TOKEN=<token>; more tokens with
+`xetfs token create --data DIR --scope read|write [--repo NS/NAME]`.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+HELP = "serve the Xet CAS and Hub API with embedded storage"
+
+log = logging.getLogger("xetfs.server")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, type=Path, help="data directory (created if missing)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = pick a free one)")
+    parser.add_argument("--token", help="admin token (default: generated once and kept in DIR/admin_token)")
+    parser.add_argument("--public-read", action="store_true", help="allow anonymous reads")
+    parser.add_argument("--dedup-hmac", choices=("random", "none"), default="random",
+                        help="global-dedup answers: chunk hashes keyed with a random key (default) or plain")
+
+
+def admin_token(data_dir: Path, given: str | None) -> tuple[str, bool]:
+    """-> (token, newly generated)."""
+    from xetfs.server.auth import new_token
+    from xetfs.server.storage import write_atomic
+
+    if given:
+        return given, False
+    path = data_dir / "admin_token"
+    if path.exists():
+        return path.read_text().strip(), False
+    token = new_token()
+    write_atomic(path, token.encode() + b"\n", 0o600)
+    return token, True
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    if not getattr(args, "debug", False):
+        logging.getLogger("xetfs.server").setLevel(logging.INFO)
+    return asyncio.run(_serve(args))
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+    import os
+    import signal
+
+    from aiohttp import web
+
+    from xetfs.server.app import AccessLogger, State, make_app
+    from xetfs.server.storage import write_atomic
+
+    data_dir: Path = args.data.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token, generated = admin_token(data_dir, args.token)
+    if generated:
+        print(f"admin token (stored in {data_dir / 'admin_token'}): {token}", flush=True)
+    state = State(data_dir, token, public_read=args.public_read, dedup_keyed=args.dedup_hmac == "random")
+    runner = web.AppRunner(make_app(state), access_log_class=AccessLogger,
+                           access_log=logging.getLogger("xetfs.server.access"), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, args.host, args.port)
+    await site.start()
+    port = runner.addresses[0][1]
+    url = f"http://{args.host}:{port}"
+    write_atomic(data_dir / "server.json", json.dumps({"url": url, "host": args.host, "port": port,
+                                                       "pid": os.getpid()}).encode())
+    print(f"listening on {url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await runner.cleanup()
+    state.close()
+    (data_dir / "server.json").unlink(missing_ok=True)
+    return 0

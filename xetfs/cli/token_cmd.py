@@ -1,0 +1,37 @@
+"""Manage Hub tokens of a `xetfs serve` data directory.
+
+`xetfs token create --data DIR --scope read|write [--repo NS/NAME]` prints a new token. Only its sha256 is
+stored (SQLite under DIR), so print it once and keep it. A token with --repo is limited to that repo; write
+implies read. Works while the server runs (SQLite WAL).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "create Hub tokens for `xetfs serve`"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = sub.add_parser("create", help="print a new token")
+    create.add_argument("--data", required=True, type=Path, help="the server's data directory")
+    create.add_argument("--scope", required=True, choices=("read", "write"))
+    create.add_argument("--repo", help="limit the token to one repo (namespace/name)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from xetfs.errors import NotFound
+    from xetfs.server.auth import create_hub_token
+    from xetfs.server.metadata import Metadata
+
+    data: Path = args.data
+    if not data.is_dir():
+        raise NotFound(f"no data directory {data}")
+    meta = Metadata(data / "metadata.sqlite3")
+    try:
+        _, token = create_hub_token(meta, args.scope, args.repo)
+    finally:
+        meta.close()
+    print(token)
+    return 0

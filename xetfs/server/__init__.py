@@ -1,0 +1,1 @@
+"""xetfs serve: a Xet CAS plus the Hub repo API (aiohttp), over pluggable storage and metadata."""

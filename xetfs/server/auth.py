@@ -1,0 +1,183 @@
+"""Tokens and scopes (hub-api.md §2, §4.7; shared/xet-protocol.md §7.1).
+
+Three kinds of credentials, all derived from one server secret kept in ``DIR/secret``:
+
+- **Hub tokens** (``Authorization: Bearer xetfs_…``): random secrets; SQLite stores only their sha256.
+  Each has a scope (``read`` or ``write``; write implies read) and optionally one repo (``ns/name``) it is
+  limited to. The admin token (``DIR/admin_token`` or ``--token``) is global write.
+- **CAS tokens** (what ``/xet-{read,write}-token`` hands to hf_xet): stateless,
+  ``xcas.<base64url JSON claims>.<base64url HMAC-SHA256>``, bound to repo + revision + scope + exp. The CAS
+  accepts one until its ``exp`` (hf_xet never refreshes after a 401, §7.1).
+- **Data URLs** (reconstruction fetch URLs, §7.3): ``/v1/data/<xorb>?e=<exp>&s=<sig>`` with
+  ``sig = HMAC-SHA256(url key, "<xorb hex>:<exp>")``; hf_xet sends no Authorization there, so the URL itself
+  is the credential; a tampered or expired one is 403.
+
+401 = no or bad credentials; 403 = valid but insufficient scope (read token on a write route, another repo).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from xetfs.errors import Forbidden, Unauthorized
+from xetfs.server.metadata import Metadata
+from xetfs.server.storage import write_atomic
+
+SCOPES = ("read", "write")
+CAS_TOKEN_TTL_S = 3600
+DATA_URL_TTL_S = 3600
+_CAS_PREFIX = "xcas"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a token id (``admin``, a DB token id, or ``anonymous``), its scope and repo limit."""
+
+    id: str
+    scope: str
+    repo: str | None = None
+
+    def can(self, scope: str, repo_id: str | None = None) -> bool:
+        if scope == "write" and self.scope != "write":
+            return False
+        return self.repo is None or repo_id is None or self.repo == repo_id
+
+
+@dataclass(frozen=True, slots=True)
+class CasClaims:
+    sub: str
+    repo: str
+    rev: str
+    scope: str
+    exp: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "xetfs_" + secrets.token_urlsafe(32)
+
+
+def load_secret(data_dir: Path) -> bytes:
+    path = data_dir / "secret"
+    if not path.exists():
+        write_atomic(path, secrets.token_hex(32).encode(), 0o600)
+    return bytes.fromhex(path.read_text().strip())
+
+
+def create_hub_token(meta: Metadata, scope: str, repo: str | None) -> tuple[str, str]:
+    """A new Hub token -> (token id, token). Only the hash is stored."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}, not {scope!r}")
+    token, token_id = new_token(), secrets.token_hex(4)
+    meta.add_token(token_id, hash_token(token), scope, repo)
+    return token_id, token
+
+
+class Auth:
+    def __init__(self, data_dir: Path, meta: Metadata, admin_token: str, public_read: bool = False) -> None:
+        secret = load_secret(data_dir)
+        self._cas_key = hmac.new(secret, b"xetfs cas token", hashlib.sha256).digest()
+        self._url_key = hmac.new(secret, b"xetfs data url", hashlib.sha256).digest()
+        self._admin_hash = hash_token(admin_token)
+        self._meta = meta
+        self.public_read = public_read
+
+    # ------------------------------------------------------------------ Hub tokens
+    def hub_principal(self, authorization: str | None) -> Principal | None:
+        """The caller of a Hub route; None = anonymous. Raises Unauthorized for a bad token. (Sync: DB.)"""
+        token = _bearer(authorization)
+        if token is None:
+            return None
+        h = hash_token(token)
+        if hmac.compare_digest(h, self._admin_hash):
+            return Principal("admin", "write")
+        rec = self._meta.token(h)
+        if rec is None:
+            raise Unauthorized("invalid token")
+        return Principal(rec.id, rec.scope, rec.repo)
+
+    def require(self, who: Principal | None, scope: str, repo_id: str | None = None) -> Principal:
+        if who is None:
+            if scope == "read" and self.public_read:
+                return Principal("anonymous", "read")
+            raise Unauthorized("a token is required")
+        if not who.can(scope, repo_id):
+            raise Forbidden(f"token {who.id} has no {scope} access" + (f" to {repo_id}" if repo_id else ""))
+        return who
+
+    # ------------------------------------------------------------------ CAS tokens
+    def issue_cas_token(self, who: Principal, repo: str, rev: str, scope: str,
+                        ttl_s: int = CAS_TOKEN_TTL_S) -> tuple[str, int]:
+        exp = int(time.time()) + ttl_s
+        claims = {"sub": who.id, "repo": repo, "rev": rev, "scope": scope, "exp": exp}
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        mac = _b64(hmac.new(self._cas_key, payload.encode(), hashlib.sha256).digest())
+        return f"{_CAS_PREFIX}.{payload}.{mac}", exp
+
+    def cas_claims(self, authorization: str | None, scope: str) -> CasClaims:
+        """Check a CAS request's bearer token: 401 missing/bad/expired, 403 read token on a write route."""
+        token = _bearer(authorization)
+        if token is None:
+            if scope == "read" and self.public_read:
+                return CasClaims("anonymous", "", "", "read", 0)
+            raise Unauthorized("a xet token is required")
+        claims = self._decode_cas(token)
+        if claims.exp < time.time():
+            raise Unauthorized("xet token expired")
+        if scope == "write" and claims.scope != "write":
+            raise Forbidden("this xet token is read-only")
+        return claims
+
+    def _decode_cas(self, token: str) -> CasClaims:
+        parts = token.split(".")
+        if len(parts) != 3 or parts[0] != _CAS_PREFIX:
+            raise Unauthorized("invalid xet token")
+        want = hmac.new(self._cas_key, parts[1].encode(), hashlib.sha256).digest()
+        try:
+            ok = hmac.compare_digest(want, _unb64(parts[2]))
+            obj = json.loads(_unb64(parts[1])) if ok else None
+            return CasClaims(str(obj["sub"]), str(obj["repo"]), str(obj["rev"]), str(obj["scope"]), int(obj["exp"]))
+        except (ValueError, TypeError, KeyError):
+            raise Unauthorized("invalid xet token") from None
+
+    # ------------------------------------------------------------------ data URLs
+    def sign_data(self, xorb_hex: str, exp: int) -> str:
+        return hmac.new(self._url_key, f"{xorb_hex}:{exp}".encode(), hashlib.sha256).hexdigest()
+
+    def data_query(self, xorb_hex: str, ttl_s: int = DATA_URL_TTL_S) -> str:
+        exp = int(time.time()) + ttl_s
+        return f"e={exp}&s={self.sign_data(xorb_hex, exp)}"
+
+    def check_data(self, xorb_hex: str, exp: str | None, sig: str | None) -> None:
+        if not exp or not sig or not exp.isdigit():
+            raise Forbidden("unsigned data URL")
+        if not hmac.compare_digest(self.sign_data(xorb_hex, int(exp)), sig):
+            raise Forbidden("bad data URL signature")
+        if int(exp) < time.time():
+            raise Forbidden("data URL expired")
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization must be 'Bearer <token>'")
+    return token.strip()

@@ -1,0 +1,309 @@
+"""Hub API routes (hub-api.md §4): repos, revisions, trees, preupload, NDJSON commits, xet tokens, refs.
+
+``/api/{models|datasets|spaces}/{ns}/{name}[/{op}/{rev}[/{path}]]`` is parsed from the RAW path, one
+segment at a time, so that a revision containing an encoded ``/`` (``refs%2Fpr%2F1``) stays one segment.
+Every handler authenticates the Hub token (``auth.Auth.hub_principal``), checks its scope for the repo
+(read: info/tree/paths-info/refs/commits/read token; write: preupload/commit/write token/branches), then
+calls metadata + ``commits``. Errors: RepoNotFound / RevisionNotFound / EntryNotFound in ``X-Error-Code``.
+
+Xet token routes (§4.7) answer the JSON body ``{"casUrl","accessToken","exp"}`` AND the ``X-Xet-*``
+headers (uploads hang without the body, downloads fail without the headers). ``casUrl`` is this server.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from xetfs.errors import AlreadyExists, Conflict, NotFound, ValidationError
+from xetfs.server.app import EntryNotFound, RepoNotFound, RevisionNotFound, State, state_of
+from xetfs.server.auth import Principal
+from xetfs.server.cas_routes import read_body
+from xetfs.server.commits import apply_commit_lines, list_tree, make_commit, paths_info, upload_mode
+from xetfs.server.metadata import Commit, Repo
+
+REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
+URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+MAX_COMMIT_BODY_BYTES = 1024 ** 3
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
+
+
+def base_url(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def lookup_repo(st: State, repo_type: str, repo_id: str) -> Repo:
+    repo = st.meta.repo(repo_type, repo_id)
+    if repo is None:
+        raise RepoNotFound(f"{repo_type} repository {repo_id} not found")
+    return repo
+
+
+def resolve_rev(st: State, repo: Repo, rev: str) -> Commit:
+    """A branch name or a commit sha -> the commit (RevisionNotFound otherwise). Sync (DB)."""
+    oid = st.meta.refs(repo).get(rev)
+    commit = st.meta.commit(repo, oid or rev) if oid or _SHA_RE.match(rev) else None
+    if commit is None:
+        raise RevisionNotFound(f"revision {rev} not found in {repo.repo_id}")
+    return commit
+
+
+async def principal(request: web.Request, scope: str, repo_id: str | None) -> Principal:
+    st = state_of(request)
+    who = await st.run(st.auth.hub_principal, request.headers.get("Authorization"))
+    return st.auth.require(who, scope, repo_id)
+
+
+# ---------------------------------------------------------------------------------------- repos
+
+def _repo_id_from_body(body: dict[str, Any]) -> tuple[str, str]:
+    name, org = body.get("name"), body.get("organization") or "user"
+    repo_type = body.get("type") or "model"
+    if not isinstance(name, str) or not _NAME_RE.match(name) or not _NAME_RE.match(str(org)) \
+            or repo_type not in URL_PREFIX:
+        raise ValidationError("create/delete needs a valid name, organization and type")
+    return repo_type, f"{org}/{name}"
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return json.loads(await read_body(request, 16 << 20) or b"{}")
+    except ValueError:
+        raise ValidationError("request body is not JSON") from None
+
+
+async def _create_repo(request: web.Request) -> web.Response:
+    st = state_of(request)
+    body = await _json_body(request)
+    repo_type, repo_id = _repo_id_from_body(body)
+    who = await principal(request, "write", repo_id)
+    first = make_commit(f"{repo_type}:{repo_id}", None, {}, "initial commit", "", who.id)
+    url = f"{base_url(request)}/{URL_PREFIX[repo_type]}{repo_id}"
+    try:
+        await st.run(st.meta.create_repo, repo_type, repo_id, bool(body.get("private")), first, {})
+    except AlreadyExists as exc:      # huggingface_hub's exist_ok reads "url" from the 409 body too
+        return web.json_response({"error": str(exc), "url": url}, status=409)
+    await st.run(st.audit.write, who.id, repo_id, "create_repo", repo_type)
+    return web.json_response({"url": url, "name": repo_id, "id": repo_id})
+
+
+async def _delete_repo(request: web.Request) -> web.Response:
+    st = state_of(request)
+    repo_type, repo_id = _repo_id_from_body(await _json_body(request))
+    who = await principal(request, "write", repo_id)
+    repo = await st.run(lookup_repo, st, repo_type, repo_id)
+    await st.run(st.meta.delete_repo, repo)
+    await st.run(st.audit.write, who.id, repo_id, "delete_repo", repo_type)
+    return web.json_response({})
+
+
+async def _validate_yaml(request: web.Request) -> web.Response:
+    """``upload_folder`` checks a README.md's metadata first; this server accepts any."""
+    await read_body(request, 16 << 20)
+    return web.json_response({"errors": [], "warnings": []})
+
+
+async def _whoami(request: web.Request) -> web.Response:
+    who = await principal(request, "read", None)
+    return web.json_response({"type": "user", "name": who.id, "fullname": who.id, "orgs": [],
+                              "auth": {"type": "access_token",
+                                       "accessToken": {"displayName": who.id, "role": who.scope}}})
+
+
+# ---------------------------------------------------------------------------------------- /api/{type}s/{repo}/...
+
+@dataclass
+class RepoRequest:
+    request: web.Request
+    st: State
+    repo_type: str
+    repo_id: str
+    op: str | None
+    rev: str
+    path: str
+
+    @property
+    def repo_key(self) -> str:
+        return f"{self.repo_type}:{self.repo_id}"
+
+
+def _parse_repo_request(request: web.Request) -> RepoRequest:
+    segs = request.rel_url.raw_path.split("/")[2:]     # [kind, ns, name, op, rev, *path]
+    kind = segs[0]
+    if len(segs) < 3 or not segs[1] or not segs[2]:
+        raise RepoNotFound("expected /api/{type}s/{namespace}/{name}")
+    op = (unquote(segs[3]) or None) if len(segs) > 3 else None
+    rev = unquote(segs[4]) if len(segs) > 4 and segs[4] else "main"
+    path = "/".join(unquote(s) for s in segs[5:]).strip("/")
+    return RepoRequest(request, state_of(request), REPO_TYPES[kind], f"{unquote(segs[1])}/{unquote(segs[2])}",
+                       op, rev, path)
+
+
+async def _repo_and_commit(rr: RepoRequest, scope: str) -> tuple[Principal, Repo, Commit]:
+    who = await principal(rr.request, scope, rr.repo_id)
+    repo = await rr.st.run(lookup_repo, rr.st, rr.repo_type, rr.repo_id)
+    commit = await rr.st.run(resolve_rev, rr.st, repo, rr.rev)
+    return who, repo, commit
+
+
+async def _info(rr: RepoRequest) -> web.Response:
+    _, repo, commit = await _repo_and_commit(rr, "read")
+    tree = await rr.st.run(rr.st.meta.tree, commit.tree)
+    ns = rr.repo_id.split("/")[0]
+    return web.json_response({
+        "_id": rr.repo_id, "id": rr.repo_id, "modelId": rr.repo_id, "author": ns, "sha": commit.oid,
+        "lastModified": iso(commit.date), "createdAt": iso(repo.created), "private": repo.private,
+        "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": [],
+        "siblings": [{"rfilename": p} for p in sorted(tree)]})
+
+
+async def _tree(rr: RepoRequest) -> web.Response:
+    _, _, commit = await _repo_and_commit(rr, "read")
+    tree = await rr.st.run(rr.st.meta.tree, commit.tree)
+    recursive = rr.request.query.get("recursive", "false").lower() in ("1", "true")
+    try:
+        return web.json_response(list_tree(tree, commit.tree, rr.path, recursive))
+    except NotFound as exc:
+        raise EntryNotFound(str(exc)) from None
+
+
+async def _paths_info(rr: RepoRequest) -> web.Response:
+    _, _, commit = await _repo_and_commit(rr, "read")
+    if rr.request.content_type == "application/json":
+        paths = (await _json_body(rr.request)).get("paths", [])
+    else:
+        paths = (await rr.request.post()).getall("paths", [])
+    tree = await rr.st.run(rr.st.meta.tree, commit.tree)
+    return web.json_response(paths_info(tree, commit.tree, [str(p) for p in paths]))
+
+
+async def _preupload(rr: RepoRequest) -> web.Response:
+    import base64
+
+    _, _, commit = await _repo_and_commit(rr, "write")
+    tree = await rr.st.run(rr.st.meta.tree, commit.tree)
+    files = (await _json_body(rr.request)).get("files")
+    if not isinstance(files, list):
+        raise ValidationError("preupload needs {\"files\": [...]}")
+    out = []
+    for f in files:
+        path, size = str(f.get("path", "")), int(f.get("size", 0))
+        mode = upload_mode(size, base64.b64decode(f.get("sample", "") or ""))
+        have = tree.get(path)
+        oid = (have.get("sha256") if mode == "lfs" else have["oid"]) if have else None
+        out.append({"path": path, "uploadMode": mode, "shouldIgnore": False, "oid": oid})
+    return web.json_response({"files": out, "commitOid": commit.oid})
+
+
+def _commit_sync(rr: RepoRequest, who: Principal, repo: Repo, body: bytes) -> Commit:
+    st = rr.st
+    head = resolve_rev(st, repo, rr.rev)
+    if rr.rev not in st.meta.refs(repo):
+        raise ValidationError(f"commits go to a branch, not {rr.rev}")
+    applied = apply_commit_lines(body, st.meta.tree(head.tree), head.oid, st.meta.file_by_sha256,
+                                 lambda oid, data: st.storage.put_if_absent(f"blobs/{oid}", data))
+    title = str(applied.header.get("summary") or "update")
+    commit = make_commit(rr.repo_key, head.oid, applied.tree, title, str(applied.header.get("description") or ""),
+                         who.id)
+    if not st.meta.add_commit(repo, rr.rev, commit, applied.tree):
+        raise Conflict(f"branch {rr.rev} moved during the commit; retry")
+    st.audit.write(who.id, rr.repo_id, "commit", f"{commit.oid} {' '.join(applied.changes)}", applied.size_bytes)
+    return commit
+
+
+async def _commit(rr: RepoRequest) -> web.Response:
+    who, repo, _ = await _repo_and_commit(rr, "write")
+    body = await read_body(rr.request, MAX_COMMIT_BODY_BYTES)
+    commit = await rr.st.run(_commit_sync, rr, who, repo, body)
+    rr.st.metrics.inc("xetfs_hub_commits_total")
+    url = f"{base_url(rr.request)}/{URL_PREFIX[rr.repo_type]}{rr.repo_id}/commit/{commit.oid}"
+    return web.json_response({"commitOid": commit.oid, "commitUrl": url, "pullRequestUrl": None})
+
+
+async def _xet_token(rr: RepoRequest) -> web.Response:
+    scope = "write" if rr.op == "xet-write-token" else "read"
+    who = await principal(rr.request, scope, rr.repo_id)
+    repo = await rr.st.run(lookup_repo, rr.st, rr.repo_type, rr.repo_id)
+    if not (scope == "write" and rr.request.query.get("create_pr")):
+        await rr.st.run(resolve_rev, rr.st, repo, rr.rev)
+    token, exp = rr.st.auth.issue_cas_token(who, rr.repo_key, rr.rev, scope)
+    cas = base_url(rr.request)
+    headers = {"X-Xet-Cas-Url": cas, "X-Xet-Access-Token": token, "X-Xet-Token-Expiration": str(exp)}
+    return web.json_response({"casUrl": cas, "accessToken": token, "exp": exp}, headers=headers)
+
+
+async def _refs(rr: RepoRequest) -> web.Response:
+    await principal(rr.request, "read", rr.repo_id)
+    repo = await rr.st.run(lookup_repo, rr.st, rr.repo_type, rr.repo_id)
+    refs = await rr.st.run(rr.st.meta.refs, repo)
+    branches = [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": oid} for n, oid in refs.items()]
+    return web.json_response({"branches": branches, "tags": [], "converts": [], "pullRequests": []})
+
+
+def _history(st: State, repo: Repo, head: Commit, limit: int = 10000) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    c: Commit | None = head
+    while c is not None and len(out) < limit:
+        out.append({"id": c.oid, "title": c.title, "message": c.message, "date": iso(c.date),
+                    "authors": [{"user": c.author or "unknown"}], "parents": [c.parent] if c.parent else []})
+        c = st.meta.commit(repo, c.parent) if c.parent else None
+    return out
+
+
+async def _commits(rr: RepoRequest) -> web.Response:
+    _, repo, head = await _repo_and_commit(rr, "read")
+    return web.json_response(await rr.st.run(_history, rr.st, repo, head))
+
+
+async def _create_branch(rr: RepoRequest) -> web.Response:
+    await principal(rr.request, "write", rr.repo_id)
+    repo = await rr.st.run(lookup_repo, rr.st, rr.repo_type, rr.repo_id)
+    body = await _json_body(rr.request)
+    start = await rr.st.run(resolve_rev, rr.st, repo, str(body.get("startingPoint") or "main"))
+    if rr.rev in await rr.st.run(rr.st.meta.refs, repo):
+        raise AlreadyExists(f"branch {rr.rev} exists")
+    await rr.st.run(rr.st.meta.set_ref, repo, rr.rev, start.oid)
+    return web.json_response({})
+
+
+async def _delete_branch(rr: RepoRequest) -> web.Response:
+    await principal(rr.request, "write", rr.repo_id)
+    repo = await rr.st.run(lookup_repo, rr.st, rr.repo_type, rr.repo_id)
+    if rr.rev == "main" or rr.rev not in await rr.st.run(rr.st.meta.refs, repo):
+        raise RevisionNotFound(f"cannot delete branch {rr.rev}")
+    await rr.st.run(rr.st.meta.set_ref, repo, rr.rev, None)
+    return web.json_response({})
+
+
+_OPS = {("GET", None): _info, ("GET", "revision"): _info, ("GET", "tree"): _tree,
+        ("POST", "paths-info"): _paths_info, ("POST", "preupload"): _preupload, ("POST", "commit"): _commit,
+        ("GET", "xet-read-token"): _xet_token, ("GET", "xet-write-token"): _xet_token, ("GET", "refs"): _refs,
+        ("GET", "commits"): _commits, ("POST", "branch"): _create_branch, ("DELETE", "branch"): _delete_branch}
+
+
+async def _repo_api(request: web.Request) -> web.Response:
+    rr = _parse_repo_request(request)
+    method = "GET" if request.method == "HEAD" else request.method
+    handler = _OPS.get((method, rr.op))
+    if handler is None:
+        raise NotFound(f"no route {request.method} {request.path}")
+    return await handler(rr)
+
+
+def setup(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/repos/create", _create_repo)
+    r.add_delete("/api/repos/delete", _delete_repo)
+    r.add_get("/api/whoami-v2", _whoami)
+    r.add_post("/api/validate-yaml", _validate_yaml)
+    r.add_route("*", r"/api/{kind:models|datasets|spaces}/{tail:.+}", _repo_api)
