@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from xetfs.core.chunking import Chunk
 from xetfs.core.hashing import MerkleHash, file_hash, hmac_hash, sha256_to_shard, verification_hash
@@ -228,7 +228,8 @@ class DedupSession:
 
     def _complete_open(self) -> BuiltXorb:
         built = self._builder.finish()
-        self._built[self._open_seq] = built
+        # Keep the hashes and sizes only: the caller uploads ``built.data`` and drops it (bounded memory).
+        self._built[self._open_seq] = replace(built, data=b"")
         self.stats.new_xorbs += 1
         self._open_seq += 1
         self._session_hashes[self._open_seq] = []

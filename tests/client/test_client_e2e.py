@@ -1,0 +1,206 @@
+"""The client against a real ``xetfs serve`` on loopback: CLI upload/download, dedup, errors, tokens, URLs."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import trio
+
+from xetfs.cas.client import CasClient, FetchUrlExpired, TokenProvider
+from xetfs.config import RepoRef
+from xetfs.core.reconstruction import FetchRange
+from xetfs.hub.client import XetToken, open_hub
+from xetfs.testing import ServerHandle, make_bytes
+from xetfs.upload import UploadParams, upload_files
+from xetfs.params import ChunkingParams, XorbParams
+
+XORB_BYTES_METRIC = "xetfs_cas_xorb_upload_bytes_total"
+TINY = UploadParams(chunking=ChunkingParams.tiny(), xorb=XorbParams.tiny(), read_block_bytes=8 * 1024)
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _write_tree(root: Path, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+
+
+def test_cli_round_trip_and_dedup(server: ServerHandle, repo: str, cli: Callable, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    files = {"model.bin": make_bytes("random", 3_000_000, 1), "sub/w.f32": make_bytes("float32", 1_500_000, 2),
+             "README.md": b"# demo\n", "empty.txt": b""}
+    _write_tree(tmp_path / "src", files)
+    first = cli("upload", repo, str(tmp_path / "src"), "--json")
+    assert first.code == 0, first.err
+    stats = json.loads(first.out)
+    assert stats["files"] == 4 and stats["new_bytes"] == 4_500_000 and stats["deduped_bytes"] == 0
+    metric = server.metrics()[XORB_BYTES_METRIC]
+
+    again = cli("upload", repo, str(tmp_path / "src"), "--json")
+    assert again.code == 0, again.err
+    assert json.loads(again.out)["xorb_bytes_uploaded"] == 0
+    assert server.metrics()[XORB_BYTES_METRIC] == metric, "a second upload sends no xorb bytes"
+
+    down = cli("download", repo, "--to", str(tmp_path / "dst"), "--json")
+    assert down.code == 0, down.err
+    assert _tree(tmp_path / "dst") == files
+    assert json.loads(down.out)["commit"] == json.loads(again.out)["commit"]
+
+
+def test_modified_copy_uploads_a_fraction(server: ServerHandle, repo: str, cli: Callable, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    data = make_bytes("random", 4_000_000, 3)
+    (tmp_path / "a.bin").write_bytes(data)
+    assert cli("upload", repo, str(tmp_path / "a.bin")).code == 0
+    before = server.metrics()[XORB_BYTES_METRIC]
+    edited = bytearray(data)
+    edited[2_000_000:2_000_100] = bytes(100)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "a-edited.bin").write_bytes(edited)
+    result = cli("upload", repo, str(tmp_path / "b" / "a-edited.bin"), "--json")
+    assert result.code == 0, result.err
+    sent = server.metrics()[XORB_BYTES_METRIC] - before
+    assert 0 < sent < len(data) * 0.1, sent
+    assert json.loads(result.out)["deduped_bytes"] > len(data) * 0.9
+
+
+def test_download_selected_paths(repo: str, cli: Callable, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    files = {"a/x.bin": make_bytes("random", 200_000, 4), "a/y.txt": b"y\n", "b/z.bin": make_bytes("zeros", 2_000_000)}
+    _write_tree(tmp_path / "src", files)
+    assert cli("upload", repo, str(tmp_path / "src"), "--path-in-repo", "data").code == 0
+    assert cli("download", repo, "data/a", "--to", str(tmp_path / "dst")).code == 0
+    assert _tree(tmp_path / "dst") == {"data/a/x.bin": files["a/x.bin"], "data/a/y.txt": b"y\n"}
+    missing = cli("download", repo, "nope", "--to", str(tmp_path / "dst2"))
+    assert missing.code == 1 and "nope: not in the repo" in missing.err
+
+
+def test_bad_token_is_a_one_line_error(repo: str, cli: Callable, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    (tmp_path / "f.bin").write_bytes(make_bytes("random", 100_000))
+    for args in (("upload", repo, str(tmp_path / "f.bin")), ("download", repo, "--to", str(tmp_path / "d"))):
+        result = cli(*args, "--token", "not-a-token")
+        assert result.code == 1
+        assert result.err.count("\n") == 1 and result.err.startswith("xetfs: error: ") and "401" in result.err
+
+
+def test_missing_repo_is_a_clear_error(cli: Callable, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    (tmp_path / "f.bin").write_bytes(b"x" * 10)
+    for args in (("upload", "org/does-not-exist", str(tmp_path / "f.bin")),
+                 ("download", "org/does-not-exist", "--to", str(tmp_path / "d"))):
+        result = cli(*args)
+        assert result.code == 1 and result.err.count("\n") == 1
+        assert "404" in result.err and "org/does-not-exist" in result.err
+
+
+def test_missing_local_path(repo: str, cli: Callable, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    result = cli("upload", repo, str(tmp_path / "absent"))
+    assert result.code == 1 and "no such file or directory" in result.err
+
+
+def _read_back(server: ServerHandle, repo: RepoRef, paths: list[str], tmp_path: Path) -> dict[str, bytes]:
+    from xetfs.cli.main import main
+
+    code = main(["download", repo.repo_id, *paths, "--to", str(tmp_path), "--endpoint", server.url,
+                 "--token", server.token])
+    assert code == 0
+    return _tree(tmp_path)
+
+
+def test_api_multi_xorb_session_dedup(server: ServerHandle, repo: str, tmp_path: Path) -> None:
+    """Tiny params: many chunks and xorbs; identical content in two files is stored once."""
+    a = make_bytes("random", 150_000, 5)
+    b = make_bytes("text", 60_000, 6)
+    ref = RepoRef(repo)
+
+    async def main() -> object:
+        async with open_hub(server.url, server.token) as hub:
+            return await upload_files(hub, ref, [(a, "x/a.bin"), (a, "x/a-copy.bin"), (b + a[:1000], "b.bin")],
+                                      "tiny", params=TINY)
+
+    result = trio.run(main)
+    stats = result.stats  # type: ignore[attr-defined]
+    assert stats.xorbs_uploaded >= 8
+    assert stats.new_bytes < len(a) + len(b) + 1000
+    assert stats.deduped_bytes >= len(a)
+    got = _read_back(server, ref, [], tmp_path)
+    assert got == {"x/a.bin": a, "x/a-copy.bin": a, "b.bin": b + a[:1000]}
+
+
+def test_401_refreshes_the_token_once(server: ServerHandle, repo: str) -> None:
+    ref = RepoRef(repo)
+    data = make_bytes("random", 300_000, 7)
+
+    async def main() -> None:
+        async with open_hub(server.url, server.token) as hub:
+            result = await upload_files(hub, ref, [(data, "f.bin")], "one", params=TINY)
+            file_hash = result.files["f.bin"].file_hash
+            real = await hub.xet_token(ref, "read")
+            handed = [XetToken(real.cas_url, "stale-token", real.exp), real]
+
+            async def fetch() -> XetToken:
+                return handed.pop(0)
+
+            tokens = TokenProvider(fetch)
+            cas = CasClient(tokens, hub.http)
+            recon = await cas.reconstruction(file_hash, (0, 1000))
+            assert tokens.refreshes == 2 and recon.terms
+            (fr,) = recon.fetch[recon.terms[0].xorb_hash][:1]
+            raw = await cas.fetch_range(fr)
+            assert len(raw) == fr.size_bytes
+            bad = FetchRange(fr.xorb_hash, fr.chunk_start, fr.chunk_end, fr.byte_start, fr.byte_end,
+                             fr.url.replace("s=", "s=0"))
+            with pytest.raises(FetchUrlExpired):
+                await cas.fetch_range(bad)
+            always_bad = CasClient(TokenProvider.static(real.cas_url, "nope"), hub.http)
+            from xetfs.errors import Unauthorized
+            with pytest.raises(Unauthorized):
+                await always_bad.reconstruction(file_hash)
+
+    trio.run(main)
+
+
+def _late_eligible_data(params: UploadParams) -> tuple[bytes, int, int]:
+    """Data whose chunk e (not the first of its xorb) is eligible for global dedup (§6.2), and the byte
+    range of that xorb's chunks in the data."""
+    from xetfs.core.chunking import chunk_data
+    from xetfs.core.dedup import DedupSession
+    from xetfs.params import GLOBAL_DEDUP_MODULUS
+
+    for seed in range(100):
+        data = make_bytes("random", 400_000, 1000 + seed)
+        chunks = chunk_data(data, params.chunking)
+        session = DedupSession(params.xorb)
+        fid = session.start_file()
+        xorbs = session.add_chunks(fid, chunks)
+        starts, pos = [0], 0
+        for x in xorbs:
+            pos += sum(x.chunk_sizes)
+            starts.append(pos)
+        offset = 0
+        for i, c in enumerate(chunks):
+            if i and c.hash.modulo(GLOBAL_DEDUP_MODULUS) == 0:
+                k = max(j for j, s in enumerate(starts) if s <= offset)
+                if k + 1 < len(starts) and offset - starts[k] > 2 * params.read_block_bytes:
+                    return data, starts[k], starts[k + 1]
+            offset += c.size
+    raise AssertionError("no seed gives a late eligible chunk")
+
+
+def test_dedup_answers_cover_earlier_chunks_of_their_xorb(server: ServerHandle, repo: str) -> None:
+    """The consumer looks a xorb ahead: a dedup answer for a chunk late in a xorb also dedups the xorb's
+    earlier chunks (without the lookahead they were already packed into new xorbs)."""
+    params = UploadParams(chunking=ChunkingParams.tiny(), xorb=XorbParams(max_xorb_bytes=64 * 1024),
+                          read_block_bytes=4096, dedup_lookahead_bytes=64 * 1024)
+    data, xorb_start, xorb_end = _late_eligible_data(params)
+    ref = RepoRef(repo)
+
+    async def upload(content: bytes, path: str) -> object:
+        async with open_hub(server.url, server.token) as hub:
+            return (await upload_files(hub, ref, [(content, path)], "x", params=params)).stats
+
+    trio.run(upload, data, "a.bin")
+    # A new first chunk (so the file-start query misses), then the same bytes.
+    stats = trio.run(upload, make_bytes("random", 3000, 77) + data, "b.bin")
+    assert stats.deduped_bytes >= xorb_end - xorb_start  # type: ignore[attr-defined]

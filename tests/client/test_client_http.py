@@ -1,0 +1,116 @@
+"""One place maps HTTP statuses and httpx failures to xetfs errors; sockets read in large pieces."""
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+import trio
+
+from xetfs import errors
+from xetfs.cas import http
+from xetfs.cas.retry import retry_after_of
+
+URL = "http://127.0.0.1:1/api/models/o/n/tree/main"
+
+
+@pytest.mark.parametrize("status,cls,retryable", [
+    (400, errors.ValidationError, False), (401, errors.Unauthorized, False), (403, errors.Forbidden, False),
+    (404, errors.NotFound, False), (409, errors.AlreadyExists, False), (412, errors.Conflict, False),
+    (416, errors.RangeNotSatisfiable, False), (408, errors.TransientError, True),
+    (429, errors.TransientError, True), (500, errors.TransientError, True), (502, errors.TransientError, True),
+    (503, errors.TransientError, True), (504, errors.TransientError, True), (501, errors.RemoteError, False),
+    (405, errors.RemoteError, False),
+])
+def test_status_mapping(status: int, cls: type[errors.XetError], retryable: bool) -> None:
+    exc = http.status_error(status, method="GET", url=URL, body=b'{"error": "boom"}')
+    assert type(exc) is cls
+    assert exc.retryable is retryable
+    assert http.http_status_of(exc) == status
+    assert str(exc) == f"GET /api/models/o/n/tree/main: {status}: boom"
+
+
+def test_success_is_not_an_error() -> None:
+    assert http.status_error(206, method="GET", url=URL) is None
+
+
+def test_named_codes_and_retry_after() -> None:
+    exc = http.status_error(404, method="GET", url=URL, headers={"x-error-code": "RepoNotFound"},
+                            body=b'{"error": "no repo o/n"}', reason="Not Found")
+    assert str(exc) == "GET /api/models/o/n/tree/main: 404 Not Found (RepoNotFound): no repo o/n"
+    fmt = http.status_error(400, method="POST", url=URL, headers={"x-error-code": "FormatError"})
+    assert type(fmt) is errors.FormatError
+    busy = http.status_error(429, method="GET", url=URL, headers={"retry-after": "3"})
+    assert retry_after_of(busy) == 3.0
+    long = http.status_error(500, method="GET", url=URL, body=b"x" * 5000)
+    assert len(str(long)) < 400 and "\n" not in str(long)
+
+
+@pytest.mark.parametrize("exc,cls", [
+    (httpx.ConnectError("refused"), errors.TransientError), (httpx.ReadTimeout("slow"), errors.TransientError),
+    (httpx.RemoteProtocolError("eof"), errors.TransientError), (httpx.UnsupportedProtocol("ftp"), errors.ValidationError),
+])
+def test_transport_mapping(exc: httpx.HTTPError, cls: type[errors.XetError]) -> None:
+    mapped = http.transport_error(exc, method="GET", url=URL)
+    assert type(mapped) is cls
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_connection_refused_is_transient() -> None:
+    async def main() -> None:
+        async with http.make_http_client() as client:
+            with pytest.raises(errors.TransientError, match="cannot reach"):
+                await http.send(client, "GET", f"http://127.0.0.1:{_free_port()}/x")
+
+    trio.run(main)
+
+
+BODY_BYTES = 8 * 1024 * 1024
+
+
+async def _serve_once(listener: trio.SocketListener, body: bytes) -> None:
+    stream = await listener.accept()
+    async with stream:
+        request = b""
+        while b"\r\n\r\n" not in request:
+            request += await stream.receive_some(65536)
+        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        await stream.send_all(head + body)
+
+
+@pytest.mark.parametrize("read_size", [64 * 1024, 1024 * 1024])
+def test_large_socket_reads(read_size: int) -> None:
+    """With the 1 MiB backend, body pieces exceed httpx's default 64 KiB; the bytes are intact either way."""
+    body = bytes(range(256)) * (BODY_BYTES // 256)
+
+    async def main() -> list[int]:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        sizes: list[int] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_serve_once, listeners[0], body)
+            await trio.sleep(0.2)   # let the server fill the socket buffers
+            async with http.make_http_client(http.HttpParams(read_size_bytes=read_size)) as client:
+                url = f"http://127.0.0.1:{port}/"
+                async with http.stream(client, "GET", url) as resp:
+                    buf = bytearray(BODY_BYTES)
+                    view = memoryview(buf)
+                    pos = 0
+                    async for piece in resp.aiter_raw():
+                        sizes.append(len(piece))
+                        view[pos:pos + len(piece)] = piece
+                        pos += len(piece)
+                    assert bytes(buf) == body
+        await listeners[0].aclose()
+        return sizes
+
+    sizes = trio.run(main)
+    if read_size > 64 * 1024:
+        assert max(sizes) > 64 * 1024
+    else:
+        assert max(sizes) <= 64 * 1024

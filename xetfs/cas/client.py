@@ -1,0 +1,250 @@
+"""Xet CAS API client (shared/xet-protocol.md §7): reconstruction, data fetch, xorb and shard upload, dedup.
+
+Authentication (§7.1): CAS calls carry ``Authorization: Bearer <xet token>``; the token comes from the Hub's
+``xet-{read|write}-token`` route and is refreshed proactively ``refresh_margin_s`` (30 s) before its ``exp``.
+A 401 refreshes it once and repeats the call; a second 401 is final. Data URLs from a reconstruction are
+signed: they get no Authorization header, and a 403 from one raises ``FetchUrlExpired`` so the caller
+re-queries the reconstruction for fresh URLs.
+
+Version fallback (§7.2): ``/v2/reconstructions`` and ``/v2/shards`` answering 404 or 501 are retried once
+on the v1 route; once v1 has worked the choice is remembered for this client (a missing file also 404s
+on v2, so v1 is only remembered when it succeeds). Global dedup queries (§6.3) are best effort: any error
+or a 404 means "no dedup" and they are never retried.
+
+Byte ranges of files are ``[start, end)``; ``FetchRange.byte_end`` is inclusive like the wire (§7.3).
+Retries follow ``xetfs.cas.retry`` (transient errors only); statuses map to errors in ``xetfs.cas.http``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+import trio
+
+from xetfs.cas import http
+from xetfs.cas.retry import DEFAULT_RETRY, RetryPolicy, retry_call
+from xetfs.core.hashing import MerkleHash
+from xetfs.core.reconstruction import FetchRange, Reconstruction, parse_reconstruction_json
+from xetfs.core.shard import Shard, parse_shard
+from xetfs.core.xorb import BuiltXorb
+from xetfs.errors import Forbidden, RemoteError, TransientError, Unauthorized, XetError
+from xetfs.hub.client import XetToken
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+FAR_FUTURE_EXP = 4102444800.0   # 2100-01-01, for tokens that never expire (tests, static tokens)
+_FALLBACK_STATUSES = (404, 501)
+_CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+
+
+class FetchUrlExpired(Forbidden):
+    """A data URL answered 403: its signature expired or was refused; query the reconstruction again."""
+
+
+class TokenProvider:
+    """The current xet token, fetched again ``refresh_margin_s`` before it expires (single-flight)."""
+
+    def __init__(self, fetch: Callable[[], Awaitable[XetToken]], *, refresh_margin_s: float = 30.0,
+                 now: Callable[[], float] = time.time) -> None:
+        self._fetch, self._margin, self._now = fetch, refresh_margin_s, now
+        self._token: XetToken | None = None
+        self._lock = trio.Lock()
+        self.refreshes = 0
+
+    @classmethod
+    def static(cls, cas_url: str, access_token: str, exp: float = FAR_FUTURE_EXP) -> "TokenProvider":
+        token = XetToken(cas_url.rstrip("/"), access_token, exp)
+
+        async def fetch() -> XetToken:
+            return token
+
+        return cls(fetch)
+
+    def _fresh(self, token: XetToken | None) -> bool:
+        return token is not None and self._now() < token.exp - self._margin
+
+    async def get(self) -> XetToken:
+        if self._fresh(self._token):
+            assert self._token is not None
+            return self._token
+        return await self.refresh(self._token)
+
+    async def refresh(self, stale: XetToken | None) -> XetToken:
+        """Fetch a new token unless another task already replaced ``stale`` meanwhile."""
+        async with self._lock:   # a token lock, not a per-file one: every caller needs the same answer
+            if self._token is not None and self._token is not stale and self._fresh(self._token):
+                return self._token
+            self._token = await self._fetch()
+            self.refreshes += 1
+            log.debug("xet token refreshed; expires at %s", self._token.exp)
+            return self._token
+
+
+class CasClient:
+    """One CAS (the ``casUrl`` of the token) over a shared ``httpx.AsyncClient``."""
+
+    def __init__(self, tokens: TokenProvider, client: httpx.AsyncClient, *, retry: RetryPolicy = DEFAULT_RETRY,
+                 prefix: str = "default") -> None:
+        self.tokens = tokens
+        self.http = client
+        self.retry = retry
+        self.prefix = prefix
+        self.session_id = str(uuid.uuid4())
+        self._reconstruction_version = 2
+        self._shard_version = 2
+
+    async def _call(self, method: str, path: str, parse: Callable[[httpx.Response], T], *,
+                    policy: RetryPolicy | None = None, headers: dict[str, str] | None = None, **kwargs: Any) -> T:
+        """An authenticated CAS call with retries; a 401 refreshes the token once."""
+        refreshed = False
+        while True:
+            token = await self.tokens.get()
+            url = token.cas_url + path
+            hdrs = {"Authorization": f"Bearer {token.access_token}", "X-Xet-Session-Id": self.session_id,
+                    **(headers or {})}
+
+            async def attempt() -> T:
+                return parse(await http.send(self.http, method, url, headers=hdrs, **kwargs))
+
+            try:
+                return await retry_call(attempt, policy or self.retry, what=f"{method} {path}")
+            except Unauthorized:
+                if refreshed:
+                    raise
+                refreshed = True
+                await self.tokens.refresh(token)
+
+    # -- download (§7.3)
+    async def reconstruction(self, file_hash: MerkleHash,
+                             byte_range: tuple[int, int] | None = None) -> Reconstruction:
+        """Terms + fetch ranges for the file bytes ``[start, end)`` (all when None); 416 past EOF."""
+        headers = {} if byte_range is None else {"Range": f"bytes={byte_range[0]}-{byte_range[1] - 1}"}
+
+        def parse(resp: httpx.Response) -> Reconstruction:
+            obj = http.json_body(resp, "reconstruction")
+            if not isinstance(obj, dict):
+                raise RemoteError("reconstruction answer is not an object")
+            return parse_reconstruction_json(obj)
+
+        if self._reconstruction_version == 2:
+            try:
+                return await self._call("GET", f"/v2/reconstructions/{file_hash}", parse, headers=headers)
+            except XetError as exc:
+                if http.http_status_of(exc) not in _FALLBACK_STATUSES:
+                    raise
+                log.debug("v2 reconstruction answered %s; trying v1", http.http_status_of(exc))
+        result = await self._call("GET", f"/v1/reconstructions/{file_hash}", parse, headers=headers)
+        self._reconstruction_version = 1
+        return result
+
+    async def fetch_range(self, fr: FetchRange) -> bytearray:
+        """The serialized bytes ``[byte_start, byte_end]`` of one fetch range, in one preallocated buffer."""
+        buf = bytearray(fr.size_bytes)
+        await self.fetch_range_into(fr, buf)
+        return buf
+
+    async def fetch_range_into(self, fr: FetchRange, out: bytearray | memoryview) -> int:
+        """Like ``fetch_range`` into a caller's buffer of at least ``fr.size_bytes``; returns the byte count."""
+        if not fr.url:
+            raise RemoteError(f"fetch range of xorb {fr.xorb_hash} has no URL")
+        view = memoryview(out)[:fr.size_bytes]
+
+        async def attempt() -> int:
+            return await self._fetch_once(fr, view)
+
+        try:
+            return await retry_call(attempt, self.retry, what=f"fetch {fr.xorb_hash} bytes {fr.byte_start}-{fr.byte_end}")
+        except Forbidden as exc:
+            raise FetchUrlExpired(str(exc)) from exc
+
+    async def _fetch_once(self, fr: FetchRange, view: memoryview) -> int:
+        headers = {"Range": f"bytes={fr.byte_start}-{fr.byte_end}", "Accept-Encoding": "identity",
+                   "X-Xet-Session-Id": self.session_id}
+        async with http.stream(self.http, "GET", fr.url, headers=headers) as resp:
+            if resp.status_code == 206:
+                _check_content_range(resp.headers.get("content-range"), fr)
+            elif resp.status_code == 200 and int(resp.headers.get("content-length", -1)) > fr.size_bytes:
+                # A server that ignored Range and sent the whole xorb: slice it ourselves.
+                with http.translated("GET", fr.url):
+                    body = await resp.aread()
+                if len(body) <= fr.byte_end:
+                    raise RemoteError(f"xorb {fr.xorb_hash}: {len(body)} bytes, range ends at {fr.byte_end}")
+                view[:] = memoryview(body)[fr.byte_start:fr.byte_end + 1]
+                return len(view)
+            n = await http.read_body_into(resp, view, method="GET", url=fr.url)
+        if n != len(view):
+            raise TransientError(f"fetch {fr.xorb_hash}: got {n} of {len(view)} bytes")
+        return n
+
+    # -- upload (§7.4, §7.5)
+    async def upload_xorb(self, xorb: BuiltXorb) -> bool:
+        """``POST /v1/xorbs/{prefix}/{hash}``; True when the server stored it, False when it already had it."""
+        def parse(resp: httpx.Response) -> bool:
+            obj = http.json_body(resp, "xorb upload")
+            if not isinstance(obj, dict) or not isinstance(obj.get("was_inserted"), bool):
+                raise RemoteError(f"xorb upload answer lacks was_inserted: {str(obj)[:200]}")
+            return bool(obj["was_inserted"])
+
+        return await self._call("POST", f"/v1/xorbs/{self.prefix}/{xorb.hash}", parse, content=xorb.data)
+
+    async def upload_shard(self, data: bytes) -> bool:
+        """Register an upload shard; True when new, False when the server already had it."""
+        if self._shard_version == 2:
+            try:
+                return await self._call("POST", "/v2/shards", _parse_shard_events, content=data)
+            except XetError as exc:
+                if http.http_status_of(exc) not in _FALLBACK_STATUSES:
+                    raise
+                self._shard_version = 1
+
+        def parse_v1(resp: httpx.Response) -> bool:
+            obj = http.json_body(resp, "shard upload")
+            if not isinstance(obj, dict) or obj.get("result") not in (0, 1):
+                raise RemoteError(f"shard upload answer lacks result: {str(obj)[:200]}")
+            return bool(obj["result"] == 1)
+
+        return await self._call("POST", "/v1/shards", parse_v1, content=data)
+
+    async def query_dedup(self, chunk_hash: MerkleHash) -> Shard | None:
+        """Global dedup (§6.3): the shard that knows this chunk, or None (404 or any error)."""
+        try:
+            return await self._call("GET", f"/v1/chunks/{self.prefix}/{chunk_hash}",
+                                    lambda resp: parse_shard(resp.content), policy=RetryPolicy.none())
+        except XetError as exc:
+            if http.http_status_of(exc) != 404:
+                log.info("dedup query for %s failed, ignored: %s", chunk_hash, exc)
+            return None
+
+
+def _check_content_range(value: str | None, fr: FetchRange) -> None:
+    m = _CONTENT_RANGE_RE.match(value or "")
+    if value is not None and (m is None or (int(m.group(1)), int(m.group(2))) != (fr.byte_start, fr.byte_end)):
+        raise RemoteError(f"fetch of xorb {fr.xorb_hash}: Content-Range {value!r}, "
+                          f"expected bytes {fr.byte_start}-{fr.byte_end}")
+
+
+def _parse_shard_events(resp: httpx.Response) -> bool:
+    """The NDJSON event stream of ``POST /v2/shards`` (§7.5): the last result/error event decides."""
+    outcome: dict[str, Any] | None = None
+    for line in resp.content.splitlines():
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            raise RemoteError(f"shard upload: bad event line {line[:200]!r}") from None
+        if isinstance(event, dict) and event.get("type") in ("result", "error"):
+            outcome = event
+    if outcome is None:
+        raise TransientError("shard upload: event stream ended without a result")
+    if outcome["type"] == "error":
+        cls = TransientError if outcome.get("retryable") else RemoteError
+        raise cls(f"shard upload refused: {outcome.get('message', 'unknown error')}")
+    return bool(outcome.get("result", 1) != 0)
