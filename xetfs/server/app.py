@@ -75,11 +75,16 @@ class Metrics:
         lines = []
         with self._lock:
             for name, value in sorted(self.counters.items()):
-                lines += [f"# TYPE {name} counter", f"{name} {value:g}"]
+                lines += [f"# TYPE {name} counter", f"{name} {_metric_value(value)}"]
             lines.append("# TYPE xetfs_http_requests_total counter")
             for (method, status), n in sorted(self.requests.items()):
                 lines.append(f'xetfs_http_requests_total{{method="{method}",status="{status}"}} {n}')
         return "\n".join(lines) + "\n"
+
+
+def _metric_value(value: float) -> str:
+    """Byte counters are integers: print them exactly (``%g`` keeps only 6 significant digits)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 class AuditLog:

@@ -11,6 +11,13 @@
 | GET  /v1/chunks/{default|default-merkledb}/{chunk} | global dedup: a full shard with footer (§6.3) or 404 |
 | POST /v1/xorb-grants/… | always 404 (client falls back to POST /v1/xorbs; a 200 would lose data, §7.2) |
 | POST /v1/telemetry | accepted and dropped |
+
+Repo binding (auth.py): a CAS token names one repo, and every route that hands out a file's reconstruction
+(v1, v2, batch, ``HEAD /v1/files``) serves only a file reachable from that repo
+(``Metadata.file_reachable``: in some commit of the repo, or registered by a shard uploaded with a token of
+the repo); any other file is the same 404 as an unknown one, so existence does not leak. A shard upload
+records the uploading token's repo. Global dedup stays global on purpose (see ``dedup_shard``). Data URLs
+need no binding: they are signed per xorb and only handed out inside a reconstruction the token may see.
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ from xetfs.core.reconstruction import FetchRange, Reconstruction, parse_range_he
 from xetfs.core.shard import Shard, XorbChunkEntry, XorbInfo, serialize_full_shard
 from xetfs.errors import NotFound, ValidationError
 from xetfs.server.app import State, state_of
+from xetfs.server.auth import CasClaims
 from xetfs.server.metadata import FileRecord, XorbRecord
 from xetfs.server.validation import MAX_SHARD_BODY_BYTES, MAX_XORB_BODY_BYTES, ValidShard, ValidXorb, \
     check_shard, check_xorb
@@ -73,6 +81,25 @@ def file_record(st: State, file_hash: MerkleHash) -> FileRecord:
     return rec
 
 
+def token_repo(st: State, claims: CasClaims) -> int | None:
+    """The repo a CAS token is bound to -> its row id; None for an anonymous ``--public-read`` caller.
+    NotFound when the repo is gone (deleted after the token was issued). Sync (DB)."""
+    if claims.sub == "anonymous" and not claims.repo:
+        return None
+    repo = st.meta.repo_by_key(claims.repo)
+    if repo is None:
+        raise NotFound(f"repository {claims.repo} not found")
+    return repo.id
+
+
+def readable_file(st: State, claims: CasClaims, file_hash: MerkleHash) -> FileRecord:
+    """``file_record`` for a caller holding ``claims``: a file not reachable from the token's repo is the
+    same 404 as an unknown file. The empty file reveals nothing and is always served. Sync (DB)."""
+    if file_hash != ZERO_HASH and not st.meta.file_reachable(token_repo(st, claims), file_hash):
+        raise NotFound(f"file {file_hash} not found")
+    return file_record(st, file_hash)
+
+
 def _xorb(st: State, h: MerkleHash) -> XorbRecord:
     rec = st.meta.xorb(h)
     if rec is None:
@@ -102,9 +129,9 @@ def url_maker(request: web.Request) -> Any:
 
 async def _reconstruction(request: web.Request, version: int) -> web.Response:
     st = state_of(request)
-    st.auth.cas_claims(request.headers.get("Authorization"), "read")
+    claims = st.auth.cas_claims(request.headers.get("Authorization"), "read")
     fh = _hash_param(request, "file_id")
-    rec = await st.run(file_record, st, fh)
+    rec = await st.run(readable_file, st, claims, fh)
     byte_range = parse_range_header(request.headers.get("Range"), rec.size)
     r = await st.run(plan, st, rec, byte_range)
     st.metrics.inc("xetfs_cas_reconstructions_total")
@@ -123,7 +150,7 @@ async def _reconstruction_v2(request: web.Request) -> web.Response:
 async def _batch_reconstruction(request: web.Request) -> web.Response:
     """§7.6: ``{"files": {file: [terms]}, "fetch_info": {xorb: [...]}}`` (v1 shapes)."""
     st = state_of(request)
-    st.auth.cas_claims(request.headers.get("Authorization"), "read")
+    claims = st.auth.cas_claims(request.headers.get("Authorization"), "read")
     if request.method == "POST":
         body = json.loads(await read_body(request, 1 << 20) or b"[]")
         ids = [item["hash"] if isinstance(item, dict) else str(item) for item in body]
@@ -133,7 +160,7 @@ async def _batch_reconstruction(request: web.Request) -> web.Response:
     files: dict[str, Any] = {}
     fetch_info: dict[str, list[Any]] = {}
     for file_id in ids:
-        rec = await st.run(file_record, st, MerkleHash.from_hex(file_id))
+        rec = await st.run(readable_file, st, claims, MerkleHash.from_hex(file_id))
         obj = to_json_v1(await st.run(plan, st, rec, None), url_for)
         files[file_id] = obj["terms"]
         for xorb, entries in obj["fetch_info"].items():
@@ -218,9 +245,10 @@ async def _post_xorb(request: web.Request) -> web.Response:
     return web.json_response({"was_inserted": inserted})
 
 
-def _store_shard(st: State, valid: ValidShard, body: bytes) -> bool:
+def _store_shard(st: State, valid: ValidShard, body: bytes, claims: CasClaims) -> bool:
+    uploader = token_repo(st, claims)     # before storing: a token of a deleted repo registers nothing
     st.storage.put_if_absent(f"shards/{valid.hash}", body)
-    return st.meta.add_shard(valid.hash, len(body), valid.files, valid.dedup_chunks)
+    return st.meta.add_shard(valid.hash, len(body), valid.files, valid.dedup_chunks, uploader)
 
 
 async def _accept_shard(request: web.Request) -> tuple[ValidShard, bool]:
@@ -228,7 +256,7 @@ async def _accept_shard(request: web.Request) -> tuple[ValidShard, bool]:
     claims = st.auth.cas_claims(request.headers.get("Authorization"), "write")
     body = await read_body(request, MAX_SHARD_BODY_BYTES)
     valid = await st.run(check_shard, body, st.meta.xorb)
-    new = await st.run(_store_shard, st, valid, body)
+    new = await st.run(_store_shard, st, valid, body, claims)
     st.metrics.inc("xetfs_cas_shard_upload_bytes_total", len(body))
     files = ",".join(str(f.hash) for f in valid.files)
     await st.run(st.audit.write, claims.sub, claims.repo, "shard", f"{valid.hash} files={files}", len(body))
@@ -264,7 +292,15 @@ def _xorb_info(rec: XorbRecord) -> XorbInfo:
 def dedup_shard(st: State, chunk: MerkleHash) -> bytes | None:
     """§6.3: a full shard (footer, lookup tables) listing the xorb that holds ``chunk`` and, when ``chunk``
     starts a known file, the other xorbs of that file (so a re-upload learns them all at once); None =
-    unknown chunk."""
+    unknown chunk.
+
+    Deliberately NOT bound to the token's repo: like the Hub, dedup works across repos. The answer carries
+    xorb hashes, sizes and chunk hashes keyed with a fresh random key (``--dedup-hmac random``), never data
+    or data URLs, and it is only given to a caller who already knows the raw chunk hash (i.e. has the data).
+    Reading still needs a reconstruction, which is repo-bound (a shard naming those xorbs must prove the raw
+    chunk hashes: validation recomputes the file and verification hashes). With ``--dedup-hmac none`` the
+    answer's chunk hashes are plain, which would let a caller register (and so read) those xorbs' chunks:
+    use that mode only between trusted clients."""
     xorb, file_hash = st.meta.dedup_entry(chunk)
     if xorb is None:
         return None
@@ -309,8 +345,8 @@ async def _head_xorb(request: web.Request) -> web.Response:
 
 async def _head_file(request: web.Request) -> web.Response:
     st = state_of(request)
-    st.auth.cas_claims(request.headers.get("Authorization"), "read")
-    rec = await st.run(file_record, st, _hash_param(request, "file_id"))
+    claims = st.auth.cas_claims(request.headers.get("Authorization"), "read")
+    rec = await st.run(readable_file, st, claims, _hash_param(request, "file_id"))
     return web.Response(headers={"Content-Length": str(rec.size)})
 
 

@@ -25,7 +25,7 @@ from xetfs.server.app import EntryNotFound, RepoNotFound, RevisionNotFound, Stat
 from xetfs.server.auth import Principal
 from xetfs.server.cas_routes import read_body
 from xetfs.server.commits import apply_commit_lines, list_tree, make_commit, paths_info, upload_mode
-from xetfs.server.metadata import Commit, Repo
+from xetfs.server.metadata import Commit, FileRecord, Repo
 
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -205,12 +205,20 @@ async def _preupload(rr: RepoRequest) -> web.Response:
     return web.json_response({"files": out, "commitOid": commit.oid})
 
 
+def _repo_file(st: State, repo: Repo, sha256_hex: str) -> FileRecord | None:
+    """An ``lfsFile`` may name only a Xet file this repo can already read (uploaded with one of its CAS tokens
+    or in one of its commits): knowing a sha256 must not let a writer of repo B commit, and then read, a
+    file that only repo A holds. Anything else is "not uploaded" (404), whether or not it exists."""
+    rec = st.meta.file_by_sha256(sha256_hex)
+    return rec if rec is not None and st.meta.file_reachable(repo.id, rec.hash) else None
+
+
 def _commit_sync(rr: RepoRequest, who: Principal, repo: Repo, body: bytes) -> Commit:
     st = rr.st
     head = resolve_rev(st, repo, rr.rev)
     if rr.rev not in st.meta.refs(repo):
         raise ValidationError(f"commits go to a branch, not {rr.rev}")
-    applied = apply_commit_lines(body, st.meta.tree(head.tree), head.oid, st.meta.file_by_sha256,
+    applied = apply_commit_lines(body, st.meta.tree(head.tree), head.oid, lambda sha: _repo_file(st, repo, sha),
                                  lambda oid, data: st.storage.put_if_absent(f"blobs/{oid}", data))
     title = str(applied.header.get("summary") or "update")
     commit = make_commit(rr.repo_key, head.oid, applied.tree, title, str(applied.header.get("description") or ""),

@@ -14,6 +14,14 @@ Repos: ``repos`` (type, repo_id), ``refs`` (branch -> commit oid), ``commits`` (
 title, message, date, author token id) and ``trees`` (tree oid -> zlib JSON snapshot ``{path: entry}``;
 content-addressed, shared by commits). Tokens: ``tokens`` (id, sha256 of the secret, scope, repo).
 
+Repo binding of CAS reads (auth.py: a CAS token names one repo): ``repo_files`` (repo, file hash) lists every
+Xet file that appears in some commit's tree of the repo, written in the same transaction as the commit;
+``repo_uploads`` (repo, file hash) lists the files a shard registered under a CAS token of that repo, so an
+uploader can read back (and commit) what it has not committed yet. ``file_reachable`` answers "may a token
+of this repo read this file". Both tables are only added to; deleting a repo drops its rows. A database made
+before these tables existed is backfilled from its commits' trees when it is opened (``_migrate``,
+``PRAGMA user_version`` 0 -> 1).
+
 One connection, one lock; every method is synchronous and short: the app calls them through
 ``asyncio.to_thread``. Each write method is ONE transaction, so a rejected or interrupted request leaves
 nothing behind. Stored objects are immutable, so xorb records and trees are cached in memory.
@@ -53,8 +61,14 @@ CREATE TABLE IF NOT EXISTS refs(repo INTEGER NOT NULL, name TEXT NOT NULL, commi
 CREATE TABLE IF NOT EXISTS commits(oid TEXT PRIMARY KEY, repo INTEGER NOT NULL, parent TEXT, tree TEXT NOT NULL,
     title TEXT NOT NULL, message TEXT NOT NULL, date REAL NOT NULL, author TEXT);
 CREATE TABLE IF NOT EXISTS trees(oid TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS repo_files(repo INTEGER NOT NULL, file_hash TEXT NOT NULL,
+    PRIMARY KEY(repo, file_hash)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS repo_files_by_file ON repo_files(file_hash);
+CREATE TABLE IF NOT EXISTS repo_uploads(repo INTEGER NOT NULL, file_hash TEXT NOT NULL,
+    PRIMARY KEY(repo, file_hash)) WITHOUT ROWID;
 """
 
+SCHEMA_VERSION = 1                      # 1: repo_files backfilled from existing commits
 _TERM = struct.Struct("<32sIII")
 
 
@@ -146,6 +160,25 @@ class Metadata:
         self._lock = threading.Lock()
         self._xorb_cache = _LRU(4096)
         self._tree_cache = _LRU(256)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Schema version 1 (``PRAGMA user_version``) = ``repo_files`` filled: backfill it from every stored
+        commit (a database from before repo binding; a no-op on a fresh one). One transaction that also bumps
+        the version, so an interrupted backfill is redone on the next open and two openers do it once."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                    rows = self._db.execute("SELECT DISTINCT c.repo, t.data FROM commits c "
+                                            "JOIN trees t ON t.oid = c.tree JOIN repos r ON r.id = c.repo").fetchall()
+                    for repo, data in rows:
+                        self._index_tree(repo, json.loads(zlib.decompress(data)))
+                    self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -214,21 +247,25 @@ class Metadata:
 
     # ------------------------------------------------------------------ files and shards
     def add_shard(self, shard_hash: str, size: int, files: Sequence[FileRecord],
-                  dedup_chunks: Sequence[tuple[MerkleHash, MerkleHash, MerkleHash]]) -> bool:
-        """Register one validated shard in one transaction; True if it added anything new."""
+                  dedup_chunks: Sequence[tuple[MerkleHash, MerkleHash, MerkleHash]],
+                  uploader_repo: int | None = None) -> bool:
+        """Register one validated shard in one transaction; True if it added anything new. Its files become
+        readable by CAS tokens of ``uploader_repo`` (the repo of the uploading token), committed or not."""
         now = time.time()
         stmts: list[tuple[str, Sequence[Any]]] = [
             ("INSERT OR IGNORE INTO shards VALUES (?,?,?)", (shard_hash, size, now))]
         for f in files:
             stmts.append(("INSERT OR IGNORE INTO files VALUES (?,?,?,?,?)",
                           (str(f.hash), f.size, pack_terms(f.terms), f.sha256, now)))
+            if uploader_repo is not None:
+                stmts.append(("INSERT OR IGNORE INTO repo_uploads VALUES (?,?)", (uploader_repo, str(f.hash))))
             if f.sha256:
                 stmts.append(("INSERT OR IGNORE INTO sha256_index VALUES (?,?)", (f.sha256, str(f.hash))))
         stmts += [("INSERT INTO dedup_chunks VALUES (?,?,?) ON CONFLICT(chunk_hash) DO UPDATE "
                    "SET file_hash=excluded.file_hash WHERE file_hash IS NULL", (str(c), str(x), str(f)))
                   for c, x, f in dedup_chunks]
         counts = self._write(stmts)
-        return counts[0] == 1 or any(counts[1:])
+        return counts[0] == 1 or any(c for (sql, _), c in zip(stmts[1:], counts[1:]) if "repo_uploads" not in sql)
 
     def file(self, file_hash: MerkleHash) -> FileRecord | None:
         row = self._one("SELECT size, terms, sha256 FROM files WHERE hash=?", (str(file_hash),))
@@ -239,6 +276,16 @@ class Metadata:
     def file_by_sha256(self, sha256_hex: str) -> FileRecord | None:
         row = self._one("SELECT file_hash FROM sha256_index WHERE sha256=?", (sha256_hex.lower(),))
         return self.file(MerkleHash.from_hex(row[0])) if row else None
+
+    def file_reachable(self, repo: int | None, file_hash: MerkleHash) -> bool:
+        """Is ``file_hash`` in some commit of ``repo`` or uploaded under a token of ``repo``?
+        ``repo=None``: is it in some commit of any repo (anonymous reads with ``--public-read``)."""
+        h = str(file_hash)
+        if repo is None:
+            return self._one("SELECT 1 FROM repo_files WHERE file_hash=? LIMIT 1", (h,)) is not None
+        return self._one("SELECT 1 FROM repo_files WHERE repo=? AND file_hash=? UNION ALL "
+                         "SELECT 1 FROM repo_uploads WHERE repo=? AND file_hash=? LIMIT 1",
+                         (repo, h, repo, h)) is not None
 
     # ------------------------------------------------------------------ tokens
     def add_token(self, token_id: str, secret_hash: str, scope: str, repo: str | None) -> None:
@@ -269,12 +316,19 @@ class Metadata:
 
     def delete_repo(self, repo: Repo) -> None:
         self._write([("DELETE FROM refs WHERE repo=?", (repo.id,)), ("DELETE FROM commits WHERE repo=?", (repo.id,)),
+                     ("DELETE FROM repo_files WHERE repo=?", (repo.id,)),
+                     ("DELETE FROM repo_uploads WHERE repo=?", (repo.id,)),
                      ("DELETE FROM repos WHERE id=?", (repo.id,))])
 
     def repo(self, repo_type: str, repo_id: str) -> Repo | None:
         row = self._one("SELECT id, type, repo_id, private, created FROM repos WHERE type=? AND repo_id=?",
                         (repo_type, repo_id))
         return Repo(row[0], row[1], row[2], bool(row[3]), row[4]) if row else None
+
+    def repo_by_key(self, key: str) -> Repo | None:
+        """The repo a CAS token names (``"{type}:{ns}/{name}"``, hub_routes.RepoRequest.repo_key)."""
+        repo_type, sep, repo_id = key.partition(":")
+        return self.repo(repo_type, repo_id) if sep else None
 
     def refs(self, repo: Repo) -> dict[str, str]:
         return dict(self._all("SELECT name, commit_oid FROM refs WHERE repo=? ORDER BY name", (repo.id,)))
@@ -302,6 +356,12 @@ class Metadata:
         self._db.execute("INSERT OR IGNORE INTO trees VALUES (?,?)", (c.tree, data))
         self._db.execute("INSERT INTO commits VALUES (?,?,?,?,?,?,?,?)",
                          (c.oid, repo_id, c.parent, c.tree, c.title, c.message, c.date, c.author))
+        self._index_tree(repo_id, tree)
+
+    def _index_tree(self, repo_id: int, tree: dict[str, Any]) -> None:
+        """``repo_files`` += the Xet files of ``tree`` (inside the caller's transaction)."""
+        self._db.executemany("INSERT OR IGNORE INTO repo_files VALUES (?,?)",
+                             [(repo_id, e["xet"]) for e in tree.values() if "xet" in e])
 
     def add_commit(self, repo: Repo, branch: str, c: Commit, tree: dict[str, Any]) -> bool:
         """Store ``c`` and move ``branch`` to it iff the branch still points at ``c.parent`` (one transaction)."""

@@ -8,7 +8,8 @@ GET serves bytes, with ``Range`` -> 206 + ``Content-Range``. A Xet file is recon
 HTTP clients (HfFileSystem, curl): plan the range from the metadata (§7.3), then per term read the serialized
 chunk records of the needed chunks from the stored xorb in batches of ~8 MiB, decode them in a worker thread
 (§4.3) and stream them, skipping ``offset_into_first_range`` and cutting the tail. Memory stays bounded by the
-batch size whatever the file size.
+batch size whatever the file size. The file hash comes from the repo's own tree at the resolved revision,
+so these reads are bound to the repo the Hub token may read, like the CAS reconstructions.
 """
 from __future__ import annotations
 
