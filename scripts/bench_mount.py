@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Benchmark the FUSE mount against baselines measured in the same run, on the same server (design.md §2.15).
+
+Prints one JSON object:
+  a_cold_seq:   cold sequential read of a 1 GiB file through a fresh mount vs hf_xet (huggingface_hub
+                hf_hub_download) downloading it from the same server             -> ratio (target >= 1.0)
+  b_warm_reread: re-read on the same mount vs reading a local copy               -> ratio (target >= 0.8)
+  c_remount_disk_cache: fresh mount sharing the warm disk cache vs a local copy  -> ratio (target >= 0.3)
+  d_safetensors: one 16 MiB tensor from a 512 MiB file: bytes served / tensor bytes
+  e_random_4k:  random 4 KiB preads per second, cold (fresh mount + cache) and cached (same offsets again)
+  f_peak_rss:   peak RSS of the mount daemon during (a)
+
+Usage: .venv/bin/python scripts/bench_mount.py [--size-mib 1024] [--workdir DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from xetfs.testing import env_for_hf, running_server
+from xetfs.testing_fs import mounted, xetfs_cli
+
+MiB = 1024 * 1024
+BLOCK = 16 * MiB
+SERVED = "xetfs_cas_data_bytes_served_total"
+
+
+def read_seq(path: Path) -> float:
+    """Seconds to read the whole file sequentially."""
+    t = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        buf = bytearray(BLOCK)
+        while f.readinto(buf):
+            pass
+    return time.perf_counter() - t
+
+
+def drop_page_cache(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def hf_xet_download_s(server, tmp: Path, filename: str) -> float:
+    script = ("import sys, time; from huggingface_hub import hf_hub_download; t = time.perf_counter(); "
+              "hf_hub_download('org/bench', sys.argv[1], local_dir=sys.argv[2]); print(time.perf_counter() - t)")
+    out = subprocess.run([sys.executable, "-c", script, filename, str(tmp / "hfdl")], check=True,
+                         capture_output=True, text=True, env=env_for_hf(tmp / "hf_home", server.url, server.token))
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def random_preads(path: Path, offsets: list[int]) -> float:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        t = time.perf_counter()
+        for off in offsets:
+            os.pread(fd, 4096, off)
+        return len(offsets) / (time.perf_counter() - t)
+    finally:
+        os.close(fd)
+
+
+def make_safetensors(path: Path) -> int:
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(5)
+    save_file({"a_before": rng.standard_normal(2 * MiB, dtype=np.float32),
+               "b_target": rng.standard_normal(4 * MiB, dtype=np.float32),
+               "c_after": rng.standard_normal(2 * MiB, dtype=np.float32),
+               "zeros": np.zeros(120 * MiB, dtype=np.float32)}, str(path))
+    return 16 * MiB
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--preads", type=int, default=2000)
+    args = ap.parse_args()
+    tmp = Path(args.workdir or tempfile.mkdtemp(prefix="xetfs-bench-"))
+    src = tmp / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    size = args.size_mib * MiB
+    big = src / "big.bin"
+    if not big.exists() or big.stat().st_size != size:
+        big.write_bytes(np.random.default_rng(1).bytes(size))
+    tensor_bytes = make_safetensors(src / "model.safetensors")
+    out: dict[str, object] = {"file_bytes": size}
+    for stale in ("server", "cache", "cache3", "cache4", "hfdl", "hf_home"):
+        shutil.rmtree(tmp / stale, ignore_errors=True)
+    with running_server(tmp / "server") as server:
+        server.create_repo("org/bench")
+        xetfs_cli("upload", "org/bench", str(src), "--endpoint", server.url, "--token", server.token)
+
+        hf_s = hf_xet_download_s(server, tmp, "big.bin")
+        cache = tmp / "cache"
+        with mounted(server, "org/bench", tmp / "mnt", cache_dir=cache) as m:
+            cold_s = read_seq(m.path / "big.bin")
+            rss = m.hwm_bytes()
+            warm_s = read_seq(m.path / "big.bin")
+        read_seq(big)
+        local_s = read_seq(big)
+        with mounted(server, "org/bench", tmp / "mnt2", cache_dir=cache) as m:
+            before = server.metrics().get(SERVED, 0.0)
+            remount_s = read_seq(m.path / "big.bin")
+            remount_served = server.metrics().get(SERVED, 0.0) - before
+        out["a_cold_seq"] = {"mount_GBps": size / cold_s / 1e9, "hf_xet_GBps": size / hf_s / 1e9,
+                             "ratio": hf_s / cold_s, "target": 1.0}
+        out["b_warm_reread"] = {"mount_GBps": size / warm_s / 1e9, "local_GBps": size / local_s / 1e9,
+                                "ratio": local_s / warm_s, "target": 0.8}
+        out["c_remount_disk_cache"] = {"mount_GBps": size / remount_s / 1e9, "local_GBps": size / local_s / 1e9,
+                                       "ratio": local_s / remount_s, "target": 0.3,
+                                       "bytes_served": remount_served}
+        out["f_peak_rss"] = {"bytes": rss, "memory_cache_bytes": 512 * MiB}
+
+        from safetensors import safe_open
+        with mounted(server, "org/bench", tmp / "mnt3", cache_dir=tmp / "cache3") as m:
+            before = server.metrics().get(SERVED, 0.0)
+            with safe_open(str(m.path / "model.safetensors"), framework="np") as f:
+                f.get_tensor("b_target")
+            served = server.metrics().get(SERVED, 0.0) - before
+        out["d_safetensors"] = {"bytes_served": served, "tensor_bytes": tensor_bytes,
+                                "ratio": served / tensor_bytes, "target_max": 1.25 + MiB / tensor_bytes}
+
+        rng = random.Random(7)
+        offsets = [rng.randrange(size - 4096) & ~4095 for _ in range(args.preads)]
+        with mounted(server, "org/bench", tmp / "mnt4", cache_dir=tmp / "cache4") as m:
+            cold = random_preads(m.path / "big.bin", offsets)
+            cached = random_preads(m.path / "big.bin", offsets)
+        out["e_random_4k"] = {"cold_per_s": cold, "cached_per_s": cached}
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

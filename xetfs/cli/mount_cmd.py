@@ -1,0 +1,159 @@
+"""Mount a repository revision as a read-only directory (FUSE).
+
+Examples:
+  xetfs mount org/model /mnt/model
+  xetfs mount datasets/org/data /mnt/data --revision v1 --cache-size 50G --memory-cache-size 1G
+  xetfs umount /mnt/model
+
+The revision is resolved to one commit at mount time; files are fetched lazily, chunk by chunk, and kept in
+a memory cache (--memory-cache-size, default 512M) and a disk cache (--cache-dir, default ~/.cache/xetfs;
+--cache-size, default 10G) that survives remounts and may be shared by several mounts. Sizes accept K, M,
+G, T suffixes (powers of 1024).
+
+Without --foreground the command returns once the mount is ready; the daemon logs to
+<cache-dir>/logs/mount-<time>-<pid>.log. `xetfs umount MOUNTPOINT` (or SIGTERM/SIGINT to the daemon)
+unmounts cleanly. `xetfs stats MOUNTPOINT` prints the mount's counters (read from the hidden file
+MOUNTPOINT/.xetfs-stats). The mount is always read-only (--read-only is accepted for clarity).
+
+Exit codes: 0 mounted (or unmounted cleanly in --foreground), 1 error (one line says why), 2 bad usage.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xetfs.fs.mount import MountOptions
+
+HELP = "mount a repo revision as a read-only directory"
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+READY_TIMEOUT_S = 300.0
+# glibc: keep freed memory for reuse rather than returning it and page-faulting later copies (design.md §4).
+MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(256 << 20), "MALLOC_TOP_PAD_": str(64 << 20)}
+
+
+def parse_size(text: str) -> int:
+    """``10G`` -> 10 * 2**30; plain numbers are bytes."""
+    m = _SIZE_RE.match(text)
+    if m is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 512M, 10G)")
+    return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from xetfs.config import add_connection_arguments
+
+    parser.add_argument("repo", metavar="REPO", help="org/name or datasets/org/name")
+    parser.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing empty directory")
+    add_connection_arguments(parser)
+    parser.add_argument("--cache-dir", default=None, help="disk cache directory (default ~/.cache/xetfs)")
+    parser.add_argument("--cache-size", type=parse_size, default="10G", help="disk cache bound (default 10G)")
+    parser.add_argument("--memory-cache-size", type=parse_size, default="512M",
+                        help="memory cache bound (default 512M)")
+    parser.add_argument("--read-timeout", type=float, default=120.0, metavar="SECONDS",
+                        help="a read that cannot be served in this time fails with EIO (default 120)")
+    parser.add_argument("--foreground", "-f", action="store_true", help="stay in the foreground, log to stderr")
+    parser.add_argument("--read-only", action="store_true", help="accepted; the mount is always read-only")
+    parser.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def _options(args: argparse.Namespace) -> "MountOptions":
+    from xetfs.cache import default_cache_dir
+    from xetfs.config import parse_repo, resolve_endpoint, resolve_token
+    from xetfs.fs.mount import MountOptions
+
+    return MountOptions(
+        repo=parse_repo(args.repo, args.repo_type, args.revision), mountpoint=Path(args.mountpoint).resolve(),
+        endpoint=resolve_endpoint(args.endpoint), token=resolve_token(args.token),
+        cache_dir=Path(args.cache_dir).expanduser().resolve() if args.cache_dir else default_cache_dir(),
+        disk_cache_bytes=args.cache_size, memory_cache_bytes=args.memory_cache_size,
+        read_timeout_s=args.read_timeout, fetch_timeout_s=max(1.0, args.read_timeout * 0.75))
+
+
+def run(args: argparse.Namespace) -> int:
+    from xetfs.fs.mount import check_mountpoint, run_mount
+
+    opts = _options(args)
+    if not args.foreground:
+        check_mountpoint(opts.mountpoint)   # fail fast, before starting a daemon
+        return _daemonise(args, opts)
+    ready_fd = args.ready_fd
+    if not getattr(args, "debug", False):
+        logging.getLogger("xetfs").setLevel(logging.INFO)   # mount/unmount and errors in the daemon log
+
+    def on_ready(error: str | None) -> None:
+        nonlocal ready_fd
+        if ready_fd is not None:
+            os.write(ready_fd, f"{'ok' if error is None else 'error: ' + error}\n".encode())
+            os.close(ready_fd)
+            ready_fd = None
+
+    try:
+        return run_mount(opts, on_ready)
+    except BaseException as exc:
+        on_ready(str(exc) or type(exc).__name__)
+        raise
+
+
+def _child_argv(args: argparse.Namespace, opts: "MountOptions", ready_fd: int) -> list[str]:
+    argv = [sys.executable, "-m", "xetfs.cli.main"]
+    if getattr(args, "debug", False):
+        argv.append("--debug")
+    argv += ["mount", args.repo, str(opts.mountpoint), "--foreground", "--ready-fd", str(ready_fd),
+             "--endpoint", opts.endpoint, "--cache-dir", str(opts.cache_dir),
+             "--cache-size", str(opts.disk_cache_bytes), "--memory-cache-size", str(opts.memory_cache_bytes),
+             "--read-timeout", str(args.read_timeout), "--repo-type", opts.repo.repo_type,
+             "--revision", opts.repo.revision]
+    return argv
+
+
+def _daemonise(args: argparse.Namespace, opts: "MountOptions") -> int:
+    """Start the foreground mount as a detached process and wait for its readiness line."""
+    logs = opts.cache_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"mount-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    env = {**MALLOC_ENV, **os.environ}
+    if opts.token:
+        env["XETFS_TOKEN"] = opts.token   # not on the command line, where ps would show it
+    r, w = os.pipe()
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(_child_argv(args, opts, w), pass_fds=(w,), stdin=subprocess.DEVNULL,
+                                stdout=log_file, stderr=log_file, env=env, start_new_session=True)
+    os.close(w)
+    answer = _read_line(r, READY_TIMEOUT_S)
+    if answer == "ok":
+        return 0
+    if proc.poll() is None and not answer:
+        proc.terminate()
+    proc.wait(timeout=30)
+    from xetfs.errors import XetError
+
+    raise XetError(answer.removeprefix("error: ") if answer else f"the mount daemon exited (log: {log_path})")
+
+
+def _read_line(fd: int, timeout_s: float) -> str:
+    import select
+
+    data = b""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while b"\n" not in data:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                break
+            piece = os.read(fd, 4096)
+            if not piece:
+                break
+            data += piece
+    finally:
+        os.close(fd)
+    return data.decode(errors="replace").strip()
+

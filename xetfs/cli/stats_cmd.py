@@ -1,0 +1,42 @@
+"""Print the counters of a running xetfs mount as one JSON object.
+
+Example:
+  xetfs stats /mnt/model
+
+The mount daemon serves its counters through the hidden file MOUNTPOINT/.xetfs-stats (not listed by ls;
+read fresh at every open): bytes read by applications (bytes_read), bytes fetched from the network
+(bytes_fetched), cache hits/misses per tier, reconstructions, fetches, retries, integrity failures, read
+errors and pending work. Exit codes: 0 ok, 1 not a xetfs mount.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+HELP = "print the counters of a running mount as JSON"
+
+STATS_NAME = ".xetfs-stats"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mountpoint", metavar="MOUNTPOINT")
+
+
+def read_stats(mountpoint: str | Path) -> dict[str, Any]:
+    from xetfs.errors import ValidationError
+
+    path = Path(mountpoint) / STATS_NAME
+    try:
+        obj = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ValidationError(f"{mountpoint} is not a running xetfs mount ({exc})") from None
+    if not isinstance(obj, dict):
+        raise ValidationError(f"{path}: unexpected contents")
+    return obj
+
+
+def run(args: argparse.Namespace) -> int:
+    print(json.dumps(read_stats(args.mountpoint), indent=2, sort_keys=True))
+    return 0

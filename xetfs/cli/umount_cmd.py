@@ -1,0 +1,70 @@
+"""Unmount a xetfs mount and wait for its daemon to exit.
+
+Example:
+  xetfs umount /mnt/model
+
+Runs ``fusermount3 -u MOUNTPOINT`` (``--lazy`` adds ``-z``: detach now, finish when the last file closes),
+then waits up to --timeout seconds for the daemon (its pid comes from MOUNTPOINT/.xetfs-stats) to exit.
+Exit codes: 0 unmounted, 1 error (not mounted, busy, or the daemon did not exit).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+from pathlib import Path
+
+HELP = "unmount a xetfs mount"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("mountpoint", metavar="MOUNTPOINT")
+    parser.add_argument("--lazy", "-z", action="store_true", help="detach now even if files are open")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the daemon (default 30)")
+
+
+def _pid_of(mountpoint: Path) -> int | None:
+    from xetfs.cli.stats_cmd import read_stats
+    from xetfs.errors import XetError
+
+    try:
+        pid = read_stats(mountpoint).get("pid")
+    except XetError:
+        return None
+    return pid if isinstance(pid, int) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:   # a zombie child of ours counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def unmount(mountpoint: Path, *, lazy: bool = False, timeout_s: float = 30.0) -> None:
+    from xetfs.errors import ValidationError, XetError
+
+    if not os.path.ismount(mountpoint):
+        raise ValidationError(f"{mountpoint} is not mounted")
+    pid = _pid_of(mountpoint)
+    cmd = ["fusermount3", "-u", *(["-z"] if lazy else []), str(mountpoint)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise XetError(done.stderr.strip() or f"fusermount3 failed with status {done.returncode}")
+    deadline = time.monotonic() + timeout_s
+    while pid is not None and _alive(pid):
+        if time.monotonic() > deadline:
+            raise XetError(f"unmounted, but the daemon (pid {pid}) is still running after {timeout_s:g}s")
+        time.sleep(0.05)
+
+
+def run(args: argparse.Namespace) -> int:
+    unmount(Path(args.mountpoint).resolve(), lazy=args.lazy, timeout_s=args.timeout)
+    return 0

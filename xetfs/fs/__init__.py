@@ -1,0 +1,1 @@
+"""The FUSE adapter: VFS model, pyfuse3 operations, mount lifecycle."""

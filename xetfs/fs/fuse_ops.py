@@ -1,0 +1,114 @@
+"""pyfuse3 adapter: unpack kernel requests, call ``Vfs``, reply (design.md §2.3, §2.5, §3).
+
+Nothing else lives here. Errors are translated once, in ``_translated``: ``XetError`` -> ``FUSEError(errno)``;
+anything unexpected -> EIO, logged once with its traceback, so one bad read never takes the mount down.
+
+The revision is immutable, so entries and attributes get long kernel timeouts and files ``keep_cache``:
+re-reads come from the page cache and nothing is ever invalidated (no ``FUSE_NOTIFY_INVAL_*``, hf-mount
+#195/#196). ``direct_io`` is only used for the hidden stats file (its size is unknown up front); regular
+files go through the page cache so shared mmap works.
+"""
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pyfuse3
+
+from xetfs.errors import XetError
+from xetfs.fs.vfs import Attr, Vfs
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+TIMEOUT_S = 24 * 3600.0
+BLOCK_BYTES = 512
+
+
+def _translated(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any) -> T:
+        try:
+            return await fn(*args)
+        except pyfuse3.FUSEError:
+            raise
+        except XetError as exc:
+            log.log(logging.DEBUG if exc.errno == errno.ENOENT else logging.WARNING,
+                    "%s: %s: %s", fn.__name__, type(exc).__name__, exc)
+            raise pyfuse3.FUSEError(exc.errno) from None
+        except Exception:
+            log.exception("%s failed unexpectedly", fn.__name__)
+            raise pyfuse3.FUSEError(errno.EIO) from None
+    return wrapper
+
+
+def entry_attributes(a: Attr) -> pyfuse3.EntryAttributes:
+    e = pyfuse3.EntryAttributes()
+    e.st_ino = a.inode
+    e.generation = 0
+    e.entry_timeout = TIMEOUT_S
+    e.attr_timeout = TIMEOUT_S
+    e.st_mode = a.mode
+    e.st_nlink = a.nlink
+    e.st_uid = os.getuid()
+    e.st_gid = os.getgid()
+    e.st_size = a.size
+    e.st_blksize = 1 << 20
+    e.st_blocks = (a.size + BLOCK_BYTES - 1) // BLOCK_BYTES
+    e.st_atime_ns = e.st_mtime_ns = e.st_ctime_ns = a.mtime_ns
+    return e
+
+
+class FuseOps(pyfuse3.Operations):
+    def __init__(self, vfs: Vfs) -> None:
+        super().__init__()
+        self.vfs = vfs
+
+    @_translated
+    async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> pyfuse3.EntryAttributes:
+        return entry_attributes(self.vfs.lookup(parent_inode, os.fsdecode(name)))
+
+    @_translated
+    async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
+        return entry_attributes(self.vfs.getattr(inode))
+
+    @_translated
+    async def opendir(self, inode: int, ctx: Any) -> int:
+        self.vfs.readdir(inode, 0)   # ENOTDIR / ENOENT now rather than at the first readdir
+        return inode
+
+    @_translated
+    async def readdir(self, fh: int, start_id: int, token: Any) -> None:
+        for name, attr, next_id in self.vfs.readdir(fh, start_id):
+            if not pyfuse3.readdir_reply(token, os.fsencode(name), entry_attributes(attr), next_id):
+                break
+
+    @_translated
+    async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
+        fh = await self.vfs.open(inode, flags)
+        stats = self.vfs.is_stats(fh)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=not stats, direct_io=stats)
+
+    @_translated
+    async def read(self, fh: int, off: int, size: int) -> bytes:
+        return await self.vfs.read(fh, off, size)
+
+    @_translated
+    async def release(self, fh: int) -> None:
+        self.vfs.release(fh)
+
+    @_translated
+    async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
+        s = self.vfs.statfs()
+        st = pyfuse3.StatvfsData()
+        st.f_bsize = st.f_frsize = BLOCK_BYTES
+        st.f_blocks = (s["bytes"] + BLOCK_BYTES - 1) // BLOCK_BYTES
+        st.f_bfree = st.f_bavail = 0
+        st.f_files = s["files"]
+        st.f_ffree = st.f_favail = 0
+        st.f_namemax = 255
+        return st

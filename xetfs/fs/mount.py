@@ -1,0 +1,227 @@
+"""Mount lifecycle: resolve the revision, build the tree, serve FUSE, unmount (design.md §2.7, §2.14, §3, §4).
+
+``run_mount(options, on_ready)``:
+1. cheap preconditions (``check_mountpoint``): the mountpoint exists, is an empty directory, /dev/fuse is
+   usable — before any network I/O;
+2. the revision is resolved to a commit ONCE (hub-api §4.3; a missing repo/revision or a bad token fails
+   here with one line), the tree of that commit is listed (§4.4), the xet read token fetched (§4.7);
+3. ``pyfuse3.init`` mounts; the mount's backing-device readahead is raised (``read_ahead_kb``, found
+   through /proc/self/mountinfo so we never stat our own mountpoint before serving it) so the kernel sends
+   1 MiB read requests; ``on_ready(None)`` tells the waiting parent (daemon mode) that the mount is usable;
+4. ``pyfuse3.main()`` serves until ``fusermount3 -u`` or SIGTERM/SIGINT (-> ``pyfuse3.terminate``); the
+   background nursery (readahead fetches) is cancelled and the session closed (unmounting if still mounted).
+
+All background work (prefetch fetches) lives in one nursery owned here. ``RepoBackend`` wires the VFS to
+``FileReader`` (Xet files, one shared ``Fetcher``) and the Hub resolve route (other files, small LRU).
+"""
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+from cachetools import LRUCache
+
+from xetfs.cache import ChunkCache
+from xetfs.config import RepoRef
+from xetfs.core.hashing import MerkleHash
+from xetfs.download import Fetcher, FileReader, safetensors_boundaries
+from xetfs.errors import ValidationError, XetError
+from xetfs.fs.vfs import Reader, Tree, Vfs
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+REGULAR_CACHE_BYTES = 64 * MiB
+REGULAR_WHOLE_MAX_BYTES = 4 * MiB
+
+
+@dataclass(frozen=True, slots=True)
+class MountOptions:
+    repo: RepoRef
+    mountpoint: Path
+    endpoint: str
+    token: str | None
+    cache_dir: Path
+    disk_cache_bytes: int = 10 * 1024 * MiB
+    memory_cache_bytes: int = 512 * MiB
+    read_timeout_s: float = 120.0
+    fetch_timeout_s: float = 90.0
+    read_ahead_kb: int = 1024
+    readahead_max_bytes: int = 64 * MiB
+    max_parallel_fetches: int = 4
+    extra_fuse_options: tuple[str, ...] = field(default_factory=tuple)
+
+
+def check_mountpoint(path: Path) -> None:
+    """One-line errors for the preconditions that need no network (design.md §2.14)."""
+    if not os.path.exists("/dev/fuse"):
+        raise ValidationError("FUSE is not available: /dev/fuse is missing (modprobe fuse, or run with --device /dev/fuse)")
+    if not os.access("/dev/fuse", os.R_OK | os.W_OK):
+        raise ValidationError("FUSE is not usable: no read/write access to /dev/fuse")
+    if not path.exists():
+        raise ValidationError(f"mountpoint {path} does not exist")
+    if not path.is_dir():
+        raise ValidationError(f"mountpoint {path} is not a directory")
+    if os.path.ismount(path):
+        raise ValidationError(f"{path} is already a mountpoint")
+    if any(path.iterdir()):
+        raise ValidationError(f"mountpoint {path} is not empty")
+
+
+def bdi_of(mountpoint: Path, mountinfo: str | None = None) -> str | None:
+    """``major:minor`` of a mounted filesystem, from /proc/self/mountinfo (no stat of the mount itself)."""
+    if mountinfo is None:
+        mountinfo = Path("/proc/self/mountinfo").read_text()
+    target = str(mountpoint).replace("\\", "\\134").replace(" ", "\\040").replace("\t", "\\011").replace("\n", "\\012")
+    found = None
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[4] == target:
+            found = fields[2]   # the last one wins: the most recent mount on that path
+    return found
+
+
+async def raise_readahead(mountpoint: Path, kb: int, attempts: int = 50) -> None:
+    """Write ``read_ahead_kb``. The kernel resets it when the FUSE INIT reply arrives (which happens once
+    ``pyfuse3.main`` runs), so write until the value sticks."""
+    dev = bdi_of(mountpoint)
+    if dev is None:
+        log.warning("cannot find %s in /proc/self/mountinfo; readahead left as is", mountpoint)
+        return
+    path = Path(f"/sys/class/bdi/{dev}/read_ahead_kb")
+    try:
+        for _ in range(attempts):
+            path.write_text(str(kb))
+            await trio.sleep(0.02)
+            if path.read_text().strip() == str(kb):
+                await trio.sleep(0.05)
+                if path.read_text().strip() == str(kb):
+                    return
+    except OSError as exc:   # not root, or no sysfs: a slower mount, not a broken one
+        log.info("cannot raise read_ahead_kb of %s: %s", dev, exc)
+        return
+    log.warning("read_ahead_kb of %s did not stay at %d", dev, kb)
+
+
+class RepoBackend:
+    """Bytes for the VFS: FileReader for Xet files, the resolve route for the rest."""
+
+    def __init__(self, hub: Any, repo: RepoRef, fetcher: Fetcher, read_timeout_s: float) -> None:
+        self.hub = hub
+        self.repo = repo
+        self.fetcher = fetcher
+        self.read_timeout_s = read_timeout_s
+        self._regular: LRUCache[str, bytes] = LRUCache(maxsize=REGULAR_CACHE_BYTES, getsizeof=len)
+
+    def reader(self, xet_hash: MerkleHash, size: int) -> FileReader:
+        return FileReader(self.fetcher.cas, xet_hash, size, fetcher=self.fetcher, read_timeout_s=self.read_timeout_s)
+
+    async def safetensors_boundaries(self, reader: Reader) -> list[int] | None:
+        assert isinstance(reader, FileReader)
+        return await safetensors_boundaries(reader)
+
+    async def read_regular(self, path: str, file_size: int, offset: int, size: int) -> bytes:
+        with trio.fail_after(self.read_timeout_s):
+            if file_size > REGULAR_WHOLE_MAX_BYTES:
+                return await self.hub.resolve(self.repo, path, (offset, offset + size))
+            data = self._regular.get(path)
+            if data is None:
+                data = await self.hub.resolve(self.repo, path)
+                self._regular[path] = data
+        return data[offset:offset + size]
+
+
+def _mtime_ns(info: dict[str, Any]) -> int:
+    text = info.get("lastModified")
+    if isinstance(text, str):
+        try:
+            return int(datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1e9)
+        except ValueError:
+            pass
+    return 0
+
+
+def stats_snapshot(opts: MountOptions, commit: str, vfs: Vfs, fetcher: Fetcher) -> dict[str, Any]:
+    s = fetcher.stats
+    cache = fetcher.cache.snapshot()
+    return {
+        "pid": os.getpid(), "repo": str(opts.repo), "commit": commit, "mountpoint": str(opts.mountpoint),
+        "bytes_read": vfs.bytes_read, "bytes_fetched": s.bytes_fetched,
+        "cache": {"memory": {"hits": cache["memory_hits"], "misses": cache["memory_misses"],
+                             "bytes": cache["memory_bytes"]},
+                  "disk": {"hits": cache["disk_hits"], "misses": cache["disk_misses"],
+                           "corrupt_entries": cache["disk_corrupt"], "bytes": cache.get("disk_bytes", 0),
+                           "evictions": cache.get("disk_evictions", 0)}},
+        "reconstructions": s.reconstructions, "fetches": s.fetches, "retries": s.refetches,
+        "integrity_failures": s.integrity_failures, "read_errors": s.read_errors,
+        "pending": {"fetches": s.pending_fetches, "reconstructions": s.pending_reconstructions,
+                    "open_handles": vfs.open_handles},
+    }
+
+
+def run_mount(opts: MountOptions, on_ready: Callable[[str | None], None]) -> int:
+    check_mountpoint(opts.mountpoint)
+    return trio.run(_serve, opts, on_ready)
+
+
+async def _serve(opts: MountOptions, on_ready: Callable[[str | None], None]) -> int:
+    import pyfuse3
+
+    from xetfs.cas.client import CasClient, TokenProvider
+    from xetfs.cas.http import make_http_client
+    from xetfs.fs.fuse_ops import FuseOps
+    from xetfs.hub.client import HubClient
+
+    async with make_http_client() as client:
+        hub = HubClient(opts.endpoint, opts.token, client)
+        info = await hub.repo_info(opts.repo)
+        commit = str(info.get("sha") or "")
+        if not commit:
+            raise XetError(f"{opts.repo}: the Hub did not resolve the revision to a commit")
+        pinned = opts.repo.at(commit)
+        tree = Tree(await hub.list_tree(pinned))
+        tokens = TokenProvider(lambda: hub.xet_token(pinned, "read"))
+        cas = CasClient(tokens, client)
+        cache = ChunkCache(opts.memory_cache_bytes, opts.cache_dir, opts.disk_cache_bytes)
+        async with trio.open_nursery() as nursery:
+            fetcher = Fetcher(cas, cache, nursery=nursery, fetch_timeout_s=opts.fetch_timeout_s,
+                              max_parallel_fetches=opts.max_parallel_fetches)
+            backend = RepoBackend(hub, pinned, fetcher, opts.read_timeout_s)
+            vfs = Vfs(tree, backend, mtime_ns=_mtime_ns(info),
+                      stats=lambda: stats_snapshot(opts, commit, vfs, fetcher),
+                      readahead_max_bytes=min(opts.readahead_max_bytes, max(MiB, opts.memory_cache_bytes // 4)))
+            fuse_options = set(pyfuse3.default_options) | {"ro", f"fsname=xetfs:{opts.repo.repo_id}",
+                                                           "subtype=xetfs", *opts.extra_fuse_options}
+            pyfuse3.init(FuseOps(vfs), str(opts.mountpoint), fuse_options)
+            try:
+                nursery.start_soon(_on_signals, pyfuse3.terminate)
+                nursery.start_soon(_announce, opts, commit, len(tree), on_ready)
+                await pyfuse3.main()
+            finally:
+                pyfuse3.close(unmount=True)
+                await fetcher.drain()
+                nursery.cancel_scope.cancel()
+    log.info("unmounted %s", opts.mountpoint)
+    return 0
+
+
+async def _announce(opts: MountOptions, commit: str, entries: int, on_ready: Callable[[str | None], None]) -> None:
+    """Once pyfuse3.main serves (INIT answered): raise the readahead, then report readiness."""
+    await raise_readahead(opts.mountpoint, opts.read_ahead_kb)
+    log.info("mounted %s (commit %s, %d entries) at %s", opts.repo, commit, entries, opts.mountpoint)
+    on_ready(None)
+
+
+async def _on_signals(terminate: Callable[[], None]) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for signum in signals:
+            log.warning("signal %s: unmounting", signal.Signals(signum).name)
+            terminate()
+            return

@@ -1,0 +1,104 @@
+"""Test kit for real FUSE mounts: ``mounted(server, repo, mountpoint)`` (design.md §2.12).
+
+Runs the real ``xetfs mount`` CLI (daemon mode: it returns once the mount is ready) and always unmounts on
+exit, even when the body fails: ``xetfs umount`` first, then ``fusermount3 -u -z`` and a SIGKILL of the daemon
+as a last resort, so a failing test never leaves a mount behind. The yielded ``Mount`` knows its daemon pid,
+its log file and its counters (``stats()``, the hidden ``.xetfs-stats`` file).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+STATS_NAME = ".xetfs-stats"
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    path: Path
+    pid: int
+    cache_dir: Path
+
+    def stats(self) -> dict[str, Any]:
+        obj = json.loads((self.path / STATS_NAME).read_bytes())
+        assert isinstance(obj, dict)
+        return obj
+
+    def logs(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted((self.cache_dir / "logs").glob("*.log")))
+
+    def rss_bytes(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def hwm_bytes(self) -> int:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+
+def xetfs_cli(*args: str, env: dict[str, str] | None = None, timeout_s: float = 300.0,
+              check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m xetfs.cli.main ARGS`` and return the completed process."""
+    done = subprocess.run([sys.executable, "-m", "xetfs.cli.main", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout_s)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"xetfs {' '.join(args[:1])} failed ({done.returncode}): {done.stderr.strip()}")
+    return done
+
+
+def _is_mounted(path: Path) -> bool:
+    target = str(path)
+    with open("/proc/mounts") as f:
+        return any(line.split()[1] == target for line in f if len(line.split()) > 1)
+
+
+def force_unmount(path: Path, pid: int | None = None) -> None:
+    """Last resort: lazy unmount, then kill the daemon."""
+    if _is_mounted(path):
+        subprocess.run(["fusermount3", "-u", "-z", str(path)], capture_output=True)
+    if pid is not None:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@contextmanager
+def mounted(server: Any, repo: str, mountpoint: Path | str, *, cache_dir: Path | str | None = None,
+            token: str | None = None, revision: str | None = None, args: Sequence[str] = (),
+            env: dict[str, str] | None = None) -> Iterator[Mount]:
+    """Mount ``repo`` of ``server`` (anything with ``.url`` and ``.token``) at ``mountpoint`` for the body."""
+    path = Path(mountpoint).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir).resolve() if cache_dir is not None else path.parent / f"{path.name}-cache"
+    argv = ["mount", repo, str(path), "--endpoint", server.url, "--cache-dir", str(cache), *args]
+    if revision is not None:
+        argv += ["--revision", revision]
+    tok = token if token is not None else getattr(server, "token", None)
+    xetfs_cli(*argv, env={**(env or {}), **({"XETFS_TOKEN": tok} if tok else {})})
+    pid = None
+    try:
+        pid = int(json.loads((path / STATS_NAME).read_bytes())["pid"])
+        yield Mount(path, pid, cache)
+    finally:
+        done = xetfs_cli("umount", str(path), check=False, timeout_s=60)
+        if done.returncode != 0 or _is_mounted(path):
+            force_unmount(path, pid)
+        from xetfs.cli.umount_cmd import _alive
+
+        deadline = time.monotonic() + 10
+        while pid is not None and time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.05)
