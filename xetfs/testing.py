@@ -2,7 +2,8 @@
 
 - ``make_bytes(kind, size, seed)``: reproducible test data (random, zeros, pattern, float16, float32, text).
 - ``running_server(tmp_path, ...)``: starts ``python -m xetfs.cli.main serve`` on a free loopback port
-  (``--port 0``, port read from ``DIR/server.json``), waits for ``GET /health``, yields a ``ServerHandle``
+  (``--port 0``, port read from ``DIR/server.json``; ``extra_args`` go on the command line and ``env`` into
+  the environment, e.g. ``--storage s3://…`` and AWS_* keys), waits for ``GET /health``, yields a ``ServerHandle``
   and always stops the process; its output goes to ``tmp_path/server.log``, printed when the block fails.
   ``.start()`` after ``.stop()`` / ``.kill()`` restarts on the same port with the same data.
 - ``check_storage_contract(storage)``: the conformance suite every ``xetfs.server.storage`` backend passes.
@@ -19,7 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +57,14 @@ class ServerHandle:
     """A ``xetfs serve`` subprocess. ``.url``, ``.token`` (admin, global write), ``.data_dir``."""
 
     def __init__(self, tmp_path: Path, token: str | None = None, public_read: bool = False,
-                 extra_args: Sequence[str] = ()) -> None:
+                 extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
         self.data_dir = Path(tmp_path) / "server-data"
         self.log_path = Path(tmp_path) / "server.log"
         self._given_token = token
         self.token = token or ""
         self.public_read = public_read
         self.extra_args = list(extra_args)
+        self.env = dict(env or {})
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -81,7 +83,7 @@ class ServerHandle:
         cmd += ["--public-read"] if self.public_read else []
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd + self.extra_args, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, env={**os.environ, **self.env})
         self._wait_ready(timeout_s)
         if not self._given_token:
             self.token = (self.data_dir / "admin_token").read_text().strip()
@@ -158,8 +160,8 @@ class ServerHandle:
 
 @contextlib.contextmanager
 def running_server(tmp_path: Path, token: str | None = None, public_read: bool = False,
-                   extra_args: Sequence[str] = ()) -> Iterator[ServerHandle]:
-    handle = ServerHandle(tmp_path, token, public_read, extra_args)
+                   extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Iterator[ServerHandle]:
+    handle = ServerHandle(tmp_path, token, public_read, extra_args, env)
     try:
         handle.start()
         yield handle

@@ -1,7 +1,13 @@
-"""Serve the Xet CAS API and a Hub-compatible API from one process (embedded storage).
+"""Serve the Xet CAS API and a Hub-compatible API from one process (embedded or S3 storage).
 
-Xorbs, shards and small files are stored as files under DIR/objects (written atomically), metadata in
+Xorbs, shards and small files are stored as files under DIR/objects (written atomically), or with
+--storage s3://BUCKET/PREFIX as objects in an S3-compatible bucket (--s3-endpoint URL, e.g. SeaweedFS or
+MinIO; default AWS; credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION). Metadata is
 SQLite (WAL) at DIR/metadata.sqlite3, the server secret in DIR/secret, the audit log in DIR/audit.log.
+With S3 storage, clients read xorb bytes straight from the bucket through presigned URLs handed out in
+reconstructions; --proxy-reads sends them through this server instead (for stores clients cannot reach).
+The store is checked at start: a bad URL, an unreachable endpoint, rejected credentials or a missing
+bucket stop the server with one line.
 Without --token an admin token (global write) is generated on first start, stored in DIR/admin_token and
 printed once. Once ready the server prints "listening on http://HOST:PORT" and writes DIR/server.json
 (--port 0 picks a free port). SIGTERM or SIGINT stops it gracefully.
@@ -14,8 +20,9 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
-HELP = "serve the Xet CAS and Hub API with embedded storage"
+HELP = "serve the Xet CAS and Hub API (embedded or S3 storage)"
 
 log = logging.getLogger("xetfs.server")
 
@@ -28,6 +35,34 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--public-read", action="store_true", help="allow anonymous reads")
     parser.add_argument("--dedup-hmac", choices=("random", "none"), default="random",
                         help="global-dedup answers: chunk hashes keyed with a random key (default) or plain")
+    parser.add_argument("--storage", metavar="URL",
+                        help="object storage: s3://BUCKET/PREFIX (default: the directory DIR/objects)")
+    parser.add_argument("--s3-endpoint", metavar="URL",
+                        help="S3-compatible endpoint, e.g. http://127.0.0.1:8333 (default: AWS for AWS_REGION)")
+    parser.add_argument("--proxy-reads", action="store_true",
+                        help="with S3 storage, serve xorb bytes through this server instead of presigned URLs")
+
+
+def open_storage(args: argparse.Namespace) -> Any:
+    """The object store named by --storage (None = the embedded default), checked reachable. One-line errors."""
+    from xetfs.errors import ValidationError
+
+    url = args.storage
+    if url is None:
+        if args.s3_endpoint:
+            raise ValidationError("--s3-endpoint needs --storage s3://BUCKET/PREFIX")
+        return None
+    if not url.startswith("s3://"):
+        raise ValidationError(f"unsupported --storage {url!r} (want s3://BUCKET/PREFIX)")
+    from xetfs.server.storage_s3 import S3Location, S3Storage, credentials_from_env
+
+    storage = S3Storage(S3Location.parse(url), endpoint=args.s3_endpoint, credentials=credentials_from_env())
+    try:
+        storage.check()
+    except BaseException:
+        storage.close()
+        raise
+    return storage
 
 
 def admin_token(data_dir: Path, given: str | None) -> tuple[str, bool]:
@@ -50,10 +85,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not getattr(args, "debug", False):
         logging.getLogger("xetfs.server").setLevel(logging.INFO)
-    return asyncio.run(_serve(args))
+    storage = open_storage(args)
+    return asyncio.run(_serve(args, storage))
 
 
-async def _serve(args: argparse.Namespace) -> int:
+async def _serve(args: argparse.Namespace, storage: Any) -> int:
     import asyncio
     import json
     import os
@@ -69,7 +105,10 @@ async def _serve(args: argparse.Namespace) -> int:
     token, generated = admin_token(data_dir, args.token)
     if generated:
         print(f"admin token (stored in {data_dir / 'admin_token'}): {token}", flush=True)
-    state = State(data_dir, token, public_read=args.public_read, dedup_keyed=args.dedup_hmac == "random")
+    state = State(data_dir, token, public_read=args.public_read, dedup_keyed=args.dedup_hmac == "random",
+                  storage=storage, proxy_reads=args.proxy_reads)
+    log.info("objects in %s; reads %s", storage or data_dir / "objects",
+             "direct from the store" if state.direct_reads else "through this server")
     runner = web.AppRunner(make_app(state), access_log_class=AccessLogger,
                            access_log=logging.getLogger("xetfs.server.access"), handle_signals=False)
     await runner.setup()

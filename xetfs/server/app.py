@@ -3,7 +3,12 @@
 Routes live in ``cas_routes`` (shared/xet-protocol.md §7), ``hub_routes`` (hub-api.md §4) and ``resolve``
 (hub-api.md §4.8, §6); this module holds what they share:
 
-- ``State``: storage, metadata, auth, metrics, audit log and the data directory.
+- ``State``: storage, metadata, auth, metrics, audit log and the data directory. Storage is
+  ``LocalStorage(DIR/objects)`` unless another backend is given (``xetfs serve --storage s3://…``);
+  metadata is always SQLite under DIR. ``State.direct_url(key)`` is the read-path switch: with a store
+  that can presign (``S3Storage.presign_get``) and without ``proxy_reads``, reconstruction fetch URLs are
+  presigned GETs on the object store (data bytes never pass through this node); otherwise None, and
+  ``cas_routes`` hands out its own signed ``/v1/data`` URLs (served from any backend).
 - ``error_middleware``: the ONE translation of errors to HTTP. ``XetError`` -> ``XetError.status`` with a
   JSON body ``{"error": message}`` (plus ``X-Error-Code`` when the error names one: RepoNotFound,
   RevisionNotFound, EntryNotFound); aiohttp's 405 (known path, other method) becomes 404, because hf_xet
@@ -101,12 +106,15 @@ class AuditLog:
 
 class State:
     def __init__(self, data_dir: Path, admin_token: str, public_read: bool = False,
-                 storage: Storage | None = None, dedup_keyed: bool = True) -> None:
+                 storage: Storage | None = None, dedup_keyed: bool = True, proxy_reads: bool = False) -> None:
         self.data_dir = data_dir
         self.dedup_keyed = dedup_keyed      # §6.3: random HMAC key per answer, or plain chunk hashes
-        local = LocalStorage(data_dir / "objects")
-        local.cleanup_temp()
-        self.storage: Storage = storage or local
+        if storage is None:
+            local = LocalStorage(data_dir / "objects")
+            local.cleanup_temp()
+            storage = local
+        self.storage: Storage = storage
+        self.proxy_reads = proxy_reads
         self.meta = Metadata(data_dir / "metadata.sqlite3")
         self.auth = Auth(data_dir, self.meta, admin_token, public_read)
         self.metrics = Metrics()
@@ -116,8 +124,23 @@ class State:
         """Blocking work (DB, disk, CPU) off the event loop."""
         return await asyncio.to_thread(partial(fn, *args, **kwargs))
 
+    @property
+    def direct_reads(self) -> bool:
+        """Clients fetch xorb bytes from the object store itself (presigned URLs), not through this node."""
+        return not self.proxy_reads and hasattr(self.storage, "presign_get")
+
+    def direct_url(self, key: str, expires_s: int) -> str | None:
+        """A URL on the object store itself that anyone may GET (any Range) for ``expires_s`` seconds, or
+        None when reads go through this node (``proxy_reads``, or a store that cannot presign)."""
+        if not self.direct_reads:
+            return None
+        return self.storage.presign_get(key, expires_s)  # type: ignore[attr-defined,no-any-return]
+
     def close(self) -> None:
         self.meta.close()
+        close = getattr(self.storage, "close", None)
+        if close is not None:
+            close()
 
 
 STATE: web.AppKey[State] = web.AppKey("state", State)

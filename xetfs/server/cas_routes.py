@@ -4,7 +4,7 @@
 |---|---|
 | GET  /v1/reconstructions/{file}, /v2/… | ``Range`` honoured; 416 at/after EOF (speculative unknown-size windows too); end clamped; each term carries ``verification_hash`` |
 | GET/POST /v1/reconstructions | batch form (§7.6): ``?file_id=…`` (xet-core client) or JSON ``[{"hash":…}]`` (spec) |
-| GET  /v1/data/{xorb}?e=&s= | signed, expiring URL; single range via sendfile (206), multi-range -> multipart/byteranges |
+| GET  /v1/data/{xorb}?e=&s= | signed, expiring URL; single range via sendfile (206), or read from a remote store; multi-range -> multipart/byteranges |
 | POST /v1/xorbs/{prefix}/{xorb} | validated in a thread, stored atomically, ``{"was_inserted": bool}`` |
 | HEAD /v1/xorbs/{prefix}/{xorb}, /v1/files/{file} | ``Content-Length`` = stored xorb size / file size |
 | POST /v1/shards, /v2/shards | validated; v1 ``{"result": 0|1}``, v2 NDJSON events ending in ``{"type":"result"}`` |
@@ -18,6 +18,13 @@ Repo binding (auth.py): a CAS token names one repo, and every route that hands o
 the repo); any other file is the same 404 as an unknown one, so existence does not leak. A shard upload
 records the uploading token's repo. Global dedup stays global on purpose (see ``dedup_shard``). Data URLs
 need no binding: they are signed per xorb and only handed out inside a reconstruction the token may see.
+
+Fetch URLs (``url_maker``): with a store that presigns (S3, ``State.direct_url``) and without
+``--proxy-reads``, each xorb's URL is a presigned GET of the xorb object on the store (any single Range;
+the client talks to the store, the node serves no data bytes); otherwise the node's own ``/v1/data`` URL.
+Both live ``DATA_URL_TTL_S`` (1 h), far above how long a reader keeps a plan (``FileReader``'s
+``reconstruction_ttl_s``, 300 s), so a cached plan never holds an expired URL; a 403 on an expired one
+makes the client ask for a fresh reconstruction.
 """
 from __future__ import annotations
 
@@ -35,7 +42,7 @@ from xetfs.core.reconstruction import FetchRange, Reconstruction, parse_range_he
 from xetfs.core.shard import Shard, XorbChunkEntry, XorbInfo, serialize_full_shard
 from xetfs.errors import NotFound, ValidationError
 from xetfs.server.app import State, state_of
-from xetfs.server.auth import CasClaims
+from xetfs.server.auth import DATA_URL_TTL_S, CasClaims
 from xetfs.server.metadata import FileRecord, XorbRecord
 from xetfs.server.validation import MAX_SHARD_BODY_BYTES, MAX_XORB_BODY_BYTES, ValidShard, ValidXorb, \
     check_shard, check_xorb
@@ -122,7 +129,8 @@ def url_maker(request: web.Request) -> Any:
     def url_for(fr: FetchRange) -> str:
         if fr.xorb_hash not in signed:
             h = str(fr.xorb_hash)
-            signed[fr.xorb_hash] = f"{base}/v1/data/{h}?{st.auth.data_query(h)}"
+            signed[fr.xorb_hash] = (st.direct_url(xorb_key(h), DATA_URL_TTL_S)
+                                    or f"{base}/v1/data/{h}?{st.auth.data_query(h, DATA_URL_TTL_S)}")
         return signed[fr.xorb_hash]
     return url_for
 

@@ -19,6 +19,8 @@ thread-safe, like ``LocalStorage``: the aiohttp app calls them through ``asyncio
   ``exists`` is False for a bad key; it raises only when the store cannot answer (``TransientError``).
 - ``path_for`` is None (no local file); ``presign_get(key, expires_s)`` returns a URL that anyone may GET
   (with any ``Range``) until it expires: data bytes go from the object store to the client directly.
+- ``check()`` (start-up of ``xetfs serve``): one signed HEAD of the bucket, no retries; a bad endpoint, a
+  refused connection, rejected credentials or a missing bucket is one clear error naming the store.
 
 Errors are translated by ``xetfs.cas.http`` (one mapping for the whole package); transient ones (connection
 errors, timeouts, 429, 5xx) are retried on the pure schedule of ``xetfs.cas.retry``. Requests are signed with
@@ -170,6 +172,22 @@ class S3Storage:
         """A GET URL valid for ``expires_s`` seconds from ``now`` (default: the current time); any Range."""
         return sigv4.presign("GET", self.url_for(key), self.credentials,
                              now or datetime.now(timezone.utc), expires_s)
+
+    def check(self) -> None:
+        """Fail fast (one attempt) unless the bucket answers a signed HEAD with 200."""
+        url = f"{self.endpoint}/{sigv4.uri_encode(self.location.bucket)}"
+        where = f"S3 storage {self.location} at {self.endpoint}"
+        try:
+            resp = self._attempt("HEAD", url, {}, b"", (200, 301, 307, 400, 403, 404), sigv4.EMPTY_SHA256)
+        except XetError as exc:
+            raise TransientError(f"{where} is unreachable: {exc}") from exc
+        if resp.status_code == 404:
+            raise ValidationError(f"{where}: bucket {self.location.bucket!r} does not exist")
+        if resp.status_code == 403:
+            raise ValidationError(f"{where}: access denied (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
+        if resp.status_code != 200:
+            raise ValidationError(f"{where}: HEAD bucket answered {resp.status_code} {resp.reason_phrase} "
+                                  f"(wrong endpoint or region?)")
 
     # ------------------------------------------------------------------------------------------- requests
 
