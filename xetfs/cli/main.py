@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, mod in _available().items():
-        p = sub.add_parser(name, help=getattr(mod, "HELP", None), description=mod.__doc__)
+        p = sub.add_parser(name, help=getattr(mod, "HELP", None), description=mod.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         mod.configure(p)  # type: ignore[attr-defined]
         p.set_defaults(_run=mod.run)  # type: ignore[attr-defined]
