@@ -6,9 +6,13 @@ when one stored range contains the whole read refetches endlessly).
 
 Memory tier: ``cachetools.LRUCache`` bounded in bytes (``getsizeof=len``).
 
-Disk tier, under ``<cache_dir>/chunks/<2 hex>/<xorb hex>.<index>``:
-- an entry is ``MAGIC | blake3(data)[:16] | data``; a damaged entry (bad magic, bad checksum, short file) is
-  deleted and reported as a miss, so the caller refetches it;
+Disk tier, one entry per run of consecutive chunks (normally one fetched range), under
+``<cache_dir>/chunks/<2 hex>/<xorb hex>.<first chunk>-<end chunk>``:
+- an entry is ``MAGIC | n | n x (size, blake3(chunk)[:16]) | blake3(header)[:16] | chunk bytes...``; a lookup
+  of chunk i finds any entry whose range holds i (an in-memory index of entry names, refreshed from the
+  directory on a miss, so another mount's entries are found), reads the header, checks it, then reads only the
+  needed chunks with one ``pread`` and checks each one's checksum. A damaged entry (bad magic, bad checksum,
+  wrong length) is deleted and reported as a miss, so the caller refetches it;
 - writes are atomic (unique temp file in the same directory, then ``rename``), so two mounts sharing the
   directory never see a partial entry and may race to write the same key harmlessly (same content);
 - "last access" is the file mtime, bumped on a hit (at most once per ``touch_interval_s``);
@@ -23,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import struct
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -36,9 +41,12 @@ log = logging.getLogger(__name__)
 
 ChunkKey = tuple[bytes, int]          # (raw 32-byte xorb hash, chunk index)
 
-MAGIC = b"XFC1"
+MAGIC = b"XFC2"
+_COUNT = struct.Struct("<I")
+_INDEX = struct.Struct("<I16s")       # uncompressed size, blake3(chunk)[:16]
 CHECKSUM_BYTES = 16
-HEADER_BYTES = len(MAGIC) + CHECKSUM_BYTES
+HEADER_BYTES = len(MAGIC) + _COUNT.size + _INDEX.size + CHECKSUM_BYTES   # the header of a one-chunk entry
+MAX_IOV = 512
 DEFAULT_MEMORY_BYTES = 512 * 1024 * 1024
 DEFAULT_DISK_BYTES = 10 * 1024 * 1024 * 1024
 
@@ -50,6 +58,20 @@ def default_cache_dir() -> Path:
 
 def _checksum(data: bytes | memoryview) -> bytes:
     return blake3.blake3(data).digest(CHECKSUM_BYTES)
+
+
+def _header_bytes(n: int) -> int:
+    return len(MAGIC) + _COUNT.size + n * _INDEX.size + CHECKSUM_BYTES
+
+
+def _parse_name(name: str) -> tuple[bytes, int, int] | None:
+    """``<xorb hex>.<start>-<end>`` -> (raw xorb hash, start, end), None for anything else."""
+    try:
+        hexed, span = name.split(".", 1)
+        start, end = span.split("-", 1)
+        return bytes.fromhex(hexed), int(start), int(end)
+    except ValueError:
+        return None
 
 
 @dataclass(slots=True)
@@ -78,46 +100,184 @@ class DiskTier:
         self._lock = threading.Lock()
         self._dirs: set[str] = set()
         self._root = str(self.root)
-        self._bytes = sum(size for _, _, size in self._scan())
+        self._index: dict[bytes, set[tuple[int, int]]] = {}   # xorb -> chunk ranges of its entries (a hint)
+        self._touched: dict[str, float] = {}
+        self._bytes = 0
+        for _, path, size in self._scan():
+            self._bytes += size
+            self._note(path.name)
         self.evictions = 0
 
+    # -- names and the in-memory index (a hint: the directory is the truth, shared with other mounts) --------
+
+    def _entry_path(self, xorb: bytes, start: int, end: int) -> str:
+        hexed = xorb.hex()
+        return os.path.join(self._root, hexed[:2], f"{hexed}.{start}-{end}")
+
+    def _note(self, name: str) -> None:
+        parsed = _parse_name(name)
+        if parsed is not None:
+            with self._lock:
+                self._index.setdefault(parsed[0], set()).add(parsed[1:])
+
+    def _forget(self, name: str) -> None:
+        parsed = _parse_name(name)
+        if parsed is not None:
+            with self._lock:
+                ranges = self._index.get(parsed[0])
+                if ranges is not None:
+                    ranges.discard(parsed[1:])
+
+    def _refresh(self, xorb: bytes) -> None:
+        """Re-read the entries of ``xorb`` from the directory (another mount may have written some)."""
+        hexed = xorb.hex()
+        try:
+            names = [n for n in os.listdir(os.path.join(self._root, hexed[:2])) if n.startswith(hexed + ".")]
+        except FileNotFoundError:
+            names = []
+        found = {p[1:] for p in map(_parse_name, names) if p is not None}
+        with self._lock:
+            self._index[xorb] = found
+
+    def _ranges(self, xorb: bytes) -> list[tuple[int, int]]:
+        with self._lock:
+            return sorted(self._index.get(xorb, ()))
+
     def path_for(self, key: ChunkKey) -> Path:
-        hexed = key[0].hex()
-        return self.root / hexed[:2] / f"{hexed}.{key[1]}"
+        """The entry holding chunk ``key`` (a one-chunk name when none does)."""
+        xorb, index = key
+        for _ in range(2):
+            for start, end in self._ranges(xorb):
+                if start <= index < end:
+                    return Path(self._entry_path(xorb, start, end))
+            self._refresh(xorb)
+        return Path(self._entry_path(xorb, index, index + 1))
+
+    # -- reads ---------------------------------------------------------------------------------------------
 
     def get(self, key: ChunkKey) -> bytes | None:
-        """The chunk, or None when absent or damaged (a damaged entry is deleted)."""
-        path = self.path_for(key)
+        """The chunk, or None when absent. DamagedEntry when its entry was damaged (and is now deleted)."""
+        found, corrupt = self.get_many([key])
+        if corrupt:
+            raise DamagedEntry(str(key[1]))
+        return found.get(key)
+
+    def get_many(self, keys: Sequence[ChunkKey]) -> tuple[dict[ChunkKey, bytes], int]:
+        """The chunks found among ``keys`` and the number of damaged entries met (each deleted)."""
+        found: dict[ChunkKey, bytes] = {}
+        corrupt = 0
+        by_xorb: dict[bytes, list[int]] = {}
+        for xorb, index in keys:
+            by_xorb.setdefault(xorb, []).append(index)
+        for xorb, wanted in by_xorb.items():
+            todo = set(wanted)
+            for attempt in range(2):
+                for start, end in self._ranges(xorb):
+                    need = sorted(i for i in todo if start <= i < end)
+                    if not need:
+                        continue
+                    got = self._read_entry(xorb, start, end, need)
+                    if got is None:
+                        corrupt += 1
+                        continue
+                    for i, data in got.items():
+                        found[(xorb, i)] = data
+                        todo.discard(i)
+                    if not todo:
+                        break
+                if not todo or attempt:
+                    break
+                self._refresh(xorb)
+        return found, corrupt
+
+    def _read_entry(self, xorb: bytes, start: int, end: int, need: list[int]) -> dict[int, bytes] | None:
+        """Chunks ``need`` of one entry ({} when the file is gone); None when damaged (it is deleted)."""
+        path = self._entry_path(xorb, start, end)
         try:
-            with open(path, "rb") as f:
-                raw = f.read()
-                mtime = os.fstat(f.fileno()).st_mtime
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:
+            self._forget(os.path.basename(path))
+            return {}
+        try:
+            st = os.fstat(fd)
+            n = end - start
+            header_bytes = _header_bytes(n)
+            head = os.pread(fd, header_bytes, 0)
+            ok = (len(head) == header_bytes and head[:len(MAGIC)] == MAGIC
+                  and _COUNT.unpack_from(head, len(MAGIC))[0] == n
+                  and _checksum(head[:-CHECKSUM_BYTES]) == head[-CHECKSUM_BYTES:])
+            out: dict[int, bytes] = {}
+            if ok:
+                index = list(_INDEX.iter_unpack(head[len(MAGIC) + _COUNT.size:-CHECKSUM_BYTES]))
+                offsets = [header_bytes]
+                for size, _ in index:
+                    offsets.append(offsets[-1] + size)
+                ok = offsets[-1] == st.st_size
+            if ok:
+                lo, hi = need[0] - start, need[-1] - start + 1
+                span = os.pread(fd, offsets[hi] - offsets[lo], offsets[lo])
+                view = memoryview(span)
+                base = offsets[lo]
+                for i in need:
+                    j = i - start
+                    data = view[offsets[j] - base:offsets[j + 1] - base]
+                    if len(data) != index[j][0] or _checksum(data) != index[j][1]:
+                        ok = False
+                        break
+                    out[i] = span if len(need) == 1 else bytes(data)
+        finally:
+            os.close(fd)
+        if not ok:
+            log.warning("disk cache entry %s is damaged; dropping it", os.path.basename(path))
+            self._remove(Path(path), st.st_size)
             return None
-        data = raw[HEADER_BYTES:]
-        if raw[:len(MAGIC)] != MAGIC or raw[len(MAGIC):HEADER_BYTES] != _checksum(data):
-            log.warning("disk cache entry %s is damaged; dropping it", path.name)
-            self._remove(path, len(raw))
-            raise DamagedEntry(path.name)
-        if time.time() - mtime > self.touch_interval_s:
-            try:
+        now = time.time()
+        if now - max(st.st_mtime, self._touched.get(path, 0.0)) > self.touch_interval_s:
+            self._touched[path] = now
+            with contextlib.suppress(FileNotFoundError):
                 os.utime(path)
-            except FileNotFoundError:
-                pass
-        return data
+        return out
+
+    # -- writes --------------------------------------------------------------------------------------------
 
     def put(self, key: ChunkKey, data: bytes) -> None:
-        hexed = key[0].hex()
+        self.put_range(key[0], key[1], [data])
+
+    def put_range(self, xorb: bytes, start: int, datas: Sequence[bytes]) -> None:
+        """Store consecutive chunks ``start, start + 1, ...`` of ``xorb`` as one entry (atomic)."""
+        if not datas:
+            return
+        end = start + len(datas)
+        if any(s <= start and end <= e for s, e in self._ranges(xorb)):
+            return                     # already held (the index is a hint: a vanished entry is refetched once)
+        hexed = xorb.hex()
         sub = os.path.join(self._root, hexed[:2])
         if hexed[:2] not in self._dirs:
             os.makedirs(sub, exist_ok=True)
             self._dirs.add(hexed[:2])
-        path = os.path.join(sub, f"{hexed}.{key[1]}")
-        tmp = os.path.join(sub, f".{hexed}.{key[1]}.{os.getpid()}.{threading.get_ident()}.tmp")
+        name = f"{hexed}.{start}-{end}"
+        path = os.path.join(sub, name)
+        tmp = os.path.join(sub, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        head = bytearray(MAGIC + _COUNT.pack(len(datas)))
+        for d in datas:
+            head += _INDEX.pack(len(d), _checksum(d))
+        head += _checksum(head)
+        total = len(head) + sum(map(len, datas))
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                os.writev(fd, [MAGIC + _checksum(data), data])
+                bufs: list[bytes | bytearray] = [head, *datas]
+                written = 0
+                while bufs:
+                    n = os.writev(fd, bufs[:MAX_IOV])
+                    written += n
+                    while bufs and n >= len(bufs[0]):
+                        n -= len(bufs[0])
+                        bufs.pop(0)
+                    if n:
+                        bufs[0] = bufs[0][n:]
+                if written != total:
+                    raise OSError(f"short write {written} of {total}")
             finally:
                 os.close(fd)
             os.rename(tmp, path)
@@ -126,8 +286,9 @@ class DiskTier:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             return
+        self._note(name)
         with self._lock:
-            self._bytes += HEADER_BYTES + len(data)
+            self._bytes += total
             over = self._bytes > self.max_bytes
         if over:
             self.evict()
@@ -151,6 +312,7 @@ class DiskTier:
         return self._bytes
 
     def _remove(self, path: Path, size: int) -> None:
+        self._forget(path.name)
         try:
             path.unlink()
         except FileNotFoundError:
@@ -210,20 +372,13 @@ class ChunkCache:
 
     def get_many_disk(self, keys: Sequence[ChunkKey]) -> dict[ChunkKey, bytes]:
         """Disk lookups for memory misses (blocking: call from a worker thread for many keys)."""
-        found: dict[ChunkKey, bytes] = {}
-        if self.disk is None:
-            return found
-        for key in keys:
-            try:
-                data = self.disk.get(key)
-            except DamagedEntry:
-                self.stats.disk_corrupt += 1
-                data = None
-            if data is None:
-                self.stats.disk_misses += 1
-                continue
-            self.stats.disk_hits += 1
-            found[key] = data
+        if self.disk is None or not keys:
+            return {}
+        found, corrupt = self.disk.get_many(keys)
+        self.stats.disk_corrupt += corrupt
+        self.stats.disk_hits += len(found)
+        self.stats.disk_misses += len(keys) - len(found)
+        for key, data in found.items():
             self._put_memory(key, data)
         return found
 
@@ -231,11 +386,27 @@ class ChunkCache:
         self.put_many([(self.key(xorb_hash, index), data)])
 
     def put_many(self, items: Iterable[tuple[ChunkKey, bytes]], *, disk: bool = True) -> None:
-        """Store chunks in memory and (blocking) on disk."""
+        """Store chunks in memory and (blocking) on disk, runs of consecutive chunks as one disk entry."""
+        items = list(items)
         for key, data in items:
             self._put_memory(key, data)
-            if disk and self.disk is not None:
-                self.disk.put(key, data)
+        if disk and self.disk is not None:
+            self.put_disk(items)
+
+    def put_disk(self, items: Sequence[tuple[ChunkKey, bytes]]) -> None:
+        """Disk tier only (blocking): one entry per run of consecutive chunks of one xorb."""
+        assert self.disk is not None
+        run: list[bytes] = []
+        first: ChunkKey | None = None
+        for key, data in items:
+            if first is not None and (key[0] != first[0] or key[1] != first[1] + len(run)):
+                self.disk.put_range(first[0], first[1], run)
+                run, first = [], None
+            if first is None:
+                first = key
+            run.append(data)
+        if first is not None:
+            self.disk.put_range(first[0], first[1], run)
 
     def _put_memory(self, key: ChunkKey, data: bytes) -> None:
         if len(data) > self._memory.maxsize:

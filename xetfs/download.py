@@ -95,12 +95,32 @@ async def _maybe_thread(fn: Any, size: int, limiter: trio.CapacityLimiter, *args
     return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
 
 
+class _ByteBudget:
+    """At most ``limit_bytes`` of fetch buffers (and their decoded copies) in flight; one oversized fetch may
+    run alone. ``release`` is synchronous, so it is safe in a ``finally`` of a cancelled task."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.used_bytes = 0
+        self._changed = trio.Event()
+
+    async def acquire(self, n: int) -> None:
+        while self.used_bytes and self.used_bytes + n > self.limit_bytes:
+            await self._changed.wait()
+        self.used_bytes += n
+
+    def release(self, n: int) -> None:
+        self.used_bytes -= n
+        self._changed.set()
+        self._changed = trio.Event()
+
+
 class Fetcher:
     """Shared by every reader of a mount: the CAS client, the chunk cache, the in-flight fetch table."""
 
     def __init__(self, cas: Any, cache: ChunkCache | None = None, *, nursery: trio.Nursery | None = None,
                  max_parallel_fetches: int = 8, fetch_timeout_s: float = 60.0,
-                 params: XorbParams = DEFAULT_XORB) -> None:
+                 params: XorbParams = DEFAULT_XORB, max_inflight_bytes: int = 96 * MiB) -> None:
         self.cas = cas
         self.cache = cache if cache is not None else ChunkCache(memory_bytes=256 * MiB)
         self.nursery = nursery
@@ -109,7 +129,9 @@ class Fetcher:
         self.stats = ReadStats()
         self.cpu = trio.CapacityLimiter(2)
         self._net = trio.CapacityLimiter(max_parallel_fetches)
+        self._budget = _ByteBudget(max_inflight_bytes)   # bounds the RSS of fetch buffers + decoded chunks
         self._inflight: dict[tuple[bytes, int, int], _Pending] = {}
+        self._disk_loads: dict[tuple[bytes, int, int], _Pending] = {}   # single-flight disk-tier loads
         # Disk-tier writes leave the read's critical path: a writer task drains a bounded queue.
         self._disk_queue: trio.MemorySendChannel[list[tuple[ChunkKey, bytes]]] | None = None
         self._writer_done = trio.Event()
@@ -134,9 +156,7 @@ class Fetcher:
             await self._writer_done.wait()
 
     def _write_disk(self, items: list[tuple[ChunkKey, bytes]]) -> None:
-        assert self.cache.disk is not None
-        for key, data in items:
-            self.cache.disk.put(key, data)
+        self.cache.put_disk(items)
 
     def cached_chunks(self, fr: FetchRange) -> list[bytes] | None:
         """The chunks of ``fr`` when all are in the memory tier."""
@@ -149,12 +169,37 @@ class Fetcher:
         return out
 
     async def cached_chunks_any_tier(self, fr: FetchRange) -> list[bytes] | None:
+        """The chunks of ``fr`` from memory, else disk (one load per range at a time: concurrent callers
+        -- a read and the readahead -- share it instead of reading the same entry twice)."""
         found = self.cached_chunks(fr)
         if found is not None or self.cache.disk is None:
             return found
+        key = (bytes(fr.xorb_hash), fr.chunk_start, fr.chunk_end)
+        pending = self._disk_loads.get(key)
+        if pending is None:
+            pending = self._disk_loads[key] = _Pending()
+            try:
+                pending.value = await trio.to_thread.run_sync(self._load_disk, fr, limiter=self.cpu)
+            except BaseException as exc:
+                pending.error = exc
+                raise
+            finally:
+                del self._disk_loads[key]
+                pending.done.set()
+            return pending.value
+        await pending.done.wait()
+        return pending.value if pending.error is None else self.cached_chunks(fr)
+
+    def _load_disk(self, fr: FetchRange) -> list[bytes] | None:
         keys = [self.cache.key(fr.xorb_hash, i) for i in range(fr.chunk_start, fr.chunk_end)]
-        hits = await trio.to_thread.run_sync(self.cache.get_many_disk, keys, limiter=self.cpu)
-        return [hits[k] for k in keys] if len(hits) == len(keys) else None
+        have: dict[ChunkKey, bytes] = {}
+        for k in keys:
+            data = self.cache.get_memory(k)
+            if data is not None:
+                have[k] = data
+        missing = [k for k in keys if k not in have]
+        have.update(self.cache.get_many_disk(missing))
+        return [have[k] for k in keys] if len(have) == len(keys) else None
 
     def start(self, fr: FetchRange, terms: Sequence[ReconstructionTerm], nursery: trio.Nursery) -> _Pending:
         """The in-flight fetch of ``fr`` (started now unless an identical one is running)."""
@@ -169,8 +214,12 @@ class Fetcher:
     async def _run(self, key: tuple[bytes, int, int], fr: FetchRange, terms: tuple[ReconstructionTerm, ...],
                    pending: _Pending) -> None:
         try:
-            with trio.fail_after(self.fetch_timeout_s):
-                pending.value = await self._fetch_verified(fr, terms)
+            await self._budget.acquire(fr.size_bytes)
+            try:
+                with trio.fail_after(self.fetch_timeout_s):
+                    pending.value = await self._fetch_verified(fr, terms)
+            finally:
+                self._budget.release(fr.size_bytes)
         except trio.TooSlowError:
             pending.error = TransientError(f"fetch of xorb {fr.xorb_hash} timed out after {self.fetch_timeout_s}s")
         except Exception as exc:
@@ -232,6 +281,23 @@ class _Chunk:
     xorb_hash: bytes
     index: int
     size: int
+
+
+def _slice_chunks(chunks: Any, skip: int, size: int) -> bytes:
+    """Bytes ``[skip, skip + size)`` of the concatenated ``chunks`` (short if they end first), copying only those."""
+    parts: list[bytes | memoryview] = []
+    at = 0
+    for c in chunks:
+        n = len(c)
+        if at + n > skip:
+            lo, hi = max(skip - at, 0), min(skip + size - at, n)
+            parts.append(c if lo == 0 and hi == n else memoryview(c)[lo:hi])
+        at += n
+        if at >= skip + size:
+            break
+    if len(parts) == 1:
+        return bytes(parts[0]) if isinstance(parts[0], memoryview) else parts[0]
+    return b"".join(parts)
 
 
 class FileReader:
@@ -326,9 +392,7 @@ class FileReader:
             datas.append(data)
         if not datas:
             return b""
-        start = run[0][0]
-        got = b"".join(datas) if len(datas) > 1 else datas[0]
-        return got[pos - start:end - start]
+        return _slice_chunks(datas, pos - run[0][0], end - pos)
 
     async def _disk_run(self, keys: list[ChunkKey]) -> list[bytes]:
         if self.cache.disk is None:
@@ -408,8 +472,7 @@ class FileReader:
             if sum(map(len, cs)) != t.unpacked_bytes:
                 raise IntegrityError(f"term {t.xorb_hash}[{t.chunk_start},{t.chunk_end}) has the wrong size")
         self._learn(pos - plan.skip_bytes, plan.terms, term_chunks)
-        data = b"".join(c for cs in term_chunks for c in cs)
-        return data[plan.skip_bytes:plan.skip_bytes + plan.size_bytes]
+        return _slice_chunks((c for cs in term_chunks for c in cs), plan.skip_bytes, plan.size_bytes)
 
     async def _fetch_plan(self, r: Reconstruction, plan: ReadPlan) -> dict[FetchRange, list[bytes]]:
         decoded: dict[FetchRange, list[bytes]] = {}
@@ -441,9 +504,18 @@ class FileReader:
         nursery = self.fetcher.nursery
         assert nursery is not None
         for ranges in r.fetch.values():
-            for fr in ranges:
-                if await self.fetcher.cached_chunks_any_tier(fr) is None:
-                    self.fetcher.start(fr, r.terms, nursery)
+            for fr in ranges:   # concurrently: disk loads share the CPU limiter, fetches the network one
+                if self.fetcher.cached_chunks(fr) is None:
+                    nursery.start_soon(self._ensure, fr, r)
+
+    async def _ensure(self, fr: FetchRange, r: Reconstruction) -> None:
+        nursery = self.fetcher.nursery
+        assert nursery is not None
+        try:
+            if await self.fetcher.cached_chunks_any_tier(fr) is None:
+                self.fetcher.start(fr, r.terms, nursery)
+        except XetError as exc:
+            log.debug("readahead of xorb %s failed: %s", fr.xorb_hash, exc)
 
     def _prefetch(self, start: int, stop: int) -> None:
         """Make sure ``[start, stop)`` is being fetched in the background (mount only)."""
