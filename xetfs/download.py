@@ -556,20 +556,14 @@ class Readahead:
         if self.next_offset - slack <= offset <= self.next_offset + slack:
             self.window = min(max(self.window * 2, self.min_bytes), self.max_bytes)
             self.next_offset = max(self.next_offset, end)
-            tensor_end = self._tensor_end(end)
-            # Never read ahead past the tensor the read ends in: loading one tensor fetches that tensor only.
-            return max(end, min(end + self.window, tensor_end if tensor_end is not None else end + self.window))
+            return end + self.window
         self.window = 0
         self.next_offset = end
-        tensor_end = self._tensor_end(end)
-        return end if tensor_end is None else max(end, min(tensor_end, offset + self.max_bytes))
-
-    def _tensor_end(self, end: int) -> int | None:
-        """The first tensor boundary at or after ``end`` (None without boundaries or past the last tensor)."""
-        if not self.boundaries:
-            return None
-        i = bisect.bisect_left(self.boundaries, end)
-        return self.boundaries[i] if i < len(self.boundaries) else None
+        if self.boundaries:
+            i = bisect.bisect_right(self.boundaries, offset)
+            if i < len(self.boundaries):
+                return max(end, min(self.boundaries[i], offset + self.max_bytes))
+        return end
 
 
 def parse_safetensors_header(prefix: bytes) -> tuple[int, list[int]] | None:

@@ -192,13 +192,6 @@ def test_readahead_aligns_random_reads_to_tensor_boundaries() -> None:
     assert ra.fetch_end(200_000, 10) == 200_010
 
 
-def test_sequential_readahead_stops_at_the_tensor_end() -> None:
-    ra = Readahead(min_bytes=100, max_bytes=10_000, boundaries=[50, 1000, 5000, 100_000])
-    ends = [ra.fetch_end(off, 100) for off in range(1000, 5000, 100)]
-    assert max(ends) == 5000 and ends[-1] == 5000    # the window grows, but never past the tensor
-    assert ra.fetch_end(5000, 100) > 5100             # the next tensor is read ahead in turn
-
-
 def safetensors_bytes(tensors: dict[str, int]) -> bytes:
     header, offset = {}, 0
     for name, n in tensors.items():
