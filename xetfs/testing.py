@@ -161,12 +161,19 @@ class ServerHandle:
 @contextlib.contextmanager
 def running_server(tmp_path: Path, token: str | None = None, public_read: bool = False,
                    extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Iterator[ServerHandle]:
-    handle = ServerHandle(tmp_path, token, public_read, extra_args, env)
+    with started(ServerHandle(tmp_path, token, public_read, extra_args, env), "xetfs serve") as handle:
+        yield handle
+
+
+@contextlib.contextmanager
+def started(handle: Any, name: str) -> Iterator[Any]:
+    """Start a service handle (``.start()``, ``.stop()``, ``.log_path``, ``.log_text()``), always stop it,
+    and print its log when the block fails."""
     try:
         handle.start()
         yield handle
     except BaseException:
-        print(f"--- xetfs serve log ({handle.log_path}) ---\n{handle.log_text()}", file=sys.stderr)
+        print(f"--- {name} log ({handle.log_path}) ---\n{handle.log_text()}", file=sys.stderr)
         raise
     finally:
         handle.stop()

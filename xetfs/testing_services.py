@@ -44,6 +44,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from xetfs.testing import started
+
 log = logging.getLogger(__name__)
 
 _GRPC_OFFSET = 10000
@@ -236,15 +238,8 @@ class SeaweedFSHandle:
 
 @contextlib.contextmanager
 def seaweedfs(tmp_path: Path, bucket: str = "xetfs") -> Iterator[SeaweedFSHandle]:
-    handle = SeaweedFSHandle(tmp_path, bucket)
-    try:
-        handle.start()
+    with started(SeaweedFSHandle(tmp_path, bucket), "SeaweedFS") as handle:
         yield handle
-    except BaseException:
-        print(f"--- SeaweedFS log ({handle.log_path}) ---\n{handle.log_text()}", file=sys.stderr)
-        raise
-    finally:
-        handle.stop()
 
 
 # ----------------------------------------------------------------------------------------------- PostgreSQL
@@ -340,11 +335,7 @@ def pid_alive(pid: int) -> bool:
 def postgres(tmp_path: Path) -> Iterator[PostgresHandle]:
     handle = PostgresHandle(tmp_path)
     try:
-        handle.start()
-        yield handle
-    except BaseException:
-        print(f"--- PostgreSQL log ({handle.log_path}) ---\n{handle.log_text()}", file=sys.stderr)
-        raise
+        with started(handle, "PostgreSQL"):
+            yield handle
     finally:
-        handle.stop()
         handle.remove()
