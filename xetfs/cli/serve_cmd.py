@@ -3,7 +3,9 @@
 Xorbs, shards and small files are stored as files under DIR/objects (written atomically), or with
 --storage s3://BUCKET/PREFIX as objects in an S3-compatible bucket (--s3-endpoint URL, e.g. SeaweedFS or
 MinIO; default AWS; credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION). Metadata is
-SQLite (WAL) at DIR/metadata.sqlite3, the server secret in DIR/secret, the audit log in DIR/audit.log.
+SQLite (WAL) at DIR/metadata.sqlite3 and the server secret in DIR/secret, or with --db postgresql://… both
+in PostgreSQL (schema created or migrated at start), so several nodes sharing that database and one bucket
+act as one store; the audit log is in DIR/audit.log.
 With S3 storage, clients read xorb bytes straight from the bucket through presigned URLs handed out in
 reconstructions; --proxy-reads sends them through this server instead (for stores clients cannot reach).
 The store is checked at start: a bad URL, an unreachable endpoint, rejected credentials or a missing
@@ -39,6 +41,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="object storage: s3://BUCKET/PREFIX (default: the directory DIR/objects)")
     parser.add_argument("--s3-endpoint", metavar="URL",
                         help="S3-compatible endpoint, e.g. http://127.0.0.1:8333 (default: AWS for AWS_REGION)")
+    parser.add_argument("--db", metavar="URL",
+                        help="metadata database: postgresql://USER@HOST:PORT/DBNAME, shared by several nodes "
+                             "(default: SQLite at DIR/metadata.sqlite3)")
     parser.add_argument("--proxy-reads", action="store_true",
                         help="with S3 storage, serve xorb bytes through this server instead of presigned URLs")
 
@@ -65,6 +70,17 @@ def open_storage(args: argparse.Namespace) -> Any:
     return storage
 
 
+def open_metadata(args: argparse.Namespace) -> Any:
+    """The metadata database named by --db (default SQLite under --data), reachable and migrated."""
+    from xetfs.server.metadata import Metadata
+
+    data_dir: Path = args.data.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    meta = Metadata(args.db or data_dir / "metadata.sqlite3")
+    log.info("metadata in %r", meta.database)
+    return meta
+
+
 def admin_token(data_dir: Path, given: str | None) -> tuple[str, bool]:
     """-> (token, newly generated)."""
     from xetfs.server.auth import new_token
@@ -86,10 +102,16 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "debug", False):
         logging.getLogger("xetfs.server").setLevel(logging.INFO)
     storage = open_storage(args)
-    return asyncio.run(_serve(args, storage))
+    try:
+        meta = open_metadata(args)
+    except BaseException:
+        if storage is not None:
+            storage.close()
+        raise
+    return asyncio.run(_serve(args, storage, meta))
 
 
-async def _serve(args: argparse.Namespace, storage: Any) -> int:
+async def _serve(args: argparse.Namespace, storage: Any, meta: Any) -> int:
     import asyncio
     import json
     import os
@@ -106,7 +128,7 @@ async def _serve(args: argparse.Namespace, storage: Any) -> int:
     if generated:
         print(f"admin token (stored in {data_dir / 'admin_token'}): {token}", flush=True)
     state = State(data_dir, token, public_read=args.public_read, dedup_keyed=args.dedup_hmac == "random",
-                  storage=storage, proxy_reads=args.proxy_reads)
+                  storage=storage, proxy_reads=args.proxy_reads, meta=meta)
     log.info("objects in %s; reads %s", storage or data_dir / "objects",
              "direct from the store" if state.direct_reads else "through this server")
     runner = web.AppRunner(make_app(state), access_log_class=AccessLogger,

@@ -2,7 +2,8 @@
 
 `xetfs token create --data DIR --scope read|write [--repo NS/NAME]` prints a new token. Only its sha256 is
 stored (SQLite under DIR), so print it once and keep it. A token with --repo is limited to that repo; write
-implies read. Works while the server runs (SQLite WAL).
+implies read. Works while the server runs (SQLite WAL). For servers sharing a PostgreSQL database, name it
+instead of the data directory: `xetfs token create --db postgresql://… --scope …` (valid on every node).
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ HELP = "create Hub tokens for `xetfs serve`"
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = sub.add_parser("create", help="print a new token")
-    create.add_argument("--data", required=True, type=Path, help="the server's data directory")
+    where = create.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data", type=Path, help="the server's data directory")
+    where.add_argument("--db", metavar="URL", help="the servers' metadata database (postgresql://…)")
     create.add_argument("--scope", required=True, choices=("read", "write"))
     create.add_argument("--repo", help="limit the token to one repo (namespace/name)")
 
@@ -25,10 +28,13 @@ def run(args: argparse.Namespace) -> int:
     from xetfs.server.auth import create_hub_token
     from xetfs.server.metadata import Metadata
 
-    data: Path = args.data
-    if not data.is_dir():
-        raise NotFound(f"no data directory {data}")
-    meta = Metadata(data / "metadata.sqlite3")
+    if args.db:
+        meta = Metadata(args.db)
+    else:
+        data: Path = args.data
+        if not data.is_dir():
+            raise NotFound(f"no data directory {data}")
+        meta = Metadata(data / "metadata.sqlite3")
     try:
         _, token = create_hub_token(meta, args.scope, args.repo)
     finally:

@@ -5,8 +5,8 @@ Routes live in ``cas_routes`` (shared/xet-protocol.md §7), ``hub_routes`` (hub-
 
 - ``State``: storage, metadata, auth, metrics, audit log and the data directory. Storage is
   ``LocalStorage(DIR/objects)`` unless another backend is given (``xetfs serve --storage s3://…``);
-  metadata is always SQLite under DIR. ``State.direct_url(key)`` is the read-path switch: with a store
-  that can presign (``S3Storage.presign_get``) and without ``proxy_reads``, reconstruction fetch URLs are
+  metadata is SQLite under DIR unless another database is given (``xetfs serve --db postgresql://…``).
+  ``State.direct_url(key)`` is the read-path switch: with a store that can presign (``S3Storage.presign_get``) and without ``proxy_reads``, reconstruction fetch URLs are
   presigned GETs on the object store (data bytes never pass through this node); otherwise None, and
   ``cas_routes`` hands out its own signed ``/v1/data`` URLs (served from any backend).
 - ``error_middleware``: the ONE translation of errors to HTTP. ``XetError`` -> ``XetError.status`` with a
@@ -106,7 +106,8 @@ class AuditLog:
 
 class State:
     def __init__(self, data_dir: Path, admin_token: str, public_read: bool = False,
-                 storage: Storage | None = None, dedup_keyed: bool = True, proxy_reads: bool = False) -> None:
+                 storage: Storage | None = None, dedup_keyed: bool = True, proxy_reads: bool = False,
+                 meta: Metadata | None = None) -> None:
         self.data_dir = data_dir
         self.dedup_keyed = dedup_keyed      # §6.3: random HMAC key per answer, or plain chunk hashes
         if storage is None:
@@ -115,7 +116,7 @@ class State:
             storage = local
         self.storage: Storage = storage
         self.proxy_reads = proxy_reads
-        self.meta = Metadata(data_dir / "metadata.sqlite3")
+        self.meta = meta if meta is not None else Metadata(data_dir / "metadata.sqlite3")
         self.auth = Auth(data_dir, self.meta, admin_token, public_read)
         self.metrics = Metrics()
         self.audit = AuditLog(data_dir / "audit.log")

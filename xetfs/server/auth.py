@@ -1,10 +1,15 @@
 """Tokens and scopes (hub-api.md §2, §4.7; shared/xet-protocol.md §7.1).
 
-Three kinds of credentials, all derived from one server secret kept in ``DIR/secret``:
+Three kinds of credentials, all derived from one server secret: kept in ``DIR/secret`` (mode 0600) with the
+embedded SQLite metadata; kept in the database (``settings``: ``server_secret``, created by the first node
+that starts) when the metadata database is shared (``--db postgresql://…``), so every node of a cluster
+signs and accepts the same CAS tokens and data URLs:
 
 - **Hub tokens** (``Authorization: Bearer xetfs_…``): random secrets; SQLite stores only their sha256.
   Each has a scope (``read`` or ``write``; write implies read) and optionally one repo (``ns/name``) it is
-  limited to. The admin token (``DIR/admin_token`` or ``--token``) is global write.
+  limited to. The admin token (``DIR/admin_token`` or ``--token``) is global write. With a shared database
+  the first node's admin token becomes the cluster's (its sha256 in ``settings``: ``admin_token_sha256``)
+  and every node accepts it, besides its own; give every node the same ``--token`` to have just one.
 - **CAS tokens** (what ``/xet-{read,write}-token`` hands to hf_xet): stateless,
   ``xcas.<base64url JSON claims>.<base64url HMAC-SHA256>``, bound to repo + revision + scope + exp. The CAS
   accepts one until its ``exp`` (hf_xet never refreshes after a 401, §7.1).
@@ -20,6 +25,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -28,6 +34,8 @@ from pathlib import Path
 from xetfs.errors import Forbidden, Unauthorized
 from xetfs.server.metadata import Metadata
 from xetfs.server.storage import write_atomic
+
+log = logging.getLogger(__name__)
 
 SCOPES = ("read", "write")
 CAS_TOKEN_TTL_S = 3600
@@ -74,7 +82,10 @@ def new_token() -> str:
     return "xetfs_" + secrets.token_urlsafe(32)
 
 
-def load_secret(data_dir: Path) -> bytes:
+def load_secret(data_dir: Path, meta: Metadata | None = None) -> bytes:
+    """The server secret: from the shared metadata database (get-or-create), else ``DIR/secret``."""
+    if meta is not None and meta.shared:
+        return bytes.fromhex(meta.setting("server_secret", secrets.token_hex(32)) or "")
     path = data_dir / "secret"
     if not path.exists():
         write_atomic(path, secrets.token_hex(32).encode(), 0o600)
@@ -92,10 +103,16 @@ def create_hub_token(meta: Metadata, scope: str, repo: str | None) -> tuple[str,
 
 class Auth:
     def __init__(self, data_dir: Path, meta: Metadata, admin_token: str, public_read: bool = False) -> None:
-        secret = load_secret(data_dir)
+        secret = load_secret(data_dir, meta)
         self._cas_key = hmac.new(secret, b"xetfs cas token", hashlib.sha256).digest()
         self._url_key = hmac.new(secret, b"xetfs data url", hashlib.sha256).digest()
-        self._admin_hash = hash_token(admin_token)
+        self._admin_hashes = [hash_token(admin_token)]
+        if meta.shared:
+            cluster = meta.setting("admin_token_sha256", self._admin_hashes[0]) or ""
+            if cluster != self._admin_hashes[0]:
+                log.info("this node's admin token is not the cluster's: both are accepted here, "
+                         "the cluster's on every node")
+                self._admin_hashes.append(cluster)
         self._meta = meta
         self.public_read = public_read
 
@@ -106,7 +123,7 @@ class Auth:
         if token is None:
             return None
         h = hash_token(token)
-        if hmac.compare_digest(h, self._admin_hash):
+        if any(hmac.compare_digest(h, admin) for admin in self._admin_hashes):
             return Principal("admin", "write")
         rec = self._meta.token(h)
         if rec is None:

@@ -1,4 +1,4 @@
-"""The server's metadata in SQLite (WAL): CAS index, repos/refs/commits/snapshots, Hub tokens.
+"""The server's metadata: CAS index, repos/refs/commits/snapshots, Hub tokens — in SQLite or PostgreSQL.
 
 CAS index (shared/xet-protocol.md §6.4, §7.3):
 - ``xorbs``: per stored xorb its serialized size and, packed, its chunk hashes (32 raw bytes each),
@@ -13,27 +13,30 @@ CAS index (shared/xet-protocol.md §6.4, §7.3):
 Repos: ``repos`` (type, repo_id), ``refs`` (branch -> commit oid), ``commits`` (oid, parent, tree oid,
 title, message, date, author token id) and ``trees`` (tree oid -> zlib JSON snapshot ``{path: entry}``;
 content-addressed, shared by commits). Tokens: ``tokens`` (id, sha256 of the secret, scope, repo).
+``settings``: cluster-wide values (auth.py keeps the server secret there when the database is shared).
 
 Repo binding of CAS reads (auth.py: a CAS token names one repo): ``repo_files`` (repo, file hash) lists every
 Xet file that appears in some commit's tree of the repo, written in the same transaction as the commit;
 ``repo_uploads`` (repo, file hash) lists the files a shard registered under a CAS token of that repo, so an
 uploader can read back (and commit) what it has not committed yet. ``file_reachable`` answers "may a token
-of this repo read this file". Both tables are only added to; deleting a repo drops its rows. A database made
-before these tables existed is backfilled from its commits' trees when it is opened (``_migrate``,
-``PRAGMA user_version`` 0 -> 1).
+of this repo read this file". Both tables are only added to; deleting a repo drops its rows.
 
-One connection, one lock; every method is synchronous and short: the app calls them through
-``asyncio.to_thread``. Each write method is ONE transaction, so a rejected or interrupted request leaves
-nothing behind. Stored objects are immutable, so xorb records and trees are cached in memory.
+Backends (``db.py``): ``Metadata(path)`` is SQLite (the embedded default), ``Metadata("postgresql://…")``
+PostgreSQL, shared by every node of a cluster. Each query is written once here, in the dialect subset both
+accept; the schema and its versioned migrations (run on open) live in ``metadata_schema``. Each write method
+is ONE transaction, so a rejected or interrupted request leaves nothing behind. Moving a branch is a
+compare-and-swap on ``refs`` inside the commit's transaction (``add_commit``): of two commits racing on one
+branch — threads of one node or two nodes — exactly one wins and the other gets False (HTTP 412), never a
+lost update. Rows are written in sorted order so concurrent transactions lock them in one order. Stored
+objects are immutable, so xorb records and trees are cached in memory (safe with many nodes).
+
+Every method is synchronous and short: the app calls them through ``asyncio.to_thread``.
 """
 from __future__ import annotations
 
-import json
-import sqlite3
 import struct
 import threading
 import time
-import zlib
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -43,33 +46,14 @@ from typing import Any
 
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import AlreadyExists, NotFound
+from xetfs.server.db import Database, Tx, open_database
+from xetfs.server.metadata_schema import SCHEMA_VERSION, decode_tree, encode_tree, index_tree, migrate
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS xorbs(hash TEXT PRIMARY KEY, stored_bytes INTEGER NOT NULL,
-    chunk_hashes BLOB NOT NULL, chunk_sizes BLOB NOT NULL, chunk_offsets BLOB NOT NULL, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS files(hash TEXT PRIMARY KEY, size INTEGER NOT NULL, terms BLOB NOT NULL,
-    sha256 TEXT, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS sha256_index(sha256 TEXT PRIMARY KEY, file_hash TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS dedup_chunks(chunk_hash TEXT PRIMARY KEY, xorb_hash TEXT NOT NULL, file_hash TEXT);
-CREATE TABLE IF NOT EXISTS shards(hash TEXT PRIMARY KEY, size INTEGER NOT NULL, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS tokens(id TEXT PRIMARY KEY, secret_hash TEXT UNIQUE NOT NULL, scope TEXT NOT NULL,
-    repo TEXT, created REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS repos(id INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, repo_id TEXT NOT NULL,
-    private INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, UNIQUE(type, repo_id));
-CREATE TABLE IF NOT EXISTS refs(repo INTEGER NOT NULL, name TEXT NOT NULL, commit_oid TEXT NOT NULL,
-    PRIMARY KEY(repo, name));
-CREATE TABLE IF NOT EXISTS commits(oid TEXT PRIMARY KEY, repo INTEGER NOT NULL, parent TEXT, tree TEXT NOT NULL,
-    title TEXT NOT NULL, message TEXT NOT NULL, date REAL NOT NULL, author TEXT);
-CREATE TABLE IF NOT EXISTS trees(oid TEXT PRIMARY KEY, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS repo_files(repo INTEGER NOT NULL, file_hash TEXT NOT NULL,
-    PRIMARY KEY(repo, file_hash)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS repo_files_by_file ON repo_files(file_hash);
-CREATE TABLE IF NOT EXISTS repo_uploads(repo INTEGER NOT NULL, file_hash TEXT NOT NULL,
-    PRIMARY KEY(repo, file_hash)) WITHOUT ROWID;
-"""
+__all__ = ["SCHEMA_VERSION", "Commit", "FileRecord", "Metadata", "Repo", "StoredTerm", "TokenRecord",
+           "XorbRecord", "pack_terms", "unpack_terms"]
 
-SCHEMA_VERSION = 1                      # 1: repo_files backfilled from existing commits
 _TERM = struct.Struct("<32sIII")
+Statement = tuple[str, Sequence[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,67 +136,51 @@ class _LRU(OrderedDict[str, Any]):
 
 
 class Metadata:
-    def __init__(self, path: Path | str) -> None:
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+    def __init__(self, target: Path | str | Database) -> None:
+        """``target``: a SQLite file path, a ``postgresql://`` / ``sqlite:///`` URL, or an open Database.
+        The schema is created or migrated here (``metadata_schema.migrate``)."""
+        self._db = target if isinstance(target, Database) else open_database(target)
+        self._lock = threading.Lock()           # guards the caches
         self._xorb_cache = _LRU(4096)
         self._tree_cache = _LRU(256)
-        self._migrate()
+        try:
+            self.migrated_from, _ = migrate(self._db)
+        except BaseException:
+            self._db.close()
+            raise
 
-    def _migrate(self) -> None:
-        """Schema version 1 (``PRAGMA user_version``) = ``repo_files`` filled: backfill it from every stored
-        commit (a database from before repo binding; a no-op on a fresh one). One transaction that also bumps
-        the version, so an interrupted backfill is redone on the next open and two openers do it once."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                    rows = self._db.execute("SELECT DISTINCT c.repo, t.data FROM commits c "
-                                            "JOIN trees t ON t.oid = c.tree JOIN repos r ON r.id = c.repo").fetchall()
-                    for repo, data in rows:
-                        self._index_tree(repo, json.loads(zlib.decompress(data)))
-                    self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    @property
+    def shared(self) -> bool:
+        """Other nodes write this database too (PostgreSQL): cluster-wide state belongs in it."""
+        return self._db.shared
+
+    @property
+    def database(self) -> Database:
+        return self._db
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()
+
+    def __repr__(self) -> str:
+        return f"Metadata({self._db!r})"
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> Any:
-        with self._lock:
-            return self._db.execute(sql, args).fetchone()
+        return self._db.one(sql, args)
 
-    def _all(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
-
-    def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> list[int]:
+    def _write(self, statements: Sequence[Statement]) -> list[int]:
         """Run statements in ONE transaction; returns each statement's rowcount."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                counts = [self._db.execute(sql, args).rowcount for sql, args in statements]
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            return counts
+        return self._db.write(lambda tx: [tx.execute(sql, args) for sql, args in statements])
 
     # ------------------------------------------------------------------ xorbs
     def add_xorb(self, rec: XorbRecord, dedup_chunks: Iterable[MerkleHash] = ()) -> bool:
         """Register a stored xorb (and its dedup-eligible chunks); False if it was already registered."""
         h = str(rec.hash)
-        stmts: list[tuple[str, Sequence[Any]]] = [(
-            "INSERT OR IGNORE INTO xorbs VALUES (?,?,?,?,?,?)",
+        stmts: list[Statement] = [(
+            "INSERT INTO xorbs VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             (h, rec.stored_bytes, b"".join(rec.chunk_hashes), array("I", rec.chunk_sizes).tobytes(),
              array("Q", rec.chunk_offsets).tobytes(), time.time()))]
-        stmts += [("INSERT OR IGNORE INTO dedup_chunks VALUES (?,?,NULL)", (str(c), h)) for c in dedup_chunks]
+        stmts += [("INSERT INTO dedup_chunks VALUES (?,?,NULL) ON CONFLICT DO NOTHING", (c, h))
+                  for c in sorted({str(c) for c in dedup_chunks})]
         return self._write(stmts)[0] == 1
 
     def xorb(self, xorb_hash: MerkleHash) -> XorbRecord | None:
@@ -225,9 +193,10 @@ class Metadata:
                         (key,))
         if row is None:
             return None
-        hashes = tuple(MerkleHash(row[1][i:i + 32]) for i in range(0, len(row[1]), 32))
-        rec = XorbRecord(MerkleHash(bytes(xorb_hash)), row[0], hashes,
-                         tuple(array("I", row[2])), tuple(array("Q", row[3])))
+        raw = bytes(row[1])
+        hashes = tuple(MerkleHash(raw[i:i + 32]) for i in range(0, len(raw), 32))
+        rec = XorbRecord(MerkleHash(bytes(xorb_hash)), int(row[0]), hashes,
+                         tuple(array("I", bytes(row[2]))), tuple(array("Q", bytes(row[3]))))
         with self._lock:
             self._xorb_cache.put(key, rec)
         return rec
@@ -252,26 +221,27 @@ class Metadata:
         """Register one validated shard in one transaction; True if it added anything new. Its files become
         readable by CAS tokens of ``uploader_repo`` (the repo of the uploading token), committed or not."""
         now = time.time()
-        stmts: list[tuple[str, Sequence[Any]]] = [
-            ("INSERT OR IGNORE INTO shards VALUES (?,?,?)", (shard_hash, size, now))]
-        for f in files:
-            stmts.append(("INSERT OR IGNORE INTO files VALUES (?,?,?,?,?)",
-                          (str(f.hash), f.size, pack_terms(f.terms), f.sha256, now)))
-            if uploader_repo is not None:
-                stmts.append(("INSERT OR IGNORE INTO repo_uploads VALUES (?,?)", (uploader_repo, str(f.hash))))
-            if f.sha256:
-                stmts.append(("INSERT OR IGNORE INTO sha256_index VALUES (?,?)", (f.sha256, str(f.hash))))
+        stmts: list[Statement] = [("INSERT INTO shards VALUES (?,?,?) ON CONFLICT DO NOTHING",
+                                   (shard_hash, size, now))]
+        ordered = sorted(files, key=lambda f: bytes(f.hash))
+        stmts += [("INSERT INTO files VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+                   (str(f.hash), f.size, pack_terms(f.terms), f.sha256, now)) for f in ordered]
+        if uploader_repo is not None:
+            stmts += [("INSERT INTO repo_uploads VALUES (?,?) ON CONFLICT DO NOTHING", (uploader_repo, str(f.hash)))
+                      for f in ordered]
+        stmts += [("INSERT INTO sha256_index VALUES (?,?) ON CONFLICT DO NOTHING", (f.sha256, str(f.hash)))
+                  for f in sorted(ordered, key=lambda f: f.sha256 or "") if f.sha256]
         stmts += [("INSERT INTO dedup_chunks VALUES (?,?,?) ON CONFLICT(chunk_hash) DO UPDATE "
-                   "SET file_hash=excluded.file_hash WHERE file_hash IS NULL", (str(c), str(x), str(f)))
-                  for c, x, f in dedup_chunks]
+                   "SET file_hash=excluded.file_hash WHERE dedup_chunks.file_hash IS NULL", (c, x, f))
+                  for c, x, f in sorted({(str(c), str(x), str(f)) for c, x, f in dedup_chunks})]
         counts = self._write(stmts)
-        return counts[0] == 1 or any(c for (sql, _), c in zip(stmts[1:], counts[1:]) if "repo_uploads" not in sql)
+        return any(c for (sql, _), c in zip(stmts, counts) if "repo_uploads" not in sql)
 
     def file(self, file_hash: MerkleHash) -> FileRecord | None:
         row = self._one("SELECT size, terms, sha256 FROM files WHERE hash=?", (str(file_hash),))
         if row is None:
             return None
-        return FileRecord(MerkleHash(bytes(file_hash)), row[0], unpack_terms(row[1]), row[2])
+        return FileRecord(MerkleHash(bytes(file_hash)), int(row[0]), unpack_terms(bytes(row[1])), row[2])
 
     def file_by_sha256(self, sha256_hex: str) -> FileRecord | None:
         row = self._one("SELECT file_hash FROM sha256_index WHERE sha256=?", (sha256_hex.lower(),))
@@ -287,7 +257,7 @@ class Metadata:
                          "SELECT 1 FROM repo_uploads WHERE repo=? AND file_hash=? LIMIT 1",
                          (repo, h, repo, h)) is not None
 
-    # ------------------------------------------------------------------ tokens
+    # ------------------------------------------------------------------ tokens and settings
     def add_token(self, token_id: str, secret_hash: str, scope: str, repo: str | None) -> None:
         self._write([("INSERT INTO tokens VALUES (?,?,?,?,?)", (token_id, secret_hash, scope, repo, time.time()))])
 
@@ -295,23 +265,30 @@ class Metadata:
         row = self._one("SELECT id, scope, repo FROM tokens WHERE secret_hash=?", (secret_hash,))
         return TokenRecord(*row) if row else None
 
+    def setting(self, key: str, default: str | None = None) -> str | None:
+        """The value of ``key``; with ``default``, first store it if the key has none (one atomic
+        get-or-create: of several nodes starting together, the first one's value wins for all)."""
+        if default is None:
+            row = self._one("SELECT value FROM settings WHERE key=?", (key,))
+            return row[0] if row else None
+
+        def get_or_create(tx: Tx) -> str:
+            tx.execute("INSERT INTO settings VALUES (?,?) ON CONFLICT DO NOTHING", (key, default))
+            return str(tx.one("SELECT value FROM settings WHERE key=?", (key,))[0])
+        return self._db.write(get_or_create)
+
     # ------------------------------------------------------------------ repos, refs, commits, trees
     def create_repo(self, repo_type: str, repo_id: str, private: bool, first: Commit, tree: dict[str, Any]) -> Repo:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self._db.execute("INSERT INTO repos(type, repo_id, private, created) VALUES (?,?,?,?)",
-                                       (repo_type, repo_id, int(private), first.date))
-                rid = int(cur.lastrowid or 0)
-                self._insert_commit(first, rid, tree)
-                self._db.execute("INSERT INTO refs VALUES (?,?,?)", (rid, "main", first.oid))
-            except sqlite3.IntegrityError:
-                self._db.execute("ROLLBACK")
-                raise AlreadyExists(f"{repo_type} repo {repo_id} already exists") from None
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        def create(tx: Tx) -> int:
+            rid = int(tx.one("INSERT INTO repos(type, repo_id, private, created) VALUES (?,?,?,?) RETURNING id",
+                             (repo_type, repo_id, int(private), first.date))[0])
+            self._insert_commit(tx, first, rid, tree)
+            tx.execute("INSERT INTO refs VALUES (?,?,?)", (rid, "main", first.oid))
+            return rid
+        try:
+            rid = self._db.write(create)
+        except self._db.integrity_errors:
+            raise AlreadyExists(f"{repo_type} repo {repo_id} already exists") from None
         return Repo(rid, repo_type, repo_id, private, first.date)
 
     def delete_repo(self, repo: Repo) -> None:
@@ -323,7 +300,7 @@ class Metadata:
     def repo(self, repo_type: str, repo_id: str) -> Repo | None:
         row = self._one("SELECT id, type, repo_id, private, created FROM repos WHERE type=? AND repo_id=?",
                         (repo_type, repo_id))
-        return Repo(row[0], row[1], row[2], bool(row[3]), row[4]) if row else None
+        return Repo(int(row[0]), row[1], row[2], bool(row[3]), row[4]) if row else None
 
     def repo_by_key(self, key: str) -> Repo | None:
         """The repo a CAS token names (``"{type}:{ns}/{name}"``, hub_routes.RepoRequest.repo_key)."""
@@ -331,7 +308,7 @@ class Metadata:
         return self.repo(repo_type, repo_id) if sep else None
 
     def refs(self, repo: Repo) -> dict[str, str]:
-        return dict(self._all("SELECT name, commit_oid FROM refs WHERE repo=? ORDER BY name", (repo.id,)))
+        return dict(self._db.all("SELECT name, commit_oid FROM refs WHERE repo=? ORDER BY name", (repo.id,)))
 
     def commit(self, repo: Repo, oid: str) -> Commit | None:
         row = self._one("SELECT oid, repo, parent, tree, title, message, date, author FROM commits "
@@ -346,47 +323,37 @@ class Metadata:
         row = self._one("SELECT data FROM trees WHERE oid=?", (oid,))
         if row is None:
             raise NotFound(f"tree {oid} missing")
-        tree = json.loads(zlib.decompress(row[0]))
+        tree = decode_tree(bytes(row[0]))
         with self._lock:
             self._tree_cache.put(oid, tree)
-        return tree  # type: ignore[no-any-return]
+        return tree
 
-    def _insert_commit(self, c: Commit, repo_id: int, tree: dict[str, Any]) -> None:
-        data = zlib.compress(json.dumps(tree, sort_keys=True, separators=(",", ":")).encode(), 6)
-        self._db.execute("INSERT OR IGNORE INTO trees VALUES (?,?)", (c.tree, data))
-        self._db.execute("INSERT INTO commits VALUES (?,?,?,?,?,?,?,?)",
-                         (c.oid, repo_id, c.parent, c.tree, c.title, c.message, c.date, c.author))
-        self._index_tree(repo_id, tree)
-
-    def _index_tree(self, repo_id: int, tree: dict[str, Any]) -> None:
-        """``repo_files`` += the Xet files of ``tree`` (inside the caller's transaction)."""
-        self._db.executemany("INSERT OR IGNORE INTO repo_files VALUES (?,?)",
-                             [(repo_id, e["xet"]) for e in tree.values() if "xet" in e])
+    @staticmethod
+    def _insert_commit(tx: Tx, c: Commit, repo_id: int, tree: dict[str, Any]) -> None:
+        tx.execute("INSERT INTO trees VALUES (?,?) ON CONFLICT DO NOTHING", (c.tree, encode_tree(tree)))
+        tx.execute("INSERT INTO commits VALUES (?,?,?,?,?,?,?,?)",
+                   (c.oid, repo_id, c.parent, c.tree, c.title, c.message, c.date, c.author))
+        index_tree(tx, repo_id, tree)
 
     def add_commit(self, repo: Repo, branch: str, c: Commit, tree: dict[str, Any]) -> bool:
-        """Store ``c`` and move ``branch`` to it iff the branch still points at ``c.parent`` (one transaction)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._db.execute("SELECT commit_oid FROM refs WHERE repo=? AND name=?",
-                                       (repo.id, branch)).fetchone()
-                if row is None or row[0] != c.parent:
-                    self._db.execute("ROLLBACK")
-                    return False
-                self._insert_commit(c, repo.id, tree)
-                self._db.execute("UPDATE refs SET commit_oid=? WHERE repo=? AND name=?", (c.oid, repo.id, branch))
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        """Store ``c`` and move ``branch`` to it iff the branch still points at ``c.parent``, in one
+        transaction. The compare-and-swap comes first: a loser writes nothing, and in PostgreSQL a
+        concurrent winner's row lock makes the loser wait, re-check the head and see it moved."""
+        def swap(tx: Tx) -> bool:
+            if c.parent is None or tx.execute("UPDATE refs SET commit_oid=? WHERE repo=? AND name=? AND commit_oid=?",
+                                              (c.oid, repo.id, branch, c.parent)) != 1:
+                return False
+            self._insert_commit(tx, c, repo.id, tree)
             return True
+        return self._db.write(swap)
 
     def set_ref(self, repo: Repo, name: str, oid: str | None) -> None:
         if oid is None:
             self._write([("DELETE FROM refs WHERE repo=? AND name=?", (repo.id, name))])
         else:
-            self._write([("INSERT OR REPLACE INTO refs VALUES (?,?,?)", (repo.id, name, oid))])
+            self._write([("INSERT INTO refs VALUES (?,?,?) ON CONFLICT(repo, name) DO UPDATE "
+                          "SET commit_oid=excluded.commit_oid", (repo.id, name, oid))])
 
     def counts(self) -> dict[str, int]:
-        return {t: self._one(f"SELECT count(*) FROM {t}")[0]
+        return {t: int(self._one(f"SELECT count(*) FROM {t}")[0])
                 for t in ("xorbs", "files", "shards", "repos", "commits", "dedup_chunks")}

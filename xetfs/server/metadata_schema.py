@@ -1,0 +1,121 @@
+"""The metadata schema and its versioned migrations, one logical schema for SQLite and PostgreSQL.
+
+Every migration is DDL text in the common dialect (``db.Dialect.ddl`` fills the ``{int}``, ``{float}``,
+``{blob}``, ``{serial}``, ``{without_rowid}`` types) plus an optional data step. ``migrate(db)`` runs, in ONE
+transaction holding the schema lock (``Database.lock_schema``), every migration newer than the stored
+version and then stores the new version: an interrupted migration is redone on the next start, two nodes
+starting together migrate once, and a second run is a no-op. A database newer than this code is refused.
+
+Versions (the SQLite numbers are those of the first release, where ``PRAGMA user_version`` 1 meant
+"``repo_files`` backfilled"):
+
+1. CAS index (xorbs, files, sha256_index, dedup_chunks, shards), tokens, repos/refs/commits/trees, the
+   repo binding tables ``repo_files`` / ``repo_uploads``; ``repo_files`` backfilled from every stored
+   commit's tree (a no-op on a fresh database; on a database from before repo binding, the data step).
+2. ``settings`` (key -> value): cluster-wide values every node must agree on, e.g. the server secret that
+   signs CAS tokens and data URLs when the database is shared (auth.py).
+
+Trees are stored as zlib-compressed canonical JSON (``encode_tree`` / ``decode_tree``); ``index_tree``
+adds a tree's Xet files to ``repo_files`` (used by commits and by the version-1 backfill).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from xetfs.errors import ValidationError
+from xetfs.server.db import Database, Tx
+
+log = logging.getLogger(__name__)
+
+_V1 = """
+CREATE TABLE IF NOT EXISTS xorbs(hash TEXT PRIMARY KEY, stored_bytes {int} NOT NULL,
+    chunk_hashes {blob} NOT NULL, chunk_sizes {blob} NOT NULL, chunk_offsets {blob} NOT NULL,
+    created {float} NOT NULL);
+CREATE TABLE IF NOT EXISTS files(hash TEXT PRIMARY KEY, size {int} NOT NULL, terms {blob} NOT NULL,
+    sha256 TEXT, created {float} NOT NULL);
+CREATE TABLE IF NOT EXISTS sha256_index(sha256 TEXT PRIMARY KEY, file_hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dedup_chunks(chunk_hash TEXT PRIMARY KEY, xorb_hash TEXT NOT NULL, file_hash TEXT);
+CREATE TABLE IF NOT EXISTS shards(hash TEXT PRIMARY KEY, size {int} NOT NULL, created {float} NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens(id TEXT PRIMARY KEY, secret_hash TEXT UNIQUE NOT NULL, scope TEXT NOT NULL,
+    repo TEXT, created {float} NOT NULL);
+CREATE TABLE IF NOT EXISTS repos(id {serial}, type TEXT NOT NULL, repo_id TEXT NOT NULL,
+    private {int} NOT NULL DEFAULT 0, created {float} NOT NULL, UNIQUE(type, repo_id));
+CREATE TABLE IF NOT EXISTS refs(repo {int} NOT NULL, name TEXT NOT NULL, commit_oid TEXT NOT NULL,
+    PRIMARY KEY(repo, name));
+CREATE TABLE IF NOT EXISTS commits(oid TEXT PRIMARY KEY, repo {int} NOT NULL, parent TEXT, tree TEXT NOT NULL,
+    title TEXT NOT NULL, message TEXT NOT NULL, date {float} NOT NULL, author TEXT);
+CREATE TABLE IF NOT EXISTS trees(oid TEXT PRIMARY KEY, data {blob} NOT NULL);
+CREATE TABLE IF NOT EXISTS repo_files(repo {int} NOT NULL, file_hash TEXT NOT NULL,
+    PRIMARY KEY(repo, file_hash)){without_rowid};
+CREATE INDEX IF NOT EXISTS repo_files_by_file ON repo_files(file_hash);
+CREATE TABLE IF NOT EXISTS repo_uploads(repo {int} NOT NULL, file_hash TEXT NOT NULL,
+    PRIMARY KEY(repo, file_hash)){without_rowid};
+"""
+
+_V2 = """
+CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def encode_tree(tree: dict[str, Any]) -> bytes:
+    return zlib.compress(json.dumps(tree, sort_keys=True, separators=(",", ":")).encode(), 6)
+
+
+def decode_tree(data: bytes) -> dict[str, Any]:
+    return json.loads(zlib.decompress(data))  # type: ignore[no-any-return]
+
+
+def index_tree(tx: Tx, repo_id: int, tree: dict[str, Any]) -> None:
+    """``repo_files`` += the Xet files of ``tree`` (inside the caller's transaction). Sorted, so concurrent
+    transactions take the row locks in one order (no deadlock between two commits in PostgreSQL)."""
+    rows = sorted({(repo_id, e["xet"]) for e in tree.values() if "xet" in e})
+    tx.executemany("INSERT INTO repo_files VALUES (?,?) ON CONFLICT DO NOTHING", rows)
+
+
+def _backfill_repo_files(tx: Tx) -> None:
+    rows = tx.all("SELECT DISTINCT c.repo, t.data FROM commits c "
+                  "JOIN trees t ON t.oid = c.tree JOIN repos r ON r.id = c.repo")
+    for repo, data in rows:
+        index_tree(tx, repo, decode_tree(bytes(data)))
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    summary: str
+    ddl: str
+    data: Callable[[Tx], None] | None = None
+
+
+MIGRATIONS = (
+    Migration(1, "CAS index, repos, tokens, repo binding (repo_files backfilled)", _V1, _backfill_repo_files),
+    Migration(2, "settings: cluster-wide values (server secret)", _V2),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def migrate(db: Database) -> tuple[int, int]:
+    """Bring ``db`` to ``SCHEMA_VERSION`` -> (version before, version after)."""
+    def run(tx: Tx) -> tuple[int, int]:
+        db.lock_schema(tx)
+        before = db.schema_version(tx)
+        if before > SCHEMA_VERSION:
+            raise ValidationError(f"the metadata database has schema version {before}, newer than this xetfs "
+                                  f"({SCHEMA_VERSION}): upgrade xetfs")
+        for m in MIGRATIONS:
+            if m.version > before:
+                log.info("metadata %r: migration %d (%s)", db, m.version, m.summary)
+                for statement in db.dialect.ddl(m.ddl):
+                    tx.execute(statement)
+                if m.data is not None:
+                    m.data(tx)
+        if before < SCHEMA_VERSION:
+            db.set_schema_version(tx, SCHEMA_VERSION)
+        return before, SCHEMA_VERSION
+
+    return db.write(run)
