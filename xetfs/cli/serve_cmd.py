@@ -10,6 +10,16 @@ With S3 storage, clients read xorb bytes straight from the bucket through presig
 reconstructions; --proxy-reads sends them through this server instead (for stores clients cannot reach).
 The store is checked at start: a bad URL, an unreachable endpoint, rejected credentials or a missing
 bucket stop the server with one line.
+Regions: with several nodes, the Hub xet token routes can send each client to the CAS node of its region.
+--region NAME names this node's region; --region-network CIDR=REGION maps client networks to regions and
+--region-cas-url REGION=URL gives each region's CAS URL (both repeatable), or all of it in one JSON file
+--regions FILE: {"region": "eu", "networks": {"10.1.0.0/16": "eu"}, "cas_urls": {"eu": "http://node-eu:8080"}}
+(flags add to the file). The most specific matching network wins; a client in no configured network gets
+this node's region URL, or without one this node (the URL it asked). The client address is the TCP peer, or
+with --trust-forwarded-for the leftmost X-Forwarded-For entry (only behind a proxy that sets it). Example:
+  --region eu --region-network 10.1.0.0/16=eu --region-network 10.2.0.0/16=us
+  --region-cas-url eu=http://node-eu:8080 --region-cas-url us=http://node-us:8080
+Bad networks, URLs or region names, and a mapped region without a CAS URL, stop the server with one line.
 Without --token an admin token (global write) is generated on first start, stored in DIR/admin_token and
 printed once. Once ready the server prints "listening on http://HOST:PORT" and writes DIR/server.json
 (--port 0 picks a free port). SIGTERM or SIGINT stops it gracefully.
@@ -46,6 +56,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(default: SQLite at DIR/metadata.sqlite3)")
     parser.add_argument("--proxy-reads", action="store_true",
                         help="with S3 storage, serve xorb bytes through this server instead of presigned URLs")
+    parser.add_argument("--region", metavar="NAME", help="this node's region (shown in /health and /metrics)")
+    parser.add_argument("--region-network", metavar="CIDR=REGION", action="append", default=[],
+                        help="clients in CIDR belong to REGION (repeatable; most specific network wins)")
+    parser.add_argument("--region-cas-url", metavar="REGION=URL", action="append", default=[],
+                        help="CAS URL the xet token routes give clients of REGION (repeatable)")
+    parser.add_argument("--regions", metavar="FILE", type=Path,
+                        help='the region map as JSON: {"region": NAME, "networks": {CIDR: REGION}, '
+                             '"cas_urls": {REGION: URL}} (flags add to it)')
+    parser.add_argument("--trust-forwarded-for", action="store_true",
+                        help="region lookup uses the leftmost X-Forwarded-For entry instead of the peer address "
+                             "(only behind a proxy that sets it)")
+
+
+def region_map(args: argparse.Namespace) -> Any:
+    """The checked ``regions.RegionMap`` from the --region* flags (one-line errors)."""
+    from xetfs.server.regions import build_region_map
+
+    return build_region_map(args.region, args.region_network, args.region_cas_url, args.regions,
+                            args.trust_forwarded_for)
 
 
 def open_storage(args: argparse.Namespace) -> Any:
@@ -101,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not getattr(args, "debug", False):
         logging.getLogger("xetfs.server").setLevel(logging.INFO)
+    regions = region_map(args)
     storage = open_storage(args)
     try:
         meta = open_metadata(args)
@@ -108,10 +138,10 @@ def run(args: argparse.Namespace) -> int:
         if storage is not None:
             storage.close()
         raise
-    return asyncio.run(_serve(args, storage, meta))
+    return asyncio.run(_serve(args, storage, meta, regions))
 
 
-async def _serve(args: argparse.Namespace, storage: Any, meta: Any) -> int:
+async def _serve(args: argparse.Namespace, storage: Any, meta: Any, regions: Any) -> int:
     import asyncio
     import json
     import os
@@ -128,7 +158,9 @@ async def _serve(args: argparse.Namespace, storage: Any, meta: Any) -> int:
     if generated:
         print(f"admin token (stored in {data_dir / 'admin_token'}): {token}", flush=True)
     state = State(data_dir, token, public_read=args.public_read, dedup_keyed=args.dedup_hmac == "random",
-                  storage=storage, proxy_reads=args.proxy_reads, meta=meta)
+                  storage=storage, proxy_reads=args.proxy_reads, meta=meta, regions=regions)
+    if regions.configured:
+        log.info("%s", regions.describe())
     log.info("objects in %s; reads %s", storage or data_dir / "objects",
              "direct from the store" if state.direct_reads else "through this server")
     runner = web.AppRunner(make_app(state), access_log_class=AccessLogger,

@@ -15,7 +15,9 @@ Routes live in ``cas_routes`` (shared/xet-protocol.md §7), ``hub_routes`` (hub-
   treats 405 as fatal where 404 means "fall back" (§7.2); every unknown route is a JSON 404; anything
   unexpected is a logged 500.
 - ``AccessLogger``: one INFO line per request (method, path, status, bytes, duration) and request counters.
-- ``Metrics``: Prometheus text at ``/metrics``.
+- ``Metrics``: Prometheus text at ``/metrics``, plus ``xetfs_node_info{region="…"} 1`` naming this node's region.
+- ``State.regions``: which CAS URL the xet token routes hand out (``regions.RegionMap``; default: this node);
+  the node's region is also in ``GET /health``.
 - ``AuditLog``: append-only JSON lines (``DIR/audit.log``) for uploads and commits: who, repo, what, bytes.
 
 Blocking work (SQLite, file reads, validation, decoding) runs in worker threads via ``State.run``.
@@ -39,6 +41,7 @@ from aiohttp.abc import AbstractAccessLogger
 from xetfs.errors import NotFound, XetError
 from xetfs.server.auth import Auth
 from xetfs.server.metadata import Metadata
+from xetfs.server.regions import RegionMap
 from xetfs.server.storage import LocalStorage, Storage
 
 log = logging.getLogger(__name__)
@@ -107,8 +110,9 @@ class AuditLog:
 class State:
     def __init__(self, data_dir: Path, admin_token: str, public_read: bool = False,
                  storage: Storage | None = None, dedup_keyed: bool = True, proxy_reads: bool = False,
-                 meta: Metadata | None = None) -> None:
+                 meta: Metadata | None = None, regions: RegionMap | None = None) -> None:
         self.data_dir = data_dir
+        self.regions = regions if regions is not None else RegionMap()
         self.dedup_keyed = dedup_keyed      # §6.3: random HMAC key per answer, or plain chunk hashes
         if storage is None:
             local = LocalStorage(data_dir / "objects")
@@ -190,11 +194,13 @@ class AccessLogger(AbstractAccessLogger):
 
 
 async def _health(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return web.json_response({"status": "ok", "region": state_of(request).regions.region})
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    return web.Response(text=state_of(request).metrics.render(), content_type="text/plain")
+    st = state_of(request)
+    info = f'# TYPE xetfs_node_info gauge\nxetfs_node_info{{region="{st.regions.region or ""}"}} 1\n'
+    return web.Response(text=st.metrics.render() + info, content_type="text/plain")
 
 
 def make_app(state: State) -> web.Application:

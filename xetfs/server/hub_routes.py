@@ -7,7 +7,8 @@ Every handler authenticates the Hub token (``auth.Auth.hub_principal``), checks 
 calls metadata + ``commits``. Errors: RepoNotFound / RevisionNotFound / EntryNotFound in ``X-Error-Code``.
 
 Xet token routes (§4.7) answer the JSON body ``{"casUrl","accessToken","exp"}`` AND the ``X-Xet-*``
-headers (uploads hang without the body, downloads fail without the headers). ``casUrl`` is this server.
+headers (uploads hang without the body, downloads fail without the headers). ``casUrl`` is this server, or
+the CAS node for the client's region (``regions.RegionMap.cas_url``, from ``xetfs serve --region*``).
 """
 from __future__ import annotations
 
@@ -245,7 +246,8 @@ async def _xet_token(rr: RepoRequest) -> web.Response:
     if not (scope == "write" and rr.request.query.get("create_pr")):
         await rr.st.run(resolve_rev, rr.st, repo, rr.rev)
     token, exp = rr.st.auth.issue_cas_token(who, rr.repo_key, rr.rev, scope)
-    cas = base_url(rr.request)
+    cas = rr.st.regions.cas_url(rr.request.remote, rr.request.headers.get("X-Forwarded-For"),
+                                base_url(rr.request))
     headers = {"X-Xet-Cas-Url": cas, "X-Xet-Access-Token": token, "X-Xet-Token-Expiration": str(exp)}
     return web.json_response({"casUrl": cas, "accessToken": token, "exp": exp}, headers=headers)
 
