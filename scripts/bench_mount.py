@@ -5,6 +5,8 @@ Prints one JSON object:
   a_cold_seq:   cold sequential read of a 1 GiB file through a fresh mount vs hf_xet (huggingface_hub
                 hf_hub_download) downloading it from the same server             -> ratio (target >= 1.0)
   b_warm_reread: re-read on the same mount vs reading a local copy               -> ratio (target >= 0.8)
+                (both from the page cache, same reader; best of ``--repeats`` passes each, because a single
+                pass on a shared 2-core machine swings 2-3x)
   c_remount_disk_cache: fresh mount sharing the warm disk cache vs a local copy  -> ratio (target >= 0.3)
   d_safetensors: one 16 MiB tensor from a 512 MiB file: bytes served / tensor bytes
   e_random_4k:  random 4 KiB preads per second, cold (fresh mount + cache) and cached (same offsets again)
@@ -43,6 +45,11 @@ def read_seq(path: Path) -> float:
         while f.readinto(buf):
             pass
     return time.perf_counter() - t
+
+
+def best_read_s(path: Path, repeats: int) -> float:
+    """The fastest of ``repeats`` sequential passes (page-cache reads are noisy on a shared machine)."""
+    return min(read_seq(path) for _ in range(max(1, repeats)))
 
 
 def drop_page_cache(path: Path) -> None:
@@ -88,6 +95,7 @@ def main() -> int:
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--preads", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=3, help="passes of each warm read (best counts)")
     args = ap.parse_args()
     tmp = Path(args.workdir or tempfile.mkdtemp(prefix="xetfs-bench-"))
     src = tmp / "src"
@@ -109,9 +117,9 @@ def main() -> int:
         with mounted(server, "org/bench", tmp / "mnt", cache_dir=cache) as m:
             cold_s = read_seq(m.path / "big.bin")
             rss = m.hwm_bytes()
-            warm_s = read_seq(m.path / "big.bin")
+            warm_s = best_read_s(m.path / "big.bin", args.repeats)
         read_seq(big)
-        local_s = read_seq(big)
+        local_s = best_read_s(big, args.repeats)
         with mounted(server, "org/bench", tmp / "mnt2", cache_dir=cache) as m:
             before = server.metrics().get(SERVED, 0.0)
             remount_s = read_seq(m.path / "big.bin")
@@ -123,7 +131,7 @@ def main() -> int:
         out["c_remount_disk_cache"] = {"mount_GBps": size / remount_s / 1e9, "local_GBps": size / local_s / 1e9,
                                        "ratio": local_s / remount_s, "target": 0.3,
                                        "bytes_served": remount_served}
-        out["f_peak_rss"] = {"bytes": rss, "memory_cache_bytes": 512 * MiB}
+        out["f_peak_rss"] = {"bytes": rss, "memory_cache_bytes": 512 * MiB, "overhead_bytes": rss - 512 * MiB}
 
         from safetensors import safe_open
         with mounted(server, "org/bench", tmp / "mnt3", cache_dir=tmp / "cache3") as m:

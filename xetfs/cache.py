@@ -8,7 +8,7 @@ Memory tier: ``cachetools.LRUCache`` bounded in bytes (``getsizeof=len``).
 
 Disk tier, one entry per run of consecutive chunks (normally one fetched range), under
 ``<cache_dir>/chunks/<2 hex>/<xorb hex>.<first chunk>-<end chunk>``:
-- an entry is ``MAGIC | n | n x (size, blake3(chunk)[:16]) | blake3(header)[:16] | chunk bytes...``; a lookup
+- an entry is ``MAGIC | n | n x (size, chunk hash[:16]) | keyed blake3(header)[:16] | chunk bytes...``; a lookup
   of chunk i finds any entry whose range holds i (an in-memory index of entry names, refreshed from the
   directory on a miss, so another mount's entries are found), reads the header, checks it, then reads only the
   needed chunks with one ``pread`` and checks each one's checksum. A damaged entry (bad magic, bad checksum,
@@ -34,16 +34,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import blake3
 from cachetools import LRUCache
+
+from xetfs.core.hashing import chunk_hash
 
 log = logging.getLogger(__name__)
 
 ChunkKey = tuple[bytes, int]          # (raw 32-byte xorb hash, chunk index)
 
-MAGIC = b"XFC2"
+MAGIC = b"XFC3"
 _COUNT = struct.Struct("<I")
-_INDEX = struct.Struct("<I16s")       # uncompressed size, blake3(chunk)[:16]
+_INDEX = struct.Struct("<I16s")       # uncompressed size, chunk hash[:16]
 CHECKSUM_BYTES = 16
 HEADER_BYTES = len(MAGIC) + _COUNT.size + _INDEX.size + CHECKSUM_BYTES   # the header of a one-chunk entry
 MAX_IOV = 512
@@ -57,7 +58,9 @@ def default_cache_dir() -> Path:
 
 
 def _checksum(data: bytes | memoryview) -> bytes:
-    return blake3.blake3(data).digest(CHECKSUM_BYTES)
+    """The chunk hash (xet-protocol §3.2), truncated: the read path computed it to verify the chunk, so a
+    write passes it in and nothing is hashed twice."""
+    return bytes(chunk_hash(data)[:CHECKSUM_BYTES])
 
 
 def _header_bytes(n: int) -> int:
@@ -243,8 +246,10 @@ class DiskTier:
     def put(self, key: ChunkKey, data: bytes) -> None:
         self.put_range(key[0], key[1], [data])
 
-    def put_range(self, xorb: bytes, start: int, datas: Sequence[bytes]) -> None:
-        """Store consecutive chunks ``start, start + 1, ...`` of ``xorb`` as one entry (atomic)."""
+    def put_range(self, xorb: bytes, start: int, datas: Sequence[bytes],
+                  hashes: Sequence[bytes] | None = None) -> None:
+        """Store consecutive chunks ``start, start + 1, ...`` of ``xorb`` as one entry (atomic). ``hashes``:
+        their chunk hashes when the caller verified them (else computed here)."""
         if not datas:
             return
         end = start + len(datas)
@@ -259,8 +264,8 @@ class DiskTier:
         path = os.path.join(sub, name)
         tmp = os.path.join(sub, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
         head = bytearray(MAGIC + _COUNT.pack(len(datas)))
-        for d in datas:
-            head += _INDEX.pack(len(d), _checksum(d))
+        for i, d in enumerate(datas):
+            head += _INDEX.pack(len(d), _checksum(d) if hashes is None else bytes(hashes[i][:CHECKSUM_BYTES]))
         head += _checksum(head)
         total = len(head) + sum(map(len, datas))
         try:
@@ -393,20 +398,17 @@ class ChunkCache:
         if disk and self.disk is not None:
             self.put_disk(items)
 
-    def put_disk(self, items: Sequence[tuple[ChunkKey, bytes]]) -> None:
-        """Disk tier only (blocking): one entry per run of consecutive chunks of one xorb."""
+    def put_disk(self, items: Sequence[tuple[ChunkKey, bytes]], hashes: Sequence[bytes] | None = None) -> None:
+        """Disk tier only (blocking): one entry per run of consecutive chunks of one xorb. ``hashes``: the
+        verified chunk hashes of ``items``, reused as checksums."""
         assert self.disk is not None
-        run: list[bytes] = []
-        first: ChunkKey | None = None
-        for key, data in items:
-            if first is not None and (key[0] != first[0] or key[1] != first[1] + len(run)):
-                self.disk.put_range(first[0], first[1], run)
-                run, first = [], None
-            if first is None:
-                first = key
-            run.append(data)
-        if first is not None:
-            self.disk.put_range(first[0], first[1], run)
+        begin = 0
+        for i in range(1, len(items) + 1):
+            if i == len(items) or items[i][0][0] != items[begin][0][0] or items[i][0][1] != items[begin][0][1] + i - begin:
+                xorb, start = items[begin][0]
+                self.disk.put_range(xorb, start, [d for _, d in items[begin:i]],
+                                    None if hashes is None else hashes[begin:i])
+                begin = i
 
     def _put_memory(self, key: ChunkKey, data: bytes) -> None:
         if len(data) > self._memory.maxsize:

@@ -13,11 +13,20 @@
 3. **Plan and fetch.** ``core.reconstruction.plan_read`` picks the terms and fetch ranges; a fetch range whose
    chunks are all cached costs nothing; the others go through the shared ``Fetcher``: an in-flight table of
    ``trio.Event``s keyed by (xorb, byte range) coalesces identical fetches, no lock is held across a network
-   await, so any number of readers of one file proceed in parallel. The fetcher decodes (in a worker thread
-   past ``THREAD_MIN_BYTES``), verifies each term against its ``verification_hash`` (core ``verify_term``),
-   refetches once on a mismatch, then raises ``IntegrityError`` (EIO); verified chunks go to the cache.
+   await, so any number of readers of one file proceed in parallel. A fetch runs in pieces of ``piece_bytes``
+   received (``CasClient.fetch_range_into``: raw-socket range GETs, ``xetfs.cas.rangeget``) into two pooled
+   buffers, so while one piece arrives the previous one's chunk records are decoded and hashed in a worker
+   thread. Each term is then verified against its ``verification_hash`` (xet-protocol §7.3); a mismatch is
+   refetched once, then raises ``IntegrityError`` (EIO). Verified chunks go to the memory tier, waiters are
+   released, and the chunks go on to the disk tier with their chunk hashes as checksums (hashed once).
 4. **Readahead.** With a background nursery (the mount's), fetch ranges past the requested bytes and the
    window ``[end, fetch_end)`` are fetched in the background; their chunks land in the cache.
+
+Memory (design.md §4): the daemon's RSS is the memory tier plus a fixed overhead independent of file size:
+``max_inflight_bytes`` of decoded chunks not yet handed to the disk writer (a fetch holds its byte budget
+until the writer takes its chunks), ``2 x max_parallel_fetches`` piece buffers (reused, never freed), the
+one range the disk writer is writing, and the interpreter. ``tune_allocator`` keeps glibc from returning
+and re-faulting those buffers.
 
 Every wait is bounded: the whole read by ``read_timeout_s`` (-> ``TransientError``), each fetch by
 ``fetch_timeout_s``; the CAS client retries by classification underneath. A fetch answered 403 (an expired
@@ -30,19 +39,23 @@ tensor they start in (``safetensors_boundaries``).
 from __future__ import annotations
 
 import bisect
+import ctypes
+import dataclasses
+import functools
 import json
 import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
 from xetfs.cache import ChunkCache, ChunkKey
-from xetfs.core.hashing import MerkleHash
-from xetfs.core.reconstruction import (FetchRange, ReadPlan, Reconstruction, ReconstructionTerm,
-                                       decode_fetched, plan_read, verify_term)
+from xetfs.core.hashing import MerkleHash, chunk_hash, verification_hash
+from xetfs.core.reconstruction import FetchRange, ReadPlan, Reconstruction, ReconstructionTerm, plan_read
+from xetfs.core.xorb import CHUNK_HEADER_BYTES, decode_record, parse_chunk_records
+from xetfs.core.xorb import _parse_header as parse_chunk_header
 from xetfs.errors import Forbidden, FormatError, IntegrityError, TransientError, XetError
 from xetfs.params import DEFAULT_XORB, XorbParams
 
@@ -69,6 +82,9 @@ class ReadStats:
         return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
 
 
+_DiskItems = tuple[list[tuple[ChunkKey, bytes]], Sequence[bytes] | None]   # chunks, their checksums
+
+
 class FetchCancelled(TransientError):
     """The task running a fetch was cancelled (its nursery closed): a waiter starts the fetch again."""
 
@@ -87,6 +103,40 @@ class _Pending:
         if self.error is not None:
             raise self.error
         return self.value
+
+
+def tune_allocator(mmap_threshold_bytes: int = 64 * MiB, trim_threshold_bytes: int = 128 * MiB) -> bool:
+    """glibc malloc settings for the mount daemon (design.md §4): a fixed mmap threshold so fetch buffers
+    and 1 MiB reply buffers come from the heap and are reused instead of being mmapped, page-faulted and
+    unmapped each time; a trim threshold so freed memory is kept for reuse; one arena, so chunks decoded in
+    worker threads reuse the memory the cache evicted. False when the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
+    return all(mallopt(opt, value) == 1 for opt, value in ((m_mmap_threshold, mmap_threshold_bytes),
+                                                           (m_trim_threshold, trim_threshold_bytes),
+                                                           (m_arena_max, 1)))
+
+
+async def _concurrently(*fns: Callable[[], Awaitable[Any]] | None) -> None:
+    """Run the given async callables concurrently; re-raise the first failure as itself (not a group)."""
+    failures: list[Exception] = []
+
+    async def run(fn: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await fn()
+        except Exception as exc:
+            failures.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        for fn in fns:
+            if fn is not None:
+                nursery.start_soon(run, fn)
+    if failures:
+        raise failures[0]
 
 
 async def _maybe_thread(fn: Any, size: int, limiter: trio.CapacityLimiter, *args: Any) -> Any:
@@ -120,7 +170,8 @@ class Fetcher:
 
     def __init__(self, cas: Any, cache: ChunkCache | None = None, *, nursery: trio.Nursery | None = None,
                  max_parallel_fetches: int = 8, fetch_timeout_s: float = 60.0,
-                 params: XorbParams = DEFAULT_XORB, max_inflight_bytes: int = 96 * MiB) -> None:
+                 params: XorbParams = DEFAULT_XORB, max_inflight_bytes: int = 96 * MiB,
+                 piece_bytes: int = 4 * MiB) -> None:
         self.cas = cas
         self.cache = cache if cache is not None else ChunkCache(memory_bytes=256 * MiB)
         self.nursery = nursery
@@ -131,17 +182,23 @@ class Fetcher:
         self._net = trio.CapacityLimiter(max_parallel_fetches)
         self._budget = _ByteBudget(max_inflight_bytes)   # bounds the RSS of fetch buffers + decoded chunks
         self._inflight: dict[tuple[bytes, int, int], _Pending] = {}
+        self.max_record_bytes = CHUNK_HEADER_BYTES + params.max_chunk_compressed
+        self.piece_bytes = max(piece_bytes, self.max_record_bytes)
+        self.max_pooled_buffers = 2 * max_parallel_fetches   # two per running fetch: a fixed pool
+        self._buffers: list[bytearray] = []
         self._disk_loads: dict[tuple[bytes, int, int], _Pending] = {}   # single-flight disk-tier loads
         # Disk-tier writes leave the read's critical path: a writer task drains a bounded queue.
-        self._disk_queue: trio.MemorySendChannel[list[tuple[ChunkKey, bytes]]] | None = None
+        self._disk_queue: trio.MemorySendChannel[_DiskItems] | None = None
         self._writer_done = trio.Event()
+        if nursery is not None:   # the mount daemon (a long-lived reader process)
+            tune_allocator()
         if nursery is not None and self.cache.disk is not None:
-            self._disk_queue, receive = trio.open_memory_channel(2)
+            self._disk_queue, receive = trio.open_memory_channel(0)
             nursery.start_soon(self._disk_writer, receive)
         else:
             self._writer_done.set()
 
-    async def _disk_writer(self, receive: trio.MemoryReceiveChannel[list[tuple[ChunkKey, bytes]]]) -> None:
+    async def _disk_writer(self, receive: trio.MemoryReceiveChannel[_DiskItems]) -> None:
         try:
             async for items in receive:
                 await trio.to_thread.run_sync(self._write_disk, items)
@@ -155,8 +212,8 @@ class Fetcher:
         with trio.move_on_after(timeout_s):
             await self._writer_done.wait()
 
-    def _write_disk(self, items: list[tuple[ChunkKey, bytes]]) -> None:
-        self.cache.put_disk(items)
+    def _write_disk(self, job: _DiskItems) -> None:
+        self.cache.put_disk(*job)
 
     def cached_chunks(self, fr: FetchRange) -> list[bytes] | None:
         """The chunks of ``fr`` when all are in the memory tier."""
@@ -217,29 +274,50 @@ class Fetcher:
             await self._budget.acquire(fr.size_bytes)
             try:
                 with trio.fail_after(self.fetch_timeout_s):
-                    pending.value = await self._fetch_verified(fr, terms)
+                    items, checked = await self._fetch_verified(fr, terms)
+                pending.value = [c for _, c in items]
+                self._finish(key, pending)    # waiters go on now; the disk write follows, still in budget
+                await self._store_disk(fr, items, checked)
             finally:
                 self._budget.release(fr.size_bytes)
         except trio.TooSlowError:
             pending.error = TransientError(f"fetch of xorb {fr.xorb_hash} timed out after {self.fetch_timeout_s}s")
         except Exception as exc:
-            pending.error = exc
+            if not pending.done.is_set():
+                pending.error = exc
+            else:
+                log.warning("disk cache write of xorb %s failed: %s", fr.xorb_hash, exc)
         except BaseException:   # cancelled: waiters re-check and start their own fetch
-            pending.error = FetchCancelled("fetch cancelled")
+            if not pending.done.is_set():
+                pending.error = FetchCancelled("fetch cancelled")
             raise
         finally:
+            self._finish(key, pending)
+
+    def _finish(self, key: tuple[bytes, int, int], pending: _Pending) -> None:
+        if not pending.done.is_set():
             del self._inflight[key]
             self.stats.pending_fetches -= 1
             pending.done.set()
 
-    async def _fetch_verified(self, fr: FetchRange, terms: Sequence[ReconstructionTerm]) -> list[bytes]:
+    async def _store_disk(self, fr: FetchRange, items: list[tuple[ChunkKey, bytes]],
+                          checked: Sequence[bytes] | None) -> None:
+        """Hand verified chunks to the disk writer. The queue is unbuffered and the caller holds the fetch's
+        byte budget until the writer takes them, so chunks waiting for the disk are bounded memory too."""
+        if self._disk_queue is not None:
+            await self._disk_queue.send((items, checked))
+        elif self.cache.disk is not None:
+            await _maybe_thread(self._write_disk, fr.size_bytes, self.cpu, (items, checked))
+
+    async def _fetch_verified(self, fr: FetchRange, terms: Sequence[ReconstructionTerm]
+                              ) -> tuple[list[tuple[ChunkKey, bytes]], Sequence[bytes] | None]:
+        """Verified chunks of ``fr`` (now in the memory tier) and, when every term had a verification hash,
+        their chunk hashes (reused as disk checksums: nothing is hashed twice)."""
         for attempt in range(2):
-            async with self._net:
-                data = await self.cas.fetch_range(fr)
-            self.stats.fetches += 1
-            self.stats.bytes_fetched += len(data)
             try:
-                chunks = list(await _maybe_thread(self._decode_verify, len(data), self.cpu, fr, terms, data))
+                async with self._net:
+                    chunks, hashes = await self._fetch_pieces(fr)
+                self._verify(fr, terms, chunks, hashes)
             except (IntegrityError, FormatError) as exc:
                 self.stats.integrity_failures += 1
                 log.error("integrity failure on xorb %s bytes %d-%d (attempt %d): %s",
@@ -251,18 +329,82 @@ class Fetcher:
                 continue
             items = [(self.cache.key(fr.xorb_hash, fr.chunk_start + i), c) for i, c in enumerate(chunks)]
             self.cache.put_many(items, disk=False)
-            if self._disk_queue is not None:
-                await self._disk_queue.send(items)
-            elif self.cache.disk is not None:
-                await _maybe_thread(self._write_disk, len(data), self.cpu, items)
-            return chunks
+            return items, (hashes if all(t.verification_hash is not None for t in terms) else None)
         raise AssertionError("unreachable")
 
-    def _decode_verify(self, fr: FetchRange, terms: Sequence[ReconstructionTerm], data: bytes) -> list[bytes]:
-        chunks = decode_fetched(fr, data, self.params)
+    async def _fetch_pieces(self, fr: FetchRange) -> tuple[list[bytes], list[MerkleHash]]:
+        """Fetch ``fr`` in pieces of ``piece_bytes`` into two pooled buffers: while one piece is received,
+        the complete chunk records of the previous one are decoded and hashed in a worker thread. The bytes
+        of a record cut by a piece's end are copied in front of the next piece (each buffer keeps
+        ``max_record_bytes`` of headroom for them). Returns chunks + chunk hashes, not yet verified."""
+        chunks: list[bytes] = []
+        hashes: list[MerkleHash] = []
+        head = self.max_record_bytes
+        bufs = [self._take_buffer(), self._take_buffer()]
+        try:
+            pos, end, i = fr.byte_start, fr.byte_end + 1, 0
+            prev: memoryview | None = None          # the last piece (with its carried-in head), undecoded
+            while True:
+                buf = bufs[i % 2]
+                n = min(self.piece_bytes, end - pos)
+                consumed = [0]
+                decode = None if prev is None else functools.partial(
+                    self._decode_piece_async, prev, n == 0, chunks, hashes, consumed)
+                fetch = None if n == 0 else functools.partial(
+                    self.cas.fetch_range_into, dataclasses.replace(fr, byte_start=pos, byte_end=pos + n - 1),
+                    memoryview(buf)[head:head + n])
+                await _concurrently(decode, fetch)
+                if n == 0:
+                    break
+                self.stats.bytes_fetched += n
+                tail = memoryview(b"") if prev is None else prev[consumed[0]:]
+                buf[head - len(tail):head] = tail
+                prev = memoryview(buf)[head - len(tail):head + n]
+                pos += n
+                i += 1
+            self.stats.fetches += 1
+        finally:
+            self._buffers.extend(bufs[:max(0, self.max_pooled_buffers - len(self._buffers))])
+        return chunks, hashes
+
+    def _take_buffer(self) -> bytearray:
+        return self._buffers.pop() if self._buffers else bytearray(self.max_record_bytes + self.piece_bytes)
+
+    async def _decode_piece_async(self, view: memoryview, final: bool, chunks: list[bytes],
+                                  hashes: list[MerkleHash], consumed: list[int]) -> None:
+        got, got_hashes, consumed[0] = await _maybe_thread(self._decode_piece, len(view), self.cpu, view, final)
+        chunks.extend(got)
+        hashes.extend(got_hashes)
+
+    def _decode_piece(self, view: memoryview, final: bool) -> tuple[list[bytes], list[MerkleHash], int]:
+        """Decode + hash the complete records of ``view``; a cut record at its end is left (unless final).
+        A malformed record is told from a cut one by length: a cut one is shorter than any whole record."""
+        if final:
+            records = parse_chunk_records(view, self.params)
+        else:
+            records, off = [], 0
+            while True:
+                try:
+                    record = parse_chunk_header(view, off, self.params)
+                except FormatError:
+                    if len(view) - off >= self.max_record_bytes:
+                        raise
+                    break
+                records.append(record)
+                off = record.end
+        out = [decode_record(view, r) for r in records]
+        return out, [chunk_hash(c) for c in out], records[-1].end if records else 0
+
+    def _verify(self, fr: FetchRange, terms: Sequence[ReconstructionTerm], chunks: Sequence[bytes],
+                hashes: Sequence[MerkleHash]) -> None:
+        if len(chunks) != fr.chunk_end - fr.chunk_start:
+            raise FormatError(f"fetch range of {fr.chunk_end - fr.chunk_start} chunks decoded to {len(chunks)}")
         for t in terms:
-            verify_term(t, chunks[t.chunk_start - fr.chunk_start:t.chunk_end - fr.chunk_start])
-        return chunks
+            lo, hi = t.chunk_start - fr.chunk_start, t.chunk_end - fr.chunk_start
+            if sum(map(len, chunks[lo:hi])) != t.unpacked_bytes:
+                raise IntegrityError(f"term {t.xorb_hash}[{t.chunk_start},{t.chunk_end}) has the wrong size")
+            if t.verification_hash is not None and verification_hash(hashes[lo:hi]) != t.verification_hash:
+                raise IntegrityError(f"term {t.xorb_hash}[{t.chunk_start},{t.chunk_end}) fails verification")
 
 
 @dataclass(slots=True)

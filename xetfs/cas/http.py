@@ -147,8 +147,23 @@ class _AutoBackend(httpcore.AsyncNetworkBackend):
         await self._get().sleep(seconds)
 
 
+class XetHttpClient(httpx.AsyncClient):
+    """An AsyncClient that also owns a ``RangeGetter`` (raw-socket range GETs for data URLs), closed with it."""
+
+    def __init__(self, *, params: HttpParams, **kwargs: Any) -> None:
+        from xetfs.cas.rangeget import RangeGetter   # rangeget imports this module
+
+        super().__init__(**kwargs)
+        self.range_getter = RangeGetter(params)
+
+    async def aclose(self) -> None:
+        await self.range_getter.aclose()
+        await super().aclose()
+
+
 def make_http_client(params: HttpParams = DEFAULT_HTTP) -> httpx.AsyncClient:
-    """One AsyncClient per process/session: pooled connections, bounded waits, 1 MiB socket reads."""
+    """One AsyncClient per process/session: pooled connections, bounded waits, 1 MiB socket reads, and a
+    ``range_getter`` for data URLs (``xetfs.cas.rangeget``)."""
     limits = httpx.Limits(max_connections=params.max_connections,
                           max_keepalive_connections=params.max_keepalive_connections)
     transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
@@ -159,7 +174,7 @@ def make_http_client(params: HttpParams = DEFAULT_HTTP) -> httpx.AsyncClient:
             max_connections=limits.max_connections, max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry, ssl_context=httpx.create_ssl_context(),
             network_backend=_LargeReadBackend(params.read_size_bytes))
-    return httpx.AsyncClient(transport=transport, timeout=params.timeout(), trust_env=False,
+    return XetHttpClient(params=params, transport=transport, timeout=params.timeout(), trust_env=False,
                              follow_redirects=False, headers={"User-Agent": params.user_agent})
 
 
@@ -238,6 +253,18 @@ def transport_error(exc: httpx.HTTPError, *, method: str, url: str) -> XetError:
         out = errors.TransientError(f"{what}: cannot reach {host}: {exc or type(exc).__name__}")
     else:
         out = errors.RemoteError(f"{what}: {type(exc).__name__}: {exc}")
+    setattr(out, "http_status", 0)
+    return out
+
+
+def socket_error(exc: BaseException, *, method: str, url: str) -> XetError:
+    """Raw-socket failures (``xetfs.cas.rangeget``: OSError, trio.TooSlowError) -> xetfs errors."""
+    what = _what(method, url)
+    out: XetError
+    if isinstance(exc, trio.TooSlowError):
+        out = errors.TransientError(f"{what}: timed out")
+    else:
+        out = errors.TransientError(f"{what}: cannot reach {urlsplit(url).netloc}: {exc or type(exc).__name__}")
     setattr(out, "http_status", 0)
     return out
 

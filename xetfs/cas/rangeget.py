@@ -1,0 +1,216 @@
+"""Raw HTTP/1.1 range GETs straight into a caller's buffer, for xorb data URLs (xet-protocol.md §7.3).
+
+Why (design.md §4): on loopback the HTTP client is the read path's first bottleneck. httpx moves a body
+through h11 in pieces and each piece is copied again into the destination (~0.6-1.5 GB/s); a trio socket
+``recv_into`` a preallocated buffer lets the kernel copy the body once, where it belongs (~2.7-4.2 GB/s).
+
+Scope: ``GET`` of one ``bytes=a-b`` range of an ``http://`` URL (the CAS data route, or a presigned store URL
+on plain HTTP). The only answers handled here are the ones a range server gives:
+
+- ``206`` with ``Content-Length`` equal to the range size: the body is received into ``out``;
+- ``>= 400``: a short error body is read and the status is mapped by ``xetfs.cas.http.status_error``, the
+  single status mapping of the clients (403 on a data URL -> ``Forbidden``, 5xx -> ``TransientError``...);
+- anything else (``200`` whole body, chunked, multipart, 1xx/3xx, https URLs) raises ``RangeUnsupported``
+  and the caller uses its httpx path, which handles every form.
+
+Transport failures and timeouts become ``TransientError`` through ``xetfs.cas.http.socket_error``. Every
+wait is bounded: connect by ``connect_timeout_s``, each send by ``write_timeout_s``, each receive by
+``read_timeout_s`` (an idle timeout: a slow body that keeps moving is not cut off).
+
+Keep-alive pool: after a complete body a connection goes back to a per-host idle list (at most
+``max_keepalive_connections``); a request on a reused connection that the server had meanwhile closed (no
+byte of an answer received) is repeated once on a fresh connection. No lock: each request owns its socket.
+``aclose`` closes the idle connections (``make_http_client``'s client calls it on close).
+"""
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import trio
+
+from xetfs.cas import http
+from xetfs.errors import RemoteError
+
+log = logging.getLogger(__name__)
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_ERROR_BODY_BYTES = 64 * 1024
+_HEAD_END = b"\r\n\r\n"
+
+
+class RangeUnsupported(Exception):
+    """The answer is not a plain ``206`` (or an error status): use the general HTTP client instead."""
+
+
+class _StaleConnection(Exception):
+    """A reused keep-alive connection was closed by the server before answering."""
+
+
+class RangeGetter:
+    """Range GETs over pooled raw trio sockets; see the module docstring."""
+
+    def __init__(self, params: http.HttpParams = http.DEFAULT_HTTP) -> None:
+        self.params = params
+        self._idle: dict[tuple[str, int], list[trio.socket.SocketType]] = {}
+        self._closed = False
+        self.connections_opened = 0
+
+    async def get_into(self, url: str, start: int, end_incl: int, out: memoryview,
+                       headers: Mapping[str, str] | None = None) -> tuple[dict[str, str], int]:
+        """Receive bytes ``[start, end_incl]`` of ``url`` into ``out`` (exactly that long): (headers, count)."""
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise RangeUnsupported(parts.scheme)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        lines = [f"GET {target} HTTP/1.1", f"Host: {parts.netloc}", f"Range: bytes={start}-{end_incl}",
+                 "Accept-Encoding: identity", f"User-Agent: {self.params.user_agent}",
+                 *(f"{k}: {v}" for k, v in (headers or {}).items())]
+        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        address = (parts.hostname, parts.port or 80)
+        try:
+            for attempt in range(2):
+                sock, reused = await self._checkout(address)
+                keep = False
+                try:
+                    keep, answer = await self._exchange(sock, reused, request, url, out)
+                    return answer
+                except _StaleConnection:
+                    if attempt:
+                        raise OSError("connection closed before an answer") from None
+                finally:
+                    if keep:
+                        self._checkin(address, sock)
+                    else:
+                        sock.close()
+        except (OSError, trio.TooSlowError, _StaleConnection) as exc:
+            raise http.socket_error(exc, method="GET", url=url) from exc
+        raise AssertionError("unreachable")
+
+    async def _exchange(self, sock: trio.socket.SocketType, reused: bool, request: bytes, url: str,
+                        out: memoryview) -> tuple[bool, tuple[dict[str, str], int]]:
+        """One request/answer; (keep the connection?, (headers, body bytes))."""
+        try:
+            await self._send(sock, request)
+            status, reason, headers, extra = await self._read_head(sock)
+        except (OSError, _StaleConnection):
+            if reused:
+                raise _StaleConnection() from None
+            raise
+        length = headers.get("content-length")
+        if status >= 400:
+            body = await self._read_error_body(sock, extra, length)
+            err = http.status_error(status, method="GET", url=url, headers=headers, body=body, reason=reason)
+            assert err is not None
+            raise err
+        if status != 206 or length is None or "transfer-encoding" in headers:
+            raise RangeUnsupported(f"status {status}")
+        if int(length) != len(out):
+            raise RemoteError(f"GET {urlsplit(url).path}: {length} body bytes for a {len(out)}-byte range")
+        n = await self._read_body(sock, extra, out)
+        keep = headers.get("connection", "").lower() != "close"
+        return keep, (headers, n)
+
+    # -- connections -----------------------------------------------------------------------------------------
+
+    async def _checkout(self, address: tuple[str, int]) -> tuple[trio.socket.SocketType, bool]:
+        idle = self._idle.get(address)
+        if idle:
+            return idle.pop(), True
+        sock = trio.socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with trio.fail_after(self.params.connect_timeout_s):
+                await sock.connect(address)
+        except BaseException:
+            sock.close()
+            raise
+        self.connections_opened += 1
+        return sock, False
+
+    def _checkin(self, address: tuple[str, int], sock: trio.socket.SocketType) -> None:
+        idle = self._idle.setdefault(address, [])
+        if self._closed or len(idle) >= self.params.max_keepalive_connections:
+            sock.close()
+        else:
+            idle.append(sock)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for idle in self._idle.values():
+            for sock in idle:
+                sock.close()
+        self._idle.clear()
+
+    # -- wire ------------------------------------------------------------------------------------------------
+
+    async def _send(self, sock: trio.socket.SocketType, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            with trio.fail_after(self.params.write_timeout_s):
+                sent = await sock.send(view)
+            view = view[sent:]
+
+    async def _recv_into(self, sock: trio.socket.SocketType, view: memoryview) -> int:
+        with trio.fail_after(self.params.read_timeout_s):
+            return int(await sock.recv_into(view))
+
+    async def _read_head(self, sock: trio.socket.SocketType) -> tuple[int, str, dict[str, str], bytes]:
+        """Status, reason, lower-cased headers, and the body bytes that arrived with the head."""
+        buf = bytearray(16 * 1024)
+        n = 0
+        while True:
+            if n == len(buf):
+                if n >= MAX_HEAD_BYTES:
+                    raise RemoteError("HTTP answer head too long")
+                buf.extend(bytes(len(buf)))
+            got = await self._recv_into(sock, memoryview(buf)[n:])
+            if not got:
+                raise _StaleConnection() if n == 0 else OSError("connection closed inside an answer head")
+            n += got
+            end = buf.find(_HEAD_END, 0, n)
+            if end >= 0:
+                break
+        lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+        try:
+            version, code, *rest = lines[0].split(" ", 2)
+            status = int(code)
+        except ValueError:
+            raise RemoteError(f"bad HTTP status line {lines[0][:100]!r}") from None
+        if not version.startswith("HTTP/1."):
+            raise RangeUnsupported(version)
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        return status, rest[0] if rest else "", headers, bytes(buf[end + len(_HEAD_END):n])
+
+    async def _read_body(self, sock: trio.socket.SocketType, extra: bytes, out: memoryview) -> int:
+        if len(extra) > len(out):
+            raise RemoteError("more body bytes than announced")
+        out[:len(extra)] = extra
+        pos = len(extra)
+        while pos < len(out):
+            got = await self._recv_into(sock, out[pos:])
+            if not got:
+                raise OSError(f"connection closed after {pos} of {len(out)} body bytes")
+            pos += got
+        return pos
+
+    async def _read_error_body(self, sock: trio.socket.SocketType, extra: bytes, length: str | None) -> bytes:
+        """Up to MAX_ERROR_BODY_BYTES of an error answer's body (the connection is not reused)."""
+        want = min(int(length), MAX_ERROR_BODY_BYTES) if length is not None and length.isdigit() else 0
+        body = bytearray(extra[:want])
+        while len(body) < want:
+            chunk = bytearray(want - len(body))
+            try:
+                got = await self._recv_into(sock, memoryview(chunk))
+            except (OSError, trio.TooSlowError):
+                break
+            if not got:
+                break
+            body += chunk[:got]
+        return bytes(body)
