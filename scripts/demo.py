@@ -1,4 +1,5 @@
-"""xetfs demo (run through ./scripts/demo): serve -> upload -> download -> mount -> load a tensor -> read a dataset.
+"""xetfs demo (run through ./scripts/demo): serve -> upload -> download -> mount -> load a tensor -> save a
+fine-tuned copy into the (writable) mount, uploading only new chunks -> read a dataset.
 
 Each step prints the command a user would type. Sizes: a ~256 MiB safetensors model and a small parquet dataset.
 """
@@ -98,6 +99,31 @@ def main() -> int:
             return mount_and_read(tmp, server, env, tensors)
 
 
+def write_modified_copy(mnt: Path, server, env: dict[str, str], tensors: dict[str, np.ndarray]) -> bool:
+    """The mount of a branch is writable: save a fine-tuned copy (one tensor changed); only new chunks travel."""
+    from safetensors.numpy import save_file
+
+    step("save a fine-tuned copy into the mount (one tensor changed): only the new chunks are uploaded")
+    name = sorted(tensors)[len(tensors) // 2]
+    tuned = dict(tensors)
+    tuned[name] = (tensors[name] * np.float16(1.5)).astype(np.float16)
+    before = server.metrics().get("xetfs_cas_xorb_upload_bytes_total", 0.0)
+    print(f"$ python -c 'save_file(tuned, \"{mnt.name}/model-tuned.safetensors\")'")
+    save_file(tuned, str(mnt / "model-tuned.safetensors"))
+    deadline = time.monotonic() + 600
+    while True:   # the close returned once the file was durable locally; the commit follows in the background
+        write = json.loads((mnt / ".xetfs-stats").read_bytes())["write"]
+        if (write["pending_files"] == 0 and not write["uploading"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    uploaded = server.metrics().get("xetfs_cas_xorb_upload_bytes_total", 0.0) - before
+    size = (mnt / "model-tuned.safetensors").stat().st_size
+    print(f"committed {write['last_commit']}: a {size / 2**20:.0f} MiB file with one {tuned[name].nbytes / 2**20:.0f} "
+          f"MiB tensor changed uploaded {uploaded / 2**20:.1f} MiB of xorbs "
+          f"({write['deduplicated_bytes'] / 2**20:.0f} MiB deduplicated)")
+    return write["pending_files"] == 0 and write["conflicts"] == []
+
+
 def mount_and_read(tmp: Path, server, env: dict[str, str], tensors: dict[str, np.ndarray]) -> int:
     from safetensors import safe_open
 
@@ -120,6 +146,7 @@ def mount_and_read(tmp: Path, server, env: dict[str, str], tensors: dict[str, np
         print(f"data fetched from the server: {fetched / 2**20:.1f} MiB for an {tensor.nbytes / 2**20:.0f} MiB tensor "
               f"of a {file_size / 2**20:.0f} MiB file")
         xetfs("stats", str(model_mnt), env=env)
+        ok = write_modified_copy(model_mnt, server, env, tensors) and ok
     finally:
         xetfs("umount", str(model_mnt), env=env)
     step("mount the dataset and read one column with pyarrow")

@@ -76,11 +76,24 @@ def force_unmount(path: Path, pid: int | None = None) -> None:
             pass
 
 
+def wait_committed(mount: Mount, timeout_s: float = 180.0) -> dict[str, Any]:
+    """Wait until a writable mount has nothing pending (conflicts aside); returns its ``write`` counters."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        write = mount.stats()["write"]
+        if write["pending_files"] == 0 and not write["uploading"]:
+            return dict(write)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"still pending after {timeout_s}s: {write}")
+        time.sleep(0.05)
+
+
 @contextmanager
 def mounted(server: Any, repo: str, mountpoint: Path | str, *, cache_dir: Path | str | None = None,
             token: str | None = None, revision: str | None = None, args: Sequence[str] = (),
-            env: dict[str, str] | None = None) -> Iterator[Mount]:
-    """Mount ``repo`` of ``server`` (anything with ``.url`` and ``.token``) at ``mountpoint`` for the body."""
+            env: dict[str, str] | None = None, upload_wait_s: float = 120.0) -> Iterator[Mount]:
+    """Mount ``repo`` of ``server`` (anything with ``.url`` and ``.token``) at ``mountpoint`` for the body.
+    On exit ``xetfs umount`` gives pending uploads ``upload_wait_s`` (what is left stays journaled)."""
     path = Path(mountpoint).resolve()
     path.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir).resolve() if cache_dir is not None else path.parent / f"{path.name}-cache"
@@ -93,8 +106,13 @@ def mounted(server: Any, repo: str, mountpoint: Path | str, *, cache_dir: Path |
     try:
         pid = int(json.loads((path / STATS_NAME).read_bytes())["pid"])
         yield Mount(path, pid, cache)
+    except BaseException:
+        print(f"--- xetfs mount log ({cache / 'logs'}) ---\n{Mount(path, pid or 0, cache).logs()[-20000:]}",
+              file=sys.stderr)
+        raise
     finally:
-        done = xetfs_cli("umount", str(path), check=False, timeout_s=60)
+        done = xetfs_cli("umount", str(path), "--upload-wait", str(upload_wait_s), check=False,
+                         timeout_s=60 + upload_wait_s)
         if done.returncode != 0 or _is_mounted(path):
             force_unmount(path, pid)
         from xetfs.cli.umount_cmd import _alive

@@ -234,9 +234,10 @@ async def _upload_xorbs(cas: CasClient, recv: trio.MemoryReceiveChannel[BuiltXor
 
 @asynccontextmanager
 async def upload_session(cas: CasClient, params: UploadParams = UploadParams(), *,
-                         stats: UploadStats | None = None,
-                         progress: Progress | None = None) -> AsyncIterator[UploadSession]:
-    """Open a session; on a clean exit the last xorbs, then the shard, are uploaded (``session.shard``)."""
+                         stats: UploadStats | None = None, progress: Progress | None = None,
+                         known_shards: Sequence[Shard] = ()) -> AsyncIterator[UploadSession]:
+    """Open a session; on a clean exit the last xorbs, then the shard, are uploaded (``session.shard``).
+    ``known_shards`` (e.g. shards this client uploaded before) seed the dedup session (§6)."""
     stats = stats if stats is not None else UploadStats()
     limiter = trio.CapacityLimiter(params.cpu_threads)
     send, recv = trio.open_memory_channel[BuiltXorb](0)
@@ -246,6 +247,8 @@ async def upload_session(cas: CasClient, params: UploadParams = UploadParams(), 
                 nursery.start_soon(_upload_xorbs, cas, recv.clone(), stats)
             recv.close()
             session = UploadSession(cas, params, limiter, send, stats, progress)
+            for shard in known_shards:
+                session.dedup.add_known_shard(shard)
             async with send:
                 yield session
                 for xorb in await session._finish():
@@ -278,23 +281,37 @@ def write_cas(hub: HubClient, repo: RepoRef) -> CasClient:
     return CasClient(TokenProvider(lambda: hub.xet_token(repo, "write")), hub.http, retry=hub.retry)
 
 
-async def upload_files(hub: HubClient, repo: RepoRef, files: Sequence[tuple[Source, str]], message: str, *,
-                       description: str = "", parent_commit: str | None = None, progress: Progress | None = None,
-                       params: UploadParams = UploadParams()) -> UploadResult:
-    """Upload ``(local path or bytes, path in repo)`` pairs as one commit on ``repo.revision``."""
+@dataclass(frozen=True, slots=True)
+class PreparedCommit:
+    """The data of some files is stored on the CAS; ``ops`` commit them (``shard``: the uploaded shard)."""
+
+    ops: list[CommitOp]
+    files: dict[str, XetFile]
+    shard: Shard | None
+
+
+async def prepare_commit_ops(hub: HubClient, repo: RepoRef, files: Sequence[tuple[Source, str]], *,
+                             stats: UploadStats, progress: Progress | None = None,
+                             params: UploadParams = UploadParams(),
+                             known_shards: Sequence[Shard] = ()) -> PreparedCommit:
+    """Preupload, then upload the Xet files' xorbs and shard; returns the commit operations for all files."""
+    if not files:
+        return PreparedCommit([], {}, None)
     described = [await trio.to_thread.run_sync(_describe, src) for src, _ in files]
     answers = await hub.preupload(repo, [PreuploadFile(path, size, sample)
                                          for (_, path), (size, sample) in zip(files, described)])
-    stats = UploadStats()
     ops: list[CommitOp] = []
     xet_files: dict[str, XetFile] = {}
+    shard: Shard | None = None
     lfs = [(src, path) for (src, path), (size, _) in zip(files, described)
            if answers[path].mode == "lfs" and size > 0 and not answers[path].should_ignore]
     if lfs:
         cas = write_cas(hub, repo)
-        async with upload_session(cas, params, stats=stats, progress=progress) as session:
+        async with upload_session(cas, params, stats=stats, progress=progress,
+                                  known_shards=known_shards) as session:
             for src, path in lfs:
                 xet_files[path] = await session.add_file(src)
+        shard = session.shard
         ops.extend(AddXet(p, f.sha256, f.size) for p, f in xet_files.items())
     for (src, path), (size, _) in zip(files, described):
         if path not in xet_files and not answers[path].should_ignore:
@@ -303,8 +320,17 @@ async def upload_files(hub: HubClient, repo: RepoRef, files: Sequence[tuple[Sour
             stats.regular_bytes += len(content)
             if progress is not None:
                 progress(len(content))
-    stats.files = len(ops)
-    stats.total_bytes = stats.regular_bytes + sum(f.size for f in xet_files.values())
-    info = await hub.commit(repo, ops, message, description=description, parent_commit=parent_commit)
-    log.info("committed %d files to %s as %s: %s", len(ops), repo, info.oid, stats)
-    return UploadResult(info.oid, info.url, stats, xet_files)
+    return PreparedCommit(ops, xet_files, shard)
+
+
+async def upload_files(hub: HubClient, repo: RepoRef, files: Sequence[tuple[Source, str]], message: str, *,
+                       description: str = "", parent_commit: str | None = None, progress: Progress | None = None,
+                       params: UploadParams = UploadParams()) -> UploadResult:
+    """Upload ``(local path or bytes, path in repo)`` pairs as one commit on ``repo.revision``."""
+    stats = UploadStats()
+    prepared = await prepare_commit_ops(hub, repo, files, stats=stats, progress=progress, params=params)
+    stats.files = len(prepared.ops)
+    stats.total_bytes = stats.regular_bytes + sum(f.size for f in prepared.files.values())
+    info = await hub.commit(repo, prepared.ops, message, description=description, parent_commit=parent_commit)
+    log.info("committed %d files to %s as %s: %s", len(prepared.ops), repo, info.oid, stats)
+    return UploadResult(info.oid, info.url, stats, prepared.files)

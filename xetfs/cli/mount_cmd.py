@@ -1,8 +1,9 @@
-"""Mount a repository revision as a read-only directory (FUSE).
+"""Mount a repository revision as a directory (FUSE); a branch mounts writable.
 
 Examples:
   xetfs mount org/model /mnt/model
   xetfs mount datasets/org/data /mnt/data --revision v1 --cache-size 50G --memory-cache-size 1G
+  xetfs mount org/model /mnt/model --read-only
   xetfs umount /mnt/model
 
 The revision is resolved to one commit at mount time; files are fetched lazily, chunk by chunk, and kept in
@@ -10,10 +11,18 @@ a memory cache (--memory-cache-size, default 512M) and a disk cache (--cache-dir
 --cache-size, default 10G) that survives remounts and may be shared by several mounts. Sizes accept K, M,
 G, T suffixes (powers of 1024).
 
+Writes: a branch (e.g. main) mounts writable; a commit sha, a tag or --read-only mounts read-only (EROFS).
+Files are staged under <cache-dir>/staging (--staging-size bounds it, default 50G; past it writes fail with
+ENOSPC). A close returns once the data and a journal entry are on local disk; modified files are then
+chunked, deduplicated, uploaded and committed in the background — closes within --commit-delay seconds
+(default 0.5) share one commit. Failed uploads are retried with backoff (up to --upload-retry-max seconds
+apart); if the mount stops first, the next mount of the same repo, branch and cache dir resumes them.
+`xetfs stats` shows pending files/bytes, uploaded and deduplicated bytes, the last commit and conflicts.
+
 Without --foreground the command returns once the mount is ready; the daemon logs to
-<cache-dir>/logs/mount-<time>-<pid>.log. `xetfs umount MOUNTPOINT` (or SIGTERM/SIGINT to the daemon)
-unmounts cleanly. `xetfs stats MOUNTPOINT` prints the mount's counters (read from the hidden file
-MOUNTPOINT/.xetfs-stats). The mount is always read-only (--read-only is accepted for clarity).
+<cache-dir>/logs/mount-<time>-<pid>.log. `xetfs umount MOUNTPOINT` waits for pending uploads (bounded) and
+unmounts (or SIGTERM/SIGINT to the daemon: pending changes stay journaled). `xetfs stats MOUNTPOINT` prints
+the mount's counters (read from the hidden file MOUNTPOINT/.xetfs-stats).
 
 Exit codes: 0 mounted (or unmounted cleanly in --foreground), 1 error (one line says why), 2 bad usage.
 """
@@ -32,7 +41,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from xetfs.fs.mount import MountOptions
 
-HELP = "mount a repo revision as a read-only directory"
+HELP = "mount a repo revision as a directory (a branch mounts writable)"
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 READY_TIMEOUT_S = 300.0
@@ -61,7 +70,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--read-timeout", type=float, default=120.0, metavar="SECONDS",
                         help="a read that cannot be served in this time fails with EIO (default 120)")
     parser.add_argument("--foreground", "-f", action="store_true", help="stay in the foreground, log to stderr")
-    parser.add_argument("--read-only", action="store_true", help="accepted; the mount is always read-only")
+    parser.add_argument("--read-only", action="store_true", help="mount read-only even when REV is a branch")
+    parser.add_argument("--staging-size", type=parse_size, default="50G",
+                        help="bound of the staging area for written files (default 50G); past it: ENOSPC")
+    parser.add_argument("--commit-delay", type=float, default=0.5, metavar="SECONDS",
+                        help="closes within this delay share one commit (default 0.5)")
+    parser.add_argument("--upload-retry-max", type=float, default=30.0, metavar="SECONDS",
+                        help="longest wait between retries of a failed upload (default 30)")
     parser.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
 
 
@@ -75,7 +90,9 @@ def _options(args: argparse.Namespace) -> "MountOptions":
         endpoint=resolve_endpoint(args.endpoint), token=resolve_token(args.token),
         cache_dir=Path(args.cache_dir).expanduser().resolve() if args.cache_dir else default_cache_dir(),
         disk_cache_bytes=args.cache_size, memory_cache_bytes=args.memory_cache_size,
-        read_timeout_s=args.read_timeout, fetch_timeout_s=max(1.0, args.read_timeout * 0.75))
+        read_timeout_s=args.read_timeout, fetch_timeout_s=max(1.0, args.read_timeout * 0.75),
+        read_only=args.read_only, staging_bytes=args.staging_size, commit_delay_s=args.commit_delay,
+        retry_max_s=args.upload_retry_max)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,7 +128,10 @@ def _child_argv(args: argparse.Namespace, opts: "MountOptions", ready_fd: int) -
              "--endpoint", opts.endpoint, "--cache-dir", str(opts.cache_dir),
              "--cache-size", str(opts.disk_cache_bytes), "--memory-cache-size", str(opts.memory_cache_bytes),
              "--read-timeout", str(args.read_timeout), "--repo-type", opts.repo.repo_type,
-             "--revision", opts.repo.revision]
+             "--revision", opts.repo.revision, "--staging-size", str(opts.staging_bytes),
+             "--commit-delay", str(opts.commit_delay_s), "--upload-retry-max", str(opts.retry_max_s)]
+    if opts.read_only:
+        argv.append("--read-only")
     return argv
 
 

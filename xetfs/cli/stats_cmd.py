@@ -6,7 +6,10 @@ Example:
 The mount daemon serves its counters through the hidden file MOUNTPOINT/.xetfs-stats (not listed by ls;
 read fresh at every open): bytes read by applications (bytes_read), bytes fetched from the network
 (bytes_fetched), cache hits/misses per tier, reconstructions, fetches, retries, integrity failures, read
-errors and pending work. Exit codes: 0 ok, 1 not a xetfs mount.
+errors and pending work. A writable mount adds ``write``: pending_files / pending_bytes (closed files not yet
+committed), uploaded_bytes (xorb bytes sent), new_bytes, deduplicated_bytes, commits, last_commit, uploading,
+upload_errors / last_error, staging_bytes, and conflicts (paths kept staged because the branch changed them
+too). Exit codes: 0 ok, 1 not a xetfs mount.
 """
 from __future__ import annotations
 

@@ -2,9 +2,13 @@
 
 Example:
   xetfs umount /mnt/model
+  xetfs umount /mnt/model --upload-wait 0     # do not wait for pending uploads
 
-Runs ``fusermount3 -u MOUNTPOINT`` (``--lazy`` adds ``-z``: detach now, finish when the last file closes),
-then waits up to --timeout seconds for the daemon (its pid comes from MOUNTPOINT/.xetfs-stats) to exit.
+A writable mount first gets up to --upload-wait seconds (default 300) to upload and commit its pending
+changes (conflicted files excluded); whatever is still pending then stays journaled under the cache dir and
+the next mount of the same repo, branch and cache dir uploads it. Then ``fusermount3 -u MOUNTPOINT`` runs
+(``--lazy`` adds ``-z``: detach now, finish when the last file closes) and the command waits up to --timeout
+seconds for the daemon (its pid comes from MOUNTPOINT/.xetfs-stats) to exit.
 Exit codes: 0 unmounted, 1 error (not mounted, busy, or the daemon did not exit).
 """
 from __future__ import annotations
@@ -22,6 +26,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("mountpoint", metavar="MOUNTPOINT")
     parser.add_argument("--lazy", "-z", action="store_true", help="detach now even if files are open")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the daemon (default 30)")
+    parser.add_argument("--upload-wait", type=float, default=300.0, metavar="SECONDS",
+                        help="seconds to wait for pending uploads before unmounting (default 300)")
 
 
 def _pid_of(mountpoint: Path) -> int | None:
@@ -48,11 +54,34 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def unmount(mountpoint: Path, *, lazy: bool = False, timeout_s: float = 30.0) -> None:
+def wait_for_uploads(mountpoint: Path, timeout_s: float) -> int:
+    """Poll the mount's counters until nothing is pending (conflicts aside); returns what is still pending."""
+    from xetfs.cli.stats_cmd import read_stats
+    from xetfs.errors import XetError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            write = read_stats(mountpoint).get("write") or {}
+        except XetError:
+            return 0
+        pending = int(write.get("pending_files", 0))
+        if pending == 0 or time.monotonic() >= deadline:
+            return pending
+        time.sleep(0.1)
+
+
+def unmount(mountpoint: Path, *, lazy: bool = False, timeout_s: float = 30.0, upload_wait_s: float = 300.0) -> None:
     from xetfs.errors import ValidationError, XetError
 
     if not os.path.ismount(mountpoint):
         raise ValidationError(f"{mountpoint} is not mounted")
+    left = wait_for_uploads(mountpoint, upload_wait_s) if upload_wait_s > 0 else 0
+    if left:
+        import sys
+
+        print(f"xetfs umount: {left} changes still pending after {upload_wait_s:g}s; they stay journaled and "
+              "the next mount uploads them", file=sys.stderr)
     pid = _pid_of(mountpoint)
     cmd = ["fusermount3", "-u", *(["-z"] if lazy else []), str(mountpoint)]
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -66,5 +95,6 @@ def unmount(mountpoint: Path, *, lazy: bool = False, timeout_s: float = 30.0) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    unmount(Path(args.mountpoint).resolve(), lazy=args.lazy, timeout_s=args.timeout)
+    unmount(Path(args.mountpoint).resolve(), lazy=args.lazy, timeout_s=args.timeout,
+            upload_wait_s=args.upload_wait)
     return 0

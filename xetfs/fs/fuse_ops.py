@@ -3,9 +3,10 @@
 Nothing else lives here. Errors are translated once, in ``_translated``: ``XetError`` -> ``FUSEError(errno)``;
 anything unexpected -> EIO, logged once with its traceback, so one bad read never takes the mount down.
 
-The revision is immutable, so entries and attributes get long kernel timeouts and files ``keep_cache``:
+The tree only changes through this mount (a writable mount changes it in its own handlers and returns fresh
+attributes), so entries and attributes get long kernel timeouts and unmodified files ``keep_cache``:
 re-reads come from the page cache and nothing is ever invalidated (no ``FUSE_NOTIFY_INVAL_*``, hf-mount
-#195/#196). ``direct_io`` is only used for the hidden stats file (its size is unknown up front); regular
+#195/#196). Files with staged (local) data are opened without ``keep_cache``. ``direct_io`` is only used for the hidden stats file (its size is unknown up front); regular
 files go through the page cache so shared mmap works.
 """
 from __future__ import annotations
@@ -36,6 +37,12 @@ def _translated(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
             return await fn(*args)
         except pyfuse3.FUSEError:
             raise
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):   # the staging disk is full: say so
+                log.exception("%s failed unexpectedly", fn.__name__)
+                raise pyfuse3.FUSEError(errno.EIO) from None
+            log.warning("%s: %s", fn.__name__, exc)
+            raise pyfuse3.FUSEError(errno.ENOSPC) from None
         except XetError as exc:
             log.log(logging.DEBUG if exc.errno == errno.ENOENT else logging.WARNING,
                     "%s: %s: %s", fn.__name__, type(exc).__name__, exc)
@@ -87,11 +94,13 @@ class FuseOps(pyfuse3.Operations):
             if not pyfuse3.readdir_reply(token, os.fsencode(name), entry_attributes(attr), next_id):
                 break
 
+    def _file_info(self, fh: int) -> pyfuse3.FileInfo:
+        stats = self.vfs.is_stats(fh)
+        return pyfuse3.FileInfo(fh=fh, keep_cache=self.vfs.keep_cache(fh), direct_io=stats)
+
     @_translated
     async def open(self, inode: int, flags: int, ctx: Any) -> pyfuse3.FileInfo:
-        fh = await self.vfs.open(inode, flags)
-        stats = self.vfs.is_stats(fh)
-        return pyfuse3.FileInfo(fh=fh, keep_cache=not stats, direct_io=stats)
+        return self._file_info(await self.vfs.open(inode, flags))
 
     @_translated
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -99,7 +108,56 @@ class FuseOps(pyfuse3.Operations):
 
     @_translated
     async def release(self, fh: int) -> None:
-        self.vfs.release(fh)
+        await self.vfs.close(fh)
+
+    # -- writes (a read-only Vfs raises ReadOnly -> EROFS)
+    @_translated
+    async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
+                     ctx: Any) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+        fh, attr = await self.vfs.create(parent_inode, os.fsdecode(name), mode, flags)
+        return self._file_info(fh), entry_attributes(attr)
+
+    @_translated
+    async def write(self, fh: int, off: int, buf: bytes) -> int:
+        return await self.vfs.write(fh, off, buf)
+
+    @_translated
+    async def flush(self, fh: int) -> None:
+        await self.vfs.flush(fh)
+
+    @_translated
+    async def fsync(self, fh: int, datasync: bool) -> None:
+        await self.vfs.fsync(fh)
+
+    @_translated
+    async def setattr(self, inode: int, attr: pyfuse3.EntryAttributes, fields: pyfuse3.SetattrFields,
+                      fh: int | None, ctx: Any) -> pyfuse3.EntryAttributes:
+        return entry_attributes(await self.vfs.setattr(
+            inode, size=attr.st_size if fields.update_size else None,
+            mode=attr.st_mode if fields.update_mode else None,
+            mtime_ns=attr.st_mtime_ns if fields.update_mtime else None))
+
+    @_translated
+    async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: Any) -> pyfuse3.EntryAttributes:
+        return entry_attributes(await self.vfs.mkdir(parent_inode, os.fsdecode(name), mode))
+
+    @_translated
+    async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+        await self.vfs.unlink(parent_inode, os.fsdecode(name))
+
+    @_translated
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: Any) -> None:
+        await self.vfs.rmdir(parent_inode, os.fsdecode(name))
+
+    @_translated
+    async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int, name_new: bytes,
+                     flags: int, ctx: Any) -> None:
+        await self.vfs.rename(parent_inode_old, os.fsdecode(name_old), parent_inode_new, os.fsdecode(name_new),
+                              flags)
+
+    @_translated
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        return None   # directory changes are journaled when they happen
 
     @_translated
     async def statfs(self, ctx: Any) -> pyfuse3.StatvfsData:
@@ -107,7 +165,7 @@ class FuseOps(pyfuse3.Operations):
         st = pyfuse3.StatvfsData()
         st.f_bsize = st.f_frsize = BLOCK_BYTES
         st.f_blocks = (s["bytes"] + BLOCK_BYTES - 1) // BLOCK_BYTES
-        st.f_bfree = st.f_bavail = 0
+        st.f_bfree = st.f_bavail = s.get("free_bytes", 0) // BLOCK_BYTES
         st.f_files = s["files"]
         st.f_ffree = st.f_favail = 0
         st.f_namemax = 255

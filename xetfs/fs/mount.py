@@ -57,6 +57,16 @@ class MountOptions:
     readahead_max_bytes: int = 64 * MiB
     max_parallel_fetches: int = 4
     extra_fuse_options: tuple[str, ...] = field(default_factory=tuple)
+    read_only: bool = False                 # a branch mounts writable unless this is set
+    staging_bytes: int = 50 * 1024 * MiB    # --staging-size: staged files beyond it -> ENOSPC
+    commit_delay_s: float = 0.5             # --commit-delay: closes within it share one commit
+    retry_max_s: float = 30.0               # --upload-retry-max: backoff cap of failed uploads
+
+
+def staging_dir(opts: MountOptions) -> Path:
+    """One staging area (and journal) per repo + branch + cache dir (issue 5 §3)."""
+    safe = opts.repo.revision.replace("/", "%2F")
+    return opts.cache_dir / "staging" / opts.repo.repo_type / opts.repo.repo_id / safe
 
 
 def check_mountpoint(path: Path) -> None:
@@ -118,7 +128,10 @@ class RepoBackend:
         self.repo = repo
         self.fetcher = fetcher
         self.read_timeout_s = read_timeout_s
-        self._regular: LRUCache[str, bytes] = LRUCache(maxsize=REGULAR_CACHE_BYTES, getsizeof=len)
+        self._regular: LRUCache[tuple[str, str], bytes] = LRUCache(maxsize=REGULAR_CACHE_BYTES, getsizeof=len)
+
+    def set_commit(self, commit: str) -> None:
+        self.repo = self.repo.at(commit)
 
     def reader(self, xet_hash: MerkleHash, size: int) -> FileReader:
         return FileReader(self.fetcher.cas, xet_hash, size, fetcher=self.fetcher, read_timeout_s=self.read_timeout_s)
@@ -128,13 +141,18 @@ class RepoBackend:
         return await safetensors_boundaries(reader)
 
     async def read_regular(self, path: str, file_size: int, offset: int, size: int) -> bytes:
+        return await self.read_regular_at(self.repo.revision, path, file_size, offset, size)
+
+    async def read_regular_at(self, commit: str, path: str, file_size: int, offset: int, size: int) -> bytes:
+        """A regular (non-Xet) file as of ``commit`` (an immutable key: cached by commit and path)."""
+        repo = self.repo.at(commit)
         with trio.fail_after(self.read_timeout_s):
             if file_size > REGULAR_WHOLE_MAX_BYTES:
-                return await self.hub.resolve(self.repo, path, (offset, offset + size))
-            data = self._regular.get(path)
+                return await self.hub.resolve(repo, path, (offset, offset + size))
+            data = self._regular.get((commit, path))
             if data is None:
-                data = await self.hub.resolve(self.repo, path)
-                self._regular[path] = data
+                data = await self.hub.resolve(repo, path)
+                self._regular[(commit, path)] = data
         return data[offset:offset + size]
 
 
@@ -148,10 +166,14 @@ def _mtime_ns(info: dict[str, Any]) -> int:
     return 0
 
 
-def stats_snapshot(opts: MountOptions, commit: str, vfs: Vfs, fetcher: Fetcher) -> dict[str, Any]:
+def stats_snapshot(opts: MountOptions, commit: str, vfs: Vfs, fetcher: Fetcher,
+                   writeback: Any = None) -> dict[str, Any]:
     s = fetcher.stats
     cache = fetcher.cache.snapshot()
+    write = writeback.snapshot() if writeback is not None else None
     return {
+        "writable": writeback is not None,
+        "write": write,
         "pid": os.getpid(), "repo": str(opts.repo), "commit": commit, "mountpoint": str(opts.mountpoint),
         "bytes_read": vfs.bytes_read, "bytes_fetched": s.bytes_fetched,
         "cache": {"memory": {"hits": cache["memory_hits"], "misses": cache["memory_misses"],
@@ -162,7 +184,8 @@ def stats_snapshot(opts: MountOptions, commit: str, vfs: Vfs, fetcher: Fetcher) 
         "reconstructions": s.reconstructions, "fetches": s.fetches, "retries": s.refetches,
         "integrity_failures": s.integrity_failures, "read_errors": s.read_errors,
         "pending": {"fetches": s.pending_fetches, "reconstructions": s.pending_reconstructions,
-                    "open_handles": vfs.open_handles},
+                    "open_handles": vfs.open_handles,
+                    "files": write["pending_files"] if write else 0, "bytes": write["pending_bytes"] if write else 0},
     }
 
 
@@ -185,31 +208,92 @@ async def _serve(opts: MountOptions, on_ready: Callable[[str | None], None]) -> 
         commit = str(info.get("sha") or "")
         if not commit:
             raise XetError(f"{opts.repo}: the Hub did not resolve the revision to a commit")
+        writable = not opts.read_only and await _is_branch(hub, opts.repo)
         pinned = opts.repo.at(commit)
         tree = Tree(await hub.list_tree(pinned))
         tokens = TokenProvider(lambda: hub.xet_token(pinned, "read"))
         cas = CasClient(tokens, client)
         cache = ChunkCache(opts.memory_cache_bytes, opts.cache_dir, opts.disk_cache_bytes)
-        async with trio.open_nursery() as nursery:
-            fetcher = Fetcher(cas, cache, nursery=nursery, fetch_timeout_s=opts.fetch_timeout_s,
-                              max_parallel_fetches=opts.max_parallel_fetches)
-            backend = RepoBackend(hub, pinned, fetcher, opts.read_timeout_s)
-            vfs = Vfs(tree, backend, mtime_ns=_mtime_ns(info),
-                      stats=lambda: stats_snapshot(opts, commit, vfs, fetcher),
-                      readahead_max_bytes=min(opts.readahead_max_bytes, max(MiB, opts.memory_cache_bytes // 4)))
-            fuse_options = set(pyfuse3.default_options) | {"ro", f"fsname=xetfs:{opts.repo.repo_id}",
-                                                           "subtype=xetfs", *opts.extra_fuse_options}
-            pyfuse3.init(FuseOps(vfs), str(opts.mountpoint), fuse_options)
-            try:
-                nursery.start_soon(_on_signals, pyfuse3.terminate)
-                nursery.start_soon(_announce, opts, commit, len(tree), on_ready)
-                await pyfuse3.main()
-            finally:
-                pyfuse3.close(unmount=True)
-                await fetcher.drain()
-                nursery.cancel_scope.cancel()
+        staging = _open_staging(opts) if writable else None
+        try:
+            async with trio.open_nursery() as nursery:
+                fetcher = Fetcher(cas, cache, nursery=nursery, fetch_timeout_s=opts.fetch_timeout_s,
+                                  max_parallel_fetches=opts.max_parallel_fetches)
+                backend = RepoBackend(hub, pinned, fetcher, opts.read_timeout_s)
+                vfs, writeback = _make_vfs(opts, hub, tree, backend, staging, commit, info, fetcher)
+                fuse_options = set(pyfuse3.default_options) | {f"fsname=xetfs:{opts.repo.repo_id}",
+                                                               "subtype=xetfs", *opts.extra_fuse_options}
+                if writeback is None:
+                    fuse_options.add("ro")
+                pyfuse3.init(FuseOps(vfs), str(opts.mountpoint), fuse_options)
+                try:
+                    nursery.start_soon(_on_signals, pyfuse3.terminate)
+                    if writeback is not None:
+                        await nursery.start(writeback.run)
+                        if staging is not None and staging.pending:
+                            writeback.kick()   # resume what the previous mount left journaled
+                    nursery.start_soon(_announce, opts, commit, len(tree), on_ready)
+                    await pyfuse3.main()
+                finally:
+                    pyfuse3.close(unmount=True)
+                    await fetcher.drain()
+                    nursery.cancel_scope.cancel()
+        finally:
+            if staging is not None:
+                if staging.pending:
+                    log.warning("%d changes stay journaled in %s; the next mount uploads them",
+                                len(staging.pending), staging.root)
+                staging.close()
     log.info("unmounted %s", opts.mountpoint)
     return 0
+
+
+async def _is_branch(hub: Any, repo: RepoRef) -> bool:
+    """Writable only for a branch (a commit sha or a tag mounts read-only: EROFS)."""
+    try:
+        return repo.revision in await hub.branches(repo)
+    except XetError as exc:
+        log.info("cannot list the branches of %s (%s); mounting read-only", repo, exc)
+        return False
+
+
+def _open_staging(opts: MountOptions) -> Any:
+    """The branch's staging area, or None (read-only) when another mount of it shares this cache dir."""
+    from xetfs.fs.staging import Staging, StagingBusy
+
+    try:
+        return Staging(staging_dir(opts), opts.staging_bytes)
+    except StagingBusy as exc:
+        log.warning("%s; this mount is read-only (give a second writable mount its own --cache-dir)", exc)
+        return None
+
+
+def _make_vfs(opts: MountOptions, hub: Any, tree: Tree, backend: RepoBackend, staging: Any, commit: str,
+              info: dict[str, Any], fetcher: Fetcher) -> tuple[Vfs, Any]:
+    readahead_max = min(opts.readahead_max_bytes, max(MiB, opts.memory_cache_bytes // 4))
+    if staging is None:
+        ro = Vfs(tree, backend, mtime_ns=_mtime_ns(info), readahead_max_bytes=readahead_max,
+                 stats=lambda: stats_snapshot(opts, commit, ro, fetcher))
+        return ro, None
+    from xetfs.cas.retry import RetryPolicy
+    from xetfs.fs.writable import WritableVfs
+    from xetfs.hub.client import HubClient
+    from xetfs.writeback import ShardCache, Writeback, WritebackParams, shard_cache_dir
+
+    vfs = WritableVfs(tree, backend, staging, commit=commit, mtime_ns=_mtime_ns(info),
+                      readahead_max_bytes=readahead_max,
+                      stats=lambda: stats_snapshot(opts, writeback.base, vfs, fetcher, writeback))
+    vfs.apply_pending()
+    base = staging.base_commit if staging.pending and staging.base_commit else commit
+    params = WritebackParams(commit_delay_s=opts.commit_delay_s, max_delay_s=max(5.0, opts.commit_delay_s * 4),
+                             retry_max_s=opts.retry_max_s)
+    # The writeback retries whole batches itself: its requests fail fast so stats show the error.
+    wb_hub = HubClient(hub.endpoint, hub.token, hub.http, retry=RetryPolicy(max_attempts=3, max_delay_s=2.0,
+                                                                              max_total_s=60.0))
+    writeback = Writeback(wb_hub, opts.repo, staging, vfs, base,
+                          ShardCache(shard_cache_dir(opts.cache_dir, opts.endpoint), params.shard_cache_files), params)
+    vfs.kick = writeback.kick
+    return vfs, writeback
 
 
 async def _announce(opts: MountOptions, commit: str, entries: int, on_ready: Callable[[str | None], None]) -> None:

@@ -14,7 +14,9 @@ No pyfuse3 here: ``fuse_ops`` unpacks kernel requests and calls this model; test
 - A hidden ``/.xetfs-stats`` file (not listed by readdir) returns the mount's statistics as JSON.
 
 The revision is immutable: attributes and directory entries never change, so fuse_ops may hand the kernel
-long timeouts and ``keep_cache`` and never invalidate anything.
+long timeouts and ``keep_cache`` and never invalidate anything. Write operations raise ``ReadOnly`` (EROFS)
+here; ``fs.writable.WritableVfs`` (a mounted branch) overrides them and mutates the ``Tree`` (inodes are
+never reused; a removed inode keeps its slot with parent 0).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from typing import Any, Protocol
 
 from xetfs.core.hashing import MerkleHash
 from xetfs.download import Readahead
-from xetfs.errors import NotFound, ReadOnly, XetError
+from xetfs.errors import AlreadyExists, NotFound, ReadOnly, XetError
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,7 @@ class Tree:
         self._is_dir = bytearray([0, 1, 0])
         self._names: list[str] = ["", "", STATS_NAME]
         self._xet: list[MerkleHash | None] = [None, None, None]
+        self._sha256: dict[int, str] = {}
         self._children: dict[tuple[int, str], int] = {}
         self._listing: dict[int, list[int]] = {ROOT_INODE: []}
         for e in sorted(entries, key=lambda e: e.path):
@@ -107,7 +110,9 @@ class Tree:
             if e.type == "directory":
                 self._mkdirs(e.path.strip("/").split("/"))
             elif (parent, name) not in self._children:
-                self._add(parent, name, False, int(e.size), getattr(e, "xet_hash", None))
+                ino = self._add(parent, name, False, int(e.size), getattr(e, "xet_hash", None))
+                if getattr(e, "sha256", None):
+                    self._sha256[ino] = e.sha256
 
     def _add(self, parent: int, name: str, is_dir: bool, size: int, xet: MerkleHash | None) -> int:
         ino = len(self._names)
@@ -130,6 +135,74 @@ class Tree:
                 child = self._add(ino, part, True, 0, None)
             ino = child
         return ino
+
+    # -- mutation (writable mounts): inodes are never reused; a removed inode keeps its slot, parent 0
+    def add_file(self, parent: int, name: str, size: int = 0) -> int:
+        self._check_free(parent, name)
+        return self._add(parent, name, False, size, None)
+
+    def add_dir(self, parent: int, name: str) -> int:
+        self._check_free(parent, name)
+        return self._add(parent, name, True, 0, None)
+
+    def _check_free(self, parent: int, name: str) -> None:
+        if not self.is_dir(parent):
+            raise NotADirectory(self.path(parent))
+        if (parent, name) in self._children or (parent == ROOT_INODE and name == STATS_NAME):
+            raise AlreadyExists(name)
+
+    def mkdirs(self, parts: Sequence[str]) -> int:
+        return self._mkdirs(parts)
+
+    def remove(self, ino: int) -> None:
+        parent = self._parent[ino]
+        if parent == 0:
+            return
+        del self._children[(parent, self._names[ino])]
+        self._listing[parent].remove(ino)
+        self._parent[ino] = 0
+
+    def move(self, ino: int, parent: int, name: str) -> None:
+        self.remove(ino)
+        self._parent[ino] = parent
+        self._names[ino] = name
+        self._children[(parent, name)] = ino
+        self._listing[parent].append(ino)
+
+    def set_file(self, ino: int, size: int, xet: MerkleHash | None, sha256: str | None) -> None:
+        self._size[ino] = size
+        self._xet[ino] = xet
+        if sha256:
+            self._sha256[ino] = sha256
+        else:
+            self._sha256.pop(ino, None)
+
+    def set_size(self, ino: int, size: int) -> None:
+        self._size[ino] = size
+
+    def sha256(self, ino: int) -> str | None:
+        return self._sha256.get(ino)
+
+    def alive(self, ino: int) -> bool:
+        return ino == ROOT_INODE or self._parent[ino] != 0
+
+    def parent(self, ino: int) -> int:
+        return self._parent[ino]
+
+    def is_under(self, ino: int, ancestor: int) -> bool:
+        while ino > ROOT_INODE:
+            if ino == ancestor:
+                return True
+            ino = self._parent[ino]
+        return ino == ancestor
+
+    def files_under(self, ino: int) -> list[int]:
+        if not self.is_dir(ino):
+            return [ino]
+        out: list[int] = []
+        for k in self._listing[ino]:
+            out.extend(self.files_under(k))
+        return out
 
     def __len__(self) -> int:
         return len(self._names) - FIRST_INODE + 1
@@ -164,6 +237,15 @@ class Tree:
             raise NotADirectory(self.path(ino))
         return self._listing[ino]
 
+    def resolve(self, path: str) -> int | None:
+        ino = ROOT_INODE
+        for part in path.strip("/").split("/"):
+            child = self._children.get((ino, part))
+            if child is None:
+                return None
+            ino = child
+        return ino
+
     def name(self, ino: int) -> str:
         return self._names[ino]
 
@@ -181,6 +263,7 @@ class Handle:
     readahead: Readahead
     reader: Reader | None = None
     snapshot: bytes | None = None      # stats file contents, fixed at open
+    write: bool = False                # opened for writing (writable mounts)
 
 
 class Vfs:
@@ -235,16 +318,28 @@ class Vfs:
             raise ReadOnly("this mount is a read-only revision")
         if self.tree.is_dir(ino):
             raise IsADirectory(self.tree.path(ino))
-        handle = Handle(ino, Readahead(self.readahead_min_bytes, self.readahead_max_bytes))
+        return await self._new_handle(ino, remote=True)
+
+    async def _new_handle(self, ino: int, *, remote: bool, write: bool = False) -> int:
+        """A file handle; ``remote``: the bytes come from the repo (a reader is set up now)."""
+        handle = Handle(ino, Readahead(self.readahead_min_bytes, self.readahead_max_bytes), write=write)
         if ino == STATS_INODE:
             handle.snapshot = (json.dumps(self._stats(), indent=2, sort_keys=True) + "\n").encode()
-        elif self.tree.xet_hash(ino) is not None:
-            handle.reader = await self._reader(ino)
-            handle.readahead.boundaries = handle.reader.boundaries
+        elif remote and self.tree.xet_hash(ino) is not None:
+            await self._attach_reader(handle)
         fh = self._next_fh
         self._next_fh += 1
         self._handles[fh] = handle
         return fh
+
+    async def _attach_reader(self, handle: Handle) -> Reader:
+        handle.reader = await self._reader(handle.inode)
+        handle.readahead.boundaries = handle.reader.boundaries
+        return handle.reader
+
+    def forget_reader(self, ino: int) -> None:
+        """The inode's content changed: its cached reader (old file hash) must not serve it again."""
+        self._readers.pop(ino, None)
 
     async def _reader(self, ino: int) -> Reader:
         reader = self._readers.pop(ino, None)
@@ -266,23 +361,34 @@ class Vfs:
             del self._readers[old]
         return reader
 
-    async def read(self, fh: int, offset: int, size: int) -> bytes:
+    def handle(self, fh: int) -> Handle:
         handle = self._handles.get(fh)
         if handle is None:
             raise NotFound(f"no file handle {fh}")
+        return handle
+
+    async def read(self, fh: int, offset: int, size: int) -> bytes:
+        handle = self.handle(fh)
         if handle.snapshot is not None:
             return handle.snapshot[offset:offset + size]
+        data = await self._read_remote(handle, offset, size)
+        self.bytes_read += len(data)
+        return data
+
+    async def _read_remote(self, handle: Handle, offset: int, size: int) -> bytes:
         file_size = self.tree.size(handle.inode)
         size = max(0, min(size, file_size - offset))
         if size == 0:
             return b""
+        if handle.reader is None and self.tree.xet_hash(handle.inode) is not None:
+            await self._attach_reader(handle)   # the inode became a Xet file after the open (a commit)
         if handle.reader is None:
-            data = await self.backend.read_regular(self.tree.path(handle.inode), file_size, offset, size)
-        else:
-            fetch_end = handle.readahead.fetch_end(offset, size)
-            data = await handle.reader.read(offset, size, fetch_end=fetch_end)
-        self.bytes_read += len(data)
-        return data
+            return await self._read_regular(handle.inode, file_size, offset, size)
+        fetch_end = handle.readahead.fetch_end(offset, size)
+        return await handle.reader.read(offset, size, fetch_end=fetch_end)
+
+    async def _read_regular(self, ino: int, file_size: int, offset: int, size: int) -> bytes:
+        return await self.backend.read_regular(self.tree.path(ino), file_size, offset, size)
 
     def release(self, fh: int) -> None:
         handle = self._handles.pop(fh, None)
@@ -290,6 +396,40 @@ class Vfs:
             self._open_count[handle.inode] -= 1
             if self._open_count[handle.inode] <= 0:
                 del self._open_count[handle.inode]
+
+    async def close(self, fh: int) -> None:
+        """The kernel's release (writable mounts do more here)."""
+        self.release(fh)
+
+    # -- writes: a read-only revision refuses them all (writable mounts override, see ``fs.writable``)
+    async def create(self, parent: int, name: str, mode: int, flags: int) -> tuple[int, Attr]:
+        raise ReadOnly("this mount is read-only")
+
+    async def write(self, fh: int, offset: int, data: bytes) -> int:
+        raise ReadOnly("this mount is read-only")
+
+    async def setattr(self, ino: int, *, size: int | None = None, mode: int | None = None,
+                      mtime_ns: int | None = None) -> Attr:
+        raise ReadOnly("this mount is read-only")
+
+    async def unlink(self, parent: int, name: str) -> None:
+        raise ReadOnly("this mount is read-only")
+
+    async def rmdir(self, parent: int, name: str) -> None:
+        raise ReadOnly("this mount is read-only")
+
+    async def mkdir(self, parent: int, name: str, mode: int) -> Attr:
+        raise ReadOnly("this mount is read-only")
+
+    async def rename(self, parent_old: int, name_old: str, parent_new: int, name_new: str, flags: int) -> None:
+        raise ReadOnly("this mount is read-only")
+
+    async def flush(self, fh: int) -> None:
+        return None
+
+    def keep_cache(self, fh: int) -> bool:
+        """Whether the kernel may keep the pages of this file across opens (immutable content only)."""
+        return not self.is_stats(fh)
 
     def is_stats(self, fh: int) -> bool:
         handle = self._handles.get(fh)

@@ -1,0 +1,83 @@
+"""The staging area without FUSE: extents against a set model, the journal across a "crash", space limits."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+import trio
+
+from xetfs.core.hashing import MerkleHash
+from xetfs.errors import NoSpace, ValidationError
+from xetfs.fs.staging import Extents, Staging
+
+
+def test_extents_match_a_set_model() -> None:
+    rng = random.Random(1)
+    for _ in range(200):
+        ext, model = Extents(), set()
+        for _ in range(rng.randrange(1, 12)):
+            a = rng.randrange(0, 200)
+            b = a + rng.randrange(0, 40)
+            if rng.random() < 0.15:
+                ext.clip(a)
+                model = {x for x in model if x < a}
+            else:
+                ext.add(a, b)
+                model |= set(range(a, b))
+        assert {x for s, e in ext.as_list() for x in range(s, e)} == model
+        assert all(e1 < s2 for (_, e1), (s2, _) in zip(ext.as_list(), ext.as_list()[1:])), "disjoint, merged"
+        a, b = sorted(rng.sample(range(0, 260), 2))
+        assert {x for s, e in ext.missing(a, b) for x in range(s, e)} == set(range(a, b)) - model
+
+
+def test_journal_survives_a_crash_and_keeps_the_latest_change_per_path(tmp_path: Path) -> None:
+    root = tmp_path / "staging"
+
+    async def first_life() -> None:
+        st = Staging(root, 1 << 30)
+        sf = st.new_file(10, base_xet=MerkleHash(bytes(range(32))))
+        st.write(sf, 2, b"abc")
+        st.sync_data(sf)
+        await st.persist([st.put("a/file.bin", sf), st.delete("gone.txt"), st.set_base("c0")])
+        new = st.new_file(0)
+        st.write(new, 0, b"hello")
+        st.sync_data(new)
+        await st.persist([st.put("b.txt", new)])
+        await st.persist([st.done("gone.txt", st.pending["gone.txt"].gen)])
+        await st.persist([st.put("c.bin", remote={"xet": "00" * 32, "sha256": "ab" * 32, "size": 7})])
+        await st.persist([st.conflict("c.bin", st.pending["c.bin"].gen, "head1")])
+        with pytest.raises(ValidationError):   # one mount per staging area
+            Staging(root, 1 << 30)
+        st.journal.append([{"t": "put", "path": "torn", "gen": 99}])
+        os.close(st._lock_fd)                  # "crash": nothing else is closed or compacted
+
+    trio.run(first_life)
+    with open(root / "journal", "ab") as f:
+        f.write(b'{"t":"del","path":"b.t')     # a torn last line
+    st = Staging(root, 1 << 30)
+    assert sorted(st.pending) == ["a/file.bin", "b.txt", "c.bin", "torn"]
+    assert st.base_commit == "c0"
+    sf = st.pending["a/file.bin"].staged
+    assert sf is not None and sf.size == 10 and sf.base_limit == 10 and sf.holes(0, 10) == [(0, 2), (5, 10)]
+    assert os.pread(sf.fd, 3, 2) == b"abc"
+    assert os.pread(st.pending["b.txt"].staged.fd, 5, 0) == b"hello"
+    assert st.pending["c.bin"].conflict == "head1" and st.pending["c.bin"].remote["size"] == 7
+    assert st.pending_bytes() == 10 + 5 + 0   # torn (no data) counts 0, the conflict is excluded
+    st.close()
+
+
+def test_space_is_reserved_and_released(tmp_path: Path) -> None:
+    st = Staging(tmp_path / "s", 100)
+    sf = st.new_file(0)
+    st.write(sf, 0, b"x" * 60)
+    with pytest.raises(NoSpace):
+        st.new_file(50)
+    with pytest.raises(NoSpace):
+        st.write(sf, 90, b"y" * 20)
+    st.resize(sf, 10)
+    assert st.used_bytes == 60, "a file keeps its largest size reserved until it is released"
+    st.release_if_unused(sf)
+    assert st.used_bytes == 0 and not any((tmp_path / "s" / "data").iterdir())
+    st.close()

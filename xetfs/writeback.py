@@ -1,0 +1,281 @@
+"""Background commits of a writable mount: debounce, batch, upload, commit, retry, rebase (issue 5 §2-§3).
+
+One task (``Writeback.run``, in the mount's nursery) turns the journaled pending changes of ``Staging`` into
+commits on the branch:
+
+1. wait for a ``kick`` (a seal, an unlink, a rename, a release), then keep waiting while kicks keep coming
+   within ``commit_delay_s`` (at most ``max_delay_s``): closes that happen close together share one commit;
+2. take every pending change that is not conflicted and whose staged file is not open for writing; mark
+   those staged files in flight (a new writer then gets a copy);
+3. read the branch head. If it moved since ``base`` (the commit our view and changes apply to), compare the
+   two trees: a change whose path also changed remotely is a conflict — journaled, kept staged, logged,
+   counted in stats, never uploaded automatically again (a new save of the file clears it); the others are
+   rebased onto the head;
+4. fetch the base ranges the staged files still lack, then ``upload.prepare_commit_ops``: chunking and
+   hashing in worker threads, dedup against the shards this client uploaded before (``ShardCache``, per
+   endpoint) and the server's global dedup (a file's first chunk names every xorb of its previous version),
+   new xorbs and the shard uploaded; then ONE commit with ``parentCommit = base``: Xet files by sha256 + size,
+   small files inline, renamed unmodified files by their sha256 (no data), deletes of paths the base has;
+5. journal ``done`` lines and the new base, and tell the VFS (``committed``) so it shows the new file hashes.
+
+Any failure leaves everything journaled: the task retries with exponential backoff (``retry_min_s`` ..
+``retry_max_s``) until it succeeds, so a server that is down only delays commits. A 412 (the branch moved
+between 3 and 4) retries at once. Nothing is ever dropped.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import trio
+
+from xetfs.config import RepoRef
+from xetfs.core.shard import Shard, parse_shard, serialize_upload_shard
+from xetfs.errors import Conflict, NotFound, XetError
+from xetfs.fs.staging import Change, Staging, StagedFile
+from xetfs.hub.client import AddRegular, AddXet, CommitOp, Delete, HubClient
+from xetfs.upload import PreparedCommit, UploadParams, UploadStats, prepare_commit_ops
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WritebackParams:
+    commit_delay_s: float = 0.5
+    max_delay_s: float = 5.0
+    retry_min_s: float = 0.5
+    retry_max_s: float = 30.0
+    shard_cache_files: int = 64
+    upload: UploadParams = field(default_factory=UploadParams)
+
+
+class Target(Protocol):
+    """What the writeback needs from the VFS (``fs.writable.WritableVfs``)."""
+
+    def busy(self, change: Change) -> bool: ...
+    async def materialize(self, sf: StagedFile) -> None: ...
+    def committed(self, path: str, change: Change, commit: str, xet_file: Any | None) -> None: ...
+
+
+@dataclass(slots=True)
+class WritebackStats:
+    commits: int = 0
+    last_commit: str | None = None
+    files_committed: int = 0
+    uploaded_bytes: int = 0        # serialized xorb bytes sent
+    new_bytes: int = 0             # chunk bytes that went into new xorbs
+    deduplicated_bytes: int = 0    # chunk bytes found already stored
+    shard_bytes: int = 0
+    upload_errors: int = 0
+    last_error: str | None = None
+    conflicts: set[str] = field(default_factory=set)
+    uploading: bool = False
+
+
+class ShardCache:
+    """Upload shards this client sent to one endpoint, newest ``max_files`` kept (local dedup, §6)."""
+
+    def __init__(self, root: Path, max_files: int) -> None:
+        self.root = root
+        self.max_files = max_files
+        self._parsed: OrderedDict[str, Shard] = OrderedDict()
+
+    def save(self, shard: Shard) -> None:
+        data = serialize_upload_shard(shard)
+        self.root.mkdir(parents=True, exist_ok=True)
+        name = f"{time.time_ns():020d}-{hashlib.sha256(data).hexdigest()[:16]}.shard"
+        tmp = self.root / (name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, self.root / name)
+        for old in sorted(self.root.glob("*.shard"))[:-self.max_files]:
+            old.unlink(missing_ok=True)
+
+    def load(self) -> list[Shard]:
+        names = sorted(p.name for p in self.root.glob("*.shard"))[-self.max_files:] if self.root.exists() else []
+        for name in names:
+            if name not in self._parsed:
+                try:
+                    self._parsed[name] = parse_shard((self.root / name).read_bytes())
+                except (OSError, XetError) as exc:
+                    log.warning("shard cache: dropping %s: %s", name, exc)
+                    (self.root / name).unlink(missing_ok=True)
+        for name in [n for n in self._parsed if n not in names]:
+            del self._parsed[name]
+        return list(self._parsed.values())
+
+
+class Writeback:
+    def __init__(self, hub: HubClient, branch: RepoRef, staging: Staging, target: Target, base_commit: str,
+                 shard_cache: ShardCache, params: WritebackParams = WritebackParams()) -> None:
+        self.hub, self.branch, self.staging, self.target = hub, branch, staging, target
+        self.base = base_commit
+        self.shard_cache = shard_cache
+        self.params = params
+        self.stats = WritebackStats(conflicts={p for p, c in staging.pending.items() if c.conflict})
+        self._kicked = trio.Event()
+        self._trees: OrderedDict[str, dict[str, str]] = OrderedDict()   # commit -> {path: oid}
+
+    def kick(self) -> None:
+        self._kicked.set()
+
+    def ready(self) -> dict[str, Change]:
+        return {p: c for p, c in self.staging.pending.items() if not c.conflict and not self.target.busy(c)}
+
+    def pending_files(self) -> int:
+        return sum(1 for c in self.staging.pending.values() if not c.conflict)
+
+    async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        backoff = self.params.retry_min_s
+        while True:
+            if not self.ready():
+                await self._kicked.wait()
+            await self._debounce()
+            try:
+                await self.commit_once()
+                backoff = self.params.retry_min_s
+            except Conflict as exc:
+                log.info("the branch moved during the commit (%s); retrying", exc)
+            except (XetError, OSError) as exc:
+                self.stats.upload_errors += 1
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("upload/commit failed (%s); %d pending, retrying in %.1fs",
+                            self.stats.last_error, self.pending_files(), backoff)
+                await trio.sleep(backoff)
+                backoff = min(self.params.retry_max_s, backoff * 2)
+
+    async def _debounce(self) -> None:
+        deadline = trio.current_time() + self.params.max_delay_s
+        while True:
+            self._kicked = trio.Event()
+            wait = min(self.params.commit_delay_s, deadline - trio.current_time())
+            if wait <= 0:
+                return
+            with trio.move_on_after(wait):
+                await self._kicked.wait()
+                continue
+            return
+
+    async def commit_once(self) -> None:
+        batch = self.ready()
+        if not batch:
+            return
+        head = await self.hub.revision_sha(self.branch)
+        if head != self.base:
+            await self._rebase(head, batch)
+        staged = [c.staged for c in batch.values() if c.kind == "put" and c.staged is not None]
+        for sf in staged:
+            sf.in_flight = True
+        self.stats.uploading = True
+        try:
+            for sf in staged:
+                await self.target.materialize(sf)
+            prepared, ops = await self._ops(batch)
+            new = self.base
+            if ops:
+                summary = f"xetfs mount: {len(ops)} change{'s' if len(ops) > 1 else ''}"
+                new = (await self.hub.commit(self.branch, ops, summary, parent_commit=self.base)).oid
+        finally:
+            self.stats.uploading = False
+            for sf in staged:
+                sf.in_flight = False
+                self.staging.release_if_unused(sf)
+        await self._finish(batch, prepared, new, len(ops))
+
+    async def _finish(self, batch: dict[str, Change], prepared: PreparedCommit, new: str, n_ops: int) -> None:
+        if prepared.shard is not None:
+            await trio.to_thread.run_sync(self.shard_cache.save, prepared.shard)
+        lines: list[dict[str, Any] | None] = []
+        for path, change in batch.items():
+            line = self.staging.done(path, change.gen)
+            if line is not None:   # still the latest change of that path: the VFS may show the repo's copy
+                lines.append(line)
+                self.target.committed(path, change, new, prepared.files.get(path))
+        lines.append(self.staging.set_base(new))
+        self.base = new
+        if n_ops:
+            self.stats.commits += 1
+            self.stats.last_commit = new
+            self.stats.files_committed += n_ops
+            log.info("committed %d changes as %s", n_ops, new)
+        await self.staging.persist(lines)
+
+    async def _ops(self, batch: dict[str, Change]) -> tuple[PreparedCommit, list[CommitOp]]:
+        dels = [p for p, c in batch.items() if c.kind == "del"]
+        base_tree = await self._tree(self.base) if dels else {}
+        files = [(str(self.staging.data / c.staged.id), p) for p, c in batch.items()
+                 if c.kind == "put" and c.staged is not None]
+        stats = UploadStats()
+        try:
+            prepared = await prepare_commit_ops(self.hub, self.branch, files, stats=stats, params=self.params.upload,
+                                                known_shards=await trio.to_thread.run_sync(self.shard_cache.load))
+        finally:
+            self.stats.uploaded_bytes += stats.xorb_bytes_uploaded
+            self.stats.new_bytes += stats.new_bytes
+            self.stats.deduplicated_bytes += stats.deduped_bytes
+            self.stats.shard_bytes += stats.shard_bytes
+        ops: list[CommitOp] = [Delete(p) for p in dels if p in base_tree]
+        ops.extend(prepared.ops)
+        for p, c in batch.items():
+            if c.kind == "put" and c.remote is not None:
+                ops.append(await self._remote_op(p, c.remote))
+        return prepared, ops
+
+    async def _remote_op(self, path: str, remote: dict[str, Any]) -> CommitOp:
+        if "sha256" in remote:
+            return AddXet(path, remote["sha256"], int(remote["size"]))
+        content = await self.hub.resolve(self.branch.at(remote["commit"]), remote["path"])
+        return AddRegular(path, content)
+
+    async def _tree(self, commit: str) -> dict[str, str]:
+        tree = self._trees.get(commit)
+        if tree is None:
+            entries = await self.hub.list_tree(self.branch.at(commit))
+            tree = {e.path: e.oid for e in entries if e.is_file}
+            self._trees[commit] = tree
+            while len(self._trees) > 2:
+                self._trees.popitem(last=False)
+        return tree
+
+    async def _rebase(self, head: str, batch: dict[str, Change]) -> None:
+        """The branch moved: conflicts for paths changed on both sides, the rest applies to ``head``."""
+        try:
+            old = await self._tree(self.base)
+        except NotFound:
+            log.warning("base commit %s is gone; rebasing onto %s without conflict checks", self.base, head)
+            old = await self._tree(head)
+        new = await self._tree(head)
+        lines = []
+        for path, change in list(batch.items()):
+            if old.get(path) == new.get(path) or (change.kind == "del" and path not in new):
+                continue
+            log.error("CONFLICT: %s changed on the branch (now %s) and in this mount; the local version stays "
+                      "staged and is not uploaded (save the file again to overwrite the branch's version)",
+                      path, head)
+            lines.append(self.staging.conflict(path, change.gen, head))
+            self.stats.conflicts.add(path)
+            del batch[path]
+        lines.append(self.staging.set_base(head))
+        self.base = head
+        await self.staging.persist(lines)
+
+    def snapshot(self) -> dict[str, Any]:
+        s = self.stats
+        return {"pending_files": self.pending_files(), "pending_bytes": self.staging.pending_bytes(),
+                "staging_bytes": self.staging.used_bytes, "staging_limit_bytes": self.staging.limit_bytes,
+                "uploaded_bytes": s.uploaded_bytes, "new_bytes": s.new_bytes,
+                "deduplicated_bytes": s.deduplicated_bytes, "commits": s.commits, "last_commit": s.last_commit,
+                "base_commit": self.base, "files_committed": s.files_committed, "uploading": s.uploading,
+                "upload_errors": s.upload_errors, "last_error": s.last_error,
+                "conflicts": sorted(p for p, c in self.staging.pending.items() if c.conflict)}
+
+
+def shard_cache_dir(cache_dir: Path, endpoint: str) -> Path:
+    return cache_dir / "shards" / hashlib.sha256(endpoint.encode()).hexdigest()[:16]
+
