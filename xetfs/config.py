@@ -1,7 +1,9 @@
 """Where the client connects and as whom: endpoint, token and repo spec resolution (shared/hub-api.md §1, §2).
 
 Precedence, first non-empty wins:
-- endpoint: ``--endpoint`` > ``XETFS_ENDPOINT`` > ``HF_ENDPOINT`` > ``http://127.0.0.1:8080``;
+- endpoint: ``--endpoint`` > ``XETFS_ENDPOINT`` > ``HF_ENDPOINT`` > ``http://127.0.0.1:8080``; several nodes of
+  one store are given as ``URL1,URL2`` (``xetfs.endpoints``: the client prefers the fastest healthy one and fails
+  over when one dies);
 - token:    ``--token``    > ``XETFS_TOKEN``    > ``HF_TOKEN``    > none (anonymous).
 
 A repo spec is ``org/name`` (a model), or prefixed with the plural type as in Hub URLs
@@ -78,11 +80,12 @@ def _first(*values: str | None) -> str | None:
 
 
 def resolve_endpoint(cli_value: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """One endpoint URL, or several joined by commas (normalised: no spaces, no trailing ``/``)."""
+    from xetfs.endpoints import join_endpoints, parse_endpoints
+
     env = os.environ if env is None else env
     endpoint = _first(cli_value, env.get("XETFS_ENDPOINT"), env.get("HF_ENDPOINT")) or DEFAULT_ENDPOINT
-    if not endpoint.startswith(("http://", "https://")):
-        raise ValidationError(f"endpoint must be an http:// or https:// URL, got {endpoint!r}")
-    return endpoint.rstrip("/")
+    return join_endpoints(parse_endpoints(endpoint))
 
 
 def resolve_token(cli_value: str | None = None, env: Mapping[str, str] | None = None) -> str | None:
@@ -107,8 +110,8 @@ def parse_repo(spec: str, repo_type: str | None = None, revision: str | None = N
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every client command shares."""
-    parser.add_argument("--endpoint", help="Hub endpoint URL (default: $XETFS_ENDPOINT, $HF_ENDPOINT, "
-                        f"{DEFAULT_ENDPOINT})")
+    parser.add_argument("--endpoint", help="Hub endpoint URL, or several nodes of one store as URL1,URL2 "
+                        f"(default: $XETFS_ENDPOINT, $HF_ENDPOINT, {DEFAULT_ENDPOINT})")
     parser.add_argument("--token", help="Hub token (default: $XETFS_TOKEN, $HF_TOKEN)")
     parser.add_argument("--repo-type", choices=REPO_TYPES, default=None,
                         help="repository type (default: model, or the prefix of REPO)")

@@ -52,6 +52,7 @@ from typing import Any
 import trio
 
 from xetfs.cache import ChunkCache, ChunkKey
+from xetfs.cas.tasks import single_error
 from xetfs.core.hashing import MerkleHash, chunk_hash, verification_hash
 from xetfs.core.reconstruction import FetchRange, ReadPlan, Reconstruction, ReconstructionTerm, plan_read
 from xetfs.core.xorb import CHUNK_HEADER_BYTES, decode_record, parse_chunk_records
@@ -491,7 +492,8 @@ class FileReader:
             data = await self._from_cache(pos, end)
             if not data:
                 try:
-                    data = await self._from_network(pos, end, fetch_end)
+                    with single_error():   # the error itself, not the group of _fetch_plan's nursery
+                        data = await self._from_network(pos, end, fetch_end)
                 except Forbidden:
                     if retried:
                         raise

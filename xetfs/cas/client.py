@@ -6,6 +6,10 @@ A 401 refreshes it once and repeats the call; a second 401 is final. Data URLs f
 signed: they get no Authorization header, and a 403 from one raises ``FetchUrlExpired`` so the caller
 re-queries the reconstruction for fresh URLs.
 
+Several nodes (``xetfs.endpoints``): when the CAS node of the token fails (connection error, timeout, 5xx) the
+next attempt fetches a new token, which a live Hub node answers with its own ``casUrl``; a data URL on a dead
+node also raises ``FetchUrlExpired`` (a new reconstruction, from a live node, gives live URLs).
+
 Version fallback (§7.2): ``/v2/reconstructions`` and ``/v2/shards`` answering 404 or 501 are retried once
 on the v1 route; once v1 has worked the choice is remembered for this client (a missing file also 404s
 on v2, so v1 is only remembered when it succeeds). Global dedup queries (§6.3) are best effort: any error
@@ -34,6 +38,7 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.core.reconstruction import FetchRange, Reconstruction, parse_reconstruction_json
 from xetfs.core.shard import Shard, parse_shard
 from xetfs.core.xorb import BuiltXorb
+from xetfs.endpoints import failover_for
 from xetfs.errors import Forbidden, RemoteError, TransientError, Unauthorized, XetError
 from xetfs.hub.client import XetToken
 
@@ -98,6 +103,7 @@ class CasClient:
         self.retry = retry
         self.prefix = prefix
         self.session_id = str(uuid.uuid4())
+        self.failover = failover_for(client)     # shared with the HubClient on the same pool
         self._reconstruction_version = 2
         self._shard_version = 2
 
@@ -106,13 +112,21 @@ class CasClient:
         """An authenticated CAS call with retries; a 401 refreshes the token once."""
         refreshed = False
         while True:
-            token = await self.tokens.get()
-            url = token.cas_url + path
-            hdrs = {"Authorization": f"Bearer {token.access_token}", "X-Xet-Session-Id": self.session_id,
-                    **(headers or {})}
+            used = [await self.tokens.get()]
 
             async def attempt() -> T:
-                return parse(await http.send(self.http, method, url, headers=hdrs, **kwargs))
+                token = used[-1]
+                if self.failover.should_switch(token.cas_url):   # its node died: a live Hub node's casUrl
+                    token = await self.tokens.refresh(token)
+                    used.append(token)
+                url = token.cas_url + path
+                hdrs = {"Authorization": f"Bearer {token.access_token}", "X-Xet-Session-Id": self.session_id,
+                        **(headers or {})}
+                try:
+                    return parse(await http.send(self.http, method, url, headers=hdrs, **kwargs))
+                except XetError as exc:
+                    self.failover.node_failed(token.cas_url, exc)
+                    raise
 
             try:
                 return await retry_call(attempt, policy or self.retry, what=f"{method} {path}")
@@ -120,7 +134,7 @@ class CasClient:
                 if refreshed:
                     raise
                 refreshed = True
-                await self.tokens.refresh(token)
+                await self.tokens.refresh(used[-1])
 
     # -- download (§7.3)
     async def reconstruction(self, file_hash: MerkleHash,
@@ -158,7 +172,12 @@ class CasClient:
         view = memoryview(out)[:fr.size_bytes]
 
         async def attempt() -> int:
-            return await self._fetch_once(fr, view)
+            try:
+                return await self._fetch_once(fr, view)
+            except XetError as exc:
+                if self.failover.node_failed(fr.url, exc):   # a proxied data URL on a dead node
+                    raise FetchUrlExpired(f"{exc} (its node is down: query the reconstruction again)") from exc
+                raise
 
         try:
             return await retry_call(attempt, self.retry, what=f"fetch {fr.xorb_hash} bytes {fr.byte_start}-{fr.byte_end}")

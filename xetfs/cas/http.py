@@ -10,7 +10,8 @@ else. The status rules follow xet-protocol.md §7.2 and hub-api.md §7:
     501 and any other status -> RemoteError (final; 501 is the v2 -> v1 fallback signal of §7.3/§7.5)
 
 Every mapped error carries ``http_status`` (the real status, 0 for transport errors) and, when the server
-sent one, ``retry_after_s``. Messages are one line: ``GET /path: 404 Not Found (RepoNotFound): detail``.
+sent one, ``retry_after_s``; a request that never left (connect failure) has ``request_sent`` False.
+Messages are one line: ``GET /path: 404 Not Found (RepoNotFound): detail``.
 
 Speed (design.md §4): httpx reads sockets 64 KiB at a time by default, which caps loopback bodies near
 0.6-0.8 GB/s. ``make_http_client`` installs a network backend whose streams read up to ``read_size_bytes``
@@ -254,6 +255,8 @@ def transport_error(exc: httpx.HTTPError, *, method: str, url: str) -> XetError:
     else:
         out = errors.RemoteError(f"{what}: {type(exc).__name__}: {exc}")
     setattr(out, "http_status", 0)
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        setattr(out, "request_sent", False)   # never reached a server: another node may take it (xetfs.endpoints)
     return out
 
 

@@ -2,7 +2,9 @@
 
 Every call goes through ``xetfs.cas.http`` (one status -> error mapping) and, when idempotent, through the
 retry schedule of ``xetfs.cas.retry``. Commits and repo creation are sent once: a retried commit whose
-first attempt did land would commit twice.
+first attempt did land would commit twice. Given several endpoints (``URL1,URL2``: nodes of one store), a call
+goes to the best live node and moves to the next one when that node fails (``xetfs.endpoints``; a commit
+moves only when the first node never received it).
 
 Conventions: ``RepoRef`` carries the revision (a branch or a commit sha), URL-encoded as one path segment;
 byte ranges are ``[start, end)`` and become ``Range: bytes=start-(end-1)``; hashes are strings on the wire
@@ -30,6 +32,7 @@ from xetfs.cas import http
 from xetfs.cas.retry import DEFAULT_RETRY, RetryPolicy, retry_call
 from xetfs.config import RepoRef, quote_path, quote_revision
 from xetfs.core.hashing import MerkleHash
+from xetfs.endpoints import failover_for, join_endpoints, parse_endpoints
 from xetfs.errors import AlreadyExists, RemoteError, ValidationError
 
 log = logging.getLogger(__name__)
@@ -148,7 +151,10 @@ class HubClient:
 
     def __init__(self, endpoint: str, token: str | None, client: httpx.AsyncClient, *,
                  retry: RetryPolicy = DEFAULT_RETRY) -> None:
-        self.endpoint = endpoint.rstrip("/")
+        self.endpoints = parse_endpoints(endpoint)       # several nodes of one store: xetfs.endpoints
+        self.endpoint = join_endpoints(self.endpoints)
+        self.failover = failover_for(client)
+        self.failover.health.register(self.endpoints)
         self.token = token
         self.http = client
         self.retry = retry
@@ -159,11 +165,17 @@ class HubClient:
 
     async def _call(self, method: str, path: str, *, policy: RetryPolicy | None = None,
                     headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
-        url = path if path.startswith(("http://", "https://")) else self.endpoint + path
         hdrs = self._headers(headers)
+        # An absolute URL (a pagination link) on one of our nodes is a path any node answers.
+        base = next((e for e in self.endpoints if path.startswith(e + "/")), None)
+        rel = path[len(base):] if base else path
+        urls = self.endpoints if not rel.startswith(("http://", "https://")) else ("",)
 
-        async def attempt() -> httpx.Response:
-            return await http.send(self.http, method, url, headers=hdrs, **kwargs)
+        async def send(endpoint: str) -> httpx.Response:
+            return await http.send(self.http, method, endpoint + rel, headers=hdrs, **kwargs)
+
+        async def attempt() -> httpx.Response:   # _ONCE calls (commits) move only if never received
+            return await self.failover.call(self.http, urls, send, idempotent=policy is not _ONCE)
 
         return await retry_call(attempt, policy or self.retry, what=f"{method} {path}")
 
@@ -177,7 +189,7 @@ class HubClient:
             obj = await self._json("POST", "/api/repos/create", json=body, policy=_ONCE)
         except AlreadyExists:
             if exist_ok:
-                return f"{self.endpoint}{repo.resolve_root}"
+                return f"{self.endpoints[0]}{repo.resolve_root}"
             raise
         return str(obj.get("url", "")) if isinstance(obj, dict) else ""
 
@@ -193,6 +205,14 @@ class HubClient:
         if not isinstance(sha, str) or not sha:
             raise RemoteError(f"repo info of {repo} has no commit sha")
         return sha
+
+    async def branches(self, repo: RepoRef) -> dict[str, str]:
+        """Branch name -> head commit (``GET .../refs``, hub-api §4.1)."""
+        obj = await self._json("GET", f"{repo.api_path}/refs")
+        listed = obj.get("branches") if isinstance(obj, dict) else None
+        if not isinstance(listed, list):
+            raise RemoteError(f"refs of {repo} have no branches list")
+        return {str(b["name"]): str(b.get("targetCommit", "")) for b in listed if isinstance(b, dict) and "name" in b}
 
     async def list_tree(self, repo: RepoRef, path: str = "", *, recursive: bool = True) -> list[TreeEntry]:
         sub = f"/{quote_path(path.strip('/'))}" if path.strip("/") else ""
@@ -272,7 +292,7 @@ class HubClient:
     async def resolve_into(self, repo: RepoRef, path: str, write: Callable[[bytes], Awaitable[object]],
                            byte_range: tuple[int, int] | None = None) -> int:
         """Stream a resolve GET into ``write``; returns the byte count. Not retried (writes are not undone)."""
-        url = self.endpoint + self._resolve_path(repo, path)
+        url = self.failover.preferred(self.endpoints) + self._resolve_path(repo, path)
         total = 0
         async with http.stream(self.http, "GET", url,
                                headers=self._headers({**_range_header(byte_range), "Accept-Encoding": "identity"})
