@@ -1,11 +1,17 @@
 """Suite-wide settings. FUSE tests use the ``fuse`` fixture: they skip without /dev/fuse, except that
-``XETFS_REQUIRE_FUSE=1`` (set by CI) turns a missing /dev/fuse into a failure."""
+``XETFS_REQUIRE_FUSE=1`` (set by CI) turns a missing /dev/fuse into a failure. ``weed`` and ``pg`` are a real
+SeaweedFS and a real PostgreSQL shared by the tests of one module (xetfs.testing_services); ``hf_client_env``
+sets the official clients quiet and quick to fail (xetfs.testing.HF_CLIENT_ENV)."""
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 
 import pytest
+
+from xetfs.testing import HF_CLIENT_ENV
+from xetfs.testing_services import PostgresHandle, SeaweedFSHandle, postgres, seaweedfs
 
 # The official clients must never reach the internet, and their caches stay per test.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -39,3 +45,21 @@ def fuse() -> None:
 def _fresh_hf_home(tmp_path, monkeypatch):
     """hf_xet and huggingface_hub keep caches under HF_HOME: a fresh one per test keeps uploads deterministic."""
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+
+
+@pytest.fixture
+def hf_client_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in HF_CLIENT_ENV.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.fixture(scope="module")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFSHandle]:
+    with seaweedfs(tmp_path_factory.mktemp("weed")) as handle:
+        yield handle
+
+
+@pytest.fixture(scope="module")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresHandle]:
+    with postgres(tmp_path_factory.mktemp("pg")) as handle:
+        yield handle

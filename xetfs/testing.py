@@ -7,6 +7,7 @@
   and always stops the process; its output goes to ``tmp_path/server.log``, printed when the block fails.
   ``.start()`` after ``.stop()`` / ``.kill()`` restarts on the same port with the same data.
 - ``check_storage_contract(storage)``: the conformance suite every ``xetfs.server.storage`` backend passes.
+- ``parse_metrics(text)``: Prometheus text -> dict; ``HF_CLIENT_ENV``: the official clients quiet, quick to fail.
 """
 from __future__ import annotations
 
@@ -142,12 +143,7 @@ class ServerHandle:
     def metrics(self) -> dict[str, float]:
         status, _, body = self.request("GET", "/metrics", token=None)
         assert status == 200, body
-        out: dict[str, float] = {}
-        for line in body.decode().splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
+        return parse_metrics(body.decode())
 
     def create_repo(self, repo_id: str, repo_type: str = "model") -> dict[str, Any]:
         org, _, name = repo_id.rpartition("/")
@@ -223,11 +219,25 @@ def _raises(exc_type: type[BaseException]) -> Iterator[None]:
     raise AssertionError(f"expected {exc_type.__name__}")
 
 
+# The official clients quiet and quick to give up (a failing test fails fast), with no telemetry.
+HF_CLIENT_ENV = {"HF_HUB_DISABLE_TELEMETRY": "1", "HF_XET_TELEMETRY_ENABLED": "false",
+                 "HF_XET_CLIENT_RETRY_MAX_ATTEMPTS": "2", "HF_XET_CLIENT_RETRY_BASE_DELAY": "0.1",
+                 "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    """Prometheus text exposition -> {"name{labels}": value} (comments skipped)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
 def env_for_hf(hf_home: Path, endpoint: str | None = None, token: str | None = None) -> dict[str, str]:
     """Environment for a subprocess running the official clients against a local server."""
-    env = dict(os.environ, HF_HOME=str(hf_home), HF_HUB_DISABLE_TELEMETRY="1", HF_XET_TELEMETRY_ENABLED="false",
-               HF_XET_CLIENT_RETRY_MAX_ATTEMPTS="2", HF_XET_CLIENT_RETRY_BASE_DELAY="0.1",
-               HF_HUB_DISABLE_PROGRESS_BARS="1")
+    env = dict(os.environ, HF_HOME=str(hf_home), **HF_CLIENT_ENV)
     if endpoint:
         env["HF_ENDPOINT"] = endpoint
     if token:

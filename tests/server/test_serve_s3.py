@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -21,19 +20,13 @@ from xetfs.server import sigv4
 from xetfs.server.auth import DATA_URL_TTL_S
 from xetfs.server.storage_s3 import S3Storage
 from xetfs.testing import ServerHandle, make_bytes, running_server
-from xetfs.testing_services import SeaweedFSHandle, free_port, seaweedfs
+from xetfs.testing_services import SeaweedFSHandle, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interop"))
 from test_hf_xet_server import legacy_download, legacy_upload, xet_token  # noqa: E402
 
 SERVED = "xetfs_cas_data_bytes_served_total"
 MiB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFSHandle]:
-    with seaweedfs(tmp_path_factory.mktemp("weed")) as handle:
-        yield handle
 
 
 def s3_args(weed: SeaweedFSHandle, prefix: str) -> list[str]:

@@ -16,13 +16,7 @@ from xetfs.errors import Forbidden, NotFound, TransientError, ValidationError
 from xetfs.server import sigv4
 from xetfs.server.storage_s3 import S3Location, S3Storage, credentials_from_env
 from xetfs.testing import check_storage_contract, make_bytes
-from xetfs.testing_services import SeaweedFSHandle, free_port, seaweedfs
-
-
-@pytest.fixture(scope="module")
-def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFSHandle]:
-    with seaweedfs(tmp_path_factory.mktemp("weed")) as handle:
-        yield handle
+from xetfs.testing_services import SeaweedFSHandle, free_port
 
 
 @pytest.fixture
