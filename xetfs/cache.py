@@ -11,7 +11,7 @@ Disk tier, one entry per run of consecutive chunks (normally one fetched range),
 - an entry is ``MAGIC | n | n x (size, chunk hash[:16]) | keyed blake3(header)[:16] | chunk bytes...``; a lookup
   of chunk i finds any entry whose range holds i (an in-memory index of entry names, refreshed from the
   directory on a miss, so another mount's entries are found), reads the header, checks it, then reads only the
-  needed chunks with one ``pread`` and checks each one's checksum. A damaged entry (bad magic, bad checksum,
+  needed chunks, one ``pread`` each straight into the returned object, and checks each one's checksum. A damaged entry (bad magic, bad checksum,
   wrong length) is deleted and reported as a miss, so the caller refetches it;
 - writes are atomic (unique temp file in the same directory, then ``rename``), so two mounts sharing the
   directory never see a partial entry and may race to write the same key harmlessly (same content);
@@ -19,6 +19,10 @@ Disk tier, one entry per run of consecutive chunks (normally one fetched range),
 - the size bound is kept by a running byte count (seeded by one scan at start-up); when it passes the bound,
   a rescan of the directory (the truth, including the other mount's writes) deletes the oldest entries until
   the tier is at ``low_water`` of its bound. Deleting an entry another process just read is harmless.
+
+File layouts (``xetfs.layout``, which chunks make up a file) live beside the entries under
+``<cache_dir>/layouts/<2 hex>/<file hash hex>.layout``: written atomically the same way, checked by the reader,
+counted in the same byte bound and evicted by the same LRU scan.
 
 Disk methods do blocking file I/O; the read path calls the ``*_many`` methods from a worker thread.
 """
@@ -97,6 +101,8 @@ class DiskTier:
                  touch_interval_s: float = 60.0) -> None:
         self.root = Path(root) / "chunks"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.layout_root = Path(root) / "layouts"
+        self.layout_root.mkdir(parents=True, exist_ok=True)
         self.max_bytes = max_bytes
         self.low_water = low_water
         self.touch_interval_s = touch_interval_s
@@ -217,17 +223,13 @@ class DiskTier:
                     offsets.append(offsets[-1] + size)
                 ok = offsets[-1] == st.st_size
             if ok:
-                lo, hi = need[0] - start, need[-1] - start + 1
-                span = os.pread(fd, offsets[hi] - offsets[lo], offsets[lo])
-                view = memoryview(span)
-                base = offsets[lo]
-                for i in need:
+                for i in need:   # one pread per chunk: the bytes land in their own object, copied once
                     j = i - start
-                    data = view[offsets[j] - base:offsets[j + 1] - base]
+                    data = os.pread(fd, index[j][0], offsets[j])
                     if len(data) != index[j][0] or _checksum(data) != index[j][1]:
                         ok = False
                         break
-                    out[i] = span if len(need) == 1 else bytes(data)
+                    out[i] = data
         finally:
             os.close(fd)
         if not ok:
@@ -240,6 +242,76 @@ class DiskTier:
             with contextlib.suppress(FileNotFoundError):
                 os.utime(path)
         return out
+
+    # -- file layouts (``xetfs.layout``): one file per file hash, counted in the bound, evicted like entries --
+
+    def _layout_path(self, file_hash: bytes) -> str:
+        hexed = bytes(file_hash).hex()
+        return os.path.join(str(self.layout_root), hexed[:2], hexed + ".layout")
+
+    def get_layout(self, file_hash: bytes) -> bytes | None:
+        """The stored layout bytes of a file (checked by the caller), or None."""
+        path = self._layout_path(file_hash)
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(path)
+        return data
+
+    def put_layout(self, file_hash: bytes, data: bytes) -> None:
+        """Replace the layout of a file (atomic: another mount sees the old or the new one, whole)."""
+        path = self._layout_path(file_hash)
+        try:
+            old = os.stat(path).st_size
+        except FileNotFoundError:
+            old = 0
+        if self._write_atomic(path, [data], len(data)):
+            with self._lock:
+                self._bytes += len(data) - old
+                over = self._bytes > self.max_bytes
+            if over:
+                self.evict()
+
+    def drop_layout(self, file_hash: bytes) -> None:
+        """Delete a damaged layout (the reader relearns it from reconstructions)."""
+        path = Path(self._layout_path(file_hash))
+        with contextlib.suppress(FileNotFoundError):
+            self._remove(path, path.stat().st_size)
+
+    def _write_atomic(self, path: str, bufs: list[bytes | bytearray], total: int) -> bool:
+        """Write ``bufs`` to a unique temp file beside ``path``, then rename it over ``path``. False (logged)
+        on any OS error: a full disk must not fail a read, the cache is best effort."""
+        sub, name = os.path.split(path)
+        if sub not in self._dirs:
+            os.makedirs(sub, exist_ok=True)
+            self._dirs.add(sub)
+        tmp = os.path.join(sub, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                written = 0
+                while bufs:
+                    n = os.writev(fd, bufs[:MAX_IOV])
+                    written += n
+                    while bufs and n >= len(bufs[0]):
+                        n -= len(bufs[0])
+                        bufs.pop(0)
+                    if n:
+                        bufs[0] = bufs[0][n:]
+                if written != total:
+                    raise OSError(f"short write {written} of {total}")
+            finally:
+                os.close(fd)
+            os.rename(tmp, path)
+        except OSError as exc:
+            log.warning("disk cache write failed: %s", exc)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            return False
+        return True
 
     # -- writes --------------------------------------------------------------------------------------------
 
@@ -255,41 +327,13 @@ class DiskTier:
         end = start + len(datas)
         if any(s <= start and end <= e for s, e in self._ranges(xorb)):
             return                     # already held (the index is a hint: a vanished entry is refetched once)
-        hexed = xorb.hex()
-        sub = os.path.join(self._root, hexed[:2])
-        if hexed[:2] not in self._dirs:
-            os.makedirs(sub, exist_ok=True)
-            self._dirs.add(hexed[:2])
-        name = f"{hexed}.{start}-{end}"
-        path = os.path.join(sub, name)
-        tmp = os.path.join(sub, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        name = f"{xorb.hex()}.{start}-{end}"
         head = bytearray(MAGIC + _COUNT.pack(len(datas)))
         for i, d in enumerate(datas):
             head += _INDEX.pack(len(d), _checksum(d) if hashes is None else bytes(hashes[i][:CHECKSUM_BYTES]))
         head += _checksum(head)
         total = len(head) + sum(map(len, datas))
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                bufs: list[bytes | bytearray] = [head, *datas]
-                written = 0
-                while bufs:
-                    n = os.writev(fd, bufs[:MAX_IOV])
-                    written += n
-                    while bufs and n >= len(bufs[0]):
-                        n -= len(bufs[0])
-                        bufs.pop(0)
-                    if n:
-                        bufs[0] = bufs[0][n:]
-                if written != total:
-                    raise OSError(f"short write {written} of {total}")
-            finally:
-                os.close(fd)
-            os.rename(tmp, path)
-        except OSError as exc:   # a full disk must not fail a read: the cache is best effort
-            log.warning("disk cache write failed: %s", exc)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        if not self._write_atomic(self._entry_path(xorb, start, end), [head, *datas], total):
             return
         self._note(name)
         with self._lock:
@@ -326,7 +370,8 @@ class DiskTier:
             self._bytes -= size
 
     def _scan(self) -> Iterable[tuple[float, Path, int]]:
-        for sub in self.root.iterdir():
+        subs = [*self.root.iterdir(), *self.layout_root.iterdir()]
+        for sub in subs:
             if not sub.is_dir():
                 continue
             with os.scandir(sub) as it:
@@ -366,6 +411,11 @@ class ChunkCache:
         else:
             self.stats.memory_hits += 1
         return data
+
+    def in_memory(self, key: ChunkKey) -> bool:
+        """Whether the memory tier holds ``key`` (no stats, no LRU bump)."""
+        with self._lock:
+            return key in self._memory
 
     def get(self, xorb_hash: bytes, index: int) -> bytes | None:
         """Memory, then disk (blocking). A disk hit is promoted to memory."""

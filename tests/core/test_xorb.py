@@ -23,6 +23,7 @@ from xetfs.core.xorb import (
     parse_chunk_records,
     parse_xorb_footer,
     serialize_xorb_footer,
+    split_complete_records,
     validate_xorb,
 )
 from xetfs.errors import FormatError, IntegrityError
@@ -290,3 +291,27 @@ def test_garbage_raises_only_format_errors(garbage: bytes, suffix: bytes) -> Non
             parse_xorb_footer(data)
         except FormatError:
             pass
+
+
+@given(st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=6), st.data())
+@settings(max_examples=60, deadline=None)
+def test_split_complete_records_at_every_cut(datas: list[bytes], data: st.DataObject) -> None:
+    """Any prefix of a record stream splits into exactly the records wholly inside it + the cut offset."""
+    body = b"".join(encode_chunk(d, CompressionScheme.LZ4 if i % 2 else None) for i, d in enumerate(datas))
+    whole = parse_chunk_records(body)
+    cut = data.draw(st.integers(0, len(body)))
+    records, rest = split_complete_records(memoryview(body)[:cut])
+    assert records == [r for r in whole if r.end <= cut]
+    assert rest == (records[-1].end if records else 0)
+    assert rest == cut or rest < cut < rest + CHUNK_HEADER_BYTES + whole[len(records)].compressed_size
+
+
+def test_split_complete_records_rejects_a_bad_header_and_stops_at_a_footer() -> None:
+    body = encode_chunk(b"abc" * 100) + encode_chunk(b"xyz" * 100)
+    first = parse_chunk_records(body)[0]
+    bad = bytearray(body)
+    bad[first.end] = 7   # the second record's version byte
+    with pytest.raises(FormatError):
+        split_complete_records(bad)
+    assert split_complete_records(body + b"XETBLOB" + bytes(40))[1] == len(body)
+    assert split_complete_records(body[:first.end + 5]) == ([first], first.end)   # a cut header is no error

@@ -164,6 +164,14 @@ def encode_chunk(data: bytes | memoryview, scheme: CompressionScheme | None = No
 # ---------------------------------------------------------------- parsing and decoding
 
 def _parse_header(data: memoryview, offset: int, params: XorbParams) -> ChunkRecord:
+    record = _header_fields(data, offset, params)
+    if record.end > len(data):
+        raise FormatError(f"truncated chunk payload at offset {offset}")
+    return record
+
+
+def _header_fields(data: memoryview, offset: int, params: XorbParams) -> ChunkRecord:
+    """The validated header at ``offset`` (its payload may lie past the end of ``data``)."""
     head = data[offset:offset + CHUNK_HEADER_BYTES]
     if len(head) < CHUNK_HEADER_BYTES:
         raise FormatError(f"truncated chunk header at offset {offset}")
@@ -179,8 +187,6 @@ def _parse_header(data: memoryview, offset: int, params: XorbParams) -> ChunkRec
         raise FormatError(f"chunk sizes {compressed}/{uncompressed} over the limits at offset {offset}")
     if scheme == CompressionScheme.NONE and compressed != uncompressed:
         raise FormatError(f"uncompressed chunk with differing sizes at offset {offset}")
-    if offset + CHUNK_HEADER_BYTES + compressed > len(data):
-        raise FormatError(f"truncated chunk payload at offset {offset}")
     return ChunkRecord(offset, compressed, scheme, uncompressed)
 
 
@@ -198,6 +204,24 @@ def parse_chunk_records(data: bytes | memoryview, params: XorbParams = DEFAULT_X
         records.append(record)
         offset = record.end
     return records
+
+
+def split_complete_records(data: bytes | memoryview, params: XorbParams = DEFAULT_XORB
+                           ) -> tuple[list[ChunkRecord], int]:
+    """The complete records at the start of ``data`` -- a prefix of a stream of records, e.g. one piece of a
+    fetched range -- and the offset where the rest (a record cut by the end of ``data``, possibly only part
+    of its header) begins; ``len(data)`` when nothing is cut. Stops at a ``XETBLOB`` footer (its offset is
+    returned). A header that is present but invalid raises ``FormatError``: only a short tail is "cut"."""
+    view = memoryview(data).cast("B")
+    records: list[ChunkRecord] = []
+    offset = 0
+    while offset + CHUNK_HEADER_BYTES <= len(view) and not _at_footer(view, offset):
+        record = _header_fields(view, offset, params)
+        if record.end > len(view):
+            break
+        records.append(record)
+        offset = record.end
+    return records, offset
 
 
 def _lz4_decompress(payload: memoryview, expected: int, offset: int) -> bytes:

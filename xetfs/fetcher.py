@@ -1,0 +1,407 @@
+"""The shared fetch machinery of the read path: xorb byte ranges -> decoded, verified chunks in the cache
+(shared/xet-protocol.md §4, §7.3; design.md §2.8, §2.9, §4).
+
+A ``Fetcher`` is shared by every ``FileReader`` of a mount. ``start(fetch range, terms)`` returns the in-flight
+fetch of that range: a table of ``Pending`` (a ``trio.Event`` + result) keyed by (xorb, byte range) coalesces
+identical fetches; no lock is held across a network await, so any number of readers proceed in parallel.
+A fetch runs in pieces of ``piece_bytes`` received (``CasClient.fetch_range_into``: raw-socket range GETs,
+``xetfs.cas.rangeget``) into two pooled buffers, so while one piece arrives the previous one's complete chunk
+records (``core.xorb.split_complete_records``) are decoded and hashed in a worker thread. Each term is then
+verified against its ``verification_hash`` (xet-protocol §7.3); a mismatch is refetched once, then raises
+``IntegrityError`` (EIO). Verified chunks go to the memory tier, waiters are released, and the chunks go on to
+the disk tier with their chunk hashes as checksums (hashed once) through one writer task (``submit`` queues
+any other disk job -- a file layout -- behind it, so ``drain`` at unmount flushes both).
+
+Disk-tier loads are single-flight too (``load_chunks``: one worker-thread load per set of keys at a time, so a
+read and the readahead never read and hash the same entry twice).
+
+Memory (design.md §4): the daemon's RSS is the memory tier plus a fixed overhead independent of file size:
+``max_inflight_bytes`` of decoded chunks not yet handed to the disk writer (a fetch holds its byte budget
+until the writer takes its chunks), ``2 x max_parallel_fetches`` piece buffers (reused, never freed), the
+one range the disk writer is writing, and the interpreter. ``tune_allocator`` keeps glibc from returning
+and re-faulting those buffers. Every fetch is bounded by ``fetch_timeout_s``; the CAS client retries by
+classification underneath.
+"""
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from xetfs.cache import ChunkCache, ChunkKey
+from xetfs.core.hashing import MerkleHash, chunk_hash, verification_hash
+from xetfs.core.reconstruction import FetchRange, ReconstructionTerm
+from xetfs.core.xorb import CHUNK_HEADER_BYTES, decode_record, parse_chunk_records, split_complete_records
+from xetfs.errors import FormatError, IntegrityError, TransientError
+from xetfs.params import DEFAULT_XORB, XorbParams
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+THREAD_MIN_BYTES = 64 * 1024
+
+@dataclass(slots=True)
+class ReadStats:
+    bytes_read: int = 0              # returned to callers (applications)
+    bytes_fetched: int = 0           # xorb bytes received from the network
+    fetches: int = 0
+    reconstructions: int = 0
+    refetches: int = 0               # integrity or expired-URL retries
+    integrity_failures: int = 0
+    read_errors: int = 0
+    pending_fetches: int = 0
+    pending_reconstructions: int = 0
+    layouts_loaded: int = 0          # files whose chunk layout came from the disk tier (no reconstruction)
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+
+
+DiskJob = Callable[[], None]   # blocking disk-tier work, run by the writer task in a worker thread
+
+
+class FetchCancelled(TransientError):
+    """The task running a fetch was cancelled (its nursery closed): a waiter starts the fetch again."""
+
+
+class Pending:
+    """One in-flight operation: waiters ``await done.wait()`` then read ``value`` or ``error``."""
+
+    __slots__ = ("done", "value", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def tune_allocator(mmap_threshold_bytes: int = 64 * MiB, trim_threshold_bytes: int = 128 * MiB) -> bool:
+    """glibc malloc settings for the mount daemon (design.md §4): a fixed mmap threshold so fetch buffers
+    and 1 MiB reply buffers come from the heap and are reused instead of being mmapped, page-faulted and
+    unmapped each time; a trim threshold so freed memory is kept for reuse; one arena, so chunks decoded in
+    worker threads reuse the memory the cache evicted. False when the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
+    return all(mallopt(opt, value) == 1 for opt, value in ((m_mmap_threshold, mmap_threshold_bytes),
+                                                           (m_trim_threshold, trim_threshold_bytes),
+                                                           (m_arena_max, 1)))
+
+
+async def _concurrently(*fns: Callable[[], Awaitable[Any]] | None) -> None:
+    """Run the given async callables concurrently; re-raise the first failure as itself (not a group)."""
+    failures: list[Exception] = []
+
+    async def run(fn: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await fn()
+        except Exception as exc:
+            failures.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        for fn in fns:
+            if fn is not None:
+                nursery.start_soon(run, fn)
+    if failures:
+        raise failures[0]
+
+
+async def _maybe_thread(fn: Any, size: int, limiter: trio.CapacityLimiter, *args: Any) -> Any:
+    if size < THREAD_MIN_BYTES:
+        return fn(*args)
+    return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
+
+
+class _ByteBudget:
+    """At most ``limit_bytes`` of fetch buffers (and their decoded copies) in flight; one oversized fetch may
+    run alone. ``release`` is synchronous, so it is safe in a ``finally`` of a cancelled task."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.used_bytes = 0
+        self._changed = trio.Event()
+
+    async def acquire(self, n: int) -> None:
+        while self.used_bytes and self.used_bytes + n > self.limit_bytes:
+            await self._changed.wait()
+        self.used_bytes += n
+
+    def release(self, n: int) -> None:
+        self.used_bytes -= n
+        self._changed.set()
+        self._changed = trio.Event()
+
+
+class Fetcher:
+    """Shared by every reader of a mount: the CAS client, the chunk cache, the in-flight fetch table."""
+
+    def __init__(self, cas: Any, cache: ChunkCache | None = None, *, nursery: trio.Nursery | None = None,
+                 max_parallel_fetches: int = 8, fetch_timeout_s: float = 60.0,
+                 params: XorbParams = DEFAULT_XORB, max_inflight_bytes: int = 96 * MiB,
+                 piece_bytes: int = 4 * MiB) -> None:
+        self.cas = cas
+        self.cache = cache if cache is not None else ChunkCache(memory_bytes=256 * MiB)
+        self.nursery = nursery
+        self.fetch_timeout_s = fetch_timeout_s
+        self.params = params
+        self.stats = ReadStats()
+        self.cpu = trio.CapacityLimiter(2)
+        self._net = trio.CapacityLimiter(max_parallel_fetches)
+        self._budget = _ByteBudget(max_inflight_bytes)   # bounds the RSS of fetch buffers + decoded chunks
+        self._inflight: dict[tuple[bytes, int, int], Pending] = {}
+        self.max_record_bytes = CHUNK_HEADER_BYTES + params.max_chunk_compressed
+        self.piece_bytes = max(piece_bytes, self.max_record_bytes)
+        self.max_pooled_buffers = 2 * max_parallel_fetches   # two per running fetch: a fixed pool
+        self._buffers: list[bytearray] = []
+        self._disk_loads: dict[tuple[bytes, int, int], Pending] = {}   # single-flight disk-tier loads
+        # Disk-tier writes leave the read's critical path: a writer task drains a bounded queue.
+        self._disk_queue: trio.MemorySendChannel[DiskJob] | None = None
+        self._writer_done = trio.Event()
+        self._disk_senders = 0   # tasks waiting to hand a job to the writer (drain lets them finish)
+        if nursery is not None:   # the mount daemon (a long-lived reader process)
+            tune_allocator()
+        if nursery is not None and self.cache.disk is not None:
+            self._disk_queue, receive = trio.open_memory_channel(0)
+            nursery.start_soon(self._disk_writer, receive)
+        else:
+            self._writer_done.set()
+
+    async def _disk_writer(self, receive: trio.MemoryReceiveChannel[DiskJob]) -> None:
+        try:
+            async for job in receive:
+                await trio.to_thread.run_sync(job)
+        finally:
+            self._writer_done.set()
+
+    async def submit(self, job: DiskJob, size_bytes: int = 0) -> None:
+        """Run blocking disk-tier work off the read's critical path: queued to the writer task (returns once
+        the writer took it), or run now (in a thread when large) without a background nursery. After
+        ``drain`` closed the queue the job is dropped (the disk tier is a cache)."""
+        if self._disk_queue is None:
+            await _maybe_thread(job, size_bytes, self.cpu)
+            return
+        self._disk_senders += 1
+        try:
+            await self._disk_queue.send(job)
+        except trio.ClosedResourceError:
+            log.debug("disk job dropped: the writer is closed")
+        finally:
+            self._disk_senders -= 1
+
+    def submit_soon(self, next_job: Callable[[], DiskJob | None]) -> None:
+        """From a background task: submit ``next_job()`` until it returns None (so a producer can coalesce
+        what piles up while the writer is busy). ``drain`` waits for it from now on."""
+        assert self.nursery is not None
+        self._disk_senders += 1
+        self.nursery.start_soon(self._submit_loop, next_job)
+
+    async def _submit_loop(self, next_job: Callable[[], DiskJob | None]) -> None:
+        try:
+            while (job := next_job()) is not None:
+                await self.submit(job)
+        finally:
+            self._disk_senders -= 1
+
+    async def drain(self, timeout_s: float = 30.0) -> None:
+        """At unmount: let queued disk-cache writes finish (so a remount finds them), within a bound."""
+        with trio.move_on_after(timeout_s):
+            while self._disk_senders:
+                await trio.sleep(0.01)
+        if self._disk_queue is not None:
+            await self._disk_queue.aclose()
+        with trio.move_on_after(timeout_s):
+            await self._writer_done.wait()
+
+    def cached_chunks(self, fr: FetchRange) -> list[bytes] | None:
+        """The chunks of ``fr`` when all are in the memory tier."""
+        out = []
+        for i in range(fr.chunk_start, fr.chunk_end):
+            data = self.cache.get_memory(self.cache.key(fr.xorb_hash, i))
+            if data is None:
+                return None
+            out.append(data)
+        return out
+
+    async def cached_chunks_any_tier(self, fr: FetchRange) -> list[bytes] | None:
+        """The chunks of ``fr`` from memory, else disk (one load per range at a time: concurrent callers
+        -- a read and the readahead -- share it instead of reading the same entry twice)."""
+        found = self.cached_chunks(fr)
+        if found is not None or self.cache.disk is None:
+            return found
+        key = (bytes(fr.xorb_hash), fr.chunk_start, fr.chunk_end)
+        pending = self._disk_loads.get(key)
+        if pending is None:
+            pending = self._disk_loads[key] = Pending()
+            try:
+                pending.value = await trio.to_thread.run_sync(self._load_disk, fr, limiter=self.cpu)
+            except BaseException as exc:
+                pending.error = exc
+                raise
+            finally:
+                del self._disk_loads[key]
+                pending.done.set()
+            return pending.value
+        await pending.done.wait()
+        return pending.value if pending.error is None else self.cached_chunks(fr)
+
+    def _load_disk(self, fr: FetchRange) -> list[bytes] | None:
+        keys = [self.cache.key(fr.xorb_hash, i) for i in range(fr.chunk_start, fr.chunk_end)]
+        have: dict[ChunkKey, bytes] = {}
+        for k in keys:
+            data = self.cache.get_memory(k)
+            if data is not None:
+                have[k] = data
+        missing = [k for k in keys if k not in have]
+        have.update(self.cache.get_many_disk(missing))
+        return [have[k] for k in keys] if len(have) == len(keys) else None
+
+    def start(self, fr: FetchRange, terms: Sequence[ReconstructionTerm], nursery: trio.Nursery) -> Pending:
+        """The in-flight fetch of ``fr`` (started now unless an identical one is running)."""
+        key = (bytes(fr.xorb_hash), fr.byte_start, fr.byte_end)
+        pending = self._inflight.get(key)
+        if pending is None:
+            pending = self._inflight[key] = Pending()
+            self.stats.pending_fetches += 1
+            nursery.start_soon(self._run, key, fr, tuple(t for t in terms if fr.contains(t)), pending)
+        return pending
+
+    async def _run(self, key: tuple[bytes, int, int], fr: FetchRange, terms: tuple[ReconstructionTerm, ...],
+                   pending: Pending) -> None:
+        try:
+            await self._budget.acquire(fr.size_bytes)
+            try:
+                with trio.fail_after(self.fetch_timeout_s):
+                    items, checked = await self._fetch_verified(fr, terms)
+                pending.value = [c for _, c in items]
+                self._finish(key, pending)    # waiters go on now; the disk write follows, still in budget
+                await self._store_disk(fr, items, checked)
+            finally:
+                self._budget.release(fr.size_bytes)
+        except trio.TooSlowError:
+            pending.error = TransientError(f"fetch of xorb {fr.xorb_hash} timed out after {self.fetch_timeout_s}s")
+        except Exception as exc:
+            if not pending.done.is_set():
+                pending.error = exc
+            else:
+                log.warning("disk cache write of xorb %s failed: %s", fr.xorb_hash, exc)
+        except BaseException:   # cancelled: waiters re-check and start their own fetch
+            if not pending.done.is_set():
+                pending.error = FetchCancelled("fetch cancelled")
+            raise
+        finally:
+            self._finish(key, pending)
+
+    def _finish(self, key: tuple[bytes, int, int], pending: Pending) -> None:
+        if not pending.done.is_set():
+            del self._inflight[key]
+            self.stats.pending_fetches -= 1
+            pending.done.set()
+
+    async def _store_disk(self, fr: FetchRange, items: list[tuple[ChunkKey, bytes]],
+                          checked: Sequence[bytes] | None) -> None:
+        """Hand verified chunks to the disk writer. The queue is unbuffered and the caller holds the fetch's
+        byte budget until the writer takes them, so chunks waiting for the disk are bounded memory too."""
+        if self.cache.disk is not None:
+            await self.submit(functools.partial(self.cache.put_disk, items, checked), fr.size_bytes)
+
+    async def _fetch_verified(self, fr: FetchRange, terms: Sequence[ReconstructionTerm]
+                              ) -> tuple[list[tuple[ChunkKey, bytes]], Sequence[bytes] | None]:
+        """Verified chunks of ``fr`` (now in the memory tier) and, when every term had a verification hash,
+        their chunk hashes (reused as disk checksums: nothing is hashed twice)."""
+        for attempt in range(2):
+            try:
+                async with self._net:
+                    chunks, hashes = await self._fetch_pieces(fr)
+                self._verify(fr, terms, chunks, hashes)
+            except (IntegrityError, FormatError) as exc:
+                self.stats.integrity_failures += 1
+                log.error("integrity failure on xorb %s bytes %d-%d (attempt %d): %s",
+                          fr.xorb_hash, fr.byte_start, fr.byte_end, attempt + 1, exc)
+                if attempt:
+                    raise IntegrityError(f"xorb {fr.xorb_hash} bytes {fr.byte_start}-{fr.byte_end} "
+                                         f"failed verification twice: {exc}") from exc
+                self.stats.refetches += 1
+                continue
+            items = [(self.cache.key(fr.xorb_hash, fr.chunk_start + i), c) for i, c in enumerate(chunks)]
+            self.cache.put_many(items, disk=False)
+            return items, (hashes if all(t.verification_hash is not None for t in terms) else None)
+        raise AssertionError("unreachable")
+
+    async def _fetch_pieces(self, fr: FetchRange) -> tuple[list[bytes], list[MerkleHash]]:
+        """Fetch ``fr`` in pieces of ``piece_bytes`` into two pooled buffers: while one piece is received,
+        the complete chunk records of the previous one are decoded and hashed in a worker thread. The bytes
+        of a record cut by a piece's end are copied in front of the next piece (each buffer keeps
+        ``max_record_bytes`` of headroom for them). Returns chunks + chunk hashes, not yet verified."""
+        chunks: list[bytes] = []
+        hashes: list[MerkleHash] = []
+        head = self.max_record_bytes
+        bufs = [self._take_buffer(), self._take_buffer()]
+        try:
+            pos, end, i = fr.byte_start, fr.byte_end + 1, 0
+            prev: memoryview | None = None          # the last piece (with its carried-in head), undecoded
+            while True:
+                buf = bufs[i % 2]
+                n = min(self.piece_bytes, end - pos)
+                consumed = [0]
+                decode = None if prev is None else functools.partial(
+                    self._decode_piece_async, prev, n == 0, chunks, hashes, consumed)
+                fetch = None if n == 0 else functools.partial(
+                    self.cas.fetch_range_into, dataclasses.replace(fr, byte_start=pos, byte_end=pos + n - 1),
+                    memoryview(buf)[head:head + n])
+                await _concurrently(decode, fetch)
+                if n == 0:
+                    break
+                self.stats.bytes_fetched += n
+                tail = memoryview(b"") if prev is None else prev[consumed[0]:]
+                buf[head - len(tail):head] = tail
+                prev = memoryview(buf)[head - len(tail):head + n]
+                pos += n
+                i += 1
+            self.stats.fetches += 1
+        finally:
+            self._buffers.extend(bufs[:max(0, self.max_pooled_buffers - len(self._buffers))])
+        return chunks, hashes
+
+    def _take_buffer(self) -> bytearray:
+        return self._buffers.pop() if self._buffers else bytearray(self.max_record_bytes + self.piece_bytes)
+
+    async def _decode_piece_async(self, view: memoryview, final: bool, chunks: list[bytes],
+                                  hashes: list[MerkleHash], consumed: list[int]) -> None:
+        got, got_hashes, consumed[0] = await _maybe_thread(self._decode_piece, len(view), self.cpu, view, final)
+        chunks.extend(got)
+        hashes.extend(got_hashes)
+
+    def _decode_piece(self, view: memoryview, final: bool) -> tuple[list[bytes], list[MerkleHash], int]:
+        """Decode + hash the complete records of ``view``; a cut record at its end is left (unless final)."""
+        if final:
+            records = parse_chunk_records(view, self.params)
+        else:
+            records, _ = split_complete_records(view, self.params)
+        out = [decode_record(view, r) for r in records]
+        return out, [chunk_hash(c) for c in out], records[-1].end if records else 0
+
+    def _verify(self, fr: FetchRange, terms: Sequence[ReconstructionTerm], chunks: Sequence[bytes],
+                hashes: Sequence[MerkleHash]) -> None:
+        if len(chunks) != fr.chunk_end - fr.chunk_start:
+            raise FormatError(f"fetch range of {fr.chunk_end - fr.chunk_start} chunks decoded to {len(chunks)}")
+        for t in terms:
+            lo, hi = t.chunk_start - fr.chunk_start, t.chunk_end - fr.chunk_start
+            if sum(map(len, chunks[lo:hi])) != t.unpacked_bytes:
+                raise IntegrityError(f"term {t.xorb_hash}[{t.chunk_start},{t.chunk_end}) has the wrong size")
+            if t.verification_hash is not None and verification_hash(hashes[lo:hi]) != t.verification_hash:
+                raise IntegrityError(f"term {t.xorb_hash}[{t.chunk_start},{t.chunk_end}) fails verification")
+
