@@ -24,6 +24,14 @@ def test_core_does_no_io() -> None:
         assert not bad, f"{path.name} imports {bad}"
 
 
+def test_client_side_never_imports_the_server() -> None:
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG).parts
+        if rel[0] in ("server", "cli") or path.name.startswith("testing"):
+            continue
+        assert not any(n.startswith("xetfs.server") for n in imports_of(path)), path
+
+
 def test_server_and_fs_stay_apart() -> None:
     for path in (PKG / "server").glob("*.py"):
         assert not any(n.startswith("xetfs.fs") for n in imports_of(path)), path

@@ -15,12 +15,23 @@ commits on the branch:
    hashing in worker threads, dedup against the shards this client uploaded before (``ShardCache``, per
    endpoint) and the server's global dedup (a file's first chunk names every xorb of its previous version),
    new xorbs and the shard uploaded; then ONE commit with ``parentCommit = base``: Xet files by sha256 + size,
-   small files inline, renamed unmodified files by their sha256 (no data), deletes of paths the base has;
+   small files inline, renamed unmodified files by their sha256 (no data), deletes of paths the base has.
+   Right before the commit call an ``intent`` line per path (what the path will hold: sha256 + size, git blob
+   oid + size, or deleted) is journaled;
 5. journal ``done`` lines and the new base, and tell the VFS (``committed``) so it shows the new file hashes.
 
-Any failure leaves everything journaled: the task retries with exponential backoff (``retry_min_s`` ..
-``retry_max_s``) until it succeeds, so a server that is down only delays commits. A 412 (the branch moved
-between 3 and 4) retries at once. Nothing is ever dropped.
+Idempotent resume. A crash (or a lost answer) between a commit that landed and its ``done`` lines leaves
+changes pending on an old base. Step 3 first compares every change that has an intent with the head's
+entry of its path: identical means the change is already committed — marked done, no second commit and no
+false conflict. A change whose intent does not match is handled as usual (rebased or a conflict).
+
+Failures. A transient one (server down, 5xx, timeouts, 429, 401) leaves everything journaled: the task
+retries with exponential backoff (``retry_min_s`` .. ``retry_max_s``), so a server that is down only delays
+commits. A 412 (the branch moved between 3 and 4) retries at once. A permanent refusal (another 4xx: a bad
+path, 403, 404, 413, ...) of a batch is isolated by bisection: the batch is split in halves, each half
+committed on its own, until the refused change is alone; that one is marked ``failed`` (journaled, kept
+staged, logged once, listed in stats with the Hub's message) and the others are committed. A new save,
+rename or delete of that path replaces the failed change and is tried again. Nothing is ever dropped.
 """
 from __future__ import annotations
 
@@ -37,10 +48,12 @@ import trio
 
 from xetfs.config import RepoRef
 from xetfs.core.shard import Shard, parse_shard, serialize_upload_shard
+from xetfs.cas.http import http_status_of
 from xetfs.errors import Conflict, NotFound, XetError
 from xetfs.fs.staging import Change, Staging, StagedFile
-from xetfs.hub.client import AddRegular, AddXet, CommitOp, Delete, HubClient
-from xetfs.upload import PreparedCommit, UploadParams, UploadStats, prepare_commit_ops
+from xetfs.hub.client import AddRegular, AddXet, CommitOp, Delete, HubClient, TreeEntry
+from xetfs.core.gitblob import git_blob_oid
+from xetfs.upload import PreparedCommit, UploadParams, UploadStats, XetFile, prepare_commit_ops
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +89,33 @@ class WritebackStats:
     last_error: str | None = None
     conflicts: set[str] = field(default_factory=set)
     uploading: bool = False
+    already_committed: int = 0     # resumed changes the head already held (no second commit)
+    refused: int = 0               # changes the Hub refused for good (now failed)
+
+
+def permanent(exc: BaseException) -> bool:
+    """A refusal that retrying cannot change: a 4xx answer other than 401 (token), 408/429 (slow down) and
+    412 (the branch moved: retried at once). Errors without an HTTP answer are never permanent."""
+    status = http_status_of(exc)
+    return (isinstance(exc, XetError) and not exc.retryable and status is not None and 400 <= status < 500
+            and status not in (401, 408, 412, 429))
+
+
+def intent_of(op: CommitOp) -> dict[str, Any]:
+    """What the head's entry of ``op.path`` looks like once ``op`` is committed (compared on resume)."""
+    if isinstance(op, AddXet):
+        return {"sha256": op.sha256, "size": op.size}
+    if isinstance(op, AddRegular):
+        return {"oid": git_blob_oid(op.content), "size": len(op.content)}
+    return {"deleted": True}
+
+
+def matches(intent: dict[str, Any], entry: TreeEntry | None) -> bool:
+    if intent.get("deleted"):
+        return entry is None
+    if entry is None or entry.size != intent.get("size"):
+        return False
+    return entry.sha256 == intent["sha256"] if "sha256" in intent else entry.oid == intent.get("oid")
 
 
 class ShardCache:
@@ -119,18 +159,25 @@ class Writeback:
         self.params = params
         self.stats = WritebackStats(conflicts={p for p, c in staging.pending.items() if c.conflict})
         self._kicked = trio.Event()
-        self._trees: OrderedDict[str, dict[str, str]] = OrderedDict()   # commit -> {path: oid}
+        self._trees: OrderedDict[str, dict[str, TreeEntry]] = OrderedDict()   # commit -> {path: file entry}
 
     def kick(self) -> None:
         self._kicked.set()
 
     def ready(self) -> dict[str, Change]:
-        return {p: c for p, c in self.staging.pending.items() if not c.conflict and not self.target.busy(c)}
+        return {p: c for p, c in self.staging.pending.items() if not c.held and not self.target.busy(c)}
 
     def pending_files(self) -> int:
-        return sum(1 for c in self.staging.pending.values() if not c.conflict)
+        return sum(1 for c in self.staging.pending.values() if not c.held)
+
+    async def journal_base(self) -> None:
+        """Make the base the pending changes apply to durable before any change is journaled: a resumed
+        change must be checked against the commit it was made on, not whatever the head is by then."""
+        if self.staging.base_commit != self.base:
+            await self.staging.persist([self.staging.set_base(self.base)])
 
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await self.journal_base()
         task_status.started()
         backoff = self.params.retry_min_s
         while True:
@@ -142,11 +189,15 @@ class Writeback:
                 backoff = self.params.retry_min_s
             except Conflict as exc:
                 log.info("the branch moved during the commit (%s); retrying", exc)
-            except (XetError, OSError) as exc:
+            except Exception as exc:   # a bug must not take the mount (and every read) down: log, retry later
                 self.stats.upload_errors += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("upload/commit failed (%s); %d pending, retrying in %.1fs",
-                            self.stats.last_error, self.pending_files(), backoff)
+                if isinstance(exc, (XetError, OSError)):
+                    log.warning("upload/commit failed (%s); %d pending, retrying in %.1fs",
+                                self.stats.last_error, self.pending_files(), backoff)
+                else:
+                    log.exception("upload/commit failed unexpectedly; %d pending, retrying in %.1fs",
+                                  self.pending_files(), backoff)
                 await trio.sleep(backoff)
                 backoff = min(self.params.retry_max_s, backoff * 2)
 
@@ -167,8 +218,42 @@ class Writeback:
         if not batch:
             return
         head = await self.hub.revision_sha(self.branch)
+        if any(c.intent is not None for c in batch.values()):
+            await self.staging.persist(self._already_committed(head, await self._tree(head), batch))
         if head != self.base:
             await self._rebase(head, batch)
+        await self._commit_isolating(batch)
+
+    async def _commit_isolating(self, batch: dict[str, Change]) -> None:
+        """Commit ``batch``; a permanent refusal is narrowed down by bisection to the change it is about."""
+        batch = {p: c for p, c in batch.items() if self.staging.pending.get(p) is c and not c.held}
+        if not batch:
+            return
+        try:
+            await self._commit_batch(batch)
+        except XetError as exc:
+            if not permanent(exc):
+                raise
+            if len(batch) == 1:
+                ((path, change),) = batch.items()
+                await self._refused(path, change, exc)
+                return
+            items = sorted(batch.items(), key=lambda kv: kv[1].kind != "del")   # a put may need a delete first
+            log.warning("the Hub refused a batch of %d changes (%s); committing it in halves to isolate the "
+                        "refused change", len(items), exc)
+            for part in (items[:len(items) // 2], items[len(items) // 2:]):
+                await self._commit_isolating(dict(part))
+
+    async def _refused(self, path: str, change: Change, exc: XetError) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        log.error("REFUSED: the Hub refused the change of %s for good (%s); the local version stays staged and is "
+                  "not retried (save, rename or delete the file to try again)", path, message)
+        self.stats.refused += 1
+        self.stats.upload_errors += 1
+        self.stats.last_error = message
+        await self.staging.persist([self.staging.fail(path, change.gen, message)])
+
+    async def _commit_batch(self, batch: dict[str, Change]) -> None:
         staged = [c.staged for c in batch.values() if c.kind == "put" and c.staged is not None]
         for sf in staged:
             sf.in_flight = True
@@ -178,6 +263,7 @@ class Writeback:
                 await self.target.materialize(sf)
             prepared, ops = await self._ops(batch)
             new = self.base
+            await self.staging.persist(self._intents(batch, ops))
             if ops:
                 summary = f"xetfs mount: {len(ops)} change{'s' if len(ops) > 1 else ''}"
                 new = (await self.hub.commit(self.branch, ops, summary, parent_commit=self.base)).oid
@@ -227,17 +313,22 @@ class Writeback:
                 ops.append(await self._remote_op(p, c.remote))
         return prepared, ops
 
+    def _intents(self, batch: dict[str, Change], ops: list[CommitOp]) -> list[dict[str, Any] | None]:
+        by_path = {op.path: op for op in ops}
+        return [self.staging.intend(p, c.gen, intent_of(by_path[p]) if p in by_path else {"deleted": True})
+                for p, c in batch.items() if p in by_path or c.kind == "del"]
+
     async def _remote_op(self, path: str, remote: dict[str, Any]) -> CommitOp:
         if "sha256" in remote:
             return AddXet(path, remote["sha256"], int(remote["size"]))
         content = await self.hub.resolve(self.branch.at(remote["commit"]), remote["path"])
         return AddRegular(path, content)
 
-    async def _tree(self, commit: str) -> dict[str, str]:
+    async def _tree(self, commit: str) -> dict[str, TreeEntry]:
         tree = self._trees.get(commit)
         if tree is None:
             entries = await self.hub.list_tree(self.branch.at(commit))
-            tree = {e.path: e.oid for e in entries if e.is_file}
+            tree = {e.path: e for e in entries if e.is_file}
             self._trees[commit] = tree
             while len(self._trees) > 2:
                 self._trees.popitem(last=False)
@@ -251,9 +342,9 @@ class Writeback:
             log.warning("base commit %s is gone; rebasing onto %s without conflict checks", self.base, head)
             old = await self._tree(head)
         new = await self._tree(head)
-        lines = []
+        lines: list[dict[str, Any] | None] = []
         for path, change in list(batch.items()):
-            if old.get(path) == new.get(path) or (change.kind == "del" and path not in new):
+            if _oid(old.get(path)) == _oid(new.get(path)) or (change.kind == "del" and path not in new):
                 continue
             log.error("CONFLICT: %s changed on the branch (now %s) and in this mount; the local version stays "
                       "staged and is not uploaded (save the file again to overwrite the branch's version)",
@@ -265,6 +356,25 @@ class Writeback:
         self.base = head
         await self.staging.persist(lines)
 
+    def _already_committed(self, head: str, tree: dict[str, TreeEntry],
+                           batch: dict[str, Change]) -> list[dict[str, Any] | None]:
+        """Changes whose intent the head already holds (committed before a crash or a lost answer): done."""
+        lines: list[dict[str, Any] | None] = []
+        for path, change in list(batch.items()):
+            if change.intent is None or not matches(change.intent, tree.get(path)):
+                continue
+            log.info("%s is already committed on the branch (head %s); not committing it again", path, head)
+            del batch[path]
+            line = self.staging.done(path, change.gen)
+            if line is not None:
+                lines.append(line)
+                entry = tree.get(path)
+                xet = (XetFile(entry.xet_hash, entry.sha256, entry.size)
+                       if entry is not None and entry.xet_hash is not None and entry.sha256 else None)
+                self.target.committed(path, change, head, xet)
+                self.stats.already_committed += 1
+        return lines
+
     def snapshot(self) -> dict[str, Any]:
         s = self.stats
         return {"pending_files": self.pending_files(), "pending_bytes": self.staging.pending_bytes(),
@@ -273,7 +383,13 @@ class Writeback:
                 "deduplicated_bytes": s.deduplicated_bytes, "commits": s.commits, "last_commit": s.last_commit,
                 "base_commit": self.base, "files_committed": s.files_committed, "uploading": s.uploading,
                 "upload_errors": s.upload_errors, "last_error": s.last_error,
-                "conflicts": sorted(p for p, c in self.staging.pending.items() if c.conflict)}
+                "already_committed": s.already_committed,
+                "conflicts": sorted(p for p, c in self.staging.pending.items() if c.conflict),
+                "failed": {p: c.failed for p, c in sorted(self.staging.pending.items()) if c.failed}}
+
+
+def _oid(entry: TreeEntry | None) -> str | None:
+    return entry.oid if entry is not None else None
 
 
 def shard_cache_dir(cache_dir: Path, endpoint: str) -> Path:

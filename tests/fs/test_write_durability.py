@@ -115,3 +115,29 @@ def test_two_mounts_of_one_branch_rebase_and_report_conflicts(server, tmp_path: 
     got = repo_contents(srv, tmp_path, "check")
     assert got["from-a.txt"] == b"a\n" and got["from-b.bin"] == make_bytes("random", 2 * MiB, seed=4)
     assert got["notes.txt"] == b"a's version\n"
+
+
+def test_a_change_the_hub_refuses_is_isolated_shown_in_stats_and_retried_when_moved(server, tmp_path: Path) -> None:
+    srv, seed = server
+    with mounted(srv, "org/d", tmp_path / "mnt") as m:
+        other = tmp_path / "other.txt"            # another client makes "clash" a file; this mount's view
+        other.write_text("a file\n")              # (listed when it mounted) does not show it
+        xetfs_cli("upload", "org/d", str(other), "--path-in-repo", "clash", "--endpoint", srv.url,
+                  "--token", srv.token)
+        (m.path / "clash").mkdir()
+        (m.path / "clash" / "f.txt").write_text("refused: clash is a file on the branch\n")
+        (m.path / "ok.txt").write_text("fine\n")
+        write = wait_committed(m)
+        assert list(write["failed"]) == ["clash/f.txt"], write
+        assert "both a file and a folder" in write["failed"]["clash/f.txt"]
+        assert write["pending_files"] == 0 and write["conflicts"] == []
+        assert (m.path / "clash" / "f.txt").read_text() == "refused: clash is a file on the branch\n"
+        os.rename(m.path / "clash" / "f.txt", m.path / "moved.txt")     # a new save or a move: tried again
+        write = wait_committed(m)
+        assert write["failed"] == {}, write
+        assert m.logs().count("REFUSED") == 1, "logged once"
+        endpoints = m.stats()["endpoints"]
+        assert endpoints["urls"] == [srv.url] and endpoints["failovers"] == 0
+    got = repo_contents(srv, tmp_path, "check")
+    assert got["ok.txt"] == b"fine\n" and got["clash"] == b"a file\n"
+    assert got["moved.txt"] == b"refused: clash is a file on the branch\n" and "clash/f.txt" not in got

@@ -166,14 +166,21 @@ def _mtime_ns(info: dict[str, Any]) -> int:
     return 0
 
 
+def endpoints_snapshot(hub: Any) -> dict[str, Any]:
+    """Failover health of the Hub/CAS nodes (``xetfs.endpoints``; empty ``nodes`` until several are used)."""
+    health = hub.failover.health
+    return {"urls": list(hub.endpoints), "nodes": health.snapshot(), "failovers": health.failovers}
+
+
 def stats_snapshot(opts: MountOptions, commit: str, vfs: Vfs, fetcher: Fetcher,
-                   writeback: Any = None) -> dict[str, Any]:
+                   writeback: Any = None, hub: Any = None) -> dict[str, Any]:
     s = fetcher.stats
     cache = fetcher.cache.snapshot()
     write = writeback.snapshot() if writeback is not None else None
     return {
         "writable": writeback is not None,
         "write": write,
+        "endpoints": endpoints_snapshot(hub) if hub is not None else None,
         "pid": os.getpid(), "repo": str(opts.repo), "commit": commit, "mountpoint": str(opts.mountpoint),
         "bytes_read": vfs.bytes_read, "bytes_fetched": s.bytes_fetched,
         "cache": {"memory": {"hits": cache["memory_hits"], "misses": cache["memory_misses"],
@@ -273,7 +280,7 @@ def _make_vfs(opts: MountOptions, hub: Any, tree: Tree, backend: RepoBackend, st
     readahead_max = min(opts.readahead_max_bytes, max(MiB, opts.memory_cache_bytes // 4))
     if staging is None:
         ro = Vfs(tree, backend, mtime_ns=_mtime_ns(info), readahead_max_bytes=readahead_max,
-                 stats=lambda: stats_snapshot(opts, commit, ro, fetcher))
+                 stats=lambda: stats_snapshot(opts, commit, ro, fetcher, hub=hub))
         return ro, None
     from xetfs.cas.retry import RetryPolicy
     from xetfs.fs.writable import WritableVfs
@@ -282,7 +289,7 @@ def _make_vfs(opts: MountOptions, hub: Any, tree: Tree, backend: RepoBackend, st
 
     vfs = WritableVfs(tree, backend, staging, commit=commit, mtime_ns=_mtime_ns(info),
                       readahead_max_bytes=readahead_max,
-                      stats=lambda: stats_snapshot(opts, writeback.base, vfs, fetcher, writeback))
+                      stats=lambda: stats_snapshot(opts, writeback.base, vfs, fetcher, writeback, hub))
     vfs.apply_pending()
     base = staging.base_commit if staging.pending and staging.base_commit else commit
     params = WritebackParams(commit_delay_s=opts.commit_delay_s, max_delay_s=max(5.0, opts.commit_delay_s * 4),

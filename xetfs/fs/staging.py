@@ -10,12 +10,17 @@ Layout under ``<cache_dir>/staging/<repo type>/<repo id>/<branch>/`` (one mount 
 - ``journal``: append-only JSON lines, each batch written then ``fdatasync``ed before the caller is answered.
   Lines: ``put`` (path, gen, a staged file's id/size/base/local ranges, or a ``remote`` reference to a
   committed file: renames of unmodified files need no data), ``del`` (path, gen), ``done`` (path, gen:
-  committed), ``conflict`` (path, gen, head) and ``base`` (the commit the pending changes apply to).
-  Replay keeps, per path, the line with the highest gen, so the order of lines written by concurrent
-  threads does not matter; a torn last line (crash while appending) is ignored. The journal is compacted
+  committed), ``conflict`` (path, gen, head), ``failed`` (path, gen, error: the Hub refused that change
+  for good), ``intent`` (path, gen, expect: what the path will hold once the commit about to be sent lands —
+  sha256 + size, git blob oid + size, or deleted) and ``base`` (the commit the pending changes apply to).
+  Replay keeps, per path, the line with the highest gen (``conflict``/``failed``/``intent`` annotate the
+  change of their gen), so the order of lines written by concurrent threads does not matter; a torn last
+  line (crash while appending) is ignored. The journal is compacted
   (temp file, fsync, rename, fsync dir) when it is opened and whenever nothing is pending.
 
-A close of a modified file is acknowledged only after its data file was fsynced and its ``put`` line
+Data files no pending change names are unlinked only after the journal lines that stopped naming them are
+durable (``persist``): a crash right after a commit (before its ``done`` lines) finds every staged file the
+journal still names. A close of a modified file is acknowledged only after its data file was fsynced and its ``put`` line
 fdatasynced (``seal``): a crash after that loses nothing, the next mount of the same repo + cache dir
 replays the journal and the writeback uploads what is pending. Space: every live staged file reserves its
 largest logical size (it is materialised in full before upload); past ``limit_bytes`` -> ``NoSpace``.
@@ -42,6 +47,8 @@ from xetfs.errors import NoSpace, ValidationError, XetError
 log = logging.getLogger(__name__)
 
 COMPACT_AFTER_LINES = 20000
+# Journal lines that annotate the change of their (path, gen): kind -> (Change attribute, line key).
+_NOTES = {"conflict": ("conflict", "head"), "failed": ("failed", "error"), "intent": ("intent", "expect")}
 
 
 class StagingBusy(ValidationError):
@@ -132,7 +139,14 @@ class Change:
     kind: str                              # "put" | "del"
     staged: StagedFile | None = None
     remote: dict[str, Any] | None = None   # {"xet", "sha256", "size"} or {"commit", "path", "size"}
-    conflict: str | None = None
+    conflict: str | None = None            # head commit that changed the path too: kept staged
+    failed: str | None = None              # the Hub's permanent refusal: kept staged, not retried
+    intent: dict[str, Any] | None = None   # expected head entry once committed (idempotent resume)
+
+    @property
+    def held(self) -> bool:
+        """Not uploaded automatically (until a new save of the path replaces this change)."""
+        return self.conflict is not None or self.failed is not None
 
     @property
     def size(self) -> int:
@@ -219,6 +233,7 @@ class Staging:
         self.used_bytes = 0
         self._gen = 0
         self._io_lock = trio.Lock()
+        self._released: list[str] = []   # data files no change names any more, still on disk
         self._replay(Journal.read(root / "journal"))
         self.journal = Journal(root / "journal")
         self.journal.rewrite(self._state_records())
@@ -230,17 +245,19 @@ class Staging:
             self._gen = max(self._gen, int(r.get("gen", 0)))
             if r.get("t") == "base":
                 self.base_commit = r["commit"]
-            elif r.get("t") in ("put", "del", "done", "conflict"):
+            elif r.get("t") in ("put", "del", "done"):
                 old = latest.get(r["path"])
-                if r["t"] == "conflict":
-                    if old is not None and old["gen"] == r["gen"]:
-                        old["conflict"] = r.get("head", "?")
-                elif old is None or r["gen"] >= old["gen"]:
+                if old is None or r["gen"] > old["gen"] or (r["gen"] == old["gen"] and r["t"] == "done"):
                     latest[r["path"]] = dict(r)
+            elif r.get("t") in _NOTES:
+                old = latest.get(r["path"])
+                if old is not None and old["gen"] == r["gen"] and old["t"] != "done":
+                    old[_NOTES[r["t"]][0]] = r.get(_NOTES[r["t"]][1], "?")
         for path, r in latest.items():
             if r["t"] == "done":
                 continue
-            change = Change(int(r["gen"]), r["t"], remote=r.get("remote"), conflict=r.get("conflict"))
+            change = Change(int(r["gen"]), r["t"], remote=r.get("remote"), conflict=r.get("conflict"),
+                            failed=r.get("failed"), intent=r.get("intent"))
             if r["t"] == "put" and r.get("staged"):
                 try:
                     change.staged = self._reopen(r["staged"])
@@ -275,8 +292,9 @@ class Staging:
             out.append({"t": "base", "commit": self.base_commit})
         for path, c in self.pending.items():
             out.append(self._line(path, c))
-            if c.conflict:
-                out.append({"t": "conflict", "path": path, "gen": c.gen, "head": c.conflict})
+            for kind, (attr, key) in _NOTES.items():
+                if getattr(c, attr) is not None:
+                    out.append({"t": kind, "path": path, "gen": c.gen, key: getattr(c, attr)})
         return out
 
     @staticmethod
@@ -349,6 +367,8 @@ class Staging:
         sf.dirty = True
 
     def write(self, sf: StagedFile, offset: int, data: bytes) -> int:
+        if not data:
+            return 0   # writes nothing and, like pwrite, does not extend the file
         self.reserve(sf, offset + len(data))
         try:
             n = os.pwrite(sf.fd, data, offset)
@@ -371,7 +391,7 @@ class Staging:
             return
         del self.files[sf.id]
         os.close(sf.fd)
-        (self.data / sf.id).unlink(missing_ok=True)
+        self._released.append(sf.id)   # unlinked once the journal no longer names it (see persist)
         self.used_bytes -= sf.reserved
 
     def sync_data(self, sf: StagedFile) -> None:
@@ -420,22 +440,44 @@ class Staging:
         c.conflict = head
         return {"t": "conflict", "path": path, "gen": gen, "head": head}
 
+    def fail(self, path: str, gen: int, error: str) -> dict[str, Any] | None:
+        c = self.pending.get(path)
+        if c is None or c.gen != gen:
+            return None
+        c.failed = error
+        return {"t": "failed", "path": path, "gen": gen, "error": error}
+
+    def intend(self, path: str, gen: int, expect: dict[str, Any]) -> dict[str, Any] | None:
+        c = self.pending.get(path)
+        if c is None or c.gen != gen:
+            return None
+        c.intent = expect
+        return {"t": "intent", "path": path, "gen": gen, "expect": expect}
+
     def set_base(self, commit: str) -> dict[str, Any]:
         self.base_commit = commit
         return {"t": "base", "commit": commit}
 
     async def persist(self, lines: list[dict[str, Any] | None]) -> None:
         """Make journal lines durable, in request order (a FIFO lock: a compaction's snapshot, taken under
-        the lock, never drops a line requested after it). Compacts when nothing is pending any more."""
+        the lock, never drops a line requested after it). Compacts when nothing is pending any more.
+
+        Data files released before this call are unlinked only after the write: every release comes from a
+        change whose journal line the caller passes to ``persist`` with no await in between (this call or an
+        earlier one), so a crash never leaves a durable line naming a deleted data file. Files released
+        without a later persist stay on disk until the next one, or until the next open's replay."""
         records = [r for r in lines if r is not None]
+        doomed, self._released = self._released, []
         async with self._io_lock:
             if not self.pending or self.journal.lines > COMPACT_AFTER_LINES:
                 await trio.to_thread.run_sync(self.journal.rewrite, self._state_records())
             elif records:
                 await trio.to_thread.run_sync(self.journal.append, records)
+        for sf_id in doomed:
+            (self.data / sf_id).unlink(missing_ok=True)
 
     def pending_bytes(self) -> int:
-        return sum(c.size for c in self.pending.values() if c.kind == "put" and not c.conflict)
+        return sum(c.size for c in self.pending.values() if c.kind == "put" and not c.held)
 
     def close(self) -> None:
         self.journal.close()

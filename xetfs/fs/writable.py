@@ -14,7 +14,9 @@ No pyfuse3 here (``fuse_ops`` calls these methods). Theory of operation:
   modified file: fsync its data, then journal ``put path`` (fdatasync) — only then does close return.
   ``unlink`` and ``rename`` journal ``del``/``put`` lines for every file they move (a renamed unmodified file
   becomes a ``remote`` put: no data travels). Directories are implicit in the repo (like git): ``mkdir`` of an
-  empty directory lives only as long as the mount.
+  empty directory lives only as long as the mount, and a remount shows the branch with the pending changes
+  applied (``apply_pending``: directories emptied by pending deletes are gone). An unlinked file stays
+  readable through the handles that have it open (a regular file keeps its ``origin``).
 - The writeback calls ``materialize`` (fetch all remaining base ranges) before uploading and
   ``committed`` after a commit: the inode then shows the new file hash and its staged data is dropped once
   no handle uses it. chmod/utime are kept in memory (``self.meta``); the repo has no modes or mtimes.
@@ -305,6 +307,8 @@ class WritableVfs(Vfs):
         self.kick()
 
     def _remove_file(self, ino: int) -> None:
+        if ino not in self.staged and self.tree.xet_hash(ino) is None:   # open handles still read it
+            self.origin.setdefault(ino, (self.commit, self.tree.path(ino)))
         self.tree.remove(ino)
         self.forget_reader(ino)
         sf = self.staged.get(ino)
@@ -401,14 +405,14 @@ class WritableVfs(Vfs):
             ino = self.tree.resolve(path)
             if change.kind == "del":
                 if ino is not None and not self.tree.is_dir(ino):
-                    self.tree.remove(ino)
+                    self._remove_pruning(ino)
                 continue
-            parts = path.split("/")
             try:
-                parent = self.tree.mkdirs(parts[:-1])
-                ino = ino if ino is not None else self.tree.add_file(parent, parts[-1])
+                ino = ino if ino is not None else self._add_pending_file(path)
+                if self.tree.is_dir(ino):
+                    raise IsADirectory(f"the branch has a directory {path}")
             except XetError as exc:
-                log.error("cannot show the pending change of %s: %s", path, exc)
+                log.error("cannot show the pending change of %s (it stays staged): %s", path, exc)
                 continue
             if change.staged is not None:
                 self._attach(ino, change.staged)
@@ -418,6 +422,28 @@ class WritableVfs(Vfs):
             elif change.remote:
                 self.tree.set_file(ino, int(change.remote["size"]), None, None)
                 self.origin[ino] = (change.remote["commit"], change.remote["path"])
+
+    def _add_pending_file(self, path: str) -> int:
+        """An inode for a pending file the branch lacks. A branch file where that path needs a directory
+        is hidden from this mount: the pending change is unsaved work (the Hub refused it, or will), and
+        the user must be able to see it and move it elsewhere."""
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            ino = self.tree.resolve("/".join(parts[:i]))
+            if ino is not None and not self.tree.is_dir(ino):
+                log.warning("%s is hidden in this mount: the pending change of %s needs a directory there",
+                            self.tree.path(ino), path)
+                self.tree.remove(ino)
+        return self.tree.add_file(self.tree.mkdirs(parts[:-1]), parts[-1])
+
+    def _remove_pruning(self, ino: int) -> None:
+        """Remove a file and the directories it leaves empty: directories are implicit in a repo, so the
+        mount shows what the branch will hold once the pending deletes are committed."""
+        parent = self.tree.parent(ino)
+        self.tree.remove(ino)
+        while parent != ROOT_INODE and not self.tree.children(parent):
+            ino, parent = parent, self.tree.parent(parent)
+            self.tree.remove(ino)
 
     def lookup_path(self, path: str) -> int:
         ino = self.tree.resolve(path)

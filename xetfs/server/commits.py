@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xetfs.errors import Conflict, NotFound, ValidationError
+from xetfs.core.gitblob import git_blob_oid, lfs_pointer
 from xetfs.server.metadata import Commit, FileRecord
 
 Tree = dict[str, dict[str, Any]]
@@ -40,14 +41,6 @@ def check_path(path: Any) -> str:
     if any(seg in ("", ".", "..") for seg in path.split("/")):
         raise ValidationError(f"invalid path {path[:200]!r}: empty, '.' or '..' segment")
     return path
-
-
-def git_blob_oid(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
-
-
-def lfs_pointer(sha256_hex: str, size: int) -> bytes:
-    return f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256_hex}\nsize {size}\n".encode()
 
 
 def xet_entry(rec: FileRecord) -> dict[str, Any]:
