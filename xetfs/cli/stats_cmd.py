@@ -8,8 +8,10 @@ read fresh at every open): bytes read by applications (bytes_read), bytes fetche
 (bytes_fetched), cache hits/misses per tier, reconstructions, fetches, retries, integrity failures, read
 errors and pending work. A writable mount adds ``write``: pending_files / pending_bytes (closed files not yet
 committed), uploaded_bytes (xorb bytes sent), new_bytes, deduplicated_bytes, commits, last_commit, uploading,
-upload_errors / last_error, staging_bytes, and conflicts (paths kept staged because the branch changed them
-too). Exit codes: 0 ok, 1 not a xetfs mount.
+upload_errors / last_error, staging_bytes, conflicts (paths kept staged because the branch changed them
+too), failed (paths the Hub refused for good, with the reason; saving the file again retries it) and
+already_committed (resumed changes the branch already held). ``endpoints`` shows the configured nodes, their
+health and latency, and how many requests failed over. Exit codes: 0 ok, 1 not a xetfs mount.
 """
 from __future__ import annotations
 
