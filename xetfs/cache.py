@@ -61,7 +61,7 @@ def default_cache_dir() -> Path:
     return Path(base) / "xetfs"
 
 
-def _checksum(data: bytes | memoryview) -> bytes:
+def _checksum(data: bytes | bytearray | memoryview) -> bytes:
     """The chunk hash (xet-protocol §3.2), truncated: the read path computed it to verify the chunk, so a
     write passes it in and nothing is hashed twice."""
     return bytes(chunk_hash(data)[:CHECKSUM_BYTES])
@@ -91,7 +91,7 @@ class CacheStats:
     disk_evictions: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 class DiskTier:

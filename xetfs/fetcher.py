@@ -30,7 +30,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -60,7 +60,7 @@ class ReadStats:
     layouts_loaded: int = 0          # files whose chunk layout came from the disk tier (no reconstruction)
 
     def as_dict(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 DiskJob = Callable[[], None]   # blocking disk-tier work, run by the writer task in a worker thread
@@ -254,9 +254,9 @@ class Fetcher:
             finally:
                 del self._disk_loads[key]
                 pending.done.set()
-            return pending.value
+            return cast("list[bytes] | None", pending.value)
         await pending.done.wait()
-        return pending.value if pending.error is None else self.cached_chunks(fr)
+        return cast("list[bytes] | None", pending.value) if pending.error is None else self.cached_chunks(fr)
 
     def _load_disk(self, fr: FetchRange) -> list[bytes] | None:
         keys = [self.cache.key(fr.xorb_hash, i) for i in range(fr.chunk_start, fr.chunk_end)]

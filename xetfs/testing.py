@@ -21,7 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +181,9 @@ def check_storage_contract(storage: Any) -> None:
 
     key, data = "xorbs/contract-object", make_bytes("random", 100_003, seed=7)
     assert not storage.exists(key)
-    for call in (lambda: storage.get(key), lambda: storage.size(key), lambda: storage.get_range(key, 0, 1)):
+    calls: tuple[Callable[[], object], ...] = (lambda: storage.get(key), lambda: storage.size(key),
+                                               lambda: storage.get_range(key, 0, 1))
+    for call in calls:
         with _raises(NotFound):
             call()
     assert storage.put_if_absent(key, data) is True

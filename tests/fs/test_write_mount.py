@@ -147,6 +147,8 @@ def test_read_only_mounts_refuse_writes(server, tmp_path: Path) -> None:
                     attempt()
                 assert info.value.errno == errno.EROFS
             assert (m.path / "config.txt").read_text() == "lr = 0.1\n"
+            with open(m.path / "config.txt", "rb") as f:   # fsync of a file opened for reading succeeds
+                os.fsync(f.fileno())
 
 
 def test_full_staging_area_gives_enospc(server, tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ import httpx
 import trio
 
 from xetfs.cas import http
-from xetfs.cas.rangeget import RangeUnsupported
+from xetfs.cas.rangeget import RangeGetter, RangeUnsupported
 from xetfs.cas.retry import DEFAULT_RETRY, RetryPolicy, retry_call
 from xetfs.core.hashing import MerkleHash
 from xetfs.core.reconstruction import FetchRange, Reconstruction, parse_reconstruction_json
@@ -185,7 +185,7 @@ class CasClient:
             raise FetchUrlExpired(str(exc)) from exc
 
     async def _fetch_once(self, fr: FetchRange, view: memoryview) -> int:
-        getter = getattr(self.http, "range_getter", None)
+        getter: RangeGetter | None = getattr(self.http, "range_getter", None)
         if getter is not None and fr.url.startswith("http://"):
             try:   # the fast path: the body lands in ``view`` with one kernel copy (xetfs.cas.rangeget)
                 headers, n = await getter.get_into(fr.url, fr.byte_start, fr.byte_end, view,

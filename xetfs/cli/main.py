@@ -13,6 +13,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 # subcommand -> module under xetfs.cli
 COMMANDS: dict[str, str] = {
@@ -29,8 +30,8 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def _available() -> dict[str, object]:
-    mods = {}
+def _available() -> dict[str, ModuleType]:
+    mods: dict[str, ModuleType] = {}
     for name, mod in COMMANDS.items():
         try:
             mods[name] = importlib.import_module(f"xetfs.cli.{mod}")
@@ -51,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=getattr(mod, "HELP", None), description=mod.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        mod.configure(p)  # type: ignore[attr-defined]
-        p.set_defaults(_run=mod.run)  # type: ignore[attr-defined]
+        mod.configure(p)
+        p.set_defaults(_run=mod.run)
     return parser
 
 

@@ -69,7 +69,7 @@ def _join(prefix: str, name: str) -> str:
 
 def progress_bar(total: int, what: str) -> Any:
     """A tqdm bar on a TTY, a disabled one otherwise."""
-    from tqdm import tqdm  # type: ignore[import-untyped]
+    from tqdm import tqdm
 
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=what,
                 disable=not sys.stderr.isatty(), leave=False)

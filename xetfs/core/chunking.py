@@ -150,7 +150,7 @@ else:
 
 def _window_hashes(block: "_np.ndarray", h: int) -> "_np.ndarray":
     """Gear hash after every byte of ``block`` given state ``h`` before it (all 64-byte windows at once)."""
-    a = _TABLE_NP[block]
+    a: _np.ndarray = _TABLE_NP[block]
     for k in range(6):  # window 1 -> 2 -> 4 -> ... -> 64 bytes
         s = 1 << k
         a[s:] += a[:-s] << _np.uint64(s)

@@ -93,11 +93,11 @@ ZERO_HASH = MerkleHash(bytes(32))
 BOOKEND_HASH = MerkleHash(b"\xff" * 32)
 
 
-def keyed_hash(data: bytes | memoryview, key: bytes) -> MerkleHash:
+def keyed_hash(data: bytes | bytearray | memoryview, key: bytes) -> MerkleHash:
     return MerkleHash(blake3.blake3(data, key=key).digest())
 
 
-def chunk_hash(data: bytes | memoryview) -> MerkleHash:
+def chunk_hash(data: bytes | bytearray | memoryview) -> MerkleHash:
     """§3.2 chunk hash of the uncompressed chunk bytes."""
     return keyed_hash(data, DATA_KEY)
 

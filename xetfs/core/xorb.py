@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
-import lz4.block  # type: ignore[import-untyped]
-import lz4.frame  # type: ignore[import-untyped]
+import lz4.block
+import lz4.frame
 import numpy as np
 
 from xetfs.core.chunking import Chunk

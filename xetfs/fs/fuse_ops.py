@@ -15,8 +15,8 @@ import errno
 import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 import pyfuse3
 
@@ -25,16 +25,17 @@ from xetfs.fs.vfs import Attr, Vfs
 
 log = logging.getLogger(__name__)
 
+P = ParamSpec("P")
 T = TypeVar("T")
 TIMEOUT_S = 24 * 3600.0
 BLOCK_BYTES = 512
 
 
-def _translated(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+def _translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     @functools.wraps(fn)
-    async def wrapper(*args: Any) -> T:
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
-            return await fn(*args)
+            return await fn(*args, **kwargs)
         except pyfuse3.FUSEError:
             raise
         except OSError as exc:

@@ -23,7 +23,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 from cachetools import LRUCache
@@ -34,6 +34,11 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.download import Fetcher, FileReader, safetensors_boundaries
 from xetfs.errors import ValidationError, XetError
 from xetfs.fs.vfs import Reader, Tree, Vfs
+
+if TYPE_CHECKING:
+    from xetfs.fs.writable import WritableVfs
+    from xetfs.hub.client import HubClient
+    from xetfs.writeback import Writeback
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +128,7 @@ async def raise_readahead(mountpoint: Path, kb: int, attempts: int = 50) -> None
 class RepoBackend:
     """Bytes for the VFS: FileReader for Xet files, the resolve route for the rest."""
 
-    def __init__(self, hub: Any, repo: RepoRef, fetcher: Fetcher, read_timeout_s: float) -> None:
+    def __init__(self, hub: HubClient, repo: RepoRef, fetcher: Fetcher, read_timeout_s: float) -> None:
         self.hub = hub
         self.repo = repo
         self.fetcher = fetcher
@@ -287,6 +292,8 @@ def _make_vfs(opts: MountOptions, hub: Any, tree: Tree, backend: RepoBackend, st
     from xetfs.hub.client import HubClient
     from xetfs.writeback import ShardCache, Writeback, WritebackParams, shard_cache_dir
 
+    vfs: WritableVfs       # both named by the stats callback before they exist
+    writeback: Writeback
     vfs = WritableVfs(tree, backend, staging, commit=commit, mtime_ns=_mtime_ns(info),
                       readahead_max_bytes=readahead_max,
                       stats=lambda: stats_snapshot(opts, writeback.base, vfs, fetcher, writeback, hub))

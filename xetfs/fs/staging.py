@@ -37,12 +37,15 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import NoSpace, ValidationError, XetError
+
+if TYPE_CHECKING:
+    from xetfs.fs.vfs import Reader
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +120,7 @@ class StagedFile:
     attached: bool = False    # an inode of the VFS shows it
     refs: int = 0             # pending changes naming it
     dir_synced: bool = False
-    base_reader: Any = None
+    base_reader: Reader | None = None
     base_origin: tuple[str, str] | None = None   # a regular (non-Xet) base file: (commit, path)
 
     def holes(self, a: int, b: int) -> list[tuple[int, int]]:
@@ -280,7 +283,7 @@ class Staging:
         base = MerkleHash.from_hex(rec["base"]) if rec.get("base") else None
         sf = StagedFile(rec["id"], fd, int(rec["size"]), base, int(rec.get("base_size", 0)), int(rec.get("limit", 0)),
                         Extents(rec.get("local") or []), dir_synced=True)
-        sf.base_origin = tuple(rec["origin"]) if rec.get("origin") else None  # type: ignore[assignment]
+        sf.base_origin = tuple(rec["origin"]) if rec.get("origin") else None
         os.ftruncate(fd, sf.size)   # the data file may be longer than the sealed size (later unsealed writes)
         self._account(sf, sf.size)
         self.files[sf.id] = sf

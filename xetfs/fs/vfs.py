@@ -427,6 +427,10 @@ class Vfs:
     async def flush(self, fh: int) -> None:
         return None
 
+    async def fsync(self, fh: int) -> None:
+        """Nothing to make durable on a read-only mount: fsync of a file opened for reading succeeds."""
+        return None
+
     def keep_cache(self, fh: int) -> bool:
         """Whether the kernel may keep the pages of this file across opens (immutable content only)."""
         return not self.is_stats(fh)

@@ -32,7 +32,7 @@ import os
 import stat
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -55,8 +55,16 @@ class Invalid(XetError):
     errno = errno.EINVAL
 
 
+class WritableBackend(Backend, Protocol):
+    """A writable mount also reads regular files as of the commit they came from (``WritableVfs.origin``)."""
+
+    async def read_regular_at(self, commit: str, path: str, file_size: int, offset: int, size: int) -> bytes: ...
+
+
 class WritableVfs(Vfs):
-    def __init__(self, tree: Tree, backend: Backend, staging: Staging, *, commit: str,
+    backend: WritableBackend
+
+    def __init__(self, tree: Tree, backend: WritableBackend, staging: Staging, *, commit: str,
                  kick: Callable[[], None] = lambda: None, **kwargs: Any) -> None:
         super().__init__(tree, backend, **kwargs)
         self.staging = staging
@@ -188,7 +196,7 @@ class WritableVfs(Vfs):
     async def _read_base(self, sf: StagedFile, pos: int, n: int) -> bytes:
         if sf.base_origin is not None:
             commit, path = sf.base_origin
-            return await self.backend.read_regular_at(commit, path, sf.base_size, pos, n)  # type: ignore[attr-defined]
+            return await self.backend.read_regular_at(commit, path, sf.base_size, pos, n)
         if sf.base_reader is None:
             assert sf.base_xet is not None
             sf.base_reader = self.backend.reader(sf.base_xet, sf.base_size)
@@ -201,7 +209,7 @@ class WritableVfs(Vfs):
         origin = self.origin.get(ino)
         if origin is None:
             return await super()._read_regular(ino, file_size, offset, size)
-        return await self.backend.read_regular_at(origin[0], origin[1], file_size, offset, size)  # type: ignore[attr-defined]
+        return await self.backend.read_regular_at(origin[0], origin[1], file_size, offset, size)
 
     # -- handles
     async def open(self, ino: int, flags: int) -> int:

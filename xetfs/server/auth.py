@@ -30,6 +30,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from xetfs.errors import Forbidden, Unauthorized
 from xetfs.server.metadata import Metadata
@@ -169,7 +170,7 @@ class Auth:
         want = hmac.new(self._cas_key, parts[1].encode(), hashlib.sha256).digest()
         try:
             ok = hmac.compare_digest(want, _unb64(parts[2]))
-            obj = json.loads(_unb64(parts[1])) if ok else None
+            obj: Any = json.loads(_unb64(parts[1])) if ok else None   # None -> TypeError below -> Unauthorized
             return CasClaims(str(obj["sub"]), str(obj["repo"]), str(obj["rev"]), str(obj["scope"]), int(obj["exp"]))
         except (ValueError, TypeError, KeyError):
             raise Unauthorized("invalid xet token") from None

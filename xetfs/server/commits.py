@@ -88,7 +88,7 @@ def _parse_lines(body: bytes) -> list[dict[str, Any]]:
 
 def apply_commit_lines(body: bytes, tree: Tree, head_oid: str,
                        resolve_sha256: Callable[[str], FileRecord | None],
-                       put_blob: Callable[[str, bytes], None]) -> AppliedCommit:
+                       put_blob: Callable[[str, bytes], object]) -> AppliedCommit:
     """Apply NDJSON commit operations to a copy of ``tree``; nothing is written unless all lines are valid
     (blobs are content-addressed, so writing them first leaves no visible trace on failure)."""
     items = _parse_lines(body)
