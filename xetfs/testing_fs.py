@@ -120,3 +120,8 @@ def mounted(server: Any, repo: str, mountpoint: Path | str, *, cache_dir: Path |
         deadline = time.monotonic() + 10
         while pid is not None and time.monotonic() < deadline and _alive(pid):
             time.sleep(0.05)
+
+
+def tree_of(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` -> its bytes, keyed by relative path (for comparing a mount with a source)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

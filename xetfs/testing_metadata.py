@@ -28,7 +28,7 @@ def _h(n: int) -> MerkleHash:
     return MerkleHash(n.to_bytes(4, "big") * 8)
 
 
-def _race(n: int, fn: Callable[[int], Any]) -> list[Any]:
+def race(n: int, fn: Callable[[int], Any]) -> list[Any]:
     """Run ``fn(i)`` for i < n in n threads released together -> results (exceptions as values)."""
     results: list[Any] = [None] * n
     barrier = threading.Barrier(n)
@@ -52,7 +52,7 @@ def check_metadata_contract(open_meta: OpenMeta) -> None:
 
     first = open_meta()
     assert first.migrated_from == 0, "a new database is created from scratch"
-    nodes = _race(3, lambda i: open_meta())
+    nodes = race(3, lambda i: open_meta())
     assert all(not isinstance(n, Exception) for n in nodes), nodes
     assert [n.migrated_from for n in nodes] == [SCHEMA_VERSION] * 3, "migrations run once"
     a, b = nodes[0], nodes[1]
@@ -79,7 +79,7 @@ def _check_cas_index(a: Any, b: Any) -> None:
     assert b.dedup_xorb(_h(3)) == _h(1) and b.dedup_entry(_h(3)) == (_h(1), None)
     assert b.dedup_entry(_h(99)) == (None, None)
     racers = [XorbRecord(_h(10), 10, (_h(11),), (10,), (0, 10)) for _ in range(6)]
-    results = _race(6, lambda i: (a, b)[i % 2].add_xorb(racers[i], [_h(11)]))
+    results = race(6, lambda i: (a, b)[i % 2].add_xorb(racers[i], [_h(11)]))
     assert sorted(results, key=str) == [False] * 5 + [True], results
 
 
@@ -117,7 +117,7 @@ def _check_tokens_and_settings(a: Any, b: Any, open_meta: OpenMeta) -> None:
     else:
         raise AssertionError("two tokens with one secret hash")
     assert b.setting("secret") is None
-    values = _race(4, lambda i: (a, b)[i % 2].setting("secret", f"value-{i}"))
+    values = race(4, lambda i: (a, b)[i % 2].setting("secret", f"value-{i}"))
     assert len(set(values)) == 1 and str(values[0]).startswith("value-"), values
     c = open_meta()
     try:
@@ -140,7 +140,7 @@ def _check_repos(a: Any, b: Any) -> None:
     assert b.repo("dataset", "ns/r") is None and b.repo_by_key("nonsense") is None
     assert b.refs(repo) == {"main": first.oid} and b.commit(repo, first.oid) == replace(first, repo=repo.id)
     assert b.tree(first.tree) == {}
-    results = _race(4, lambda i: (a, b)[i % 2].create_repo("dataset", "ns/race", True,
+    results = race(4, lambda i: (a, b)[i % 2].create_repo("dataset", "ns/race", True,
                                                            _commit(None, f"race-{i}"), {}))
     won = [r for r in results if not isinstance(r, Exception)]
     lost = [r for r in results if isinstance(r, Exception)]
@@ -156,7 +156,7 @@ def _check_branch_races(a: Any, b: Any) -> None:
     repo = a.repo("model", "ns/r")
     head = a.refs(repo)["main"]
     racers = [_commit(head, f"racer-{i}") for i in range(8)]
-    results = _race(8, lambda i: (a, b)[i % 2].add_commit(repo, "main", racers[i], {f"racer-{i}": {}}))
+    results = race(8, lambda i: (a, b)[i % 2].add_commit(repo, "main", racers[i], {f"racer-{i}": {}}))
     assert results.count(True) == 1 and results.count(False) == 7, results
     winner = racers[results.index(True)]
     assert b.refs(repo)["main"] == winner.oid and b.commit(repo, winner.oid) is not None
@@ -178,7 +178,7 @@ def _check_branch_races(a: Any, b: Any) -> None:
                     break
                 losses += 1
         return losses
-    losses = _race(writers, writer)
+    losses = race(writers, writer)
     assert all(isinstance(n, int) for n in losses), losses
     final = b.tree(b.commit(repo, b.refs(repo)["main"]).tree)
     want = {f"w{i}/{k}" for i in range(writers) for k in range(per_writer)}

@@ -52,6 +52,7 @@ from xetfs.cas.http import http_status_of
 from xetfs.errors import Conflict, NotFound, XetError
 from xetfs.fs.staging import Change, Staging, StagedFile
 from xetfs.hub.client import AddRegular, AddXet, CommitOp, Delete, HubClient, TreeEntry
+from xetfs.cas.retry import RetryPolicy, backoff_delay
 from xetfs.core.gitblob import git_blob_oid
 from xetfs.upload import PreparedCommit, UploadParams, UploadStats, XetFile, prepare_commit_ops
 
@@ -179,17 +180,21 @@ class Writeback:
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await self.journal_base()
         task_status.started()
-        backoff = self.params.retry_min_s
+        # the shared pure schedule (xetfs.cas.retry), without jitter: retry_min_s doubling up to retry_max_s
+        policy = RetryPolicy(base_delay_s=self.params.retry_min_s, max_delay_s=self.params.retry_max_s)
+        failures = 0
         while True:
             if not self.ready():
                 await self._kicked.wait()
             await self._debounce()
             try:
                 await self.commit_once()
-                backoff = self.params.retry_min_s
+                failures = 0
             except Conflict as exc:
                 log.info("the branch moved during the commit (%s); retrying", exc)
             except Exception as exc:   # a bug must not take the mount (and every read) down: log, retry later
+                failures += 1
+                backoff = backoff_delay(failures, policy, jitter=1.0)
                 self.stats.upload_errors += 1
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 if isinstance(exc, (XetError, OSError)):
@@ -199,7 +204,6 @@ class Writeback:
                     log.exception("upload/commit failed unexpectedly; %d pending, retrying in %.1fs",
                                   self.pending_files(), backoff)
                 await trio.sleep(backoff)
-                backoff = min(self.params.retry_max_s, backoff * 2)
 
     async def _debounce(self) -> None:
         deadline = trio.current_time() + self.params.max_delay_s

@@ -1,7 +1,6 @@
 """One place maps HTTP statuses and httpx failures to xetfs errors; sockets read in large pieces."""
 from __future__ import annotations
 
-import socket
 
 import httpx
 import pytest
@@ -10,6 +9,7 @@ import trio
 from xetfs import errors
 from xetfs.cas import http
 from xetfs.cas.retry import retry_after_of
+from xetfs.testing_services import free_port
 
 URL = "http://127.0.0.1:1/api/models/o/n/tree/main"
 
@@ -55,17 +55,11 @@ def test_transport_mapping(exc: httpx.HTTPError, cls: type[errors.XetError]) -> 
     assert type(mapped) is cls
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_connection_refused_is_transient() -> None:
     async def main() -> None:
         async with http.make_http_client() as client:
             with pytest.raises(errors.TransientError, match="cannot reach"):
-                await http.send(client, "GET", f"http://127.0.0.1:{_free_port()}/x")
+                await http.send(client, "GET", f"http://127.0.0.1:{free_port()}/x")
 
     trio.run(main)
 

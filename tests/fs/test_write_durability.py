@@ -13,16 +13,12 @@ from pathlib import Path
 import pytest
 
 from xetfs.testing import make_bytes, running_server
-from xetfs.testing_fs import force_unmount, mounted, wait_committed, xetfs_cli
+from xetfs.testing_fs import force_unmount, mounted, tree_of, wait_committed, xetfs_cli
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 
 MiB = 1024 * 1024
 COMMITS = "xetfs_hub_commits_total"
-
-
-def tree_of(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture

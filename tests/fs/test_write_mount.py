@@ -16,15 +16,11 @@ from pathlib import Path
 import pytest
 
 from xetfs.testing import make_bytes, running_server
-from xetfs.testing_fs import mounted, wait_committed, xetfs_cli
+from xetfs.testing_fs import mounted, tree_of, wait_committed, xetfs_cli
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 
 MiB = 1024 * 1024
-
-
-def tree_of(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def dirs_of(root: Path) -> set[str]:

@@ -18,10 +18,7 @@ CONTENTS = {"empty": b"", "tiny": b"hello xet\n", "random": make_bytes("random",
             "float": make_bytes("float32", 10 * MiB, 2)}
 
 
-@pytest.fixture(autouse=True)
-def _quick_hf_xet(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "2")
-    monkeypatch.setenv("HF_XET_CLIENT_RETRY_BASE_DELAY", "0.1")
+pytestmark = pytest.mark.usefixtures("hf_client_env")
 
 
 @pytest.fixture

@@ -16,12 +16,7 @@ from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError  # no
 MiB = 1024 * 1024
 
 
-@pytest.fixture(autouse=True)
-def _env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    monkeypatch.setenv("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "2")
-    monkeypatch.setenv("HF_XET_CLIENT_RETRY_BASE_DELAY", "0.1")
+pytestmark = pytest.mark.usefixtures("hf_client_env")
 
 
 @pytest.fixture

@@ -29,11 +29,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
         yield srv
 
 
-@pytest.fixture(autouse=True)
-def _quick_official_clients(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "2")
-    monkeypatch.setenv("HF_XET_CLIENT_RETRY_BASE_DELAY", "0.1")
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+pytestmark = pytest.mark.usefixtures("hf_client_env")
 
 
 def _write_tree(root: Path, files: dict[str, bytes]) -> None:

@@ -10,13 +10,13 @@ import base64
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from xetfs.testing import ServerHandle, make_bytes
+from xetfs.testing_metadata import race
 from xetfs.testing_services import PostgresHandle, SeaweedFSHandle, two_nodes
 
 psycopg = pytest.importorskip("psycopg")
@@ -99,21 +99,6 @@ def _post_commit(node: ServerHandle, repo: str, body: bytes) -> tuple[int, bytes
     return status, data
 
 
-def _race(n: int, fn) -> list:  # type: ignore[no-untyped-def,type-arg]
-    results: list = [None] * n  # type: ignore[type-arg]
-    barrier = threading.Barrier(n)
-
-    def run(i: int) -> None:
-        barrier.wait()
-        results[i] = fn(i)
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 def test_commits_racing_through_two_nodes(cluster: tuple[ServerHandle, ServerHandle]) -> None:
     a, b = cluster
     nodes = (a, b)
@@ -121,7 +106,7 @@ def test_commits_racing_through_two_nodes(cluster: tuple[ServerHandle, ServerHan
     api_b = HfApi(endpoint=b.url, token=a.token)
     for round_ in range(3):                       # racers on one parent and one path: one winner per race
         head = api_b.repo_info("t/race").sha
-        results = _race(6, lambda i: _post_commit(nodes[i % 2], "t/race", _commit_body(
+        results = race(6, lambda i: _post_commit(nodes[i % 2], "t/race", _commit_body(
             f"racer {round_}.{i}", {"shared.txt": f"racer {round_}.{i}\n".encode()}, parent=head)))
         statuses = sorted(s for s, _ in results)
         assert statuses == [200] + [412] * 5, results
@@ -140,7 +125,9 @@ def test_commits_racing_through_two_nodes(cluster: tuple[ServerHandle, ServerHan
                 assert conflicts < 100, "no progress"
             assert status[0] == 200, status
         return conflicts
-    _race(writers, writer)
+    for outcome in race(writers, writer):      # race() hands exceptions back as values
+        if isinstance(outcome, BaseException):
+            raise outcome
     files = set(api_b.list_repo_files("t/race"))
     assert {f"w{i}/{k}.txt" for i in range(writers) for k in range(per_writer)} <= files, "nothing lost"
     history = api_b.list_repo_commits("t/race")

@@ -174,15 +174,7 @@ def test_trusted_forwarded_for_picks_region(tmp_path: Path) -> None:
         assert token_urls(srv) == (LOCAL, LOCAL)                        # no header: the peer
 
 
-@pytest.fixture
-def _hf_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    monkeypatch.setenv("HF_XET_CLIENT_RETRY_MAX_ATTEMPTS", "2")
-    monkeypatch.setenv("HF_XET_CLIENT_RETRY_BASE_DELAY", "0.1")
-
-
-def test_hf_xet_through_region_map(tmp_path: Path, _hf_env: None) -> None:
+def test_hf_xet_through_region_map(tmp_path: Path, hf_client_env: None) -> None:
     hub = pytest.importorskip("huggingface_hub")
     with running_server(tmp_path) as srv:
         # the port is known once started: restart with a map sending loopback clients (region "local") to

@@ -19,6 +19,8 @@ import secrets
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from xetfs.core.gitblob import git_blob_hasher
+
 HELP = "download files of a repo revision into a directory"
 
 BLOCK_BYTES = 32 * 1024 * 1024     # one FileReader.read; the next block is read ahead meanwhile
@@ -114,7 +116,8 @@ async def _one_file(hub: Any, repo: Any, fetcher: Any, entry: Any, root: Path, l
         dest = local_path(root, entry.path)
         await trio.Path(dest.parent).mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.xetfs-{secrets.token_hex(4)}.tmp")
-        digest = hashlib.sha256() if entry.xet_hash is not None else _git_blob_hasher(entry.size)
+        # Xet files are checked by sha256; regular files by their git blob sha1 (hub-api §2)
+        digest = hashlib.sha256() if entry.xet_hash is not None else git_blob_hasher(entry.size)
         try:
             async with await trio.open_file(tmp, "wb") as f:
                 async def write(data: bytes) -> None:
@@ -150,10 +153,4 @@ async def _read_xet(fetcher: Any, entry: Any, write: Any) -> int:
         offset += len(data)
     return offset
 
-
-def _git_blob_hasher(size: int) -> Any:
-    """Regular files are listed with the git blob sha1 of their content (hub-api §2)."""
-    h = hashlib.sha1()
-    h.update(f"blob {size}\0".encode())
-    return h
 

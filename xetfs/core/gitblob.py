@@ -8,9 +8,16 @@ from __future__ import annotations
 import hashlib
 
 
+def git_blob_hasher(size: int) -> "hashlib._Hash":
+    """A sha1 already fed git's ``blob <size>\\0`` header: feed it the content (streamed or whole)."""
+    return hashlib.sha1(b"blob %d\x00" % size)
+
+
 def git_blob_oid(data: bytes) -> str:
     """sha1 of ``b"blob <size>\\0" + data``, as git names a blob."""
-    return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
+    h = git_blob_hasher(len(data))
+    h.update(data)
+    return h.hexdigest()
 
 
 def lfs_pointer(sha256_hex: str, size: int) -> bytes:
