@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from xetfs.testing import env_for_hf, running_server
-from xetfs.testing_fs import mounted, xetfs_cli
+from xetfs.testing.server import env_for_hf, running_server
+from xetfs.testing.mount import mounted, xetfs_cli
 
 MiB = 1024 * 1024
 BLOCK = 16 * MiB

@@ -31,9 +31,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from xetfs.testing import ServerHandle, running_server
-from xetfs.testing_fs import mounted, xetfs_cli
-from xetfs.testing_services import PostgresHandle, SeaweedFSHandle, postgres, seaweedfs
+from xetfs.testing.server import ServerHandle, running_server
+from xetfs.testing.mount import mounted, xetfs_cli
+from xetfs.testing.services import PostgresHandle, SeaweedFSHandle, postgres, seaweedfs
 
 MiB = 1024 * 1024
 BLOCK = 16 * MiB

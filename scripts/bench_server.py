@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xetfs.testing import ServerHandle, running_server  # noqa: E402
+from xetfs.testing.server import ServerHandle, running_server  # noqa: E402
 
 MiB = 1024 * 1024
 RANGE_BYTES = 64 * MiB

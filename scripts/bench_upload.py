@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from xetfs.testing import ServerHandle, running_server  # noqa: E402
+from xetfs.testing.server import ServerHandle, running_server  # noqa: E402
 
 METRIC = "xetfs_cas_xorb_upload_bytes_total"
 MiB = 1024 * 1024

@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_upload import METRIC, hf_xet_upload, make_file  # noqa: E402
 
-from xetfs.testing import running_server  # noqa: E402
-from xetfs.testing_fs import mounted, wait_committed  # noqa: E402
+from xetfs.testing.server import running_server  # noqa: E402
+from xetfs.testing.mount import mounted, wait_committed  # noqa: E402
 
 MiB = 1024 * 1024
 

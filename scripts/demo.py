@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xetfs.testing import running_server
+from xetfs.testing.server import running_server
 
 XETFS = [sys.executable, "-m", "xetfs.cli.main"]
 

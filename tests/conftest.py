@@ -1,7 +1,7 @@
 """Suite-wide settings. FUSE tests use the ``fuse`` fixture: they skip without /dev/fuse, except that
 ``XETFS_REQUIRE_FUSE=1`` (set by CI) turns a missing /dev/fuse into a failure. ``weed`` and ``pg`` are a real
-SeaweedFS and a real PostgreSQL shared by the tests of one module (xetfs.testing_services); ``hf_client_env``
-sets the official clients quiet and quick to fail (xetfs.testing.HF_CLIENT_ENV)."""
+SeaweedFS and a real PostgreSQL shared by the tests of one module (xetfs.testing.services); ``hf_client_env``
+sets the official clients quiet and quick to fail (xetfs.testing.server.HF_CLIENT_ENV)."""
 from __future__ import annotations
 
 import os
@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from xetfs.testing import HF_CLIENT_ENV
-from xetfs.testing_services import PostgresHandle, SeaweedFSHandle, postgres, seaweedfs
+from xetfs.testing.server import HF_CLIENT_ENV
+from xetfs.testing.services import PostgresHandle, SeaweedFSHandle, postgres, seaweedfs
 
 # The official clients must never reach the internet, and their caches stay per test.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")

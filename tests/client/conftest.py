@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from xetfs.cli.main import main
-from xetfs.testing import ServerHandle, running_server
+from xetfs.testing.server import ServerHandle, running_server
 
 _repo_numbers = itertools.count()
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from xetfs.config import DEFAULT_ENDPOINT, RepoRef, parse_repo, quote_revision, resolve_endpoint, resolve_token
+from xetfs.client.config import DEFAULT_ENDPOINT, RepoRef, parse_repo, quote_revision, resolve_endpoint, resolve_token
 from xetfs.errors import ValidationError
 
 

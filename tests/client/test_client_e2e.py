@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import trio
 
-from xetfs.cas.client import CasClient, FetchUrlExpired, TokenProvider
-from xetfs.config import RepoRef
+from xetfs.client.cas import CasClient, FetchUrlExpired, TokenProvider
+from xetfs.client.config import RepoRef
 from xetfs.core.reconstruction import FetchRange
-from xetfs.hub.client import XetToken, open_hub
-from xetfs.testing import ServerHandle, make_bytes
-from xetfs.upload import UploadParams, upload_files
-from xetfs.params import ChunkingParams, XorbParams
+from xetfs.client.hub import XetToken, open_hub
+from xetfs.testing.server import ServerHandle, make_bytes
+from xetfs.write.upload import UploadParams, upload_files
+from xetfs.core.params import ChunkingParams, XorbParams
 
 XORB_BYTES_METRIC = "xetfs_cas_xorb_upload_bytes_total"
 TINY = UploadParams(chunking=ChunkingParams.tiny(), xorb=XorbParams.tiny(), read_block_bytes=8 * 1024)
@@ -166,7 +166,7 @@ def _late_eligible_data(params: UploadParams) -> tuple[bytes, int, int]:
     range of that xorb's chunks in the data."""
     from xetfs.core.chunking import chunk_data
     from xetfs.core.dedup import DedupSession
-    from xetfs.params import GLOBAL_DEDUP_MODULUS
+    from xetfs.core.params import GLOBAL_DEDUP_MODULUS
 
     for seed in range(100):
         data = make_bytes("random", 400_000, 1000 + seed)

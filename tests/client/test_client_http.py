@@ -7,9 +7,9 @@ import pytest
 import trio
 
 from xetfs import errors
-from xetfs.cas import http
-from xetfs.cas.retry import retry_after_of
-from xetfs.testing_services import free_port
+from xetfs.transport import http
+from xetfs.transport.retry import retry_after_of
+from xetfs.testing.services import free_port
 
 URL = "http://127.0.0.1:1/api/models/o/n/tree/main"
 

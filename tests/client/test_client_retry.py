@@ -5,7 +5,7 @@ import pytest
 import trio
 import trio.testing
 
-from xetfs.cas.retry import RetryPolicy, backoff_delay, parse_retry_after, retry_call, schedule
+from xetfs.transport.retry import RetryPolicy, backoff_delay, parse_retry_after, retry_call, schedule
 from xetfs.errors import Forbidden, NotFound, RangeNotSatisfiable, TransientError, ValidationError, XetError
 
 POLICY = RetryPolicy(max_attempts=5, base_delay_s=1.0, max_delay_s=5.0, max_total_s=100.0)

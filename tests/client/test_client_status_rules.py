@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import pytest
 import trio
 
-from xetfs.cas import http
-from xetfs.cas.client import CasClient, TokenProvider
-from xetfs.cas.retry import RetryPolicy
+from xetfs.transport import http
+from xetfs.client.cas import CasClient, TokenProvider
+from xetfs.transport.retry import RetryPolicy
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import NotFound, RemoteError
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import trio
 import trio.testing
 
-from xetfs.cas.client import TokenProvider
-from xetfs.hub.client import XetToken
+from xetfs.client.cas import TokenProvider
+from xetfs.client.hub import XetToken
 
 
 def test_proactive_single_flight_refresh() -> None:

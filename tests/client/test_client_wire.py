@@ -7,10 +7,10 @@ import json
 import httpx
 import pytest
 
-from xetfs.cas.client import _parse_shard_events
+from xetfs.client.cas import _parse_shard_events
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import RemoteError, TransientError
-from xetfs.hub.client import AddRegular, AddXet, Delete, commit_ndjson, parse_tree_entry
+from xetfs.client.hub import AddRegular, AddXet, Delete, commit_ndjson, parse_tree_entry
 
 SHA = "a" * 64
 

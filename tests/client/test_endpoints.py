@@ -1,4 +1,4 @@
-"""Several endpoints (xetfs.endpoints): parsing, the pure selection/health rules, and the failover walk against
+"""Several endpoints (xetfs.transport.endpoints): parsing, the pure selection/health rules, and the failover walk against
 a real server, a dead port and a real socket that never answers."""
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ import pytest
 import trio
 
 from xetfs import errors
-from xetfs.cas import http
-from xetfs.cas.client import CasClient, TokenProvider
-from xetfs.config import RepoRef, resolve_endpoint
-from xetfs.endpoints import (EndpointHealth, Failover, FailoverParams, failover_for, node_failure, node_of,
+from xetfs.transport import http
+from xetfs.client.cas import CasClient, TokenProvider
+from xetfs.client.config import RepoRef, resolve_endpoint
+from xetfs.transport.endpoints import (EndpointHealth, Failover, FailoverParams, failover_for, node_failure, node_of,
                              parse_endpoints)
-from xetfs.hub.client import open_hub
-from xetfs.params import ChunkingParams, XorbParams
-from xetfs.testing import ServerHandle, make_bytes
-from xetfs.testing_services import free_port
-from xetfs.upload import UploadParams, upload_files
+from xetfs.client.hub import open_hub
+from xetfs.core.params import ChunkingParams, XorbParams
+from xetfs.testing.server import ServerHandle, make_bytes
+from xetfs.testing.services import free_port
+from xetfs.write.upload import UploadParams, upload_files
 
 TINY = UploadParams(chunking=ChunkingParams.tiny(), xorb=XorbParams.tiny())
 A, B, C = "http://a:1", "http://b:2", "http://c:3"

@@ -1,4 +1,4 @@
-"""Raw-socket range GETs (xetfs.cas.rangeget) against the real server: same bytes as httpx, keep-alive,
+"""Raw-socket range GETs (xetfs.transport.rangeget) against the real server: same bytes as httpx, keep-alive,
 status mapping, a dead server, a restarted one (stale pooled connection)."""
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import httpx
 import pytest
 import trio
 
-from xetfs.cas import http
-from xetfs.cas.client import CasClient, FetchUrlExpired, TokenProvider
-from xetfs.cas.rangeget import RangeGetter
-from xetfs.config import RepoRef
+from xetfs.transport import http
+from xetfs.client.cas import CasClient, FetchUrlExpired, TokenProvider
+from xetfs.transport.rangeget import RangeGetter
+from xetfs.client.config import RepoRef
 from xetfs.errors import NotFound, TransientError
-from xetfs.hub.client import open_hub
-from xetfs.params import ChunkingParams, XorbParams
-from xetfs.testing import ServerHandle, make_bytes
-from xetfs.upload import UploadParams, upload_files
+from xetfs.client.hub import open_hub
+from xetfs.core.params import ChunkingParams, XorbParams
+from xetfs.testing.server import ServerHandle, make_bytes
+from xetfs.write.upload import UploadParams, upload_files
 
 TINY = UploadParams(chunking=ChunkingParams.tiny(), xorb=XorbParams.tiny())
 
@@ -51,7 +51,7 @@ def test_range_gets_match_httpx_reuse_connections_and_map_errors(server: ServerH
 
 
 def test_stale_pooled_connection_after_restart_and_dead_server(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from xetfs.testing import running_server
+    from xetfs.testing.server import running_server
 
     data = make_bytes("random", 50_000, 4)
     with running_server(tmp_path / "srv") as own:

@@ -21,7 +21,7 @@ from xetfs.core.chunking import (
     chunk_data,
     file_hash_of,
 )
-from xetfs.params import DEFAULT_CHUNKING, ChunkingParams
+from xetfs.core.params import DEFAULT_CHUNKING, ChunkingParams
 
 TINY = ChunkingParams.tiny()
 # min < 64: the numpy scanner must step aside and the native one must not skip (§2.3 min-size skip).

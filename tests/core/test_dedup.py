@@ -17,7 +17,7 @@ from xetfs.core.shard import FileInfo, Shard, XorbChunkEntry, XorbInfo, parse_sh
     serialize_upload_shard
 from xetfs.core.xorb import BuiltXorb, validate_xorb
 from xetfs.errors import ValidationError
-from xetfs.params import ChunkingParams, XorbParams
+from xetfs.core.params import ChunkingParams, XorbParams
 
 CHUNKING = ChunkingParams.tiny()
 XORBS = XorbParams.tiny()

@@ -27,7 +27,7 @@ from xetfs.core.xorb import (
     validate_xorb,
 )
 from xetfs.errors import FormatError, IntegrityError
-from xetfs.params import XorbParams
+from xetfs.core.params import XorbParams
 
 HELLO = b"Hello, World!"
 HELLO_BODY = bytes.fromhex("000d0000000d000048656c6c6f2c20576f726c6421")

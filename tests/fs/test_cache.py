@@ -5,7 +5,7 @@ import os
 import threading
 from pathlib import Path
 
-from xetfs.cache import HEADER_BYTES, ChunkCache
+from xetfs.read.cache import HEADER_BYTES, ChunkCache
 
 X = bytes(range(32))
 Y = bytes(reversed(range(32)))

@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 import trio
 
-from xetfs.cache import ChunkCache
-from xetfs.cas.client import CasClient, TokenProvider
-from xetfs.config import RepoRef
-from xetfs.download import Fetcher, FileReader, Readahead
+from xetfs.read.cache import ChunkCache
+from xetfs.client.cas import CasClient, TokenProvider
+from xetfs.client.config import RepoRef
+from xetfs.read.reader import Fetcher, FileReader, Readahead
 from xetfs.errors import FormatError
-from xetfs.hub.client import open_hub
-from xetfs.layout import LayoutTerm, decode_layout, encode_layout
-from xetfs.params import ChunkingParams, XorbParams
-from xetfs.testing import ServerHandle, make_bytes, running_server
-from xetfs.upload import UploadParams, upload_files
+from xetfs.client.hub import open_hub
+from xetfs.read.layout import LayoutTerm, decode_layout, encode_layout
+from xetfs.core.params import ChunkingParams, XorbParams
+from xetfs.testing.server import ServerHandle, make_bytes, running_server
+from xetfs.write.upload import UploadParams, upload_files
 
 FILE = bytes(range(32))
 X = bytes(reversed(range(32)))

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xetfs.testing import env_for_hf, make_bytes, running_server
-from xetfs.testing_fs import mounted, xetfs_cli
+from xetfs.testing.server import env_for_hf, make_bytes, running_server
+from xetfs.testing.mount import mounted, xetfs_cli
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 

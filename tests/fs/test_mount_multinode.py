@@ -1,5 +1,5 @@
 """Issue 6 must-show, through the mount: two ``xetfs serve`` nodes over one SeaweedFS bucket and one PostgreSQL
-database (xetfs.testing_services.two_nodes). huggingface_hub (hf_xet) uploads through node A; the real
+database (xetfs.testing.services.two_nodes). huggingface_hub (hf_xet) uploads through node A; the real
 ``xetfs mount`` CLI mounts the repo through node B — then through ``--endpoint B,A`` (several endpoints) — and
 every file reads back byte-identical with the right sizes in ``ls``/``stat``. The data bytes come from SeaweedFS
 directly (presigned ranged GETs): neither node's ``xetfs_cas_data_bytes_served_total`` moves, while the bucket's
@@ -15,9 +15,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from xetfs.testing import ServerHandle, make_bytes
-from xetfs.testing_fs import STATS_NAME, mounted
-from xetfs.testing_services import PostgresHandle, SeaweedFSHandle, two_nodes
+from xetfs.testing.server import ServerHandle, make_bytes
+from xetfs.testing.mount import STATS_NAME, mounted
+from xetfs.testing.services import PostgresHandle, SeaweedFSHandle, two_nodes
 
 pytest.importorskip("psycopg")
 hub = pytest.importorskip("huggingface_hub")

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from xetfs.core.hashing import MerkleHash
-from xetfs.download import Readahead, parse_safetensors_header
+from xetfs.read.reader import Readahead, parse_safetensors_header
 from xetfs.errors import NotFound, ReadOnly, XetError
 from xetfs.fs.vfs import ROOT_INODE, STATS_NAME, Entry, Tree, Vfs
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xetfs.testing import make_bytes, running_server
-from xetfs.testing_fs import mounted, wait_committed
+from xetfs.testing.server import make_bytes, running_server
+from xetfs.testing.mount import mounted, wait_committed
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from xetfs.testing import make_bytes, running_server
-from xetfs.testing_fs import force_unmount, mounted, tree_of, wait_committed, xetfs_cli
+from xetfs.testing.server import make_bytes, running_server
+from xetfs.testing.mount import force_unmount, mounted, tree_of, wait_committed, xetfs_cli
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 

@@ -30,17 +30,17 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from xetfs.cas.http import make_http_client
-from xetfs.config import RepoRef
+from xetfs.transport.http import make_http_client
+from xetfs.client.config import RepoRef
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import XetError
-from xetfs.fs.staging import Staging
+from xetfs.write.staging import Staging
 from xetfs.fs.vfs import ROOT_INODE
 from xetfs.fs.writable import WritableVfs
-from xetfs.hub.client import Delete, HubClient, TreeEntry
-from xetfs.testing import running_server
-from xetfs.upload import upload_files
-from xetfs.writeback import ShardCache, Writeback
+from xetfs.client.hub import Delete, HubClient, TreeEntry
+from xetfs.testing.server import running_server
+from xetfs.write.upload import upload_files
+from xetfs.write.writeback import ShardCache, Writeback
 
 T = TypeVar("T")
 COMMITS = "xetfs_hub_commits_total"

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from xetfs.testing import make_bytes, running_server
-from xetfs.testing_fs import mounted, tree_of, wait_committed, xetfs_cli
+from xetfs.testing.server import make_bytes, running_server
+from xetfs.testing.mount import mounted, tree_of, wait_committed, xetfs_cli
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 

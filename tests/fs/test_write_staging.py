@@ -10,7 +10,7 @@ import trio
 
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import NoSpace, ValidationError
-from xetfs.fs.staging import Extents, Staging
+from xetfs.write.staging import Extents, Staging
 
 
 def test_extents_match_a_set_model() -> None:

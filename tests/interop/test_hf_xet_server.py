@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from xetfs.testing import ServerHandle, make_bytes, running_server
+from xetfs.testing.server import ServerHandle, make_bytes, running_server
 
 hf_xet = pytest.importorskip("hf_xet")
 

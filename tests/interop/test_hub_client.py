@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from xetfs.testing import ServerHandle, make_bytes, running_server
+from xetfs.testing.server import ServerHandle, make_bytes, running_server
 
 hub = pytest.importorskip("huggingface_hub")
 from huggingface_hub import HfApi, HfFileSystem, hf_hub_download, snapshot_download  # noqa: E402

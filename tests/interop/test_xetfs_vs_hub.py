@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from xetfs.cli.main import main
-from xetfs.testing import ServerHandle, make_bytes, running_server
+from xetfs.testing.server import ServerHandle, make_bytes, running_server
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
 pytest.importorskip("hf_xet")

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from xetfs.testing import ServerHandle, running_server
+from xetfs.testing.server import ServerHandle, running_server
 
 
 @pytest.fixture

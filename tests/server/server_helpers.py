@@ -10,8 +10,8 @@ from xetfs.core.chunking import chunk_data, file_hash_of
 from xetfs.core.hashing import MerkleHash, sha256_to_shard, verification_hash
 from xetfs.core.shard import FileInfo, FileTerm, Shard, serialize_upload_shard, xorb_info_from_built
 from xetfs.core.xorb import BuiltXorb, built_from_chunks
-from xetfs.params import ChunkingParams
-from xetfs.testing import ServerHandle, make_bytes
+from xetfs.core.params import ChunkingParams
+from xetfs.testing.server import ServerHandle, make_bytes
 
 
 @dataclass

@@ -14,7 +14,7 @@ from xetfs.core.reconstruction import parse_reconstruction_json
 from xetfs.core.shard import FileTerm, parse_shard
 from xetfs.core.xorb import decode_chunks
 from xetfs.server.auth import Auth
-from xetfs.server.metadata import Metadata
+from xetfs.server.metadata.store import Metadata
 
 from server_helpers import build_file, cas_token, upload
 

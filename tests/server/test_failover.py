@@ -29,9 +29,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from xetfs.testing import ServerHandle, make_bytes
-from xetfs.testing_fs import mounted, xetfs_cli
-from xetfs.testing_services import PostgresHandle, SeaweedFSHandle, two_nodes
+from xetfs.testing.server import ServerHandle, make_bytes
+from xetfs.testing.mount import mounted, xetfs_cli
+from xetfs.testing.services import PostgresHandle, SeaweedFSHandle, two_nodes
 
 psycopg = pytest.importorskip("psycopg")
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from xetfs.core.gitblob import git_blob_oid, lfs_pointer
-from xetfs.testing import ServerHandle, running_server
+from xetfs.testing.server import ServerHandle, running_server
 
 from server_helpers import build_file, cas_token, upload
 

@@ -7,7 +7,7 @@ import signal
 import socket
 import sqlite3
 
-from xetfs.testing import running_server
+from xetfs.testing.server import running_server
 
 from server_helpers import build_file, cas_token, upload
 

@@ -1,4 +1,4 @@
-"""The metadata conformance suite (``xetfs.testing_metadata.check_metadata_contract``) on both backends:
+"""The metadata conformance suite (``xetfs.testing.metadata_suite.check_metadata_contract``) on both backends:
 SQLite (a file, two connections standing for two processes) and a real PostgreSQL (one fresh database per
 test, several pools standing for several nodes); plus what only PostgreSQL has: migrating an existing
 database, refusing a newer schema, and clean errors for an unreachable server or a bad URL."""
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from xetfs.errors import TransientError, ValidationError
-from xetfs.server.db import PostgresDatabase, open_database
-from xetfs.server.metadata import SCHEMA_VERSION, Metadata
-from xetfs.testing_metadata import check_metadata_contract
-from xetfs.testing_services import PostgresHandle, free_port, postgres
+from xetfs.server.metadata.db import PostgresDatabase, open_database
+from xetfs.server.metadata.store import SCHEMA_VERSION, Metadata
+from xetfs.testing.metadata_suite import check_metadata_contract
+from xetfs.testing.services import PostgresHandle, free_port, postgres
 
 psycopg = pytest.importorskip("psycopg")
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from xetfs.testing import ServerHandle, make_bytes
-from xetfs.testing_metadata import race
-from xetfs.testing_services import PostgresHandle, SeaweedFSHandle, two_nodes
+from xetfs.testing.server import ServerHandle, make_bytes
+from xetfs.testing.metadata_suite import race
+from xetfs.testing.services import PostgresHandle, SeaweedFSHandle, two_nodes
 
 psycopg = pytest.importorskip("psycopg")
 hub = pytest.importorskip("huggingface_hub")
@@ -135,7 +135,7 @@ def test_commits_racing_through_two_nodes(cluster: tuple[ServerHandle, ServerHan
 
 
 def test_bad_database_is_one_line_at_start(tmp_path: Path) -> None:
-    from xetfs.testing_services import free_port
+    from xetfs.testing.services import free_port
 
     for db, want in ((f"postgresql://postgres@127.0.0.1:{free_port()}/x?connect_timeout=2", "unreachable"),
                      ("mysql://host/x", "unsupported --db")):

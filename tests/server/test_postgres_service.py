@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from xetfs.testing_services import pid_alive, postgres
+from xetfs.testing.services import pid_alive, postgres
 
 psycopg = pytest.importorskip("psycopg")
 

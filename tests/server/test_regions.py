@@ -17,7 +17,7 @@ import pytest
 from xetfs.errors import ValidationError
 from xetfs.server.regions import (RegionMap, build_region_map, parse_address, parse_cas_url_spec,
                                   parse_network_spec)
-from xetfs.testing import ServerHandle, make_bytes, running_server
+from xetfs.testing.server import ServerHandle, make_bytes, running_server
 
 EU, US, LOCAL = "http://node-eu:8080", "http://node-us:8080", "http://local-node:1"
 REGION_ARGS = ["--region", "eu", "--region-network", "127.0.0.0/8=local", "--region-network", "10.1.0.0/16=eu",

@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from xetfs.core.chunking import chunk_data, file_hash_of
-from xetfs.server import sigv4
+from xetfs.server.stores import sigv4
 from xetfs.server.auth import DATA_URL_TTL_S
-from xetfs.server.storage_s3 import S3Storage
-from xetfs.testing import ServerHandle, make_bytes, running_server
-from xetfs.testing_services import SeaweedFSHandle, free_port
+from xetfs.server.stores.s3 import S3Storage
+from xetfs.testing.server import ServerHandle, make_bytes, running_server
+from xetfs.testing.services import SeaweedFSHandle, free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interop"))
 from test_hf_xet_server import legacy_download, legacy_upload, xet_token  # noqa: E402

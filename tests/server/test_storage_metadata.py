@@ -9,10 +9,10 @@ import pytest
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import AlreadyExists
 from xetfs.server.auth import create_hub_token, hash_token
-from xetfs.server.commits import make_commit
-from xetfs.server.metadata import FileRecord, Metadata, StoredTerm, XorbRecord
-from xetfs.server.storage import LocalStorage
-from xetfs.testing import check_storage_contract
+from xetfs.server.services.commits import make_commit
+from xetfs.server.metadata.store import FileRecord, Metadata, StoredTerm, XorbRecord
+from xetfs.server.stores.local import LocalStorage
+from xetfs.testing.server import check_storage_contract
 
 
 def test_local_storage_contract(tmp_path):

@@ -11,12 +11,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from xetfs.cas.retry import RetryPolicy
+from xetfs.transport.retry import RetryPolicy
 from xetfs.errors import Forbidden, NotFound, TransientError, ValidationError
-from xetfs.server import sigv4
-from xetfs.server.storage_s3 import S3Location, S3Storage, credentials_from_env
-from xetfs.testing import check_storage_contract, make_bytes
-from xetfs.testing_services import SeaweedFSHandle, free_port
+from xetfs.server.stores import sigv4
+from xetfs.server.stores.s3 import S3Location, S3Storage, credentials_from_env
+from xetfs.testing.server import check_storage_contract, make_bytes
+from xetfs.testing.services import SeaweedFSHandle, free_port
 
 
 @pytest.fixture

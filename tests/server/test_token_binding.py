@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from xetfs.testing import ServerHandle, running_server
+from xetfs.testing.server import ServerHandle, running_server
 
 from server_helpers import BuiltFile, build_file, cas_token, upload
 

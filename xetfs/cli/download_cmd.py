@@ -28,7 +28,7 @@ FILES_IN_PARALLEL = 4
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from xetfs.config import add_connection_arguments
+    from xetfs.client.config import add_connection_arguments
 
     parser.add_argument("repo", metavar="REPO", help="org/name or datasets/org/name")
     parser.add_argument("paths", metavar="PATH", nargs="*", help="files or directories in the repo (default: all)")
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     import trio
 
-    from xetfs.config import parse_repo, resolve_endpoint, resolve_token
+    from xetfs.client.config import parse_repo, resolve_endpoint, resolve_token
 
     repo = parse_repo(args.repo, args.repo_type, args.revision)
     root = Path(args.to)
@@ -84,11 +84,11 @@ def run(args: argparse.Namespace) -> int:
 async def _download(endpoint: str, token: str | None, repo: Any, paths: list[str], root: Path) -> dict[str, Any]:
     import trio
 
-    from xetfs.cas.client import CasClient, TokenProvider
-    from xetfs.cas.tasks import single_error
+    from xetfs.client.cas import CasClient, TokenProvider
+    from xetfs.transport.tasks import single_error
     from xetfs.cli.upload_cmd import progress_bar
-    from xetfs.download import Fetcher
-    from xetfs.hub.client import open_hub
+    from xetfs.read.reader import Fetcher
+    from xetfs.client.hub import open_hub
 
     with single_error():
         async with open_hub(endpoint, token) as hub:
@@ -141,7 +141,7 @@ async def _one_file(hub: Any, repo: Any, fetcher: Any, entry: Any, root: Path, l
 
 
 async def _read_xet(fetcher: Any, entry: Any, write: Any) -> int:
-    from xetfs.download import FileReader
+    from xetfs.read.reader import FileReader
 
     reader = FileReader(fetcher.cas, entry.xet_hash, entry.size, fetcher=fetcher)
     offset = 0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from xetfs.params import ChunkingParams
+    from xetfs.core.params import ChunkingParams
 
 HELP = "print the Xet file hash of files"
 
@@ -35,7 +35,7 @@ def stream_file_chunks(path: str, on_block: Callable[[memoryview], None] | None 
                        params: ChunkingParams | None = None) -> list[tuple[bytes, int]]:
     """Chunk a file block by block; returns ``(chunk hash, size)`` in order, calls ``on_block`` per block read."""
     from xetfs.core.chunking import Chunker
-    from xetfs.params import DEFAULT_CHUNKING
+    from xetfs.core.params import DEFAULT_CHUNKING
 
     chunker = Chunker(params or DEFAULT_CHUNKING)
     out: list[tuple[bytes, int]] = []

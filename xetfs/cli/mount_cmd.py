@@ -58,7 +58,7 @@ def parse_size(text: str) -> int:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from xetfs.config import add_connection_arguments
+    from xetfs.client.config import add_connection_arguments
 
     parser.add_argument("repo", metavar="REPO", help="org/name or datasets/org/name")
     parser.add_argument("mountpoint", metavar="MOUNTPOINT", help="an existing empty directory")
@@ -81,8 +81,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _options(args: argparse.Namespace) -> "MountOptions":
-    from xetfs.cache import default_cache_dir
-    from xetfs.config import parse_repo, resolve_endpoint, resolve_token
+    from xetfs.read.cache import default_cache_dir
+    from xetfs.client.config import parse_repo, resolve_endpoint, resolve_token
     from xetfs.fs.mount import MountOptions
 
     return MountOptions(

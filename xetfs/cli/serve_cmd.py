@@ -88,7 +88,7 @@ def open_storage(args: argparse.Namespace) -> Any:
         return None
     if not url.startswith("s3://"):
         raise ValidationError(f"unsupported --storage {url!r} (want s3://BUCKET/PREFIX)")
-    from xetfs.server.storage_s3 import S3Location, S3Storage, credentials_from_env
+    from xetfs.server.stores.s3 import S3Location, S3Storage, credentials_from_env
 
     storage = S3Storage(S3Location.parse(url), endpoint=args.s3_endpoint, credentials=credentials_from_env())
     try:
@@ -101,7 +101,7 @@ def open_storage(args: argparse.Namespace) -> Any:
 
 def open_metadata(args: argparse.Namespace) -> Any:
     """The metadata database named by --db (default SQLite under --data), reachable and migrated."""
-    from xetfs.server.metadata import Metadata
+    from xetfs.server.metadata.store import Metadata
 
     data_dir: Path = args.data.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,7 @@ def open_metadata(args: argparse.Namespace) -> Any:
 def admin_token(data_dir: Path, given: str | None) -> tuple[str, bool]:
     """-> (token, newly generated)."""
     from xetfs.server.auth import new_token
-    from xetfs.server.storage import write_atomic
+    from xetfs.server.stores.local import write_atomic
 
     if given:
         return given, False
@@ -150,7 +150,7 @@ async def _serve(args: argparse.Namespace, storage: Any, meta: Any, regions: Any
     from aiohttp import web
 
     from xetfs.server.app import AccessLogger, State, make_app
-    from xetfs.server.storage import write_atomic
+    from xetfs.server.stores.local import write_atomic
 
     data_dir: Path = args.data.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from xetfs.errors import NotFound
     from xetfs.server.auth import create_hub_token
-    from xetfs.server.metadata import Metadata
+    from xetfs.server.metadata.store import Metadata
 
     if args.db:
         meta = Metadata(args.db)

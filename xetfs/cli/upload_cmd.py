@@ -22,7 +22,7 @@ HELP = "upload files or directories to a repo as one commit"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from xetfs.config import add_connection_arguments
+    from xetfs.client.config import add_connection_arguments
 
     parser.add_argument("repo", metavar="REPO", help="org/name or datasets/org/name")
     parser.add_argument("paths", metavar="PATH", nargs="+", help="local files or directories")
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     import trio
 
-    from xetfs.config import parse_repo, resolve_endpoint, resolve_token
+    from xetfs.client.config import parse_repo, resolve_endpoint, resolve_token
     from xetfs.errors import ValidationError
 
     repo = parse_repo(args.repo, args.repo_type, args.revision)
@@ -105,9 +105,9 @@ def run(args: argparse.Namespace) -> int:
 
 async def _upload(endpoint: str, token: str | None, repo: Any, files: list[tuple[str, str]], message: str,
                   args: argparse.Namespace, total: int) -> Any:
-    from xetfs.cas.tasks import single_error
-    from xetfs.hub.client import open_hub
-    from xetfs.upload import upload_files
+    from xetfs.transport.tasks import single_error
+    from xetfs.client.hub import open_hub
+    from xetfs.write.upload import upload_files
 
     with single_error():
         async with open_hub(endpoint, token) as hub:

@@ -6,7 +6,7 @@ A 401 refreshes it once and repeats the call; a second 401 is final. Data URLs f
 signed: they get no Authorization header, and a 403 from one raises ``FetchUrlExpired`` so the caller
 re-queries the reconstruction for fresh URLs.
 
-Several nodes (``xetfs.endpoints``): when the CAS node of the token fails (connection error, timeout, 5xx) the
+Several nodes (``xetfs.transport.endpoints``): when the CAS node of the token fails (connection error, timeout, 5xx) the
 next attempt fetches a new token, which a live Hub node answers with its own ``casUrl``; a data URL on a dead
 node also raises ``FetchUrlExpired`` (a new reconstruction, from a live node, gives live URLs).
 
@@ -16,7 +16,7 @@ on v2, so v1 is only remembered when it succeeds). Global dedup queries (§6.3) 
 or a 404 means "no dedup" and they are never retried.
 
 Byte ranges of files are ``[start, end)``; ``FetchRange.byte_end`` is inclusive like the wire (§7.3).
-Retries follow ``xetfs.cas.retry`` (transient errors only); statuses map to errors in ``xetfs.cas.http``.
+Retries follow ``xetfs.transport.retry`` (transient errors only); statuses map to errors in ``xetfs.transport.http``.
 """
 from __future__ import annotations
 
@@ -31,16 +31,16 @@ from typing import Any, TypeVar
 import httpx
 import trio
 
-from xetfs.cas import http
-from xetfs.cas.rangeget import RangeGetter, RangeUnsupported
-from xetfs.cas.retry import DEFAULT_RETRY, RetryPolicy, retry_call
+from xetfs.transport import http
+from xetfs.transport.rangeget import RangeGetter, RangeUnsupported
+from xetfs.transport.retry import DEFAULT_RETRY, RetryPolicy, retry_call
 from xetfs.core.hashing import MerkleHash
 from xetfs.core.reconstruction import FetchRange, Reconstruction, parse_reconstruction_json
 from xetfs.core.shard import Shard, parse_shard
 from xetfs.core.xorb import BuiltXorb
-from xetfs.endpoints import failover_for
+from xetfs.transport.endpoints import failover_for
 from xetfs.errors import Forbidden, RemoteError, TransientError, Unauthorized, XetError
-from xetfs.hub.client import XetToken
+from xetfs.client.hub import XetToken
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class CasClient:
     async def _fetch_once(self, fr: FetchRange, view: memoryview) -> int:
         getter: RangeGetter | None = getattr(self.http, "range_getter", None)
         if getter is not None and fr.url.startswith("http://"):
-            try:   # the fast path: the body lands in ``view`` with one kernel copy (xetfs.cas.rangeget)
+            try:   # the fast path: the body lands in ``view`` with one kernel copy (xetfs.transport.rangeget)
                 headers, n = await getter.get_into(fr.url, fr.byte_start, fr.byte_end, view,
                                                    {"X-Xet-Session-Id": self.session_id})
             except RangeUnsupported as exc:

@@ -2,7 +2,7 @@
 
 Precedence, first non-empty wins:
 - endpoint: ``--endpoint`` > ``XETFS_ENDPOINT`` > ``HF_ENDPOINT`` > ``http://127.0.0.1:8080``; several nodes of
-  one store are given as ``URL1,URL2`` (``xetfs.endpoints``: the client prefers the fastest healthy one and fails
+  one store are given as ``URL1,URL2`` (``xetfs.transport.endpoints``: the client prefers the fastest healthy one and fails
   over when one dies);
 - token:    ``--token``    > ``XETFS_TOKEN``    > ``HF_TOKEN``    > none (anonymous).
 
@@ -81,7 +81,7 @@ def _first(*values: str | None) -> str | None:
 
 def resolve_endpoint(cli_value: str | None = None, env: Mapping[str, str] | None = None) -> str:
     """One endpoint URL, or several joined by commas (normalised: no spaces, no trailing ``/``)."""
-    from xetfs.endpoints import join_endpoints, parse_endpoints
+    from xetfs.transport.endpoints import join_endpoints, parse_endpoints
 
     env = os.environ if env is None else env
     endpoint = _first(cli_value, env.get("XETFS_ENDPOINT"), env.get("HF_ENDPOINT")) or DEFAULT_ENDPOINT

@@ -1,9 +1,9 @@
 """Hub API client (shared/hub-api.md §4): repos, revisions, trees, preupload, NDJSON commits, xet tokens, resolve.
 
-Every call goes through ``xetfs.cas.http`` (one status -> error mapping) and, when idempotent, through the
-retry schedule of ``xetfs.cas.retry``. Commits and repo creation are sent once: a retried commit whose
+Every call goes through ``xetfs.transport.http`` (one status -> error mapping) and, when idempotent, through the
+retry schedule of ``xetfs.transport.retry``. Commits and repo creation are sent once: a retried commit whose
 first attempt did land would commit twice. Given several endpoints (``URL1,URL2``: nodes of one store), a call
-goes to the best live node and moves to the next one when that node fails (``xetfs.endpoints``; a commit
+goes to the best live node and moves to the next one when that node fails (``xetfs.transport.endpoints``; a commit
 moves only when the first node never received it).
 
 Conventions: ``RepoRef`` carries the revision (a branch or a commit sha), URL-encoded as one path segment;
@@ -28,11 +28,11 @@ from typing import Any
 
 import httpx
 
-from xetfs.cas import http
-from xetfs.cas.retry import DEFAULT_RETRY, RetryPolicy, retry_call
-from xetfs.config import RepoRef, quote_path, quote_revision
+from xetfs.transport import http
+from xetfs.transport.retry import DEFAULT_RETRY, RetryPolicy, retry_call
+from xetfs.client.config import RepoRef, quote_path, quote_revision
 from xetfs.core.hashing import MerkleHash
-from xetfs.endpoints import failover_for, join_endpoints, parse_endpoints
+from xetfs.transport.endpoints import failover_for, join_endpoints, parse_endpoints
 from xetfs.errors import AlreadyExists, RemoteError, ValidationError
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class HubClient:
 
     def __init__(self, endpoint: str, token: str | None, client: httpx.AsyncClient, *,
                  retry: RetryPolicy = DEFAULT_RETRY) -> None:
-        self.endpoints = parse_endpoints(endpoint)       # several nodes of one store: xetfs.endpoints
+        self.endpoints = parse_endpoints(endpoint)       # several nodes of one store: xetfs.transport.endpoints
         self.endpoint = join_endpoints(self.endpoints)
         self.failover = failover_for(client)
         self.failover.health.register(self.endpoints)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from xetfs.core.hashing import MerkleHash, chunk_hash, file_hash
-from xetfs.params import DEFAULT_CHUNKING, ChunkingParams
+from xetfs.core.params import DEFAULT_CHUNKING, ChunkingParams
 
 log = logging.getLogger(__name__)
 

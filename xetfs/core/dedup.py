@@ -34,7 +34,7 @@ from xetfs.core.hashing import MerkleHash, file_hash, hmac_hash, sha256_to_shard
 from xetfs.core.shard import FileInfo, FileTerm, Shard, XorbInfo, canonical, xorb_info_from_built
 from xetfs.core.xorb import BuiltXorb, CompressionScheme, XorbBuilder
 from xetfs.errors import ValidationError
-from xetfs.params import DEFAULT_XORB, GLOBAL_DEDUP_MODULUS, XorbParams
+from xetfs.core.params import DEFAULT_XORB, GLOBAL_DEDUP_MODULUS, XorbParams
 
 log = logging.getLogger(__name__)
 

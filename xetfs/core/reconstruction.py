@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from xetfs.core.hashing import MerkleHash, chunk_hash, verification_hash
 from xetfs.errors import FormatError, IntegrityError, RangeNotSatisfiable, ValidationError
-from xetfs.params import DEFAULT_XORB, XorbParams
+from xetfs.core.params import DEFAULT_XORB, XorbParams
 
 log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from typing import TypeVar
 from xetfs.core.hashing import BOOKEND_HASH, MerkleHash, hmac_hash
 from xetfs.core.xorb import BuiltXorb
 from xetfs.errors import FormatError
-from xetfs.params import SHARD_FOOTER_BYTES, SHARD_HEADER_BYTES, SHARD_RECORD_BYTES
+from xetfs.core.params import SHARD_FOOTER_BYTES, SHARD_HEADER_BYTES, SHARD_RECORD_BYTES
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

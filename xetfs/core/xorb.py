@@ -34,7 +34,7 @@ import numpy as np
 from xetfs.core.chunking import Chunk
 from xetfs.core.hashing import MerkleHash, chunk_hash, xorb_hash
 from xetfs.errors import FormatError, IntegrityError
-from xetfs.params import DEFAULT_XORB, XorbParams
+from xetfs.core.params import DEFAULT_XORB, XorbParams
 
 log = logging.getLogger(__name__)
 

@@ -28,17 +28,17 @@ from typing import TYPE_CHECKING, Any
 import trio
 from cachetools import LRUCache
 
-from xetfs.cache import ChunkCache
-from xetfs.config import RepoRef
+from xetfs.read.cache import ChunkCache
+from xetfs.client.config import RepoRef
 from xetfs.core.hashing import MerkleHash
-from xetfs.download import Fetcher, FileReader, safetensors_boundaries
+from xetfs.read.reader import Fetcher, FileReader, safetensors_boundaries
 from xetfs.errors import ValidationError, XetError
 from xetfs.fs.vfs import Reader, Tree, Vfs
 
 if TYPE_CHECKING:
     from xetfs.fs.writable import WritableVfs
-    from xetfs.hub.client import HubClient
-    from xetfs.writeback import Writeback
+    from xetfs.client.hub import HubClient
+    from xetfs.write.writeback import Writeback
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def _mtime_ns(info: dict[str, Any]) -> int:
 
 
 def endpoints_snapshot(hub: Any) -> dict[str, Any]:
-    """Failover health of the Hub/CAS nodes (``xetfs.endpoints``; empty ``nodes`` until several are used)."""
+    """Failover health of the Hub/CAS nodes (``xetfs.transport.endpoints``; empty ``nodes`` until several are used)."""
     health = hub.failover.health
     return {"urls": list(hub.endpoints), "nodes": health.snapshot(), "failovers": health.failovers}
 
@@ -209,10 +209,10 @@ def run_mount(opts: MountOptions, on_ready: Callable[[str | None], None]) -> int
 async def _serve(opts: MountOptions, on_ready: Callable[[str | None], None]) -> int:
     import pyfuse3
 
-    from xetfs.cas.client import CasClient, TokenProvider
-    from xetfs.cas.http import make_http_client
+    from xetfs.client.cas import CasClient, TokenProvider
+    from xetfs.transport.http import make_http_client
     from xetfs.fs.fuse_ops import FuseOps
-    from xetfs.hub.client import HubClient
+    from xetfs.client.hub import HubClient
 
     async with make_http_client() as client:
         hub = HubClient(opts.endpoint, opts.token, client)
@@ -271,7 +271,7 @@ async def _is_branch(hub: Any, repo: RepoRef) -> bool:
 
 def _open_staging(opts: MountOptions) -> Any:
     """The branch's staging area, or None (read-only) when another mount of it shares this cache dir."""
-    from xetfs.fs.staging import Staging, StagingBusy
+    from xetfs.write.staging import Staging, StagingBusy
 
     try:
         return Staging(staging_dir(opts), opts.staging_bytes)
@@ -287,10 +287,10 @@ def _make_vfs(opts: MountOptions, hub: Any, tree: Tree, backend: RepoBackend, st
         ro = Vfs(tree, backend, mtime_ns=_mtime_ns(info), readahead_max_bytes=readahead_max,
                  stats=lambda: stats_snapshot(opts, commit, ro, fetcher, hub=hub))
         return ro, None
-    from xetfs.cas.retry import RetryPolicy
+    from xetfs.transport.retry import RetryPolicy
     from xetfs.fs.writable import WritableVfs
-    from xetfs.hub.client import HubClient
-    from xetfs.writeback import ShardCache, Writeback, WritebackParams, shard_cache_dir
+    from xetfs.client.hub import HubClient
+    from xetfs.write.writeback import ShardCache, Writeback, WritebackParams, shard_cache_dir
 
     vfs: WritableVfs       # both named by the stats callback before they exist
     writeback: Writeback

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from xetfs.core.hashing import MerkleHash
-from xetfs.download import Readahead
+from xetfs.read.reader import Readahead
 from xetfs.errors import AlreadyExists, NotFound, ReadOnly, XetError
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class NotADirectory(XetError):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """What the tree needs from one Hub listing entry (``xetfs.hub.client.TreeEntry`` fits)."""
+    """What the tree needs from one Hub listing entry (``xetfs.client.hub.TreeEntry`` fits)."""
 
     path: str
     type: str

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import trio
 
 from xetfs.errors import AlreadyExists, Forbidden, NotFound, XetError
-from xetfs.fs.staging import Change, Staging, StagedFile
+from xetfs.write.staging import Change, Staging, StagedFile
 from xetfs.fs.vfs import ROOT_INODE, STATS_INODE, Attr, Backend, IsADirectory, NotADirectory, Tree, Vfs
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ Disk tier, one entry per run of consecutive chunks (normally one fetched range),
   a rescan of the directory (the truth, including the other mount's writes) deletes the oldest entries until
   the tier is at ``low_water`` of its bound. Deleting an entry another process just read is harmless.
 
-File layouts (``xetfs.layout``, which chunks make up a file) live beside the entries under
+File layouts (``xetfs.read.layout``, which chunks make up a file) live beside the entries under
 ``<cache_dir>/layouts/<2 hex>/<file hash hex>.layout``: written atomically the same way, checked by the reader,
 counted in the same byte bound and evicted by the same LRU scan.
 
@@ -243,7 +243,7 @@ class DiskTier:
                 os.utime(path)
         return out
 
-    # -- file layouts (``xetfs.layout``): one file per file hash, counted in the bound, evicted like entries --
+    # -- file layouts (``xetfs.read.layout``): one file per file hash, counted in the bound, evicted like entries --
 
     def _layout_path(self, file_hash: bytes) -> str:
         hexed = bytes(file_hash).hex()

@@ -5,7 +5,7 @@ A ``Fetcher`` is shared by every ``FileReader`` of a mount. ``start(fetch range,
 fetch of that range: a table of ``Pending`` (a ``trio.Event`` + result) keyed by (xorb, byte range) coalesces
 identical fetches; no lock is held across a network await, so any number of readers proceed in parallel.
 A fetch runs in pieces of ``piece_bytes`` received (``CasClient.fetch_range_into``: raw-socket range GETs,
-``xetfs.cas.rangeget``) into two pooled buffers, so while one piece arrives the previous one's complete chunk
+``xetfs.transport.rangeget``) into two pooled buffers, so while one piece arrives the previous one's complete chunk
 records (``core.xorb.split_complete_records``) are decoded and hashed in a worker thread. Each term is then
 verified against its ``verification_hash`` (xet-protocol §7.3); a mismatch is refetched once, then raises
 ``IntegrityError`` (EIO). Verified chunks go to the memory tier, waiters are released, and the chunks go on to
@@ -34,12 +34,12 @@ from typing import Any, cast
 
 import trio
 
-from xetfs.cache import ChunkCache, ChunkKey
+from xetfs.read.cache import ChunkCache, ChunkKey
 from xetfs.core.hashing import MerkleHash, chunk_hash, verification_hash
 from xetfs.core.reconstruction import FetchRange, ReconstructionTerm
 from xetfs.core.xorb import CHUNK_HEADER_BYTES, decode_record, parse_chunk_records, split_complete_records
 from xetfs.errors import FormatError, IntegrityError, TransientError
-from xetfs.params import DEFAULT_XORB, XorbParams
+from xetfs.core.params import DEFAULT_XORB, XorbParams
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ bytes (shared/xet-protocol.md §7.3; design.md §2.8, §2.9, §3, §4).
 
 1. **Known layout.** Every chunk whose file offset and size the reader has learned (``_chunks``, from the
    terms of its reconstructions, and at the first read from the file's layout in the disk tier,
-   ``xetfs.layout``) is looked up in the ``ChunkCache`` (memory, then disk in a worker thread). Consecutive
+   ``xetfs.read.layout``) is looked up in the ``ChunkCache`` (memory, then disk in a worker thread). Consecutive
    hits are served with no network round trip at all, not even a reconstruction query: a remount with a warm
    disk cache reads a file it read before without asking the server anything. Learned terms are written back
    as the file's layout (through the fetcher's disk writer, coalesced while it is busy).
@@ -14,7 +14,7 @@ bytes (shared/xet-protocol.md §7.3; design.md §2.8, §2.9, §3, §4).
    query windows; an in-flight query covering the position is waited for (single-flight), never repeated.
    A new query asks ``Range = [pos, fetch_end)`` where ``fetch_end`` is the caller's readahead hint.
 3. **Plan and fetch.** ``core.reconstruction.plan_read`` picks the terms and fetch ranges; a fetch range whose
-   chunks are all cached costs nothing; the others go through the shared ``xetfs.fetcher.Fetcher`` (coalesced,
+   chunks are all cached costs nothing; the others go through the shared ``xetfs.read.fetcher.Fetcher`` (coalesced,
    verified per term, no lock across a network await).
 4. **Readahead** (with a background nursery: the mount's). Known chunks of ``[end, fetch_end)`` are loaded
    from the disk tier into memory in aligned batches of ``DISK_BATCH_BYTES`` -- one worker-thread load per
@@ -28,7 +28,7 @@ Every wait is bounded: the whole read by ``read_timeout_s`` (-> ``TransientError
 ``fetch_timeout_s``. A fetch answered 403 (an expired data URL) drops the reader's reconstructions and is
 retried once with fresh ones.
 
-``Fetcher`` (``xetfs.fetcher``) and ``Readahead`` / safetensors helpers (``xetfs.readahead``) are re-exported.
+``Fetcher`` (``xetfs.read.fetcher``) and ``Readahead`` / safetensors helpers (``xetfs.read.readahead``) are re-exported.
 """
 from __future__ import annotations
 
@@ -40,14 +40,14 @@ from typing import Any
 
 import trio
 
-from xetfs.cache import ChunkCache, ChunkKey
-from xetfs.cas.tasks import single_error
+from xetfs.read.cache import ChunkCache, ChunkKey
+from xetfs.transport.tasks import single_error
 from xetfs.core.hashing import MerkleHash
 from xetfs.core.reconstruction import FetchRange, ReadPlan, Reconstruction, ReconstructionTerm, plan_read
 from xetfs.errors import Forbidden, FormatError, IntegrityError, TransientError, XetError
-from xetfs.fetcher import FetchCancelled, Fetcher, Pending, ReadStats, tune_allocator
-from xetfs.layout import LayoutTerm, decode_layout, encode_layout
-from xetfs.readahead import Readahead, parse_safetensors_header, safetensors_boundaries
+from xetfs.read.fetcher import FetchCancelled, Fetcher, Pending, ReadStats, tune_allocator
+from xetfs.read.layout import LayoutTerm, decode_layout, encode_layout
+from xetfs.read.readahead import Readahead, parse_safetensors_header, safetensors_boundaries
 
 __all__ = ["DISK_BATCH_BYTES", "FetchCancelled", "Fetcher", "FileReader", "PREFETCH_MIN_BYTES", "ReadStats",
            "Readahead", "parse_safetensors_header", "safetensors_boundaries", "tune_allocator"]

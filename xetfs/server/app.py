@@ -40,9 +40,9 @@ from aiohttp.abc import AbstractAccessLogger
 
 from xetfs.errors import NotFound, XetError
 from xetfs.server.auth import Auth
-from xetfs.server.metadata import Metadata
+from xetfs.server.metadata.store import Metadata
 from xetfs.server.regions import RegionMap
-from xetfs.server.storage import LocalStorage, Storage
+from xetfs.server.stores.local import LocalStorage, Storage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -204,7 +204,9 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 def make_app(state: State) -> web.Application:
-    from xetfs.server import cas_routes, hub_routes, resolve
+    from xetfs.server.routes import cas as cas_routes
+    from xetfs.server.routes import hub as hub_routes
+    from xetfs.server.routes import resolve
 
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 ** 3)
     app[STATE] = state

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from xetfs.errors import Forbidden, Unauthorized
-from xetfs.server.metadata import Metadata
-from xetfs.server.storage import write_atomic
+from xetfs.server.metadata.store import Metadata
+from xetfs.server.stores.local import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The conformance suite of the server's metadata (``xetfs.server.metadata.Metadata``), run against every
+"""The conformance suite of the server's metadata (``xetfs.server.metadata.store.Metadata``), run against every
 database backend (SQLite, PostgreSQL): ``check_metadata_contract(open_meta)``.
 
 ``open_meta()`` must return a NEW ``Metadata`` on the SAME empty database each time it is called: several
@@ -48,7 +48,7 @@ def race(n: int, fn: Callable[[int], Any]) -> list[Any]:
 
 
 def check_metadata_contract(open_meta: OpenMeta) -> None:
-    from xetfs.server.metadata import SCHEMA_VERSION
+    from xetfs.server.metadata.store import SCHEMA_VERSION
 
     first = open_meta()
     assert first.migrated_from == 0, "a new database is created from scratch"
@@ -69,7 +69,7 @@ def check_metadata_contract(open_meta: OpenMeta) -> None:
 
 
 def _check_cas_index(a: Any, b: Any) -> None:
-    from xetfs.server.metadata import XorbRecord
+    from xetfs.server.metadata.store import XorbRecord
 
     big = 5 * 2 ** 32 + 7                                   # 64-bit sizes and offsets survive
     rec = XorbRecord(_h(1), big, (_h(2), _h(3)), (100, 2 ** 32 - 1), (0, 50, big))
@@ -84,7 +84,7 @@ def _check_cas_index(a: Any, b: Any) -> None:
 
 
 def _check_shards(a: Any, b: Any) -> None:
-    from xetfs.server.metadata import FileRecord, StoredTerm
+    from xetfs.server.metadata.store import FileRecord, StoredTerm
 
     f = FileRecord(_h(4), 300, (StoredTerm(_h(1), 0, 2, 300),), "ab" * 32)
     assert a.add_shard("s1", 100, [f], [(_h(2), _h(1), _h(4)), (_h(3), _h(1), _h(4))]) is True
@@ -127,7 +127,7 @@ def _check_tokens_and_settings(a: Any, b: Any, open_meta: OpenMeta) -> None:
 
 
 def _commit(parent: str | None, tag: str) -> Any:
-    from xetfs.server.metadata import Commit
+    from xetfs.server.metadata.store import Commit
 
     oid = hashlib.sha1(f"{parent}:{tag}".encode()).hexdigest()
     return Commit(oid, 0, parent, hashlib.sha1(tag.encode()).hexdigest(), tag, "", 1.5, "admin")
@@ -194,7 +194,7 @@ def _tree_oid(tree: dict[str, Any]) -> str:
 
 
 def _check_binding_and_delete(a: Any, b: Any) -> None:
-    from xetfs.server.metadata import FileRecord
+    from xetfs.server.metadata.store import FileRecord
 
     repo = a.repo("model", "ns/r")
     other = a.repo("dataset", "ns/race")

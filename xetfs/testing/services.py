@@ -47,7 +47,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from xetfs.testing import ServerHandle, parse_metrics, running_server, started
+from xetfs.testing.server import ServerHandle, parse_metrics, running_server, started
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class SeaweedFSHandle:
         then); a PUT and a GET of the probe object need those volumes too."""
         import httpx
 
-        from xetfs.server import sigv4
+        from xetfs.server.stores import sigv4
 
         creds = sigv4.Credentials(self.access_key, self.secret_key, self.region)
         bucket_url = f"{self.endpoint}/{self.bucket}"

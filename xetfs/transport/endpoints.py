@@ -10,22 +10,22 @@ Every node has a probe latency (``GET /health``) and a "down until" time. ``orde
 that are up, fastest first — nodes within ``near_factor * best + near_slack_s`` of the fastest count as equally
 fast and keep the order the user gave them in — then the nodes that are down, soonest back first. A node that is
 down is never left out: when every node is down requests still go somewhere, and the retry schedule
-(``xetfs.cas.retry``) backs off between rounds.
+(``xetfs.transport.retry``) backs off between rounds.
 
 Health. ``node_failure(exc)`` says whether an error is the node's fault: a transport failure (connection
-refused or reset, timeout: ``http_status`` 0, set by ``xetfs.cas.http``) or a 5xx answer. Such a failure marks
+refused or reset, timeout: ``http_status`` 0, set by ``xetfs.transport.http``) or a 5xx answer. Such a failure marks
 the node down for ``down_s``; a success or a good probe marks it up. A 4xx is the answer of a live node and
 changes nothing; 408/429 ask to slow down, not to go elsewhere (the retry schedule honours them).
 
-Failover (``Failover.call``, used by ``xetfs.hub.client``). One attempt walks the ordered nodes: a node failure
+Failover (``Failover.call``, used by ``xetfs.client.hub``). One attempt walks the ordered nodes: a node failure
 moves the request to the next node at once; any other error is the answer. Requests that must not be repeated
 (commits, repo creation) move only when the first node never received them (``request_sent`` False: the
 connection was refused). When every node failed, the last error goes to the caller's retry schedule.
 
-CAS (``xetfs.cas.client``). The CAS URL comes from the token. A node failure of the CAS node marks it down;
+CAS (``xetfs.client.cas``). The CAS URL comes from the token. A node failure of the CAS node marks it down;
 the next attempt finds its node down (``should_switch``) and fetches a new token, which the Hub route of a live
 node answers with its own ``casUrl``. A data URL on a dead node (proxied reads) is dropped: the CAS client
-raises ``FetchUrlExpired`` and the reader re-queries the reconstruction (``xetfs.download``), now on a live node.
+raises ``FetchUrlExpired`` and the reader re-queries the reconstruction (``xetfs.read.reader``), now on a live node.
 Presigned object-store URLs are on no node: a node's death does not touch them; they are only retried.
 
 Probing (``Failover.ensure_probed``): ``GET /health`` on every node concurrently with ``probe_timeout_s``, at

@@ -35,7 +35,7 @@ import httpx
 import trio
 
 from xetfs import errors
-from xetfs.cas.retry import parse_retry_after
+from xetfs.transport.retry import parse_retry_after
 from xetfs.errors import XetError
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class XetHttpClient(httpx.AsyncClient):
     """An AsyncClient that also owns a ``RangeGetter`` (raw-socket range GETs for data URLs), closed with it."""
 
     def __init__(self, *, params: HttpParams, **kwargs: Any) -> None:
-        from xetfs.cas.rangeget import RangeGetter   # rangeget imports this module
+        from xetfs.transport.rangeget import RangeGetter   # rangeget imports this module
 
         super().__init__(**kwargs)
         self.range_getter = RangeGetter(params)
@@ -164,7 +164,7 @@ class XetHttpClient(httpx.AsyncClient):
 
 def make_http_client(params: HttpParams = DEFAULT_HTTP) -> httpx.AsyncClient:
     """One AsyncClient per process/session: pooled connections, bounded waits, 1 MiB socket reads, and a
-    ``range_getter`` for data URLs (``xetfs.cas.rangeget``)."""
+    ``range_getter`` for data URLs (``xetfs.transport.rangeget``)."""
     limits = httpx.Limits(max_connections=params.max_connections,
                           max_keepalive_connections=params.max_keepalive_connections)
     transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
@@ -256,12 +256,12 @@ def transport_error(exc: httpx.HTTPError, *, method: str, url: str) -> XetError:
         out = errors.RemoteError(f"{what}: {type(exc).__name__}: {exc}")
     setattr(out, "http_status", 0)
     if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
-        setattr(out, "request_sent", False)   # never reached a server: another node may take it (xetfs.endpoints)
+        setattr(out, "request_sent", False)   # never reached a server: another node may take it (xetfs.transport.endpoints)
     return out
 
 
 def socket_error(exc: BaseException, *, method: str, url: str) -> XetError:
-    """Raw-socket failures (``xetfs.cas.rangeget``: OSError, trio.TooSlowError) -> xetfs errors."""
+    """Raw-socket failures (``xetfs.transport.rangeget``: OSError, trio.TooSlowError) -> xetfs errors."""
     what = _what(method, url)
     out: XetError
     if isinstance(exc, trio.TooSlowError):

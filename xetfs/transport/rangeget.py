@@ -8,12 +8,12 @@ Scope: ``GET`` of one ``bytes=a-b`` range of an ``http://`` URL (the CAS data ro
 on plain HTTP). The only answers handled here are the ones a range server gives:
 
 - ``206`` with ``Content-Length`` equal to the range size: the body is received into ``out``;
-- ``>= 400``: a short error body is read and the status is mapped by ``xetfs.cas.http.status_error``, the
+- ``>= 400``: a short error body is read and the status is mapped by ``xetfs.transport.http.status_error``, the
   single status mapping of the clients (403 on a data URL -> ``Forbidden``, 5xx -> ``TransientError``...);
 - anything else (``200`` whole body, chunked, multipart, 1xx/3xx, https URLs) raises ``RangeUnsupported``
   and the caller uses its httpx path, which handles every form.
 
-Transport failures and timeouts become ``TransientError`` through ``xetfs.cas.http.socket_error``. Every
+Transport failures and timeouts become ``TransientError`` through ``xetfs.transport.http.socket_error``. Every
 wait is bounded: connect by ``connect_timeout_s``, each send by ``write_timeout_s``, each receive by
 ``read_timeout_s`` (an idle timeout: a slow body that keeps moving is not cut off).
 
@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from xetfs.cas import http
+from xetfs.transport import http
 from xetfs.errors import RemoteError
 
 log = logging.getLogger(__name__)

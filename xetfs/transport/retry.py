@@ -1,7 +1,7 @@
 """Retry by classification with a pure backoff schedule (design.md §2 convention 6; xet-protocol.md §7.2).
 
 Which errors are retried is decided by the error, not here: ``XetError.retryable`` is True only for
-``TransientError`` (connection errors, timeouts, 408, 429, 5xx except 501 — see ``xetfs.cas.http``).
+``TransientError`` (connection errors, timeouts, 408, 429, 5xx except 501 — see ``xetfs.transport.http``).
 400/403/404/416 are final. A 401 is handled by the caller that owns the token (refresh once), not here.
 
 The schedule is a pure function of the attempt number, the policy and a jitter value in ``[0, 1)`` passed
@@ -81,7 +81,7 @@ def parse_retry_after(value: str | None, now_unix_s: float) -> float | None:
 
 
 def retry_after_of(exc: BaseException) -> float | None:
-    """The server's ``Retry-After`` hint that ``xetfs.cas.http`` attached to an error, if any."""
+    """The server's ``Retry-After`` hint that ``xetfs.transport.http`` attached to an error, if any."""
     value = getattr(exc, "retry_after_s", None)
     return float(value) if isinstance(value, (int, float)) else None
 

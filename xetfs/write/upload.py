@@ -35,16 +35,16 @@ from pathlib import Path
 
 import trio
 
-from xetfs.cas.client import CasClient, TokenProvider
-from xetfs.cas.tasks import single_error
+from xetfs.client.cas import CasClient, TokenProvider
+from xetfs.transport.tasks import single_error
 from xetfs.core.chunking import Chunk, Chunker
 from xetfs.core.dedup import DedupSession
 from xetfs.core.hashing import MerkleHash
 from xetfs.core.shard import Shard, serialize_upload_shard
 from xetfs.core.xorb import BuiltXorb, CompressionScheme
-from xetfs.hub.client import AddRegular, AddXet, CommitOp, HubClient, PreuploadFile
-from xetfs.config import RepoRef
-from xetfs.params import DEFAULT_CHUNKING, DEFAULT_XORB, ChunkingParams, XorbParams
+from xetfs.client.hub import AddRegular, AddXet, CommitOp, HubClient, PreuploadFile
+from xetfs.client.config import RepoRef
+from xetfs.core.params import DEFAULT_CHUNKING, DEFAULT_XORB, ChunkingParams, XorbParams
 
 log = logging.getLogger(__name__)
 

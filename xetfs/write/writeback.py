@@ -46,15 +46,15 @@ from typing import Any, Protocol
 
 import trio
 
-from xetfs.config import RepoRef
+from xetfs.client.config import RepoRef
 from xetfs.core.shard import Shard, parse_shard, serialize_upload_shard
-from xetfs.cas.http import http_status_of
+from xetfs.transport.http import http_status_of
 from xetfs.errors import Conflict, NotFound, XetError
-from xetfs.fs.staging import Change, Staging, StagedFile
-from xetfs.hub.client import AddRegular, AddXet, CommitOp, Delete, HubClient, TreeEntry
-from xetfs.cas.retry import RetryPolicy, backoff_delay
+from xetfs.write.staging import Change, Staging, StagedFile
+from xetfs.client.hub import AddRegular, AddXet, CommitOp, Delete, HubClient, TreeEntry
+from xetfs.transport.retry import RetryPolicy, backoff_delay
 from xetfs.core.gitblob import git_blob_oid
-from xetfs.upload import PreparedCommit, UploadParams, UploadStats, XetFile, prepare_commit_ops
+from xetfs.write.upload import PreparedCommit, UploadParams, UploadStats, XetFile, prepare_commit_ops
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class Writeback:
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await self.journal_base()
         task_status.started()
-        # the shared pure schedule (xetfs.cas.retry), without jitter: retry_min_s doubling up to retry_max_s
+        # the shared pure schedule (xetfs.transport.retry), without jitter: retry_min_s doubling up to retry_max_s
         policy = RetryPolicy(base_delay_s=self.params.retry_min_s, max_delay_s=self.params.retry_max_s)
         failures = 0
         while True:

@@ -46,8 +46,8 @@ from typing import Any
 
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import AlreadyExists, NotFound
-from xetfs.server.db import Database, Tx, open_database
-from xetfs.server.metadata_schema import SCHEMA_VERSION, decode_tree, encode_tree, index_tree, migrate
+from xetfs.server.metadata.db import Database, Tx, open_database
+from xetfs.server.metadata.schema import SCHEMA_VERSION, decode_tree, encode_tree, index_tree, migrate
 
 __all__ = ["SCHEMA_VERSION", "Commit", "FileRecord", "Metadata", "Repo", "StoredTerm", "TokenRecord",
            "XorbRecord", "pack_terms", "unpack_terms"]

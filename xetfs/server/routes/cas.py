@@ -43,8 +43,8 @@ from xetfs.core.shard import Shard, XorbChunkEntry, XorbInfo, serialize_full_sha
 from xetfs.errors import NotFound, ValidationError
 from xetfs.server.app import State, state_of
 from xetfs.server.auth import DATA_URL_TTL_S, CasClaims
-from xetfs.server.metadata import FileRecord, XorbRecord
-from xetfs.server.validation import MAX_SHARD_BODY_BYTES, MAX_XORB_BODY_BYTES, ValidShard, ValidXorb, \
+from xetfs.server.metadata.store import FileRecord, XorbRecord
+from xetfs.server.services.validation import MAX_SHARD_BODY_BYTES, MAX_XORB_BODY_BYTES, ValidShard, ValidXorb, \
     check_shard, check_xorb
 
 log = logging.getLogger(__name__)

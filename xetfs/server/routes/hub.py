@@ -24,9 +24,9 @@ from aiohttp import web
 from xetfs.errors import AlreadyExists, Conflict, NotFound, ValidationError
 from xetfs.server.app import EntryNotFound, RepoNotFound, RevisionNotFound, State, state_of
 from xetfs.server.auth import Principal
-from xetfs.server.cas_routes import read_body
-from xetfs.server.commits import apply_commit_lines, list_tree, make_commit, paths_info, upload_mode
-from xetfs.server.metadata import Commit, FileRecord, Repo
+from xetfs.server.routes.cas import read_body
+from xetfs.server.services.commits import apply_commit_lines, list_tree, make_commit, paths_info, upload_mode
+from xetfs.server.metadata.store import Commit, FileRecord, Repo
 
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}

@@ -23,9 +23,9 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.core.reconstruction import parse_range_header
 from xetfs.core.xorb import decode_chunks
 from xetfs.server.app import EntryNotFound, State, state_of
-from xetfs.server.cas_routes import file_record, plan, xorb_key
-from xetfs.server.hub_routes import base_url, lookup_repo, principal, resolve_rev
-from xetfs.server.metadata import FileRecord
+from xetfs.server.routes.cas import file_record, plan, xorb_key
+from xetfs.server.routes.hub import base_url, lookup_repo, principal, resolve_rev
+from xetfs.server.metadata.store import FileRecord
 
 log = logging.getLogger(__name__)
 

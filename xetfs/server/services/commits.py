@@ -26,7 +26,7 @@ from typing import Any
 
 from xetfs.errors import Conflict, NotFound, ValidationError
 from xetfs.core.gitblob import git_blob_oid, lfs_pointer
-from xetfs.server.metadata import Commit, FileRecord
+from xetfs.server.metadata.store import Commit, FileRecord
 
 Tree = dict[str, dict[str, Any]]
 

@@ -24,8 +24,8 @@ from xetfs.core.hashing import MerkleHash, file_hash, verification_hash
 from xetfs.core.shard import FileInfo, XorbInfo, parse_shard
 from xetfs.core.xorb import validate_xorb
 from xetfs.errors import IntegrityError, ValidationError
-from xetfs.params import DEFAULT_XORB, GLOBAL_DEDUP_MODULUS, MAX_SHARD_BYTES
-from xetfs.server.metadata import FileRecord, StoredTerm, XorbRecord
+from xetfs.core.params import DEFAULT_XORB, GLOBAL_DEDUP_MODULUS, MAX_SHARD_BYTES
+from xetfs.server.metadata.store import FileRecord, StoredTerm, XorbRecord
 
 # §4.1: 64 MiB of chunk data, plus 8-byte record headers and room for an optional footer.
 MAX_XORB_BODY_BYTES = DEFAULT_XORB.max_xorb_bytes + 8 * DEFAULT_XORB.max_xorb_chunks + 1024 * 1024

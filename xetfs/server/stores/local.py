@@ -1,6 +1,6 @@
 """Where the server's objects live: xorbs, shards and inline file contents (design.md §1, "stores").
 
-The contract (one conformance suite, ``xetfs.testing.check_storage_contract``, runs against every
+The contract (one conformance suite, ``xetfs.testing.server.check_storage_contract``, runs against every
 implementation):
 
 - keys are ``/``-separated relative names made of ``[A-Za-z0-9._-]`` segments (e.g. ``xorbs/<hex>``);

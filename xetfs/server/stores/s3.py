@@ -1,6 +1,6 @@
-"""S3-compatible object storage behind the ``xetfs.server.storage`` contract (design.md §1 "stores", §2.4).
+"""S3-compatible object storage behind the ``xetfs.server.stores.local`` contract (design.md §1 "stores", §2.4).
 
-Same contract, same conformance suite (``xetfs.testing.check_storage_contract``) as ``LocalStorage``:
+Same contract, same conformance suite (``xetfs.testing.server.check_storage_contract``) as ``LocalStorage``:
 keys are checked by ``storage.check_key`` and become object names ``PREFIX + key`` in one bucket
 (``s3://BUCKET/PREFIX``, path-style URLs ``ENDPOINT/BUCKET/PREFIXkey``). Methods are synchronous and
 thread-safe, like ``LocalStorage``: the aiohttp app calls them through ``asyncio.to_thread``.
@@ -22,9 +22,9 @@ thread-safe, like ``LocalStorage``: the aiohttp app calls them through ``asyncio
 - ``check()`` (start-up of ``xetfs serve``): one signed HEAD of the bucket, no retries; a bad endpoint, a
   refused connection, rejected credentials or a missing bucket is one clear error naming the store.
 
-Errors are translated by ``xetfs.cas.http`` (one mapping for the whole package); transient ones (connection
-errors, timeouts, 429, 5xx) are retried on the pure schedule of ``xetfs.cas.retry``. Requests are signed with
-AWS SigV4 (``xetfs.server.sigv4``). Credentials: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, optional
+Errors are translated by ``xetfs.transport.http`` (one mapping for the whole package); transient ones (connection
+errors, timeouts, 429, 5xx) are retried on the pure schedule of ``xetfs.transport.retry``. Requests are signed with
+AWS SigV4 (``xetfs.server.stores.sigv4``). Credentials: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, optional
 ``AWS_SESSION_TOKEN``, ``AWS_REGION`` (or ``AWS_DEFAULT_REGION``; default us-east-1).
 """
 from __future__ import annotations
@@ -44,11 +44,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from xetfs.cas.http import DEFAULT_HTTP, HttpParams, status_error, transport_error
-from xetfs.cas.retry import RetryPolicy, backoff_delay
+from xetfs.transport.http import DEFAULT_HTTP, HttpParams, status_error, transport_error
+from xetfs.transport.retry import RetryPolicy, backoff_delay
 from xetfs.errors import RemoteError, TransientError, ValidationError, XetError
-from xetfs.server import sigv4
-from xetfs.server.storage import check_key
+from xetfs.server.stores import sigv4
+from xetfs.server.stores.local import check_key
 
 log = logging.getLogger(__name__)
 
