@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from xetfs.errors import TransientError, ValidationError
-from xetfs.server.metadata.db import PostgresDatabase, open_database
+from xetfs.server.metadata.connect import open_database
+from xetfs.server.metadata.postgres import PostgresDatabase
 from xetfs.server.metadata.store import SCHEMA_VERSION, Metadata
 from xetfs.testing.metadata_suite import check_metadata_contract
 from xetfs.testing.services import PostgresHandle, free_port, postgres

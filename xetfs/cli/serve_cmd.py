@@ -112,8 +112,8 @@ def open_metadata(args: argparse.Namespace) -> Any:
 
 def admin_token(data_dir: Path, given: str | None) -> tuple[str, bool]:
     """-> (token, newly generated)."""
+    from xetfs.osutil.atomic import write_atomic
     from xetfs.server.auth import new_token
-    from xetfs.server.stores.local import write_atomic
 
     if given:
         return given, False
@@ -149,8 +149,9 @@ async def _serve(args: argparse.Namespace, storage: Any, meta: Any, regions: Any
 
     from aiohttp import web
 
-    from xetfs.server.app import AccessLogger, State, make_app
-    from xetfs.server.stores.local import write_atomic
+    from xetfs.osutil.atomic import write_atomic
+    from xetfs.server.app import State, make_app
+    from xetfs.server.middleware import AccessLogger
 
     data_dir: Path = args.data.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Tokens and scopes (hub-api.md §2, §4.7; shared/xet-protocol.md §7.1).
+"""Tokens and scopes (docs/security.md).
 
 Three kinds of credentials, all derived from one server secret: kept in ``DIR/secret`` (mode 0600) with the
 embedded SQLite metadata; kept in the database (``settings``: ``server_secret``, created by the first node
@@ -12,8 +12,8 @@ signs and accepts the same CAS tokens and data URLs:
   and every node accepts it, besides its own; give every node the same ``--token`` to have just one.
 - **CAS tokens** (what ``/xet-{read,write}-token`` hands to hf_xet): stateless,
   ``xcas.<base64url JSON claims>.<base64url HMAC-SHA256>``, bound to repo + revision + scope + exp. The CAS
-  accepts one until its ``exp`` (hf_xet never refreshes after a 401, §7.1).
-- **Data URLs** (reconstruction fetch URLs, §7.3): ``/v1/data/<xorb>?e=<exp>&s=<sig>`` with
+  accepts one until its ``exp`` (hf_xet never refreshes after a 401).
+- **Data URLs** (reconstruction fetch URLs): ``/v1/data/<xorb>?e=<exp>&s=<sig>`` with
   ``sig = HMAC-SHA256(url key, "<xorb hex>:<exp>")``; hf_xet sends no Authorization there, so the URL itself
   is the credential; a tampered or expired one is 403.
 
@@ -34,7 +34,7 @@ from typing import Any
 
 from xetfs.errors import Forbidden, Unauthorized
 from xetfs.server.metadata.store import Metadata
-from xetfs.server.stores.local import write_atomic
+from xetfs.osutil.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 

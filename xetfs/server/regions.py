@@ -1,4 +1,4 @@
-"""Regions: which CAS node a client is sent to by the Hub xet token routes (issue 6 item 4; hub-api.md §4.7).
+"""Regions: which CAS node a client is sent to by the Hub xet token routes (docs/architecture.md).
 
 The Hub token routes answer ``casUrl`` (JSON body) and ``X-Xet-Cas-Url`` (header); ``hf_xet`` and the xetfs
 client then talk to that CAS. Several ``xetfs serve`` nodes sharing one bucket and one database act as one

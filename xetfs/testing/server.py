@@ -6,7 +6,7 @@
   the environment, e.g. ``--storage s3://…`` and AWS_* keys), waits for ``GET /health``, yields a ``ServerHandle``
   and always stops the process; its output goes to ``tmp_path/server.log``, printed when the block fails.
   ``.start()`` after ``.stop()`` / ``.kill()`` restarts on the same port with the same data.
-- ``check_storage_contract(storage)``: the conformance suite every ``xetfs.server.stores.local`` backend passes.
+- ``check_storage_contract(storage)``: the conformance suite every ``xetfs.server.stores.base.Storage`` backend passes.
 - ``parse_metrics(text)``: Prometheus text -> dict; ``HF_CLIENT_ENV``: the official clients quiet, quick to fail.
 """
 from __future__ import annotations
@@ -176,7 +176,7 @@ def started(handle: Any, name: str) -> Iterator[Any]:
 
 
 def check_storage_contract(storage: Any) -> None:
-    """The conformance suite of ``xetfs.server.stores.local.Storage`` (run it against every backend)."""
+    """The conformance suite of ``xetfs.server.stores.base.Storage`` (run it against every backend)."""
     from xetfs.errors import NotFound, ValidationError
 
     key, data = "xorbs/contract-object", make_bytes("random", 100_003, seed=7)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xetfs.errors import ValidationError
-from xetfs.server.metadata.db import Database, Tx
+from xetfs.server.metadata.database import Database, Tx
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,12 @@
 """The server's metadata: CAS index, repos/refs/commits/snapshots, Hub tokens — in SQLite or PostgreSQL.
 
-CAS index (shared/xet-protocol.md §6.4, §7.3):
+CAS index (docs/protocol.md):
 - ``xorbs``: per stored xorb its serialized size and, packed, its chunk hashes (32 raw bytes each),
   uncompressed chunk sizes (u32) and serialized record offsets (u64, n + 1 values), so a reconstruction is
   planned without re-reading the xorb;
 - ``files``: file hash -> terms (packed 44-byte records: raw xorb hash, chunk start, chunk end, unpacked
-  bytes), size, sha256 (hex); ``sha256_index``: sha256 hex -> file hash (Hub commits name Xet files by sha256,
-  hub-api.md §5);
-- ``dedup_chunks``: eligible chunk hash -> xorb hash (file-start chunks and ``hash % 1024 == 0``, §6.2), and
+  bytes), size, sha256 (hex); ``sha256_index``: sha256 hex -> file hash (Hub commits name Xet files by sha256);
+- ``dedup_chunks``: eligible chunk hash -> xorb hash (file-start chunks and ``hash % 1024 == 0``), and
   for a file-start chunk the file, so a dedup answer can list every xorb of that file.
 
 Repos: ``repos`` (type, repo_id), ``refs`` (branch -> commit oid), ``commits`` (oid, parent, tree oid,
@@ -21,9 +20,9 @@ Xet file that appears in some commit's tree of the repo, written in the same tra
 uploader can read back (and commit) what it has not committed yet. ``file_reachable`` answers "may a token
 of this repo read this file". Both tables are only added to; deleting a repo drops its rows.
 
-Backends (``db.py``): ``Metadata(path)`` is SQLite (the embedded default), ``Metadata("postgresql://…")``
+Backends (``database``, ``sqlite``, ``postgres``): ``Metadata(path)`` is SQLite (the embedded default), ``Metadata("postgresql://…")``
 PostgreSQL, shared by every node of a cluster. Each query is written once here, in the dialect subset both
-accept; the schema and its versioned migrations (run on open) live in ``metadata_schema``. Each write method
+accept; the schema and its versioned migrations (run on open) live in ``schema``. Each write method
 is ONE transaction, so a rejected or interrupted request leaves nothing behind. Moving a branch is a
 compare-and-swap on ``refs`` inside the commit's transaction (``add_commit``): of two commits racing on one
 branch — threads of one node or two nodes — exactly one wins and the other gets False (HTTP 412), never a
@@ -46,7 +45,8 @@ from typing import Any
 
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import AlreadyExists, NotFound
-from xetfs.server.metadata.db import Database, Tx, open_database
+from xetfs.server.metadata.connect import open_database
+from xetfs.server.metadata.database import Database, Tx
 from xetfs.server.metadata.schema import SCHEMA_VERSION, decode_tree, encode_tree, index_tree, migrate
 
 __all__ = ["SCHEMA_VERSION", "Commit", "FileRecord", "Metadata", "Repo", "StoredTerm", "TokenRecord",
@@ -138,7 +138,7 @@ class _LRU(OrderedDict[str, Any]):
 class Metadata:
     def __init__(self, target: Path | str | Database) -> None:
         """``target``: a SQLite file path, a ``postgresql://`` / ``sqlite:///`` URL, or an open Database.
-        The schema is created or migrated here (``metadata_schema.migrate``)."""
+        The schema is created or migrated here (``schema.migrate``)."""
         self._db = target if isinstance(target, Database) else open_database(target)
         self._lock = threading.Lock()           # guards the caches
         self._xorb_cache = _LRU(4096)
@@ -208,7 +208,7 @@ class Metadata:
         return self.dedup_entry(chunk)[0]
 
     def dedup_entry(self, chunk: MerkleHash) -> tuple[MerkleHash | None, MerkleHash | None]:
-        """-> (xorb holding ``chunk``, file that starts with it) for a global-dedup query (§6.3)."""
+        """-> (xorb holding ``chunk``, file that starts with it) for a global-dedup query."""
         row = self._one("SELECT xorb_hash, file_hash FROM dedup_chunks WHERE chunk_hash=?", (str(chunk),))
         if row is None:
             return None, None
@@ -303,7 +303,7 @@ class Metadata:
         return Repo(int(row[0]), row[1], row[2], bool(row[3]), row[4]) if row else None
 
     def repo_by_key(self, key: str) -> Repo | None:
-        """The repo a CAS token names (``"{type}:{ns}/{name}"``, hub_routes.RepoRequest.repo_key)."""
+        """The repo a CAS token names (``"{type}:{ns}/{name}"``, services.repos.repo_key)."""
         repo_type, sep, repo_id = key.partition(":")
         return self.repo(repo_type, repo_id) if sep else None
 

@@ -1,64 +1,42 @@
-"""CAS API routes (shared/xet-protocol.md §7): thin handlers over validation, storage and metadata.
+"""CAS API routes (docs/protocol.md, CAS API): parse, authorize, call ``services``, format.
 
 | route | notes |
 |---|---|
-| GET  /v1/reconstructions/{file}, /v2/… | ``Range`` honoured; 416 at/after EOF (speculative unknown-size windows too); end clamped; each term carries ``verification_hash`` |
-| GET/POST /v1/reconstructions | batch form (§7.6): ``?file_id=…`` (xet-core client) or JSON ``[{"hash":…}]`` (spec) |
-| GET  /v1/data/{xorb}?e=&s= | signed, expiring URL; single range via sendfile (206), or read from a remote store; multi-range -> multipart/byteranges |
+| GET  /v1/reconstructions/{file}, /v2/… | ``Range`` honoured; 416 at/after EOF; end clamped; each term carries ``verification_hash`` |
+| GET/POST /v1/reconstructions | batch form: ``?file_id=…`` (xet-core client) or JSON ``[{"hash":…}]`` (spec) |
 | POST /v1/xorbs/{prefix}/{xorb} | validated in a thread, stored atomically, ``{"was_inserted": bool}`` |
 | HEAD /v1/xorbs/{prefix}/{xorb}, /v1/files/{file} | ``Content-Length`` = stored xorb size / file size |
 | POST /v1/shards, /v2/shards | validated; v1 ``{"result": 0|1}``, v2 NDJSON events ending in ``{"type":"result"}`` |
-| GET  /v1/chunks/{default|default-merkledb}/{chunk} | global dedup: a full shard with footer (§6.3) or 404 |
-| POST /v1/xorb-grants/… | always 404 (client falls back to POST /v1/xorbs; a 200 would lose data, §7.2) |
+| GET  /v1/chunks/{default|default-merkledb}/{chunk} | global dedup: a full shard with footer, or 404 |
+| POST /v1/xorb-grants/… | always 404 (client falls back to POST /v1/xorbs; a 200 would lose data) |
 | POST /v1/telemetry | accepted and dropped |
 
-Repo binding (auth.py): a CAS token names one repo, and every route that hands out a file's reconstruction
-(v1, v2, batch, ``HEAD /v1/files``) serves only a file reachable from that repo
-(``Metadata.file_reachable``: in some commit of the repo, or registered by a shard uploaded with a token of
-the repo); any other file is the same 404 as an unknown one, so existence does not leak. A shard upload
-records the uploading token's repo. Global dedup stays global on purpose (see ``dedup_shard``). Data URLs
-need no binding: they are signed per xorb and only handed out inside a reconstruction the token may see.
-
-Fetch URLs (``url_maker``): with a store that presigns (S3, ``State.direct_url``) and without
-``--proxy-reads``, each xorb's URL is a presigned GET of the xorb object on the store (any single Range;
-the client talks to the store, the node serves no data bytes); otherwise the node's own ``/v1/data`` URL.
-Both live ``DATA_URL_TTL_S`` (1 h), far above how long a reader keeps a plan (``FileReader``'s
-``reconstruction_ttl_s``, 300 s), so a cached plan never holds an expired URL; a 403 on an expired one
-makes the client ask for a fresh reconstruction.
+Reconstructions are repo-bound (``services.cas.readable_file``). Fetch URLs (``url_maker``): with a store
+that presigns and without ``--proxy-reads``, each xorb's URL is a presigned GET of the xorb object on the
+store; otherwise the node's own ``/v1/data`` URL (``routes.data``). Both live ``DATA_URL_TTL_S`` (1 h), far
+above how long a reader keeps a plan (300 s), so a cached plan never holds an expired URL; a 403 on an
+expired one makes the client ask for a fresh reconstruction.
 """
 from __future__ import annotations
 
 import json
-import logging
-import secrets
-import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from xetfs.core.hashing import ZERO_HASH, MerkleHash
-from xetfs.core.reconstruction import FetchRange, Reconstruction, parse_range_header, plan_reconstruction, \
-    to_json_v1, to_json_v2
-from xetfs.core.shard import Shard, XorbChunkEntry, XorbInfo, serialize_full_shard
-from xetfs.errors import NotFound, ValidationError
-from xetfs.server.app import State, state_of
-from xetfs.server.auth import DATA_URL_TTL_S, CasClaims
-from xetfs.server.metadata.store import FileRecord, XorbRecord
-from xetfs.server.services.validation import MAX_SHARD_BODY_BYTES, MAX_XORB_BODY_BYTES, ValidShard, ValidXorb, \
+from xetfs.core.hashing import MerkleHash
+from xetfs.core.reconstruction import FetchRange, parse_range_header, to_json_v1, to_json_v2
+from xetfs.errors import NotFound
+from xetfs.server.auth import DATA_URL_TTL_S
+from xetfs.server.context import state_of
+from xetfs.server.request import base_url, hash_param, read_body
+from xetfs.server.services.cas import plan, readable_file, store_shard, store_xorb, xorb_key
+from xetfs.server.services.dedup import dedup_shard
+from xetfs.server.services.validation import MAX_SHARD_BODY_BYTES, MAX_XORB_BODY_BYTES, ValidShard, \
     check_shard, check_xorb
 
-log = logging.getLogger(__name__)
-
 PREFIXES = ("default", "default-merkledb")
-DEDUP_KEY_TTL_S = 3600
-
-
-def xorb_key(xorb: MerkleHash | str) -> str:
-    return f"xorbs/{xorb}"
-
-
-def _hash_param(request: web.Request, name: str) -> MerkleHash:
-    return MerkleHash.from_hex(request.match_info[name])
 
 
 def _prefix(request: web.Request) -> None:
@@ -66,64 +44,9 @@ def _prefix(request: web.Request) -> None:
         raise NotFound(f"unknown prefix {request.match_info['prefix']!r}")
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise ValidationError(f"body of {request.content_length} bytes exceeds {limit}")
-    buf = bytearray()
-    while chunk := await request.content.readany():
-        buf += chunk
-        if len(buf) > limit:
-            raise ValidationError(f"body exceeds {limit} bytes")
-    return bytes(buf)
-
-
-# ---------------------------------------------------------------------------------------- reconstruction
-
-def file_record(st: State, file_hash: MerkleHash) -> FileRecord:
-    rec = st.meta.file(file_hash)
-    if rec is None:
-        if file_hash == ZERO_HASH:        # the empty file needs no upload (§5.3)
-            return FileRecord(ZERO_HASH, 0, (), None)
-        raise NotFound(f"file {file_hash} not found")
-    return rec
-
-
-def token_repo(st: State, claims: CasClaims) -> int | None:
-    """The repo a CAS token is bound to -> its row id; None for an anonymous ``--public-read`` caller.
-    NotFound when the repo is gone (deleted after the token was issued). Sync (DB)."""
-    if claims.sub == "anonymous" and not claims.repo:
-        return None
-    repo = st.meta.repo_by_key(claims.repo)
-    if repo is None:
-        raise NotFound(f"repository {claims.repo} not found")
-    return repo.id
-
-
-def readable_file(st: State, claims: CasClaims, file_hash: MerkleHash) -> FileRecord:
-    """``file_record`` for a caller holding ``claims``: a file not reachable from the token's repo is the
-    same 404 as an unknown file. The empty file reveals nothing and is always served. Sync (DB)."""
-    if file_hash != ZERO_HASH and not st.meta.file_reachable(token_repo(st, claims), file_hash):
-        raise NotFound(f"file {file_hash} not found")
-    return file_record(st, file_hash)
-
-
-def _xorb(st: State, h: MerkleHash) -> XorbRecord:
-    rec = st.meta.xorb(h)
-    if rec is None:
-        raise NotFound(f"xorb {h} missing from the index")
-    return rec
-
-
-def plan(st: State, rec: FileRecord, byte_range: tuple[int, int] | None, verify: bool = True) -> Reconstruction:
-    """§7.3 server plan from the metadata alone (no xorb is read). Runs in a thread."""
-    return plan_reconstruction(rec.terms, byte_range, lambda x: _xorb(st, x).chunk_offsets,
-                               (lambda x: _xorb(st, x).chunk_hashes) if verify else None,
-                               chunk_sizes=lambda x: _xorb(st, x).chunk_sizes)
-
-
-def url_maker(request: web.Request) -> Any:
+def url_maker(request: web.Request) -> Callable[[FetchRange], str]:
     st = state_of(request)
-    base = f"{request.scheme}://{request.host}"
+    base = base_url(request)
     signed: dict[MerkleHash, str] = {}
 
     def url_for(fr: FetchRange) -> str:
@@ -138,7 +61,7 @@ def url_maker(request: web.Request) -> Any:
 async def _reconstruction(request: web.Request, version: int) -> web.Response:
     st = state_of(request)
     claims = st.auth.cas_claims(request.headers.get("Authorization"), "read")
-    fh = _hash_param(request, "file_id")
+    fh = hash_param(request, "file_id")
     rec = await st.run(readable_file, st, claims, fh)
     byte_range = parse_range_header(request.headers.get("Range"), rec.size)
     r = await st.run(plan, st, rec, byte_range)
@@ -156,7 +79,7 @@ async def _reconstruction_v2(request: web.Request) -> web.Response:
 
 
 async def _batch_reconstruction(request: web.Request) -> web.Response:
-    """§7.6: ``{"files": {file: [terms]}, "fetch_info": {xorb: [...]}}`` (v1 shapes)."""
+    """``{"files": {file: [terms]}, "fetch_info": {xorb: [...]}}`` (v1 shapes)."""
     st = state_of(request)
     claims = st.auth.cas_claims(request.headers.get("Authorization"), "read")
     if request.method == "POST":
@@ -178,74 +101,16 @@ async def _batch_reconstruction(request: web.Request) -> web.Response:
     return web.json_response({"files": files, "fetch_info": fetch_info})
 
 
-# ---------------------------------------------------------------------------------------- data route
-
-def parse_ranges(value: str, total: int) -> list[tuple[int, int]]:
-    """``bytes=a-b,c-d`` -> ``[start, end)`` pairs (each by the single-range rules of core)."""
-    unit, _, spec = value.partition("=")
-    return [r for part in spec.split(",")
-            if (r := parse_range_header(f"{unit}={part.strip()}", total)) is not None]
-
-
-async def _data(request: web.Request) -> web.StreamResponse:
-    st = state_of(request)
-    xorb = str(_hash_param(request, "xorb"))
-    st.auth.check_data(xorb, request.query.get("e"), request.query.get("s"))
-    key = xorb_key(xorb)
-    size = await st.run(st.storage.size, key)
-    header = request.headers.get("Range")
-    ranges = parse_ranges(header, size) if header else [(0, size)]
-    served = sum(e - s for s, e in ranges)
-    st.metrics.inc("xetfs_cas_data_bytes_served_total", served)
-    path = st.storage.path_for(key)
-    if len(ranges) == 1 and path is not None:
-        return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
-    if len(ranges) == 1:
-        (s, e), = ranges
-        data = await st.run(st.storage.get_range, key, s, e - 1)
-        status = 206 if header else 200
-        headers = {"Content-Range": f"bytes {s}-{e - 1}/{size}"} if header else {}
-        return web.Response(body=data, status=status, headers=headers, content_type="application/octet-stream")
-    return await _multipart(request, st, key, ranges, size)
-
-
-async def _multipart(request: web.Request, st: State, key: str, ranges: list[tuple[int, int]],
-                     size: int) -> web.StreamResponse:
-    """RFC 7233 multipart/byteranges, parts in request order (§7.3 multi-range fetching)."""
-    boundary = secrets.token_hex(16)
-    heads = [(f"--{boundary}\r\nContent-Type: application/octet-stream\r\n"
-              f"Content-Range: bytes {s}-{e - 1}/{size}\r\n\r\n").encode() for s, e in ranges]
-    tail = f"--{boundary}--\r\n".encode()
-    length = sum(len(h) + (e - s) + 2 for h, (s, e) in zip(heads, ranges)) + len(tail)
-    resp = web.StreamResponse(status=206, headers={
-        "Content-Type": f"multipart/byteranges; boundary={boundary}", "Content-Length": str(length)})
-    await resp.prepare(request)
-    for head, (s, e) in zip(heads, ranges):
-        await resp.write(head)
-        await resp.write(await st.run(st.storage.get_range, key, s, e - 1))
-        await resp.write(b"\r\n")
-    await resp.write(tail)
-    await resp.write_eof()
-    return resp
-
-
-# ---------------------------------------------------------------------------------------- uploads
-
-def _store_xorb(st: State, valid: ValidXorb) -> bool:
-    st.storage.put_if_absent(xorb_key(valid.record.hash), valid.data)
-    return st.meta.add_xorb(valid.record, valid.dedup_chunks)
-
-
 async def _post_xorb(request: web.Request) -> web.Response:
     st = state_of(request)
     _prefix(request)
     claims = st.auth.cas_claims(request.headers.get("Authorization"), "write")
-    xorb = _hash_param(request, "hash")
+    xorb = hash_param(request, "hash")
     body = await read_body(request, MAX_XORB_BODY_BYTES)
     if await st.run(st.meta.has_xorb, xorb):
         return web.json_response({"was_inserted": False})
     valid = await st.run(check_xorb, body, str(xorb))
-    inserted = await st.run(_store_xorb, st, valid)
+    inserted = await st.run(store_xorb, st, valid)
     if inserted:
         st.metrics.inc("xetfs_cas_xorb_upload_bytes_total", len(body))
         st.metrics.inc("xetfs_cas_xorbs_stored_total")
@@ -253,18 +118,12 @@ async def _post_xorb(request: web.Request) -> web.Response:
     return web.json_response({"was_inserted": inserted})
 
 
-def _store_shard(st: State, valid: ValidShard, body: bytes, claims: CasClaims) -> bool:
-    uploader = token_repo(st, claims)     # before storing: a token of a deleted repo registers nothing
-    st.storage.put_if_absent(f"shards/{valid.hash}", body)
-    return st.meta.add_shard(valid.hash, len(body), valid.files, valid.dedup_chunks, uploader)
-
-
 async def _accept_shard(request: web.Request) -> tuple[ValidShard, bool]:
     st = state_of(request)
     claims = st.auth.cas_claims(request.headers.get("Authorization"), "write")
     body = await read_body(request, MAX_SHARD_BODY_BYTES)
     valid = await st.run(check_shard, body, st.meta.xorb)
-    new = await st.run(_store_shard, st, valid, body, claims)
+    new = await st.run(store_shard, st, valid, body, claims)
     st.metrics.inc("xetfs_cas_shard_upload_bytes_total", len(body))
     files = ",".join(str(f.hash) for f in valid.files)
     await st.run(st.audit.write, claims.sub, claims.repo, "shard", f"{valid.hash} files={files}", len(body))
@@ -283,52 +142,11 @@ async def _post_shard_v2(request: web.Request) -> web.Response:
     return web.Response(text="".join(json.dumps(e) + "\n" for e in events), content_type="application/x-ndjson")
 
 
-# ---------------------------------------------------------------------------------------- dedup, heads, misc
-
-MAX_DEDUP_XORBS = 32
-
-
-def _xorb_info(rec: XorbRecord) -> XorbInfo:
-    """§5.4 block as the server serves it: uncompressed offsets and ``num_bytes_on_disk`` = stored size."""
-    entries, start = [], 0
-    for h, size in zip(rec.chunk_hashes, rec.chunk_sizes):
-        entries.append(XorbChunkEntry(h, start, size))
-        start += size
-    return XorbInfo(rec.hash, tuple(entries), start, rec.stored_bytes)
-
-
-def dedup_shard(st: State, chunk: MerkleHash) -> bytes | None:
-    """§6.3: a full shard (footer, lookup tables) listing the xorb that holds ``chunk`` and, when ``chunk``
-    starts a known file, the other xorbs of that file (so a re-upload learns them all at once); None =
-    unknown chunk.
-
-    Deliberately NOT bound to the token's repo: like the Hub, dedup works across repos. The answer carries
-    xorb hashes, sizes and chunk hashes keyed with a fresh random key (``--dedup-hmac random``), never data
-    or data URLs, and it is only given to a caller who already knows the raw chunk hash (i.e. has the data).
-    Reading still needs a reconstruction, which is repo-bound (a shard naming those xorbs must prove the raw
-    chunk hashes: validation recomputes the file and verification hashes). With ``--dedup-hmac none`` the
-    answer's chunk hashes are plain, which would let a caller register (and so read) those xorbs' chunks:
-    use that mode only between trusted clients."""
-    xorb, file_hash = st.meta.dedup_entry(chunk)
-    if xorb is None:
-        return None
-    hashes = [xorb]
-    rec = st.meta.file(file_hash) if file_hash is not None else None
-    for t in rec.terms if rec is not None else ():
-        if t.xorb_hash not in hashes and len(hashes) < MAX_DEDUP_XORBS:
-            hashes.append(t.xorb_hash)
-    infos = tuple(_xorb_info(_xorb(st, h)) for h in hashes)
-    now = int(time.time())
-    key = secrets.token_bytes(32) if st.dedup_keyed else bytes(32)
-    return serialize_full_shard(Shard((), infos), hmac_key=key, creation_timestamp=now,
-                                key_expiry=now + DEDUP_KEY_TTL_S)
-
-
 async def _chunks(request: web.Request) -> web.Response:
     st = state_of(request)
     _prefix(request)
     st.auth.cas_claims(request.headers.get("Authorization"), "read")
-    chunk = _hash_param(request, "hash")
+    chunk = hash_param(request, "hash")
     st.metrics.inc("xetfs_cas_dedup_queries_total")
     data = await st.run(dedup_shard, st, chunk)
     if data is None:
@@ -345,7 +163,7 @@ async def _head_xorb(request: web.Request) -> web.Response:
     st = state_of(request)
     _prefix(request)
     st.auth.cas_claims(request.headers.get("Authorization"), "read")
-    rec = await st.run(st.meta.xorb, _hash_param(request, "hash"))
+    rec = await st.run(st.meta.xorb, hash_param(request, "hash"))
     if rec is None:
         raise NotFound("xorb not stored")
     return web.Response(headers={"Content-Length": str(rec.stored_bytes)})
@@ -354,7 +172,7 @@ async def _head_xorb(request: web.Request) -> web.Response:
 async def _head_file(request: web.Request) -> web.Response:
     st = state_of(request)
     claims = st.auth.cas_claims(request.headers.get("Authorization"), "read")
-    rec = await st.run(readable_file, st, claims, _hash_param(request, "file_id"))
+    rec = await st.run(readable_file, st, claims, hash_param(request, "file_id"))
     return web.Response(headers={"Content-Length": str(rec.size)})
 
 
@@ -369,7 +187,6 @@ def setup(app: web.Application) -> None:
     r.add_get("/v2/reconstructions/{file_id}", _reconstruction_v2)
     r.add_get("/v1/reconstructions", _batch_reconstruction)
     r.add_post("/v1/reconstructions", _batch_reconstruction)
-    r.add_get("/v1/data/{xorb}", _data)
     r.add_post("/v1/xorbs/{prefix}/{hash}", _post_xorb)
     r.add_head("/v1/xorbs/{prefix}/{hash}", _head_xorb)
     r.add_head("/v1/files/{file_id}", _head_file)

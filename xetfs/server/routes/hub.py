@@ -1,91 +1,56 @@
-"""Hub API routes (hub-api.md §4): repos, revisions, trees, preupload, NDJSON commits, xet tokens, refs.
+"""Hub API routes (docs/protocol.md, Hub API): repos, revisions, trees, preupload, NDJSON commits, xet tokens, refs.
 
 ``/api/{models|datasets|spaces}/{ns}/{name}[/{op}/{rev}[/{path}]]`` is parsed from the RAW path, one
 segment at a time, so that a revision containing an encoded ``/`` (``refs%2Fpr%2F1``) stays one segment.
-Every handler authenticates the Hub token (``auth.Auth.hub_principal``), checks its scope for the repo
+Every handler authenticates the Hub token (``request.principal``), checks its scope for the repo
 (read: info/tree/paths-info/refs/commits/read token; write: preupload/commit/write token/branches), then
-calls metadata + ``commits``. Errors: RepoNotFound / RevisionNotFound / EntryNotFound in ``X-Error-Code``.
+calls ``services.repos`` and ``services.commits``. Errors: RepoNotFound / RevisionNotFound / EntryNotFound in ``X-Error-Code``.
 
-Xet token routes (§4.7) answer the JSON body ``{"casUrl","accessToken","exp"}`` AND the ``X-Xet-*``
+Xet token routes answer the JSON body ``{"casUrl","accessToken","exp"}`` AND the ``X-Xet-*``
 headers (uploads hang without the body, downloads fail without the headers). ``casUrl`` is this server, or
 the CAS node for the client's region (``regions.RegionMap.cas_url``, from ``xetfs serve --region*``).
 """
 from __future__ import annotations
 
-import json
-import re
+import base64
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from xetfs.errors import AlreadyExists, Conflict, NotFound, ValidationError
-from xetfs.server.app import EntryNotFound, RepoNotFound, RevisionNotFound, State, state_of
+from xetfs.errors import AlreadyExists, NotFound, ValidationError
 from xetfs.server.auth import Principal
-from xetfs.server.routes.cas import read_body
-from xetfs.server.services.commits import apply_commit_lines, list_tree, make_commit, paths_info, upload_mode
-from xetfs.server.metadata.store import Commit, FileRecord, Repo
+from xetfs.server.context import State, state_of
+from xetfs.server.errors import EntryNotFound, RepoNotFound, RevisionNotFound
+from xetfs.server.metadata.store import Commit, Repo
+from xetfs.server.request import base_url, json_body, principal, read_body
+from xetfs.server.services import repos
+from xetfs.server.services.commits import list_tree, make_commit, paths_info, upload_mode
+from xetfs.server.services.repos import iso, lookup_repo, resolve_rev
+from xetfs.server.services.validation import check_repo_name
 
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 MAX_COMMIT_BODY_BYTES = 1024 ** 3
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
-
-
-def base_url(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
-
-
-def lookup_repo(st: State, repo_type: str, repo_id: str) -> Repo:
-    repo = st.meta.repo(repo_type, repo_id)
-    if repo is None:
-        raise RepoNotFound(f"{repo_type} repository {repo_id} not found")
-    return repo
-
-
-def resolve_rev(st: State, repo: Repo, rev: str) -> Commit:
-    """A branch name or a commit sha -> the commit (RevisionNotFound otherwise). Sync (DB)."""
-    oid = st.meta.refs(repo).get(rev)
-    commit = st.meta.commit(repo, oid or rev) if oid or _SHA_RE.match(rev) else None
-    if commit is None:
-        raise RevisionNotFound(f"revision {rev} not found in {repo.repo_id}")
-    return commit
-
-
-async def principal(request: web.Request, scope: str, repo_id: str | None) -> Principal:
-    st = state_of(request)
-    who = await st.run(st.auth.hub_principal, request.headers.get("Authorization"))
-    return st.auth.require(who, scope, repo_id)
 
 
 # ---------------------------------------------------------------------------------------- repos
 
-def _repo_id_from_body(body: dict[str, Any]) -> tuple[str, str]:
+def _repo_id_from_body(body: Any) -> tuple[str, str]:
+    if not isinstance(body, dict):
+        raise ValidationError("create/delete needs a JSON object")
     name, org = body.get("name"), body.get("organization") or "user"
     repo_type = body.get("type") or "model"
-    if not isinstance(name, str) or not _NAME_RE.match(name) or not _NAME_RE.match(str(org)) \
-            or repo_type not in URL_PREFIX:
+    if not isinstance(name, str) or not isinstance(org, str) or repo_type not in URL_PREFIX:
         raise ValidationError("create/delete needs a valid name, organization and type")
+    check_repo_name(org, name)
     return repo_type, f"{org}/{name}"
-
-
-async def _json_body(request: web.Request) -> Any:
-    try:
-        return json.loads(await read_body(request, 16 << 20) or b"{}")
-    except ValueError:
-        raise ValidationError("request body is not JSON") from None
 
 
 async def _create_repo(request: web.Request) -> web.Response:
     st = state_of(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     repo_type, repo_id = _repo_id_from_body(body)
     who = await principal(request, "write", repo_id)
     first = make_commit(f"{repo_type}:{repo_id}", None, {}, "initial commit", "", who.id)
@@ -100,7 +65,7 @@ async def _create_repo(request: web.Request) -> web.Response:
 
 async def _delete_repo(request: web.Request) -> web.Response:
     st = state_of(request)
-    repo_type, repo_id = _repo_id_from_body(await _json_body(request))
+    repo_type, repo_id = _repo_id_from_body(await json_body(request))
     who = await principal(request, "write", repo_id)
     repo = await st.run(lookup_repo, st, repo_type, repo_id)
     await st.run(st.meta.delete_repo, repo)
@@ -135,7 +100,7 @@ class RepoRequest:
 
     @property
     def repo_key(self) -> str:
-        return f"{self.repo_type}:{self.repo_id}"
+        return repos.repo_key(self.repo_type, self.repo_id)
 
 
 def _parse_repo_request(request: web.Request) -> RepoRequest:
@@ -181,7 +146,7 @@ async def _tree(rr: RepoRequest) -> web.Response:
 async def _paths_info(rr: RepoRequest) -> web.Response:
     _, _, commit = await _repo_and_commit(rr, "read")
     if rr.request.content_type == "application/json":
-        paths = (await _json_body(rr.request)).get("paths", [])
+        paths = (await json_body(rr.request)).get("paths", [])
     else:
         paths = (await rr.request.post()).getall("paths", [])
     tree = await rr.st.run(rr.st.meta.tree, commit.tree)
@@ -189,11 +154,9 @@ async def _paths_info(rr: RepoRequest) -> web.Response:
 
 
 async def _preupload(rr: RepoRequest) -> web.Response:
-    import base64
-
     _, _, commit = await _repo_and_commit(rr, "write")
     tree = await rr.st.run(rr.st.meta.tree, commit.tree)
-    files = (await _json_body(rr.request)).get("files")
+    files = (await json_body(rr.request)).get("files")
     if not isinstance(files, list):
         raise ValidationError("preupload needs {\"files\": [...]}")
     out = []
@@ -206,34 +169,10 @@ async def _preupload(rr: RepoRequest) -> web.Response:
     return web.json_response({"files": out, "commitOid": commit.oid})
 
 
-def _repo_file(st: State, repo: Repo, sha256_hex: str) -> FileRecord | None:
-    """An ``lfsFile`` may name only a Xet file this repo can already read (uploaded with one of its CAS tokens
-    or in one of its commits): knowing a sha256 must not let a writer of repo B commit, and then read, a
-    file that only repo A holds. Anything else is "not uploaded" (404), whether or not it exists."""
-    rec = st.meta.file_by_sha256(sha256_hex)
-    return rec if rec is not None and st.meta.file_reachable(repo.id, rec.hash) else None
-
-
-def _commit_sync(rr: RepoRequest, who: Principal, repo: Repo, body: bytes) -> Commit:
-    st = rr.st
-    head = resolve_rev(st, repo, rr.rev)
-    if rr.rev not in st.meta.refs(repo):
-        raise ValidationError(f"commits go to a branch, not {rr.rev}")
-    applied = apply_commit_lines(body, st.meta.tree(head.tree), head.oid, lambda sha: _repo_file(st, repo, sha),
-                                 lambda oid, data: st.storage.put_if_absent(f"blobs/{oid}", data))
-    title = str(applied.header.get("summary") or "update")
-    commit = make_commit(rr.repo_key, head.oid, applied.tree, title, str(applied.header.get("description") or ""),
-                         who.id)
-    if not st.meta.add_commit(repo, rr.rev, commit, applied.tree):
-        raise Conflict(f"branch {rr.rev} moved during the commit; retry")
-    st.audit.write(who.id, rr.repo_id, "commit", f"{commit.oid} {' '.join(applied.changes)}", applied.size_bytes)
-    return commit
-
-
 async def _commit(rr: RepoRequest) -> web.Response:
     who, repo, _ = await _repo_and_commit(rr, "write")
     body = await read_body(rr.request, MAX_COMMIT_BODY_BYTES)
-    commit = await rr.st.run(_commit_sync, rr, who, repo, body)
+    commit = await rr.st.run(repos.commit, rr.st, who, repo, rr.rev, body)
     rr.st.metrics.inc("xetfs_hub_commits_total")
     url = f"{base_url(rr.request)}/{URL_PREFIX[rr.repo_type]}{rr.repo_id}/commit/{commit.oid}"
     return web.json_response({"commitOid": commit.oid, "commitUrl": url, "pullRequestUrl": None})
@@ -260,25 +199,15 @@ async def _refs(rr: RepoRequest) -> web.Response:
     return web.json_response({"branches": branches, "tags": [], "converts": [], "pullRequests": []})
 
 
-def _history(st: State, repo: Repo, head: Commit, limit: int = 10000) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    c: Commit | None = head
-    while c is not None and len(out) < limit:
-        out.append({"id": c.oid, "title": c.title, "message": c.message, "date": iso(c.date),
-                    "authors": [{"user": c.author or "unknown"}], "parents": [c.parent] if c.parent else []})
-        c = st.meta.commit(repo, c.parent) if c.parent else None
-    return out
-
-
 async def _commits(rr: RepoRequest) -> web.Response:
     _, repo, head = await _repo_and_commit(rr, "read")
-    return web.json_response(await rr.st.run(_history, rr.st, repo, head))
+    return web.json_response(await rr.st.run(repos.history, rr.st, repo, head))
 
 
 async def _create_branch(rr: RepoRequest) -> web.Response:
     await principal(rr.request, "write", rr.repo_id)
     repo = await rr.st.run(lookup_repo, rr.st, rr.repo_type, rr.repo_id)
-    body = await _json_body(rr.request)
+    body = await json_body(rr.request)
     start = await rr.st.run(resolve_rev, rr.st, repo, str(body.get("startingPoint") or "main"))
     if rr.rev in await rr.st.run(rr.st.meta.refs, repo):
         raise AlreadyExists(f"branch {rr.rev} exists")

@@ -1,4 +1,4 @@
-"""Git-like commits of the Hub API (hub-api.md §4.3–§4.6, §5): snapshots, paths, NDJSON commit ops.
+"""Git-like commits of the Hub API (docs/protocol.md, Hub API): snapshots, paths, NDJSON commit ops.
 
 A commit stores a FULL snapshot: a tree ``{path: entry}`` where an entry is
 ``{"size", "oid", "sha256"}`` for a regular file (``oid`` = git blob sha1 of the content, which is stored
@@ -6,8 +6,8 @@ in storage under ``blobs/<oid>``) or ``{"size", "oid", "sha256", "xet"}`` for a 
 its git-LFS pointer, ``xet`` = Xet file hash). Tree oid = sha1 of the canonical JSON; commit oid = sha1 of
 a git-like text naming the repo, tree, parent, author, date and message (40 hex).
 
-An NDJSON commit (§4.6) is applied to the parent snapshot: ``file`` (base64 content), ``lfsFile`` (sha256
--> Xet file through the sha256 index the shard upload filled, §5; unknown sha256 -> 404, size mismatch ->
+An NDJSON commit is applied to the parent snapshot: ``file`` (base64 content), ``lfsFile`` (sha256
+-> Xet file through the sha256 index the shard upload filled; unknown sha256 -> 404, size mismatch ->
 400), ``deletedFile``, ``deletedFolder``. ``parentCommit`` in the header must be the branch head (else 412).
 Paths are validated: no absolute paths, no ``.``/``..``/empty segments, no NUL or backslash.
 

@@ -1,22 +1,23 @@
-"""Upload validation: nothing bad is stored (shared/xet-protocol.md §4.2, §5, §6.4, §7.4, §7.5).
+"""Validation of what clients send: uploads (nothing bad is stored) and names (docs/protocol.md, docs/security.md).
 
 Both functions are CPU-bound and synchronous: the app runs them in a worker thread, never on the event loop.
 They raise ``FormatError`` / ``IntegrityError`` / ``ValidationError`` (all HTTP 400) and have no side
 effects, so the caller writes only after a complete success.
 
-Xorb (§7.4): ``core.xorb.validate_xorb`` decodes every chunk record, recomputes every chunk hash and the xorb
+Xorb: ``core.xorb.validate_xorb`` decodes every chunk record, recomputes every chunk hash and the xorb
 hash and compares it with the hash in the URL; the server keeps the chunk hashes, uncompressed sizes and
-serialized offsets for planning and indexes the chunks with ``hash % 1024 == 0`` for global dedup (§6.2).
+serialized offsets for planning and indexes the chunks with ``hash % 1024 == 0`` for global dedup.
 
-Shard (§7.5): every xorb it lists or references must be stored, with the same chunk hashes and sizes; every
+Shard: every xorb it lists or references must be stored, with the same chunk hashes and sizes; every
 term's chunk range must lie inside its xorb, its ``unpacked_bytes`` must equal the chunk sizes, its
 verification hash must equal the range hash of the stored chunk hashes; the file hash must equal the file
-hash (§3.2) of the concatenated chunks. Registration indexes file -> terms, sha256 -> file, and the first
-chunk of every file for global dedup (§6.4).
+hash of the concatenated chunks. Registration indexes file -> terms, sha256 -> file, and the first
+chunk of every file for global dedup.
 """
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,9 +28,11 @@ from xetfs.errors import IntegrityError, ValidationError
 from xetfs.core.params import DEFAULT_XORB, GLOBAL_DEDUP_MODULUS, MAX_SHARD_BYTES
 from xetfs.server.metadata.store import FileRecord, StoredTerm, XorbRecord
 
-# §4.1: 64 MiB of chunk data, plus 8-byte record headers and room for an optional footer.
+# 64 MiB of chunk data, plus 8-byte record headers and room for an optional footer.
 MAX_XORB_BODY_BYTES = DEFAULT_XORB.max_xorb_bytes + 8 * DEFAULT_XORB.max_xorb_chunks + 1024 * 1024
 MAX_SHARD_BODY_BYTES = MAX_SHARD_BYTES
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 XorbLookup = Callable[[MerkleHash], XorbRecord | None]
 
@@ -117,3 +120,8 @@ def _check_file(f: FileInfo, lookup: XorbLookup) -> FileRecord:
         raise IntegrityError(f"file hash {f.file_hash} does not match its chunks ({file_hash(leaves)})")
     sha = str(f.sha256) if f.sha256 is not None else None
     return FileRecord(f.file_hash, sum(t.unpacked_bytes for t in terms), tuple(terms), sha)
+
+
+def check_repo_name(namespace: str, name: str) -> None:
+    if not _NAME_RE.match(namespace) or not _NAME_RE.match(name):
+        raise ValidationError("create/delete needs a valid name, organization and type")

@@ -1,7 +1,7 @@
-"""S3-compatible object storage behind the ``xetfs.server.stores.local`` contract (design.md §1 "stores", §2.4).
+"""S3-compatible object storage behind the ``stores.base`` contract (docs/architecture.md).
 
 Same contract, same conformance suite (``xetfs.testing.server.check_storage_contract``) as ``LocalStorage``:
-keys are checked by ``storage.check_key`` and become object names ``PREFIX + key`` in one bucket
+keys are checked by ``base.check_key`` and become object names ``PREFIX + key`` in one bucket
 (``s3://BUCKET/PREFIX``, path-style URLs ``ENDPOINT/BUCKET/PREFIXkey``). Methods are synchronous and
 thread-safe, like ``LocalStorage``: the aiohttp app calls them through ``asyncio.to_thread``.
 
@@ -45,10 +45,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from xetfs.transport.http import DEFAULT_HTTP, HttpParams, status_error, transport_error
-from xetfs.transport.retry import RetryPolicy, backoff_delay
+from xetfs.transport.retry import RetryPolicy, backoff_delay, retry_after_of
 from xetfs.errors import RemoteError, TransientError, ValidationError, XetError
 from xetfs.server.stores import sigv4
-from xetfs.server.stores.local import check_key
+from xetfs.server.stores.base import check_key
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ class S3Storage:
                 failures += 1
                 if not exc.retryable or failures >= self.retry.max_attempts:
                     raise
-                delay = backoff_delay(failures, self.retry, random.random(), getattr(exc, "retry_after_s", None))
+                delay = backoff_delay(failures, self.retry, random.random(), retry_after_of(exc))
                 if time.monotonic() - started + delay > self.retry.max_total_s:
                     raise
                 log.warning("%s; retry %d in %.1f s", exc, failures, delay)

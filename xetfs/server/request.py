@@ -1,0 +1,48 @@
+"""Request parsing the route modules share: bodies under a limit, JSON bodies, hash parameters, callers.
+
+Route modules never import each other; what more than one of them needs lives here.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from xetfs.core.hashing import MerkleHash
+from xetfs.errors import ValidationError
+from xetfs.server.auth import Principal
+from xetfs.server.context import state_of
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise ValidationError(f"body of {request.content_length} bytes exceeds {limit}")
+    buf = bytearray()
+    while chunk := await request.content.readany():
+        buf += chunk
+        if len(buf) > limit:
+            raise ValidationError(f"body exceeds {limit} bytes")
+    return bytes(buf)
+
+
+async def json_body(request: web.Request, limit: int = 16 << 20) -> Any:
+    try:
+        return json.loads(await read_body(request, limit) or b"{}")
+    except ValueError:
+        raise ValidationError("request body is not JSON") from None
+
+
+def hash_param(request: web.Request, name: str) -> MerkleHash:
+    return MerkleHash.from_hex(request.match_info[name])
+
+
+def base_url(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+async def principal(request: web.Request, scope: str, repo_id: str | None) -> Principal:
+    """The Hub caller, checked for ``scope`` on ``repo_id`` (401 without a usable token, 403 out of scope)."""
+    st = state_of(request)
+    who = await st.run(st.auth.hub_principal, request.headers.get("Authorization"))
+    return st.auth.require(who, scope, repo_id)

@@ -1,0 +1,44 @@
+"""Server-side reconstruction of a Xet file's bytes for plain HTTP readers of ``/resolve`` (docs/protocol.md).
+
+Plan the range from the metadata, then per term read the serialized chunk records of the needed chunks from
+the stored xorb in batches of ~8 MiB, decode them in a worker thread and yield them, skipping
+``offset_into_first_range`` and cutting the tail. Memory stays bounded by the batch size whatever the file
+size.
+"""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from xetfs.core.xorb import decode_chunks
+from xetfs.server.context import State
+from xetfs.server.metadata.store import FileRecord
+from xetfs.server.services.cas import indexed_xorb, plan, xorb_key
+
+DECODE_BATCH_BYTES = 8 * 1024 * 1024
+
+
+def _decode_span(st: State, xorb: str, start: int, end: int) -> bytes:
+    """Decode the chunk records in serialized bytes ``[start, end)`` of a stored xorb."""
+    return b"".join(decode_chunks(st.storage.get_range(xorb_key(xorb), start, end - 1)))
+
+
+async def xet_range(st: State, rec: FileRecord, start: int, end: int) -> AsyncIterator[memoryview]:
+    """File bytes ``[start, end)`` of ``rec``, in pieces of at most ~``DECODE_BATCH_BYTES``."""
+    r = await st.run(plan, st, rec, (start, end), False)
+    skip, remaining = r.offset_into_first_range, end - start
+    for term in r.terms:
+        xrec = await st.run(indexed_xorb, st, term.xorb_hash)
+        offsets, s = xrec.chunk_offsets, term.chunk_start
+        while s < term.chunk_end and remaining > 0:
+            e = s + 1
+            while e < term.chunk_end and offsets[e + 1] - offsets[s] <= DECODE_BATCH_BYTES:
+                e += 1
+            data = await st.run(_decode_span, st, str(term.xorb_hash), offsets[s], offsets[e])
+            s = e
+            if skip >= len(data):
+                skip -= len(data)
+                continue
+            piece = memoryview(data)[skip:skip + remaining]
+            skip = 0
+            remaining -= len(piece)
+            yield piece

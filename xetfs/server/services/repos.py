@@ -1,0 +1,77 @@
+"""Repos, revisions and commits over the metadata (docs/protocol.md, Hub API).
+
+Synchronous (SQL, storage): routes call these through ``State.run``.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from xetfs.errors import Conflict, ValidationError
+from xetfs.server.auth import Principal
+from xetfs.server.context import State
+from xetfs.server.errors import RepoNotFound, RevisionNotFound
+from xetfs.server.metadata.store import Commit, FileRecord, Repo
+from xetfs.server.services.commits import apply_commit_lines, make_commit
+
+_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
+
+
+def repo_key(repo_type: str, repo_id: str) -> str:
+    """How a CAS token names its repo (``Metadata.repo_by_key``)."""
+    return f"{repo_type}:{repo_id}"
+
+
+def lookup_repo(st: State, repo_type: str, repo_id: str) -> Repo:
+    repo = st.meta.repo(repo_type, repo_id)
+    if repo is None:
+        raise RepoNotFound(f"{repo_type} repository {repo_id} not found")
+    return repo
+
+
+def resolve_rev(st: State, repo: Repo, rev: str) -> Commit:
+    """A branch name or a commit sha -> the commit (RevisionNotFound otherwise)."""
+    oid = st.meta.refs(repo).get(rev)
+    commit = st.meta.commit(repo, oid or rev) if oid or _SHA_RE.match(rev) else None
+    if commit is None:
+        raise RevisionNotFound(f"revision {rev} not found in {repo.repo_id}")
+    return commit
+
+
+def repo_file(st: State, repo: Repo, sha256_hex: str) -> FileRecord | None:
+    """An ``lfsFile`` may name only a Xet file this repo can already read (uploaded with one of its CAS tokens
+    or in one of its commits): knowing a sha256 must not let a writer of repo B commit, and then read, a
+    file that only repo A holds. Anything else is "not uploaded" (404), whether or not it exists."""
+    rec = st.meta.file_by_sha256(sha256_hex)
+    return rec if rec is not None and st.meta.file_reachable(repo.id, rec.hash) else None
+
+
+def commit(st: State, who: Principal, repo: Repo, branch: str, body: bytes) -> Commit:
+    """Apply an NDJSON commit body to the head of ``branch`` and move the branch (Conflict if it moved)."""
+    head = resolve_rev(st, repo, branch)
+    if branch not in st.meta.refs(repo):
+        raise ValidationError(f"commits go to a branch, not {branch}")
+    applied = apply_commit_lines(body, st.meta.tree(head.tree), head.oid, lambda sha: repo_file(st, repo, sha),
+                                 lambda oid, data: st.storage.put_if_absent(f"blobs/{oid}", data))
+    title = str(applied.header.get("summary") or "update")
+    new = make_commit(repo_key(repo.type, repo.repo_id), head.oid, applied.tree, title,
+                      str(applied.header.get("description") or ""), who.id)
+    if not st.meta.add_commit(repo, branch, new, applied.tree):
+        raise Conflict(f"branch {branch} moved during the commit; retry")
+    st.audit.write(who.id, repo.repo_id, "commit", f"{new.oid} {' '.join(applied.changes)}", applied.size_bytes)
+    return new
+
+
+def history(st: State, repo: Repo, head: Commit, limit: int = 10000) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    c: Commit | None = head
+    while c is not None and len(out) < limit:
+        out.append({"id": c.oid, "title": c.title, "message": c.message, "date": iso(c.date),
+                    "authors": [{"user": c.author or "unknown"}], "parents": [c.parent] if c.parent else []})
+        c = st.meta.commit(repo, c.parent) if c.parent else None
+    return out
