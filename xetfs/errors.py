@@ -1,9 +1,14 @@
 """One exception tree for xetfs.
 
 Every error carries an ``errno`` (what a FUSE handler returns) and ``retryable`` (whether the retry
-schedule may try again). Boundaries translate once: httpx/status codes -> these classes in ``xetfs.cas``
-and ``xetfs.hub``; these classes -> ``FUSEError(errno)`` in ``xetfs.fs.fuse_ops``; these classes -> HTTP
-status codes in ``xetfs.server.app``.
+schedule may try again). Boundaries translate once: HTTP statuses -> these classes in
+``xetfs.protocol.status`` (httpx failures in ``xetfs.transport.http``); these classes -> ``FUSEError(errno)``
+in ``xetfs.fs.fuse_ops``; these classes -> HTTP statuses in the server (the ``status`` class attribute).
+
+An error that came over HTTP carries declared fields, set by the constructor: ``http_status`` (the real
+status; 0 for a transport failure with no answer; None for an error that never involved HTTP),
+``retry_after_s`` (the server's ``Retry-After`` hint) and ``request_sent`` (False when the request never
+left, e.g. a refused connection, so another node may take even a non-idempotent request).
 """
 from __future__ import annotations
 
@@ -16,6 +21,13 @@ class XetError(Exception):
     errno: int = _errno.EIO
     retryable: bool = False
     status: int = 500
+
+    def __init__(self, message: str = "", *, http_status: int | None = None, retry_after_s: float | None = None,
+                 request_sent: bool = True) -> None:
+        super().__init__(message)
+        self.http_status = http_status
+        self.retry_after_s = retry_after_s
+        self.request_sent = request_sent
 
 
 class FormatError(XetError):

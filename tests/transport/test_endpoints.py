@@ -11,6 +11,7 @@ import trio
 
 from xetfs import errors
 from xetfs.transport import http
+from xetfs.transport.params import HttpParams
 from xetfs.client.cas import CasClient, TokenProvider
 from xetfs.client.config import RepoRef, resolve_endpoint
 from xetfs.transport.endpoints import (EndpointHealth, Failover, FailoverParams, failover_for, node_failure, node_of,
@@ -35,12 +36,8 @@ def test_parse_and_resolve() -> None:
     assert node_of("HTTP://Node:8080/v1/data/x?s=1") == "http://node:8080"
 
 
-def _err(cls: type[errors.XetError], status: int, **attrs: object) -> errors.XetError:
-    exc = cls("x")
-    setattr(exc, "http_status", status)
-    for k, v in attrs.items():
-        setattr(exc, k, v)
-    return exc
+def _err(cls: type[errors.XetError], status: int, *, request_sent: bool = True) -> errors.XetError:
+    return cls("x", http_status=status, request_sent=request_sent)
 
 
 def test_node_failures() -> None:
@@ -114,7 +111,7 @@ def test_failover_walk_against_real_sockets(server: ServerHandle, repo: str, sil
     body = json.dumps({"name": "made-by-failover", "organization": "org"}).encode()
 
     async def main() -> None:
-        async with http.make_http_client(http.HttpParams(read_timeout_s=0.5)) as client:
+        async with http.make_http_client(HttpParams(read_timeout_s=0.5)) as client:
             fo = Failover()
             fo.health.register([dead, live, silent])
             fo.health.last_probe_s = trio.current_time()    # no probe: walk in the given order

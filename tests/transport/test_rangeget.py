@@ -7,6 +7,7 @@ import pytest
 import trio
 
 from xetfs.transport import http
+from xetfs.transport.params import HttpParams
 from xetfs.client.cas import CasClient, FetchUrlExpired, TokenProvider
 from xetfs.transport.rangeget import RangeGetter
 from xetfs.client.config import RepoRef
@@ -57,7 +58,7 @@ def test_stale_pooled_connection_after_restart_and_dead_server(tmp_path) -> None
     with running_server(tmp_path / "srv") as own:
         own.create_repo("org/r")
         ref = RepoRef("org/r")
-        getter = RangeGetter(http.HttpParams(connect_timeout_s=5.0, read_timeout_s=5.0))
+        getter = RangeGetter(HttpParams(connect_timeout_s=5.0, read_timeout_s=5.0))
 
         async def fetch(fr) -> bytes:  # type: ignore[no-untyped-def]
             buf = bytearray(fr.size_bytes)

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import httpx
 import trio
 
+from xetfs.protocol.status import V1_FALLBACK_STATUSES
 from xetfs.transport import http
 from xetfs.transport.rangeget import RangeGetter, RangeUnsupported
 from xetfs.transport.retry import DEFAULT_RETRY, RetryPolicy, retry_call
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 FAR_FUTURE_EXP = 4102444800.0   # 2100-01-01, for tokens that never expire (tests, static tokens)
-_FALLBACK_STATUSES = (404, 501)
 _CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 
 
@@ -152,7 +152,7 @@ class CasClient:
             try:
                 return await self._call("GET", f"/v2/reconstructions/{file_hash}", parse, headers=headers)
             except XetError as exc:
-                if http.http_status_of(exc) not in _FALLBACK_STATUSES:
+                if http.http_status_of(exc) not in V1_FALLBACK_STATUSES:
                     raise
                 log.debug("v2 reconstruction answered %s; trying v1", http.http_status_of(exc))
         result = await self._call("GET", f"/v1/reconstructions/{file_hash}", parse, headers=headers)
@@ -230,7 +230,7 @@ class CasClient:
             try:
                 return await self._call("POST", "/v2/shards", _parse_shard_events, content=data)
             except XetError as exc:
-                if http.http_status_of(exc) not in _FALLBACK_STATUSES:
+                if http.http_status_of(exc) not in V1_FALLBACK_STATUSES:
                     raise
                 self._shard_version = 1
 

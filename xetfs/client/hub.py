@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from xetfs.transport import http
+from xetfs.transport.params import DEFAULT_HTTP, HttpParams
 from xetfs.transport.retry import DEFAULT_RETRY, RetryPolicy, retry_call
 from xetfs.client.config import RepoRef, quote_path, quote_revision
 from xetfs.core.hashing import MerkleHash
@@ -313,7 +314,7 @@ def token_seconds_left(token: XetToken, now_unix_s: float | None = None) -> floa
 
 
 @asynccontextmanager
-async def open_hub(endpoint: str, token: str | None, params: http.HttpParams = http.DEFAULT_HTTP,
+async def open_hub(endpoint: str, token: str | None, params: HttpParams = DEFAULT_HTTP,
                    retry: RetryPolicy = DEFAULT_RETRY) -> AsyncIterator[HubClient]:
     """A HubClient over a new pooled AsyncClient (closed on exit); CAS clients share ``hub.http``."""
     async with http.make_http_client(params) as client:

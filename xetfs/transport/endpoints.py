@@ -99,10 +99,10 @@ def node_failure(exc: BaseException, *, idempotent: bool = True) -> bool:
     """Is ``exc`` the node's fault (another node may do better)? See the module docstring."""
     if not isinstance(exc, TransientError):
         return False
-    status = getattr(exc, "http_status", None)
-    if not isinstance(status, int) or not (status == 0 or status >= 500):
+    status = exc.http_status
+    if status is None or not (status == 0 or status >= 500):
         return False
-    return idempotent or (status == 0 and getattr(exc, "request_sent", True) is False)
+    return idempotent or (status == 0 and not exc.request_sent)
 
 
 # ------------------------------------------------------------------------------------------ health (pure)

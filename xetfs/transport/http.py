@@ -1,32 +1,22 @@
-"""The HTTP layer shared by the Hub and CAS clients: one AsyncClient, one error translation.
+"""The HTTP session shared by the Hub and CAS clients: one AsyncClient, one error translation.
 
-Design.md §2 convention 5: httpx exceptions and HTTP statuses become ``xetfs.errors`` here and nowhere
-else. The status rules follow xet-protocol.md §7.2 and hub-api.md §7:
+httpx exceptions and HTTP statuses become ``xetfs.errors`` here and nowhere else in the client: statuses by
+the table in ``xetfs.protocol.status`` (``status_error`` below passes it the wall clock), httpx's own failures
+by ``transport_error``. A transport failure has ``http_status`` 0; a request that never left (connect
+failure) has ``request_sent`` False. Messages are one line: ``GET /path: 404 Not Found (RepoNotFound): detail``.
 
-    400 -> ValidationError (FormatError / IntegrityError when the server names them)
-    401 -> Unauthorized        403 -> Forbidden          404 -> NotFound (X-Error-Code kept in the message)
-    409 -> AlreadyExists       412 -> Conflict           416 -> RangeNotSatisfiable
-    408, 429, 5xx except 501, connection errors, timeouts -> TransientError (retryable; Retry-After kept)
-    501 and any other status -> RemoteError (final; 501 is the v2 -> v1 fallback signal of §7.3/§7.5)
-
-Every mapped error carries ``http_status`` (the real status, 0 for transport errors) and, when the server
-sent one, ``retry_after_s``; a request that never left (connect failure) has ``request_sent`` False.
-Messages are one line: ``GET /path: 404 Not Found (RepoNotFound): detail``.
-
-Speed (design.md §4): httpx reads sockets 64 KiB at a time by default, which caps loopback bodies near
-0.6-0.8 GB/s. ``make_http_client`` installs a network backend whose streams read up to ``read_size_bytes``
-(1 MiB) per call, and ``read_body_into`` copies a body into one preallocated buffer.
+Speed (docs/architecture.md, "Performance"): httpx reads sockets 64 KiB at a time by default, which caps
+loopback bodies near 0.6-0.8 GB/s. ``make_http_client`` installs a network backend whose streams read up to
+``read_size_bytes`` (1 MiB) per call, and ``read_body_into`` copies a body into one preallocated buffer.
 Every wait is bounded: ``httpx.Timeout`` with connect/read/write/pool limits.
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 import typing
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,40 +25,13 @@ import httpx
 import trio
 
 from xetfs import errors
-from xetfs.transport.retry import parse_retry_after
 from xetfs.errors import XetError
+from xetfs.protocol.status import detail_of, request_label
+from xetfs.protocol.status import status_error as _status_error
+from xetfs.transport.params import DEFAULT_HTTP, HttpParams
+from xetfs.transport.rangeget import RangeGetter
 
 log = logging.getLogger(__name__)
-
-_MAX_DETAIL_CHARS = 300
-_FINAL_BY_STATUS: dict[int, type[XetError]] = {
-    400: errors.ValidationError, 401: errors.Unauthorized, 403: errors.Forbidden, 404: errors.NotFound,
-    409: errors.AlreadyExists, 412: errors.Conflict, 416: errors.RangeNotSatisfiable,
-}
-# A 400 may name a more precise class (X-Error-Code header or an "error_type"/"code" JSON field).
-_NAMED_400: dict[str, type[XetError]] = {
-    "FormatError": errors.FormatError, "IntegrityError": errors.IntegrityError,
-    "ValidationError": errors.ValidationError,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class HttpParams:
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0
-    write_timeout_s: float = 60.0
-    pool_timeout_s: float = 60.0
-    max_connections: int = 32
-    max_keepalive_connections: int = 16
-    read_size_bytes: int = 1 << 20
-    user_agent: str = "xetfs/0.1"
-
-    def timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(connect=self.connect_timeout_s, read=self.read_timeout_s,
-                             write=self.write_timeout_s, pool=self.pool_timeout_s)
-
-
-DEFAULT_HTTP = HttpParams()
 
 
 # ------------------------------------------------------------------------------------------- client factory
@@ -152,8 +115,6 @@ class XetHttpClient(httpx.AsyncClient):
     """An AsyncClient that also owns a ``RangeGetter`` (raw-socket range GETs for data URLs), closed with it."""
 
     def __init__(self, *, params: HttpParams, **kwargs: Any) -> None:
-        from xetfs.transport.rangeget import RangeGetter   # rangeget imports this module
-
         super().__init__(**kwargs)
         self.range_getter = RangeGetter(params)
 
@@ -181,69 +142,16 @@ def make_http_client(params: HttpParams = DEFAULT_HTTP) -> httpx.AsyncClient:
 
 # ------------------------------------------------------------------------------------------ error mapping
 
-def _detail(body: bytes) -> str:
-    text = body[:4096].decode("utf-8", "replace").strip()
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        obj = None
-    if isinstance(obj, dict):
-        for key in ("error", "message", "detail"):
-            if isinstance(obj.get(key), str):
-                text = obj[key]
-                break
-    text = " ".join(text.split())
-    return text[:_MAX_DETAIL_CHARS] + ("..." if len(text) > _MAX_DETAIL_CHARS else "")
-
-
-def _named_code(headers: Mapping[str, str], body: bytes) -> str | None:
-    code = headers.get("x-error-code")
-    if code:
-        return code
-    try:
-        obj = json.loads(body[:4096])
-    except ValueError:
-        return None
-    if isinstance(obj, dict):
-        for key in ("error_type", "code"):
-            if isinstance(obj.get(key), str):
-                return str(obj[key])
-    return None
-
-
-def _what(method: str, url: str) -> str:
-    return f"{method} {urlsplit(url).path}"
-
-
 def status_error(status: int, *, method: str, url: str, headers: Mapping[str, str] | None = None,
                  body: bytes = b"", reason: str = "") -> XetError | None:
-    """The xetfs error for an HTTP answer, or None for 1xx-3xx."""
-    if status < 400:
-        return None
-    headers = headers if headers is not None else {}
-    code = _named_code(headers, body)
-    cls: type[XetError]
-    if status == 400 and code in _NAMED_400:
-        cls = _NAMED_400[code]
-    elif status in _FINAL_BY_STATUS:
-        cls = _FINAL_BY_STATUS[status]
-    elif status in (408, 429) or (status >= 500 and status != 501):
-        cls = errors.TransientError
-    else:
-        cls = errors.RemoteError
-    label = f"{status} {reason}".strip() + (f" ({code})" if code else "")
-    detail = _detail(body)
-    exc = cls(f"{_what(method, url)}: {label}" + (f": {detail}" if detail else ""))
-    setattr(exc, "http_status", status)
-    retry_after = parse_retry_after(headers.get("retry-after"), time.time())
-    if retry_after is not None:
-        setattr(exc, "retry_after_s", retry_after)
-    return exc
+    """``xetfs.protocol.status.status_error`` with the wall clock (for ``Retry-After: <HTTP-date>``)."""
+    return _status_error(status, method=method, url=url, now_unix_s=time.time(), headers=headers,
+                               body=body, reason=reason)
 
 
 def transport_error(exc: httpx.HTTPError, *, method: str, url: str) -> XetError:
     """httpx's own exceptions (no HTTP answer) -> xetfs errors."""
-    what = _what(method, url)
+    what = request_label(method, url)
     out: XetError
     if isinstance(exc, (httpx.InvalidURL, httpx.UnsupportedProtocol)):
         out = errors.ValidationError(f"{what}: bad URL: {exc}")
@@ -254,27 +162,15 @@ def transport_error(exc: httpx.HTTPError, *, method: str, url: str) -> XetError:
         out = errors.TransientError(f"{what}: cannot reach {host}: {exc or type(exc).__name__}")
     else:
         out = errors.RemoteError(f"{what}: {type(exc).__name__}: {exc}")
-    setattr(out, "http_status", 0)
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
-        setattr(out, "request_sent", False)   # never reached a server: another node may take it (xetfs.transport.endpoints)
-    return out
-
-
-def socket_error(exc: BaseException, *, method: str, url: str) -> XetError:
-    """Raw-socket failures (``xetfs.transport.rangeget``: OSError, trio.TooSlowError) -> xetfs errors."""
-    what = _what(method, url)
-    out: XetError
-    if isinstance(exc, trio.TooSlowError):
-        out = errors.TransientError(f"{what}: timed out")
-    else:
-        out = errors.TransientError(f"{what}: cannot reach {urlsplit(url).netloc}: {exc or type(exc).__name__}")
-    setattr(out, "http_status", 0)
+    out.http_status = 0
+    # never reached a server: another node may take it (xetfs.transport.endpoints)
+    out.request_sent = not isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
     return out
 
 
 def http_status_of(exc: BaseException) -> int | None:
-    value = getattr(exc, "http_status", None)
-    return value if isinstance(value, int) else None
+    """The HTTP status an error came with (0: no answer), or None when it did not come over HTTP."""
+    return exc.http_status if isinstance(exc, XetError) else None
 
 
 @contextmanager
@@ -320,7 +216,7 @@ async def read_body_into(resp: httpx.Response, out: memoryview | bytearray, *, m
         async for piece in resp.aiter_raw():
             end = pos + len(piece)
             if end > len(view):
-                raise errors.RemoteError(f"{_what(method, url)}: body longer than the {len(view)} bytes expected")
+                raise errors.RemoteError(f"{request_label(method, url)}: body longer than the {len(view)} bytes expected")
             view[pos:end] = piece
             pos = end
     return pos
@@ -330,4 +226,4 @@ def json_body(resp: httpx.Response, what: str) -> Any:
     try:
         return resp.json()
     except ValueError:
-        raise errors.RemoteError(f"{what}: answer is not JSON: {_detail(resp.content)!r}") from None
+        raise errors.RemoteError(f"{what}: answer is not JSON: {detail_of(resp.content)!r}") from None

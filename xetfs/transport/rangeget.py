@@ -8,12 +8,12 @@ Scope: ``GET`` of one ``bytes=a-b`` range of an ``http://`` URL (the CAS data ro
 on plain HTTP). The only answers handled here are the ones a range server gives:
 
 - ``206`` with ``Content-Length`` equal to the range size: the body is received into ``out``;
-- ``>= 400``: a short error body is read and the status is mapped by ``xetfs.transport.http.status_error``, the
+- ``>= 400``: a short error body is read and the status is mapped by ``xetfs.protocol.status.status_error``, the
   single status mapping of the clients (403 on a data URL -> ``Forbidden``, 5xx -> ``TransientError``...);
 - anything else (``200`` whole body, chunked, multipart, 1xx/3xx, https URLs) raises ``RangeUnsupported``
   and the caller uses its httpx path, which handles every form.
 
-Transport failures and timeouts become ``TransientError`` through ``xetfs.transport.http.socket_error``. Every
+Transport failures and timeouts become ``TransientError`` through ``socket_error``. Every
 wait is bounded: connect by ``connect_timeout_s``, each send by ``write_timeout_s``, each receive by
 ``read_timeout_s`` (an idle timeout: a slow body that keeps moving is not cut off).
 
@@ -26,19 +26,29 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import trio
 
-from xetfs.transport import http
-from xetfs.errors import RemoteError
+from xetfs.errors import RemoteError, TransientError
+from xetfs.protocol.status import request_label, status_error
+from xetfs.transport.params import DEFAULT_HTTP, HttpParams
 
 log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_ERROR_BODY_BYTES = 64 * 1024
 _HEAD_END = b"\r\n\r\n"
+
+
+def socket_error(exc: BaseException, url: str) -> TransientError:
+    """A raw-socket failure (OSError, trio.TooSlowError) of a GET -> ``TransientError`` with ``http_status`` 0."""
+    what = request_label("GET", url)
+    if isinstance(exc, trio.TooSlowError):
+        return TransientError(f"{what}: timed out", http_status=0)
+    return TransientError(f"{what}: cannot reach {urlsplit(url).netloc}: {exc or type(exc).__name__}", http_status=0)
 
 
 class RangeUnsupported(Exception):
@@ -52,7 +62,7 @@ class _StaleConnection(Exception):
 class RangeGetter:
     """Range GETs over pooled raw trio sockets; see the module docstring."""
 
-    def __init__(self, params: http.HttpParams = http.DEFAULT_HTTP) -> None:
+    def __init__(self, params: HttpParams = DEFAULT_HTTP) -> None:
         self.params = params
         self._idle: dict[tuple[str, int], list[trio.socket.SocketType]] = {}
         self._closed = False
@@ -86,7 +96,7 @@ class RangeGetter:
                     else:
                         sock.close()
         except (OSError, trio.TooSlowError, _StaleConnection) as exc:
-            raise http.socket_error(exc, method="GET", url=url) from exc
+            raise socket_error(exc, url) from exc
         raise AssertionError("unreachable")
 
     async def _exchange(self, sock: trio.socket.SocketType, reused: bool, request: bytes, url: str,
@@ -102,7 +112,8 @@ class RangeGetter:
         length = headers.get("content-length")
         if status >= 400:
             body = await self._read_error_body(sock, extra, length)
-            err = http.status_error(status, method="GET", url=url, headers=headers, body=body, reason=reason)
+            err = status_error(status, method="GET", url=url, now_unix_s=time.time(), headers=headers, body=body,
+                               reason=reason)
             assert err is not None
             raise err
         if status != 206 or length is None or "transfer-encoding" in headers:

@@ -1,7 +1,7 @@
 """Retry by classification with a pure backoff schedule (design.md §2 convention 6; xet-protocol.md §7.2).
 
 Which errors are retried is decided by the error, not here: ``XetError.retryable`` is True only for
-``TransientError`` (connection errors, timeouts, 408, 429, 5xx except 501 — see ``xetfs.transport.http``).
+``TransientError`` (connection errors, timeouts, 408, 429, 5xx except 501 — see ``xetfs.protocol.status``).
 400/403/404/416 are final. A 401 is handled by the caller that owns the token (refresh once), not here.
 
 The schedule is a pure function of the attempt number, the policy and a jitter value in ``[0, 1)`` passed
@@ -17,7 +17,6 @@ deadline (``TransientError``). Each attempt's own network waits are bounded by t
 """
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -66,24 +65,9 @@ def schedule(policy: RetryPolicy, jitters: Sequence[float]) -> list[float]:
     return [backoff_delay(n, policy, jitters[n - 1]) for n in range(1, policy.max_attempts)]
 
 
-def parse_retry_after(value: str | None, now_unix_s: float) -> float | None:
-    """``Retry-After: <seconds>`` or ``Retry-After: <HTTP-date>`` -> seconds from now (>= 0), else None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now_unix_s)
-
-
 def retry_after_of(exc: BaseException) -> float | None:
-    """The server's ``Retry-After`` hint that ``xetfs.transport.http`` attached to an error, if any."""
-    value = getattr(exc, "retry_after_s", None)
-    return float(value) if isinstance(value, (int, float)) else None
+    """The server's ``Retry-After`` hint carried by an error, if any."""
+    return exc.retry_after_s if isinstance(exc, XetError) else None
 
 
 async def retry_call(attempt: Callable[[], Awaitable[T]], policy: RetryPolicy = DEFAULT_RETRY, *,

@@ -44,7 +44,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from xetfs.transport.http import DEFAULT_HTTP, HttpParams, status_error, transport_error
+from xetfs.transport.http import status_error, transport_error
+from xetfs.transport.params import DEFAULT_HTTP, HttpParams
 from xetfs.transport.retry import RetryPolicy, backoff_delay, retry_after_of
 from xetfs.errors import RemoteError, TransientError, ValidationError, XetError
 from xetfs.server.stores import sigv4
