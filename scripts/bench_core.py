@@ -1,6 +1,6 @@
 """Benchmark the core kernels; prints ONE JSON object (design.md §2.15: ratios against a same-run baseline).
 
-- chunk + hash throughput of ``xetfs hash`` (``xetfs.cli.hash_cmd.digest_file``: read, CDC, chunk hashes,
+- chunk + hash throughput of ``xetfs hash`` (``xetfs.write.digest.digest_file``: read, CDC, chunk hashes,
   file hash) against ``hf_xet.hash_files`` on the same 256 MiB random file and 256 MiB float16 tensor file
   (normal values), best of N runs each, and the ratio xetfs / hf_xet;
 - per-chunk LZ4 and BG4-LZ4 MB/s and compression ratio on the tensor file's chunks: ``record_*`` through
@@ -56,7 +56,7 @@ def _mbps(size: int, seconds: float) -> float:
 def bench_hash(path: Path, runs: int) -> dict[str, object]:
     import hf_xet
 
-    from xetfs.cli.hash_cmd import digest_file
+    from xetfs.write.digest import digest_file
 
     size = path.stat().st_size
     t_x, ours = _best_seconds(lambda: digest_file(str(path)), runs)

@@ -18,8 +18,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xetfs.cli.hash_cmd import stream_file_chunks
     from xetfs.core.hashing import MerkleHash
+    from xetfs.write.digest import stream_file_chunks
 
     try:
         chunks = stream_file_chunks(args.file)

@@ -10,57 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from xetfs.core.params import ChunkingParams
 
 HELP = "print the Xet file hash of files"
-
-READ_BLOCK_BYTES = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class FileDigest:
-    path: str
-    hash: str            # Xet hex
-    size: int
-    sha256: str | None   # normal hex; None unless asked for
-    chunks: int
-
-
-def stream_file_chunks(path: str, on_block: Callable[[memoryview], None] | None = None,
-                       params: ChunkingParams | None = None) -> list[tuple[bytes, int]]:
-    """Chunk a file block by block; returns ``(chunk hash, size)`` in order, calls ``on_block`` per block read."""
-    from xetfs.core.chunking import Chunker
-    from xetfs.core.params import DEFAULT_CHUNKING
-
-    chunker = Chunker(params or DEFAULT_CHUNKING)
-    out: list[tuple[bytes, int]] = []
-    buf = bytearray(READ_BLOCK_BYTES)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            block = view[:n]
-            if on_block is not None:
-                on_block(block)
-            out.extend((c.hash, c.size) for c in chunker.feed(block))
-    out.extend((c.hash, c.size) for c in chunker.finish())
-    return out
-
-
-def digest_file(path: str, with_sha256: bool = False) -> FileDigest:
-    """The Xet file hash (and optionally the sha256) of one file."""
-    import hashlib
-
-    from xetfs.core.hashing import file_hash
-
-    sha = hashlib.sha256() if with_sha256 else None
-    chunks = stream_file_chunks(path, sha.update if sha is not None else None)
-    return FileDigest(path=path, hash=str(file_hash(chunks)), size=sum(n for _, n in chunks),
-                      sha256=sha.hexdigest() if sha is not None else None, chunks=len(chunks))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from xetfs.write.digest import digest_file
+
     status = 0
     for path in args.files:
         try:

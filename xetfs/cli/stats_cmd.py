@@ -17,31 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
-from typing import Any
 
 HELP = "print the counters of a running mount as JSON"
-
-STATS_NAME = ".xetfs-stats"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("mountpoint", metavar="MOUNTPOINT")
 
 
-def read_stats(mountpoint: str | Path) -> dict[str, Any]:
-    from xetfs.errors import ValidationError
-
-    path = Path(mountpoint) / STATS_NAME
-    try:
-        obj = json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise ValidationError(f"{mountpoint} is not a running xetfs mount ({exc})") from None
-    if not isinstance(obj, dict):
-        raise ValidationError(f"{path}: unexpected contents")
-    return obj
-
-
 def run(args: argparse.Namespace) -> int:
+    from xetfs.fs.stats import read_stats
+
     print(json.dumps(read_stats(args.mountpoint), indent=2, sort_keys=True))
     return 0

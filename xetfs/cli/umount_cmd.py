@@ -31,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _pid_of(mountpoint: Path) -> int | None:
-    from xetfs.cli.stats_cmd import read_stats
+    from xetfs.fs.stats import read_stats
     from xetfs.errors import XetError
 
     try:
@@ -41,22 +41,9 @@ def _pid_of(mountpoint: Path) -> int | None:
     return pid if isinstance(pid, int) else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:   # a zombie child of ours counts as gone
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def wait_for_uploads(mountpoint: Path, timeout_s: float) -> int:
     """Poll the mount's counters until nothing is pending (conflicts aside); returns what is still pending."""
-    from xetfs.cli.stats_cmd import read_stats
+    from xetfs.fs.stats import read_stats
     from xetfs.errors import XetError
 
     deadline = time.monotonic() + timeout_s
@@ -73,6 +60,7 @@ def wait_for_uploads(mountpoint: Path, timeout_s: float) -> int:
 
 def unmount(mountpoint: Path, *, lazy: bool = False, timeout_s: float = 30.0, upload_wait_s: float = 300.0) -> None:
     from xetfs.errors import ValidationError, XetError
+    from xetfs.osutil.process import pid_alive
 
     if not os.path.ismount(mountpoint):
         raise ValidationError(f"{mountpoint} is not mounted")
@@ -88,7 +76,7 @@ def unmount(mountpoint: Path, *, lazy: bool = False, timeout_s: float = 30.0, up
     if done.returncode != 0:
         raise XetError(done.stderr.strip() or f"fusermount3 failed with status {done.returncode}")
     deadline = time.monotonic() + timeout_s
-    while pid is not None and _alive(pid):
+    while pid is not None and pid_alive(pid):
         if time.monotonic() > deadline:
             raise XetError(f"unmounted, but the daemon (pid {pid}) is still running after {timeout_s:g}s")
         time.sleep(0.05)

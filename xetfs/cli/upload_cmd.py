@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +66,6 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}/{name}" if prefix else name
 
 
-def progress_bar(total: int, what: str) -> Any:
-    """A tqdm bar on a TTY, a disabled one otherwise."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=what,
-                disable=not sys.stderr.isatty(), leave=False)
-
-
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -105,8 +96,9 @@ def run(args: argparse.Namespace) -> int:
 
 async def _upload(endpoint: str, token: str | None, repo: Any, files: list[tuple[str, str]], message: str,
                   args: argparse.Namespace, total: int) -> Any:
-    from xetfs.transport.tasks import single_error
+    from xetfs.cli.progress import progress_bar
     from xetfs.client.hub import open_hub
+    from xetfs.transport.tasks import single_error
     from xetfs.write.upload import upload_files
 
     with single_error():

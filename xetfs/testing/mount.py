@@ -115,10 +115,10 @@ def mounted(server: Any, repo: str, mountpoint: Path | str, *, cache_dir: Path |
                          timeout_s=60 + upload_wait_s)
         if done.returncode != 0 or _is_mounted(path):
             force_unmount(path, pid)
-        from xetfs.cli.umount_cmd import _alive
+        from xetfs.osutil.process import pid_alive
 
         deadline = time.monotonic() + 10
-        while pid is not None and time.monotonic() < deadline and _alive(pid):
+        while pid is not None and time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.05)
 
 

@@ -1,0 +1,123 @@
+"""Snapshot download: the files of one commit of a repo into a local directory, through the read path.
+
+The revision is resolved to a commit first, so all files come from one commit. Xet files are read with
+``FileReader`` (reconstruction, parallel range fetches, per-term verification) and checked against their
+sha256; other files come from the resolve route and are checked against their git blob id
+(docs/protocol.md, "Tree entries"). Each file is written to a temporary name in its directory and renamed
+into place when complete; a failed or cancelled file leaves nothing behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import trio
+
+from xetfs.client.cas import CasClient, TokenProvider
+from xetfs.client.config import RepoRef
+from xetfs.client.hub import HubClient, TreeEntry
+from xetfs.core.gitblob import git_blob_hasher
+from xetfs.errors import IntegrityError, NotFound, ValidationError
+from xetfs.read.fetcher import Fetcher
+from xetfs.read.reader import FileReader
+
+BLOCK_BYTES = 32 * 1024 * 1024     # one FileReader.read; the next block is read ahead meanwhile
+FILES_IN_PARALLEL = 4
+
+Progress = Callable[[int], object]
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadResult:
+    commit: str
+    files: int
+    bytes: int
+
+
+def select(entries: Sequence[TreeEntry], paths: Sequence[str]) -> list[TreeEntry]:
+    """The file entries named by ``paths`` (a file, or everything under a directory); all when empty."""
+    files = [e for e in entries if e.is_file]
+    if not paths:
+        return files
+    chosen: dict[str, TreeEntry] = {}
+    for p in paths:
+        want = p.strip("/")
+        hits = [e for e in files if not want or e.path == want or e.path.startswith(want + "/")]
+        if not hits:
+            raise NotFound(f"{p}: not in the repo")
+        chosen.update((e.path, e) for e in hits)
+    return [chosen[k] for k in sorted(chosen)]
+
+
+def local_path(root: Path, repo_path: str) -> Path:
+    """``root / repo_path``, refusing paths that would escape ``root``."""
+    parts = PurePosixPath(repo_path).parts
+    if not parts or PurePosixPath(repo_path).is_absolute() or any(p in ("..", ".", "") for p in parts):
+        raise ValidationError(f"refusing unsafe path from the server: {repo_path!r}")
+    return root.joinpath(*parts)
+
+
+async def plan_download(hub: HubClient, repo: RepoRef, paths: Sequence[str]) -> tuple[RepoRef, list[TreeEntry]]:
+    """The revision pinned to its commit, and the files to download from it."""
+    at = repo.at(await hub.revision_sha(repo))
+    return at, select(await hub.list_tree(at, recursive=True), paths)
+
+
+async def download_files(hub: HubClient, at: RepoRef, files: Sequence[TreeEntry], root: Path,
+                         progress: Progress = lambda n: None) -> DownloadResult:
+    """Download ``files`` of the commit ``at`` (from ``plan_download``) under ``root``."""
+    cas = CasClient(TokenProvider(lambda: hub.xet_token(at, "read")), hub.http, retry=hub.retry)
+    limiter = trio.CapacityLimiter(FILES_IN_PARALLEL)
+    async with trio.open_nursery() as nursery:
+        fetcher = Fetcher(cas, nursery=nursery)
+        async with trio.open_nursery() as files_nursery:
+            for entry in files:
+                files_nursery.start_soon(_one_file, hub, at, fetcher, entry, root, limiter, progress)
+        nursery.cancel_scope.cancel()   # stop readahead still running
+    return DownloadResult(commit=at.revision, files=len(files), bytes=sum(e.size for e in files))
+
+
+async def _one_file(hub: HubClient, at: RepoRef, fetcher: Fetcher, entry: TreeEntry, root: Path,
+                    limiter: trio.CapacityLimiter, progress: Progress) -> None:
+    async with limiter:
+        dest = local_path(root, entry.path)
+        await trio.Path(dest.parent).mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.xetfs-{secrets.token_hex(4)}.tmp")
+        # Xet files are checked by sha256; regular files by their git blob sha1
+        digest = hashlib.sha256() if entry.xet_hash is not None else git_blob_hasher(entry.size)
+        try:
+            async with await trio.open_file(tmp, "wb") as f:
+                async def write(data: bytes) -> None:
+                    await trio.to_thread.run_sync(digest.update, data)
+                    await f.write(data)
+                    progress(len(data))
+
+                if entry.xet_hash is not None:
+                    size = await _read_xet(fetcher, entry, write)
+                else:
+                    size = await hub.resolve_into(at, entry.path, write)
+            expected = entry.sha256 if entry.xet_hash is not None else entry.oid
+            if size != entry.size or (expected and digest.hexdigest() != expected):
+                raise IntegrityError(f"{entry.path}: downloaded {size} bytes that do not match the listing "
+                                     f"({entry.size} bytes, {expected})")
+            await trio.Path(tmp).rename(dest)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await trio.Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+async def _read_xet(fetcher: Fetcher, entry: TreeEntry, write: Callable[[bytes], Awaitable[None]]) -> int:
+    assert entry.xet_hash is not None
+    reader = FileReader(fetcher.cas, entry.xet_hash, entry.size, fetcher=fetcher)
+    offset = 0
+    while offset < entry.size:
+        data = await reader.read(offset, BLOCK_BYTES, fetch_end=min(entry.size, offset + 2 * BLOCK_BYTES))
+        if not data:
+            break
+        await write(data)
+        offset += len(data)
+    return offset
