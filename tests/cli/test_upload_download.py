@@ -11,7 +11,8 @@ import trio
 from xetfs.client.cas import CasClient, FetchUrlExpired, TokenProvider
 from xetfs.client.config import RepoRef
 from xetfs.core.reconstruction import FetchRange
-from xetfs.client.hub import XetToken, open_hub
+from xetfs.client.hub import open_hub
+from xetfs.protocol.hub import XetToken
 from xetfs.testing.server import ServerHandle, make_bytes
 from xetfs.write.upload import UploadParams, upload_files
 from xetfs.core.params import ChunkingParams, XorbParams

@@ -5,7 +5,7 @@ import trio
 import trio.testing
 
 from xetfs.client.cas import TokenProvider
-from xetfs.client.hub import XetToken
+from xetfs.protocol.hub import XetToken
 
 
 def test_proactive_single_flight_refresh() -> None:

@@ -37,7 +37,8 @@ from xetfs.errors import XetError
 from xetfs.write.staging import Staging
 from xetfs.fs.vfs import ROOT_INODE
 from xetfs.fs.writable import WritableVfs
-from xetfs.client.hub import Delete, HubClient, TreeEntry
+from xetfs.client.hub import HubClient
+from xetfs.protocol.hub import Delete, TreeEntry
 from xetfs.testing.server import running_server
 from xetfs.write.upload import upload_files
 from xetfs.write.writeback import ShardCache, Writeback

@@ -20,9 +20,7 @@ Retries follow ``xetfs.transport.retry`` (transient errors only); statuses map t
 """
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,9 +29,11 @@ from typing import Any, TypeVar
 import httpx
 import trio
 
+from xetfs.protocol.cas import (check_content_range, parse_shard_events, parse_shard_upload_answer_v1,
+                                parse_xorb_upload_answer, range_header)
 from xetfs.protocol.status import V1_FALLBACK_STATUSES
 from xetfs.transport import http
-from xetfs.transport.rangeget import RangeGetter, RangeUnsupported
+from xetfs.transport.rangeget import RangeUnsupported
 from xetfs.transport.retry import DEFAULT_RETRY, RetryPolicy, retry_call
 from xetfs.core.hashing import MerkleHash
 from xetfs.core.reconstruction import FetchRange, Reconstruction, parse_reconstruction_json
@@ -41,13 +41,12 @@ from xetfs.core.shard import Shard, parse_shard
 from xetfs.core.xorb import BuiltXorb
 from xetfs.transport.endpoints import failover_for
 from xetfs.errors import Forbidden, RemoteError, TransientError, Unauthorized, XetError
-from xetfs.client.hub import XetToken
+from xetfs.protocol.hub import XetToken
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 FAR_FUTURE_EXP = 4102444800.0   # 2100-01-01, for tokens that never expire (tests, static tokens)
-_CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 
 
 class FetchUrlExpired(Forbidden):
@@ -140,7 +139,7 @@ class CasClient:
     async def reconstruction(self, file_hash: MerkleHash,
                              byte_range: tuple[int, int] | None = None) -> Reconstruction:
         """Terms + fetch ranges for the file bytes ``[start, end)`` (all when None); 416 past EOF."""
-        headers = {} if byte_range is None else {"Range": f"bytes={byte_range[0]}-{byte_range[1] - 1}"}
+        headers = {} if byte_range is None else range_header(*byte_range)
 
         def parse(resp: httpx.Response) -> Reconstruction:
             obj = http.json_body(resp, "reconstruction")
@@ -185,7 +184,7 @@ class CasClient:
             raise FetchUrlExpired(str(exc)) from exc
 
     async def _fetch_once(self, fr: FetchRange, view: memoryview) -> int:
-        getter: RangeGetter | None = getattr(self.http, "range_getter", None)
+        getter = self.http.range_getter if isinstance(self.http, http.XetHttpClient) else None
         if getter is not None and fr.url.startswith("http://"):
             try:   # the fast path: the body lands in ``view`` with one kernel copy (xetfs.transport.rangeget)
                 headers, n = await getter.get_into(fr.url, fr.byte_start, fr.byte_end, view,
@@ -193,13 +192,13 @@ class CasClient:
             except RangeUnsupported as exc:
                 log.debug("data URL answer not handled by the range getter (%s); using httpx", exc)
             else:
-                _check_content_range(headers.get("content-range"), fr)
+                check_content_range(headers.get("content-range"), fr.byte_start, fr.byte_end, _what(fr))
                 return n
         headers = {"Range": f"bytes={fr.byte_start}-{fr.byte_end}", "Accept-Encoding": "identity",
                    "X-Xet-Session-Id": self.session_id}
         async with http.stream(self.http, "GET", fr.url, headers=headers) as resp:
             if resp.status_code == 206:
-                _check_content_range(resp.headers.get("content-range"), fr)
+                check_content_range(resp.headers.get("content-range"), fr.byte_start, fr.byte_end, _what(fr))
             elif resp.status_code == 200 and int(resp.headers.get("content-length", -1)) > fr.size_bytes:
                 # A server that ignored Range and sent the whole xorb: slice it ourselves.
                 with http.translated("GET", fr.url):
@@ -216,31 +215,24 @@ class CasClient:
     # -- upload (§7.4, §7.5)
     async def upload_xorb(self, xorb: BuiltXorb) -> bool:
         """``POST /v1/xorbs/{prefix}/{hash}``; True when the server stored it, False when it already had it."""
-        def parse(resp: httpx.Response) -> bool:
-            obj = http.json_body(resp, "xorb upload")
-            if not isinstance(obj, dict) or not isinstance(obj.get("was_inserted"), bool):
-                raise RemoteError(f"xorb upload answer lacks was_inserted: {str(obj)[:200]}")
-            return bool(obj["was_inserted"])
-
-        return await self._call("POST", f"/v1/xorbs/{self.prefix}/{xorb.hash}", parse, content=xorb.data)
+        return await self._call("POST", f"/v1/xorbs/{self.prefix}/{xorb.hash}",
+                                lambda resp: parse_xorb_upload_answer(http.json_body(resp, "xorb upload")),
+                                content=xorb.data)
 
     async def upload_shard(self, data: bytes) -> bool:
         """Register an upload shard; True when new, False when the server already had it."""
         if self._shard_version == 2:
             try:
-                return await self._call("POST", "/v2/shards", _parse_shard_events, content=data)
+                return await self._call("POST", "/v2/shards", lambda resp: parse_shard_events(resp.content),
+                                        content=data)
             except XetError as exc:
                 if http.http_status_of(exc) not in V1_FALLBACK_STATUSES:
                     raise
                 self._shard_version = 1
 
-        def parse_v1(resp: httpx.Response) -> bool:
-            obj = http.json_body(resp, "shard upload")
-            if not isinstance(obj, dict) or obj.get("result") not in (0, 1):
-                raise RemoteError(f"shard upload answer lacks result: {str(obj)[:200]}")
-            return bool(obj["result"] == 1)
-
-        return await self._call("POST", "/v1/shards", parse_v1, content=data)
+        return await self._call("POST", "/v1/shards",
+                                lambda resp: parse_shard_upload_answer_v1(http.json_body(resp, "shard upload")),
+                                content=data)
 
     async def query_dedup(self, chunk_hash: MerkleHash) -> Shard | None:
         """Global dedup (§6.3): the shard that knows this chunk, or None (404 or any error)."""
@@ -253,28 +245,5 @@ class CasClient:
             return None
 
 
-def _check_content_range(value: str | None, fr: FetchRange) -> None:
-    m = _CONTENT_RANGE_RE.match(value or "")
-    if value is not None and (m is None or (int(m.group(1)), int(m.group(2))) != (fr.byte_start, fr.byte_end)):
-        raise RemoteError(f"fetch of xorb {fr.xorb_hash}: Content-Range {value!r}, "
-                          f"expected bytes {fr.byte_start}-{fr.byte_end}")
-
-
-def _parse_shard_events(resp: httpx.Response) -> bool:
-    """The NDJSON event stream of ``POST /v2/shards`` (§7.5): the last result/error event decides."""
-    outcome: dict[str, Any] | None = None
-    for line in resp.content.splitlines():
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            raise RemoteError(f"shard upload: bad event line {line[:200]!r}") from None
-        if isinstance(event, dict) and event.get("type") in ("result", "error"):
-            outcome = event
-    if outcome is None:
-        raise TransientError("shard upload: event stream ended without a result")
-    if outcome["type"] == "error":
-        cls = TransientError if outcome.get("retryable") else RemoteError
-        raise cls(f"shard upload refused: {outcome.get('message', 'unknown error')}")
-    return bool(outcome.get("result", 1) != 0)
+def _what(fr: FetchRange) -> str:
+    return f"fetch of xorb {fr.xorb_hash}"

@@ -10,20 +10,15 @@ Conventions: ``RepoRef`` carries the revision (a branch or a commit sha), URL-en
 byte ranges are ``[start, end)`` and become ``Range: bytes=start-(end-1)``; hashes are strings on the wire
 (``xetHash`` in Xet hex, ``lfs.oid`` in ordinary sha256 hex) and ``MerkleHash`` once parsed.
 
-The commit body (hub-api §4.6) is NDJSON: a ``header`` line (``summary``, ``description``, optional
-``parentCommit``), then one line per operation: ``file`` (base64 content), ``lfsFile`` (sha256 + size; the
-server links it to the Xet file hash through the uploaded shard, §5), ``deletedFile`` / ``deletedFolder``.
-``commit_ndjson`` builds it without I/O.
+The wire shapes (tree entries, preupload, the NDJSON commit body, xet tokens) are built and parsed without
+I/O in ``xetfs.protocol.hub``; this module only sends them.
 """
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -32,108 +27,16 @@ from xetfs.transport import http
 from xetfs.transport.params import DEFAULT_HTTP, HttpParams
 from xetfs.transport.retry import DEFAULT_RETRY, RetryPolicy, retry_call
 from xetfs.client.config import RepoRef, quote_path, quote_revision
-from xetfs.core.hashing import MerkleHash
 from xetfs.transport.endpoints import failover_for, join_endpoints, parse_endpoints
 from xetfs.errors import AlreadyExists, RemoteError, ValidationError
+from xetfs.protocol.hub import (CommitInfo, CommitOp, PreuploadAnswer, PreuploadFile, TreeEntry, XetToken,
+                                commit_ndjson, parse_branches, parse_commit_answer, parse_preupload_answer,
+                                parse_tree_entry, parse_xet_token, preupload_body)
 
 log = logging.getLogger(__name__)
 
 PREUPLOAD_BATCH = 256        # files per preupload request, like huggingface_hub
-SAMPLE_BYTES = 512           # preupload "sample": the first bytes of the file (base64)
 _ONCE = RetryPolicy.none()
-
-
-# ---------------------------------------------------------------------------------------------- wire types
-
-@dataclass(frozen=True, slots=True)
-class XetToken:
-    cas_url: str
-    access_token: str
-    exp: float                   # unix seconds
-
-
-@dataclass(frozen=True, slots=True)
-class TreeEntry:
-    path: str
-    type: str                    # "file" | "directory"
-    size: int
-    oid: str                     # git blob sha1 (of the content, or of the LFS pointer)
-    xet_hash: MerkleHash | None = None
-    sha256: str | None = None    # lfs.oid: ordinary sha256 hex
-
-    @property
-    def is_file(self) -> bool:
-        return self.type == "file"
-
-
-@dataclass(frozen=True, slots=True)
-class PreuploadFile:
-    path: str
-    size: int
-    sample: bytes                # first SAMPLE_BYTES bytes
-
-
-@dataclass(frozen=True, slots=True)
-class PreuploadAnswer:
-    mode: str                    # "lfs" | "regular"
-    should_ignore: bool = False
-    oid: str | None = None       # existing git blob id of that path, if any
-
-
-@dataclass(frozen=True, slots=True)
-class AddRegular:
-    path: str
-    content: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class AddXet:
-    path: str
-    sha256: str                  # hex
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class Delete:
-    path: str
-    is_folder: bool = False
-
-
-CommitOp = AddRegular | AddXet | Delete
-
-
-@dataclass(frozen=True, slots=True)
-class CommitInfo:
-    oid: str
-    url: str
-
-
-def _op_line(op: CommitOp) -> dict[str, Any]:
-    if isinstance(op, AddRegular):
-        return {"key": "file", "value": {"content": base64.b64encode(op.content).decode("ascii"),
-                                         "path": op.path, "encoding": "base64"}}
-    if isinstance(op, AddXet):
-        return {"key": "lfsFile", "value": {"path": op.path, "algo": "sha256", "oid": op.sha256, "size": op.size}}
-    return {"key": "deletedFolder" if op.is_folder else "deletedFile", "value": {"path": op.path}}
-
-
-def commit_ndjson(ops: Sequence[CommitOp], summary: str, description: str = "",
-                  parent_commit: str | None = None) -> bytes:
-    header: dict[str, Any] = {"summary": summary, "description": description}
-    if parent_commit is not None:
-        header["parentCommit"] = parent_commit
-    lines = [{"key": "header", "value": header}, *(_op_line(op) for op in ops)]
-    return b"".join(json.dumps(line, separators=(",", ":")).encode() + b"\n" for line in lines)
-
-
-def parse_tree_entry(obj: Any) -> TreeEntry:
-    if not isinstance(obj, dict) or not isinstance(obj.get("path"), str):
-        raise RemoteError(f"tree entry without a path: {str(obj)[:200]}")
-    lfs: dict[str, Any] = obj["lfs"] if isinstance(obj.get("lfs"), dict) else {}
-    xet = obj.get("xetHash")
-    return TreeEntry(path=obj["path"], type=str(obj.get("type", "file")), size=int(obj.get("size") or 0),
-                     oid=str(obj.get("oid", "")), xet_hash=MerkleHash.from_hex(xet) if isinstance(xet, str) else None,
-                     sha256=str(lfs["oid"]) if "oid" in lfs else None)
 
 
 def _range_header(byte_range: tuple[int, int] | None) -> dict[str, str]:
@@ -209,11 +112,7 @@ class HubClient:
 
     async def branches(self, repo: RepoRef) -> dict[str, str]:
         """Branch name -> head commit (``GET .../refs``, hub-api §4.1)."""
-        obj = await self._json("GET", f"{repo.api_path}/refs")
-        listed = obj.get("branches") if isinstance(obj, dict) else None
-        if not isinstance(listed, list):
-            raise RemoteError(f"refs of {repo} have no branches list")
-        return {str(b["name"]): str(b.get("targetCommit", "")) for b in listed if isinstance(b, dict) and "name" in b}
+        return parse_branches(await self._json("GET", f"{repo.api_path}/refs"), f"refs of {repo}")
 
     async def list_tree(self, repo: RepoRef, path: str = "", *, recursive: bool = True) -> list[TreeEntry]:
         sub = f"/{quote_path(path.strip('/'))}" if path.strip("/") else ""
@@ -241,17 +140,9 @@ class HubClient:
         answers: dict[str, PreuploadAnswer] = {}
         for i in range(0, len(files), PREUPLOAD_BATCH):
             batch = files[i:i + PREUPLOAD_BATCH]
-            body = {"files": [{"path": f.path, "sample": base64.b64encode(f.sample[:SAMPLE_BYTES]).decode("ascii"),
-                               "size": f.size} for f in batch]}
-            obj = await self._json("POST", f"{repo.api_path}/preupload/{quote_revision(repo.revision)}", json=body)
-            listed = obj.get("files") if isinstance(obj, dict) else None
-            if not isinstance(listed, list):
-                raise RemoteError(f"preupload answer for {repo} has no files list")
-            for f in listed:
-                mode = f.get("uploadMode") if isinstance(f, dict) else None
-                if mode not in ("lfs", "regular"):
-                    raise RemoteError(f"preupload answer: bad uploadMode {mode!r}")
-                answers[str(f["path"])] = PreuploadAnswer(mode, bool(f.get("shouldIgnore")), f.get("oid"))
+            obj = await self._json("POST", f"{repo.api_path}/preupload/{quote_revision(repo.revision)}",
+                                   json=preupload_body(batch))
+            answers.update(parse_preupload_answer(obj, f"preupload answer for {repo}"))
         for f in files:
             if f.path not in answers:
                 raise RemoteError(f"preupload answer does not mention {f.path!r}")
@@ -262,10 +153,7 @@ class HubClient:
         body = commit_ndjson(ops, summary, description, parent_commit)
         obj = await self._json("POST", f"{repo.api_path}/commit/{quote_revision(repo.revision)}", content=body,
                                headers={"Content-Type": "application/x-ndjson"}, policy=_ONCE)
-        oid = obj.get("commitOid") if isinstance(obj, dict) else None
-        if not isinstance(oid, str):
-            raise RemoteError(f"commit answer for {repo} has no commitOid")
-        return CommitInfo(oid, str(obj.get("commitUrl") or ""))
+        return parse_commit_answer(obj, f"commit answer for {repo}")
 
     async def xet_token(self, repo: RepoRef, mode: str = "read") -> XetToken:
         """``GET .../xet-{read|write}-token/{rev}`` -> (casUrl, accessToken, exp) from the JSON body (§4.7)."""
@@ -273,14 +161,7 @@ class HubClient:
             raise ValidationError(f"xet token mode must be read or write, got {mode!r}")
         path = f"{repo.api_path}/xet-{mode}-token/{quote_revision(repo.revision)}"
         resp = await self._call("GET", path)
-        obj = http.json_body(resp, f"GET {path}")
-        obj = obj if isinstance(obj, dict) else {}
-        cas_url = obj.get("casUrl") or resp.headers.get("x-xet-cas-url")
-        token = obj.get("accessToken") or resp.headers.get("x-xet-access-token")
-        exp = obj.get("exp") or resp.headers.get("x-xet-token-expiration")
-        if not cas_url or not token or exp is None:
-            raise RemoteError(f"xet {mode} token answer for {repo} lacks casUrl/accessToken/exp")
-        return XetToken(str(cas_url).rstrip("/"), str(token), float(exp))
+        return parse_xet_token(http.json_body(resp, f"GET {path}"), resp.headers, f"xet {mode} token for {repo}")
 
     # -- resolve (regular files, or any file through server-side reconstruction: hub-api §6)
     async def resolve_head(self, repo: RepoRef, path: str) -> httpx.Headers:

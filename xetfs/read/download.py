@@ -18,9 +18,10 @@ import trio
 
 from xetfs.client.cas import CasClient, TokenProvider
 from xetfs.client.config import RepoRef
-from xetfs.client.hub import HubClient, TreeEntry
+from xetfs.client.hub import HubClient
 from xetfs.core.gitblob import git_blob_hasher
 from xetfs.errors import IntegrityError, NotFound, ValidationError
+from xetfs.protocol.hub import TreeEntry
 from xetfs.read.fetcher import Fetcher
 from xetfs.read.reader import FileReader
 

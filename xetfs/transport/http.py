@@ -123,7 +123,7 @@ class XetHttpClient(httpx.AsyncClient):
         await super().aclose()
 
 
-def make_http_client(params: HttpParams = DEFAULT_HTTP) -> httpx.AsyncClient:
+def make_http_client(params: HttpParams = DEFAULT_HTTP) -> XetHttpClient:
     """One AsyncClient per process/session: pooled connections, bounded waits, 1 MiB socket reads, and a
     ``range_getter`` for data URLs (``xetfs.transport.rangeget``)."""
     limits = httpx.Limits(max_connections=params.max_connections,

@@ -42,7 +42,8 @@ from xetfs.core.dedup import DedupSession
 from xetfs.core.hashing import MerkleHash
 from xetfs.core.shard import Shard, serialize_upload_shard
 from xetfs.core.xorb import BuiltXorb, CompressionScheme
-from xetfs.client.hub import AddRegular, AddXet, CommitOp, HubClient, PreuploadFile
+from xetfs.client.hub import HubClient
+from xetfs.protocol.hub import AddRegular, AddXet, CommitOp, PreuploadFile
 from xetfs.client.config import RepoRef
 from xetfs.core.params import DEFAULT_CHUNKING, DEFAULT_XORB, ChunkingParams, XorbParams
 

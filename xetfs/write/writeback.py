@@ -51,7 +51,8 @@ from xetfs.core.shard import Shard, parse_shard, serialize_upload_shard
 from xetfs.transport.http import http_status_of
 from xetfs.errors import Conflict, NotFound, XetError
 from xetfs.write.staging import Change, Staging, StagedFile
-from xetfs.client.hub import AddRegular, AddXet, CommitOp, Delete, HubClient, TreeEntry
+from xetfs.client.hub import HubClient
+from xetfs.protocol.hub import AddRegular, AddXet, CommitOp, Delete, TreeEntry
 from xetfs.transport.retry import RetryPolicy, backoff_delay
 from xetfs.core.gitblob import git_blob_oid
 from xetfs.write.upload import PreparedCommit, UploadParams, UploadStats, XetFile, prepare_commit_ops
