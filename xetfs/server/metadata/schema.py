@@ -14,6 +14,8 @@ Versions (the SQLite numbers are those of the first release, where ``PRAGMA user
    commit's tree (a no-op on a fresh database; on a database from before repo binding, the data step).
 2. ``settings`` (key -> value): cluster-wide values every node must agree on, e.g. the server secret that
    signs CAS tokens and data URLs when the database is shared (auth.py).
+3. ``file_xorbs`` (xorb hash, file hash): which files reference a xorb, so a dedup answer can name the
+   neighbours of a hit (backfilled from ``files``).
 
 Trees are stored as zlib-compressed canonical JSON (``encode_tree`` / ``decode_tree``); ``index_tree``
 adds a tree's Xet files to ``repo_files`` (used by commits and by the version-1 backfill).
@@ -27,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from xetfs.core.hashing import MerkleHash
 from xetfs.errors import ValidationError
 from xetfs.server.metadata.database import Database, Tx
 
@@ -62,6 +65,22 @@ CREATE TABLE IF NOT EXISTS settings(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+_V3 = """
+CREATE TABLE IF NOT EXISTS file_xorbs(xorb_hash TEXT NOT NULL, file_hash TEXT NOT NULL,
+    PRIMARY KEY(xorb_hash, file_hash)){without_rowid};
+"""
+
+_TERM_BYTES = 44                    # packed term: raw xorb hash (32), chunk start, chunk end, bytes (u32 each)
+
+
+def _backfill_file_xorbs(tx: Tx) -> None:
+    for file_hash, terms in tx.all("SELECT hash, terms FROM files"):
+        raw = bytes(terms)
+        xorbs = sorted({raw[i:i + 32] for i in range(0, len(raw), _TERM_BYTES)})
+        tx.executemany("INSERT INTO file_xorbs VALUES (?,?) ON CONFLICT DO NOTHING",
+                       [(str(MerkleHash(x)), file_hash) for x in xorbs])
+
+
 def encode_tree(tree: dict[str, Any]) -> bytes:
     return zlib.compress(json.dumps(tree, sort_keys=True, separators=(",", ":")).encode(), 6)
 
@@ -95,6 +114,7 @@ class Migration:
 MIGRATIONS = (
     Migration(1, "CAS index, repos, tokens, repo binding (repo_files backfilled)", _V1, _backfill_repo_files),
     Migration(2, "settings: cluster-wide values (server secret)", _V2),
+    Migration(3, "file_xorbs: files referencing each xorb (backfilled)", _V3, _backfill_file_xorbs),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -7,7 +7,8 @@ CAS index (docs/protocol.md):
 - ``files``: file hash -> terms (packed 44-byte records: raw xorb hash, chunk start, chunk end, unpacked
   bytes), size, sha256 (hex); ``sha256_index``: sha256 hex -> file hash (Hub commits name Xet files by sha256);
 - ``dedup_chunks``: eligible chunk hash -> xorb hash (file-start chunks and ``hash % 1024 == 0``), and
-  for a file-start chunk the file, so a dedup answer can list every xorb of that file.
+  for a file-start chunk the file, so a dedup answer can list every xorb of that file;
+- ``file_xorbs``: xorb hash -> the files whose terms reference it (a dedup answer's neighbours).
 
 Repos: ``repos`` (type, repo_id), ``refs`` (branch -> commit oid), ``commits`` (oid, parent, tree oid,
 title, message, date, author token id) and ``trees`` (tree oid -> zlib JSON snapshot ``{path: entry}``;
@@ -214,6 +215,12 @@ class Metadata:
             return None, None
         return MerkleHash.from_hex(row[0]), MerkleHash.from_hex(row[1]) if row[1] else None
 
+    def files_with_xorb(self, xorb_hash: MerkleHash, limit: int) -> list[MerkleHash]:
+        """Up to ``limit`` files whose terms reference ``xorb_hash``, the earliest registered first."""
+        rows = self._db.all("SELECT fx.file_hash FROM file_xorbs fx JOIN files f ON f.hash = fx.file_hash "
+                            "WHERE fx.xorb_hash=? ORDER BY f.created, fx.file_hash LIMIT ?", (str(xorb_hash), limit))
+        return [MerkleHash.from_hex(r[0]) for r in rows]
+
     # ------------------------------------------------------------------ files and shards
     def add_shard(self, shard_hash: str, size: int, files: Sequence[FileRecord],
                   dedup_chunks: Sequence[tuple[MerkleHash, MerkleHash, MerkleHash]],
@@ -226,6 +233,8 @@ class Metadata:
         ordered = sorted(files, key=lambda f: bytes(f.hash))
         stmts += [("INSERT INTO files VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
                    (str(f.hash), f.size, pack_terms(f.terms), f.sha256, now)) for f in ordered]
+        stmts += [("INSERT INTO file_xorbs VALUES (?,?) ON CONFLICT DO NOTHING", (x, f))
+                  for x, f in sorted({(str(t.xorb_hash), str(f.hash)) for f in ordered for t in f.terms})]
         if uploader_repo is not None:
             stmts += [("INSERT INTO repo_uploads VALUES (?,?) ON CONFLICT DO NOTHING", (uploader_repo, str(f.hash)))
                       for f in ordered]

@@ -145,10 +145,10 @@ async def _post_shard_v2(request: web.Request) -> web.Response:
 async def _chunks(request: web.Request) -> web.Response:
     st = state_of(request)
     _prefix(request)
-    st.auth.cas_claims(request.headers.get("Authorization"), "read")
+    claims = st.auth.cas_claims(request.headers.get("Authorization"), "read")
     chunk = hash_param(request, "hash")
     st.metrics.inc("xetfs_cas_dedup_queries_total")
-    data = await st.run(dedup_shard, st, chunk)
+    data = await st.run(dedup_shard, st, chunk, claims)
     if data is None:
         raise NotFound(f"chunk {chunk} unknown")
     st.metrics.inc("xetfs_cas_dedup_hits_total")
