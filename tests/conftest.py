@@ -1,5 +1,6 @@
-"""Suite-wide settings. FUSE tests use the ``fuse`` fixture: they skip without /dev/fuse, except that
-``XETFS_REQUIRE_FUSE=1`` (set by CI) turns a missing /dev/fuse into a failure. ``weed`` and ``pg`` are a real
+"""Suite-wide settings. FUSE tests use the ``fuse`` fixture: they skip without /dev/fuse, except that under CI
+(``CI=true`` or ``XETFS_REQUIRE_FUSE=1``, xetfs.testing.deps.strict) a missing /dev/fuse is a failure; optional
+packages (hf_xet, huggingface_hub, psycopg) follow the same rule through xetfs.testing.deps.required. ``weed`` and ``pg`` are a real
 SeaweedFS and a real PostgreSQL shared by the tests of one module (xetfs.testing.services); ``hf_client_env``
 sets the official clients quiet and quick to fail (xetfs.testing.server.HF_CLIENT_ENV)."""
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from xetfs.cli.main import main
+from xetfs.testing.deps import strict
 from xetfs.testing.server import HF_CLIENT_ENV, ServerHandle, running_server
 from xetfs.testing.services import PostgresHandle, SeaweedFSHandle, postgres, seaweedfs
 
@@ -39,8 +41,8 @@ def fuse() -> None:
     problem = fuse_problem()
     if problem is None:
         return
-    if os.environ.get("XETFS_REQUIRE_FUSE") == "1":
-        pytest.fail(f"FUSE is required (XETFS_REQUIRE_FUSE=1) but unusable: {problem}")
+    if strict():
+        pytest.fail(f"FUSE is required under CI (CI=true or XETFS_REQUIRE_FUSE=1) but unusable: {problem}")
     pytest.skip(f"FUSE unusable: {problem}")
 
 
@@ -70,7 +72,6 @@ def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresHandle]:
 
 # One real `xetfs serve` per module, a fresh repo per test, the CLI in-process (tiers may override `server`).
 _repo_numbers = itertools.count()
-
 
 
 @pytest.fixture(scope="module")

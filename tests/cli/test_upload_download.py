@@ -13,6 +13,7 @@ from xetfs.client.config import RepoRef
 from xetfs.core.reconstruction import FetchRange
 from xetfs.client.hub import open_hub
 from xetfs.protocol.hub import XetToken
+from xetfs.testing.files import tree_of, write_tree
 from xetfs.testing.server import ServerHandle, make_bytes
 from xetfs.write.upload import UploadParams, upload_files
 from xetfs.core.params import ChunkingParams, XorbParams
@@ -21,20 +22,10 @@ XORB_BYTES_METRIC = "xetfs_cas_xorb_upload_bytes_total"
 TINY = UploadParams(chunking=ChunkingParams.tiny(), xorb=XorbParams.tiny(), read_block_bytes=8 * 1024)
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _write_tree(root: Path, files: dict[str, bytes]) -> None:
-    for rel, data in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-
-
 def test_cli_round_trip_and_dedup(server: ServerHandle, repo: str, cli: Callable, tmp_path: Path) -> None:  # type: ignore[type-arg]
     files = {"model.bin": make_bytes("random", 3_000_000, 1), "sub/w.f32": make_bytes("float32", 1_500_000, 2),
              "README.md": b"# demo\n", "empty.txt": b""}
-    _write_tree(tmp_path / "src", files)
+    write_tree(tmp_path / "src", files)
     first = cli("upload", repo, str(tmp_path / "src"), "--json")
     assert first.code == 0, first.err
     stats = json.loads(first.out)
@@ -48,7 +39,7 @@ def test_cli_round_trip_and_dedup(server: ServerHandle, repo: str, cli: Callable
 
     down = cli("download", repo, "--to", str(tmp_path / "dst"), "--json")
     assert down.code == 0, down.err
-    assert _tree(tmp_path / "dst") == files
+    assert tree_of(tmp_path / "dst") == files
     assert json.loads(down.out)["commit"] == json.loads(again.out)["commit"]
 
 
@@ -70,10 +61,10 @@ def test_modified_copy_uploads_a_fraction(server: ServerHandle, repo: str, cli: 
 
 def test_download_selected_paths(repo: str, cli: Callable, tmp_path: Path) -> None:  # type: ignore[type-arg]
     files = {"a/x.bin": make_bytes("random", 200_000, 4), "a/y.txt": b"y\n", "b/z.bin": make_bytes("zeros", 2_000_000)}
-    _write_tree(tmp_path / "src", files)
+    write_tree(tmp_path / "src", files)
     assert cli("upload", repo, str(tmp_path / "src"), "--path-in-repo", "data").code == 0
     assert cli("download", repo, "data/a", "--to", str(tmp_path / "dst")).code == 0
-    assert _tree(tmp_path / "dst") == {"data/a/x.bin": files["a/x.bin"], "data/a/y.txt": b"y\n"}
+    assert tree_of(tmp_path / "dst") == {"data/a/x.bin": files["a/x.bin"], "data/a/y.txt": b"y\n"}
     missing = cli("download", repo, "nope", "--to", str(tmp_path / "dst2"))
     assert missing.code == 1 and "nope: not in the repo" in missing.err
 
@@ -106,7 +97,7 @@ def _read_back(server: ServerHandle, repo: RepoRef, paths: list[str], tmp_path: 
     code = main(["download", repo.repo_id, *paths, "--to", str(tmp_path), "--endpoint", server.url,
                  "--token", server.token])
     assert code == 0
-    return _tree(tmp_path)
+    return tree_of(tmp_path)
 
 
 def test_api_multi_xorb_session_dedup(server: ServerHandle, repo: str, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from xetfs.testing.server import make_bytes, running_server
+from xetfs.testing.files import pread
 from xetfs.testing.mount import mounted, xetfs_cli
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
@@ -30,28 +31,20 @@ def server(tmp_path: Path):
         yield srv, src
 
 
-def _pread(path: Path, offset: int, size: int) -> bytes:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        return os.pread(fd, size, offset)
-    finally:
-        os.close(fd)
-
-
 def test_server_outage_gives_eio_then_recovers(server, tmp_path: Path) -> None:
     srv, src = server
     data = (src / "data.bin").read_bytes()
     with mounted(srv, "org/faults", tmp_path / "mnt", args=["--read-timeout", "4"]) as m:
         f = m.path / "data.bin"
-        assert _pread(f, 0, 4096) == data[:4096]
+        assert pread(f, 0, 4096) == data[:4096]
         srv.stop()
         with pytest.raises(OSError) as info:
-            _pread(f, 20 * MiB, 4096)
+            pread(f, 20 * MiB, 4096)
         assert info.value.errno == errno.EIO
         assert os.path.ismount(m.path) and os.stat(f).st_size == len(data)
-        assert _pread(f, 0, 4096) == data[:4096]          # what was read stays readable
+        assert pread(f, 0, 4096) == data[:4096]          # what was read stays readable
         srv.start()
-        assert _pread(f, 20 * MiB, 4096) == data[20 * MiB:20 * MiB + 4096]
+        assert pread(f, 20 * MiB, 4096) == data[20 * MiB:20 * MiB + 4096]
         assert m.stats()["read_errors"] >= 1
 
 

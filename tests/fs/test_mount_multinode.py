@@ -18,9 +18,10 @@ import pytest
 from xetfs.testing.server import ServerHandle, make_bytes
 from xetfs.testing.mount import STATS_NAME, mounted
 from xetfs.testing.services import PostgresHandle, SeaweedFSHandle, two_nodes
+from xetfs.testing.deps import required
 
-pytest.importorskip("psycopg")
-hub = pytest.importorskip("huggingface_hub")
+required("psycopg")
+hub = required("huggingface_hub")
 
 MiB = 1024 * 1024
 SERVED = "xetfs_cas_data_bytes_served_total"

@@ -19,8 +19,9 @@ import pytest
 from xetfs.cli.hash_cmd import READ_BLOCK_BYTES
 from xetfs.cli.main import main
 from xetfs.core.chunking import chunk_boundaries
+from xetfs.testing.deps import required
 
-hf_xet = pytest.importorskip("hf_xet")
+hf_xet = required("hf_xet")
 
 MiB = 1024 * 1024
 

@@ -3,15 +3,16 @@ byte-identical round trips, ranged streams, global dedup, and hf_xet's default p
 (xorb grants -> 404 -> POST /v1/xorbs, v2 shards, v2 reconstructions, telemetry)."""
 from __future__ import annotations
 
-import json
-import warnings
 from pathlib import Path
 
 import pytest
 
+from xetfs.testing.deps import required
+from xetfs.testing.hf import legacy_download, legacy_upload, session_download, session_upload
+from xetfs.testing.hub import xet_token
 from xetfs.testing.server import ServerHandle, make_bytes, running_server
 
-hf_xet = pytest.importorskip("hf_xet")
+hf_xet = required("hf_xet")
 
 MiB = 1024 * 1024
 CONTENTS = {"empty": b"", "tiny": b"hello xet\n", "random": make_bytes("random", 10 * MiB, 1),
@@ -26,49 +27,6 @@ def srv(tmp_path: Path):  # type: ignore[no-untyped-def]
     with running_server(tmp_path) as s:
         s.create_repo("t/demo")
         yield s
-
-
-def xet_token(s: ServerHandle, scope: str) -> tuple[str, int]:
-    status, _, body = s.request("GET", f"/api/models/t/demo/xet-{scope}-token/main")
-    assert status == 200, body
-    obj = json.loads(body)
-    return obj["accessToken"], obj["exp"]
-
-
-def legacy_upload(s: ServerHandle, items: list[bytes]) -> list[tuple[str, int]]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        infos = hf_xet.upload_bytes(items, s.url, xet_token(s, "write"), None, None, None)
-    return [(i.hash, i.file_size) for i in infos]
-
-
-def legacy_download(s: ServerHandle, files: list[tuple[str, int]], dest: Path) -> list[bytes]:
-    dest.mkdir(parents=True, exist_ok=True)
-    infos = [hf_xet.PyXetDownloadInfo(str(dest / f"f{i}"), h, n) for i, (h, n) in enumerate(files)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        hf_xet.download_files(infos, s.url, xet_token(s, "read"), None, None)
-    return [(dest / f"f{i}").read_bytes() for i in range(len(files))]
-
-
-def session_upload(s: ServerHandle, items: list[bytes], **kw: object) -> list[tuple[str, int]]:
-    if not kw:
-        token, exp = xet_token(s, "write")
-        kw = {"endpoint": s.url, "token": token, "token_expiry_unix_secs": exp}
-    with hf_xet.XetSession().new_upload_commit(**kw) as commit:
-        uploads = [commit.start_upload_bytes(d) for d in items]
-    infos = [u.result().xet_info for u in uploads]
-    return [(i.hash, i.file_size) for i in infos]
-
-
-def session_download(s: ServerHandle, files: list[tuple[str, int]], dest: Path) -> list[bytes]:
-    dest.mkdir(parents=True, exist_ok=True)
-    token, exp = xet_token(s, "read")
-    group = hf_xet.XetSession().new_file_download_group(endpoint=s.url, token=token, token_expiry_unix_secs=exp)
-    for i, (h, n) in enumerate(files):
-        group.start_download_file(hf_xet.XetFileInfo(h, n), str(dest / f"f{i}"))
-    group.wait_to_finish()
-    return [(dest / f"f{i}").read_bytes() for i in range(len(files))]
 
 
 @pytest.mark.parametrize("api", ["legacy", "session"])
@@ -91,7 +49,7 @@ def test_round_trip_is_byte_identical(srv: ServerHandle, tmp_path: Path, api: st
 def test_ranged_download_stream(srv: ServerHandle) -> None:
     data = CONTENTS["random"]
     ((h, n),) = session_upload(srv, [data])
-    token, exp = xet_token(srv, "read")
+    token, exp = xet_token(srv, "t/demo", "read")
     group = hf_xet.XetSession().new_download_stream_group(endpoint=srv.url, token=token,
                                                           token_expiry_unix_secs=exp)
     for start, end in ((5_000_000, 5_300_000), (0, 1), (n - 1000, n), (123_456, 4_567_890)):

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from xetfs.testing.deps import required
+from xetfs.testing.files import write_tree
 from xetfs.testing.server import ServerHandle, make_bytes, running_server
 
-hub = pytest.importorskip("huggingface_hub")
+hub = required("huggingface_hub")
 from huggingface_hub import HfApi, HfFileSystem, hf_hub_download, snapshot_download  # noqa: E402
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError  # noqa: E402
 
@@ -29,9 +31,7 @@ def _folder(root: Path) -> dict[str, bytes]:
     files = {"README.md": b"# demo\n", "config.json": b'{"hidden_size": 8}\n',
              "weights/big.bin": make_bytes("float32", 6 * MiB, 5), "weights/small.bin": b"\x00\x01" * 50,
              "data/deep/text.txt": make_bytes("text", 20_000, 6)}
-    for name, data in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
+    write_tree(root, files)
     return files
 
 

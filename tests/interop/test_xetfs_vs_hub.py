@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from xetfs.cli.main import main
+from xetfs.testing.deps import required
+from xetfs.testing.files import tree_of, write_tree
 from xetfs.testing.server import ServerHandle, make_bytes, running_server
 
-huggingface_hub = pytest.importorskip("huggingface_hub")
-pytest.importorskip("hf_xet")
+huggingface_hub = required("huggingface_hub")
+required("hf_xet")
 
 XORB_BYTES_METRIC = "xetfs_cas_xorb_upload_bytes_total"
 FILES = {"model.safetensors": make_bytes("float32", 3_000_000, 11), "weights/big.bin": make_bytes("random", 2_500_000, 12),
@@ -32,28 +34,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
 pytestmark = pytest.mark.usefixtures("hf_client_env")
 
 
-def _write_tree(root: Path, files: dict[str, bytes]) -> None:
-    for rel, data in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and ".cache" not in p.parts}
-
-
 def _xetfs(server: ServerHandle, *args: str) -> int:
     return main([*args, "--endpoint", server.url, "--token", server.token])
 
 
 def test_xetfs_upload_then_snapshot_download(server: ServerHandle, tmp_path: Path) -> None:
     server.create_repo("org/xetfs-up")
-    _write_tree(tmp_path / "src", FILES)
+    write_tree(tmp_path / "src", FILES)
     assert _xetfs(server, "upload", "org/xetfs-up", str(tmp_path / "src")) == 0
     out = huggingface_hub.snapshot_download("org/xetfs-up", endpoint=server.url, token=server.token,
                                             cache_dir=tmp_path / "cache", local_dir=tmp_path / "dst")
-    assert _tree(Path(out)) == FILES
+    assert tree_of(Path(out), skip={".cache"}) == FILES
     api = huggingface_hub.HfApi(endpoint=server.url, token=server.token)
     infos = {f.path: f for f in api.list_repo_tree("org/xetfs-up", recursive=True) if hasattr(f, "size")}
     assert infos["weights/big.bin"].xet_hash and infos["weights/big.bin"].lfs.size == 2_500_000
@@ -62,11 +53,11 @@ def test_xetfs_upload_then_snapshot_download(server: ServerHandle, tmp_path: Pat
 def test_upload_folder_then_xetfs_download(server: ServerHandle, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     server.create_repo("org/hf-up", repo_type="dataset")
-    _write_tree(tmp_path / "src", FILES)
+    write_tree(tmp_path / "src", FILES)
     api = huggingface_hub.HfApi(endpoint=server.url, token=server.token)
     api.upload_folder(repo_id="org/hf-up", repo_type="dataset", folder_path=tmp_path / "src")
     assert _xetfs(server, "download", "datasets/org/hf-up", "--to", str(tmp_path / "dst")) == 0
-    assert _tree(tmp_path / "dst") == FILES
+    assert tree_of(tmp_path / "dst", skip={".cache"}) == FILES
 
     before = server.metrics()[XORB_BYTES_METRIC]
     capsys.readouterr()

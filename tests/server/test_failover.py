@@ -32,8 +32,9 @@ import pytest
 from xetfs.testing.server import ServerHandle, make_bytes
 from xetfs.testing.mount import mounted, xetfs_cli
 from xetfs.testing.services import PostgresHandle, SeaweedFSHandle, two_nodes
+from xetfs.testing.deps import required
 
-psycopg = pytest.importorskip("psycopg")
+psycopg = required("psycopg")
 
 MiB = 1024 * 1024
 SERVED = "xetfs_cas_data_bytes_served_total"

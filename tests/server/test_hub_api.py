@@ -4,31 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 
 import pytest
 
 from xetfs.core.gitblob import git_blob_oid, lfs_pointer
 from xetfs.testing.server import ServerHandle, running_server
 
-from server_helpers import build_file, cas_token, upload
-
-JSON = {"Content-Type": "application/json"}
-
-
-def commit(srv: ServerHandle, repo: str, ops: list[dict], token: str = "admin", parent: str | None = None,
-           rev: str = "main", kind: str = "models") -> tuple[int, dict, dict]:
-    header = {"summary": "test", "description": ""} | ({"parentCommit": parent} if parent else {})
-    lines = [{"key": "header", "value": header}] + ops
-    body = "\n".join(json.dumps(x) for x in lines).encode()
-    status, headers, data = srv.request("POST", f"/api/{kind}/{repo}/commit/{rev}", body,
-                                        {"Content-Type": "application/x-ndjson"}, token=token)
-    return status, headers, json.loads(data)
-
-
-def add_file(path: str, data: bytes) -> dict:
-    return {"key": "file", "value": {"path": path, "content": base64.b64encode(data).decode(), "encoding": "base64"}}
+from xetfs.testing.cas import build_file, cas_token, upload
+from xetfs.testing.hub import JSON, add_file, commit, lfs_file, new_token
 
 
 def get_json(srv: ServerHandle, path: str, token: str = "admin") -> tuple[int, dict, object]:
@@ -40,7 +23,7 @@ def test_commit_tree_and_resolve(shared_server):
     srv = shared_server
     f = build_file(size=60_000, seed=200)
     assert upload(srv, f, cas_token(srv)) == (200, 200)
-    lfs = {"key": "lfsFile", "value": {"path": "w/model.bin", "algo": "sha256", "oid": f.sha256, "size": len(f.data)}}
+    lfs = lfs_file("w/model.bin", f.sha256, len(f.data))
     status, _, out = commit(srv, "t/demo", [add_file("a/b/c.txt", b"hello"), lfs])
     assert status == 200 and len(out["commitOid"]) == 40
     _, _, tree = get_json(srv, "/api/models/t/demo/tree/main?recursive=true")
@@ -82,7 +65,7 @@ def test_bad_paths_are_400(shared_server, path):
 def test_commit_errors(shared_server):
     srv = shared_server
     head = get_json(srv, "/api/models/t/demo/revision/main")[2]["sha"]    # type: ignore[index]
-    lfs = {"key": "lfsFile", "value": {"path": "x.bin", "algo": "sha256", "oid": "0" * 64, "size": 3}}
+    lfs = lfs_file("x.bin", "0" * 64, 3)
     assert commit(srv, "t/demo", [lfs])[0] == 404
     assert commit(srv, "t/demo", [{"key": "deletedFile", "value": {"path": "nope.txt"}}])[0] == 404
     assert commit(srv, "t/demo", [{"key": "bogus", "value": {}}])[0] == 400
@@ -119,15 +102,9 @@ def test_preupload_modes_and_oids(shared_server):
     assert out["big.bin"]["uploadMode"] == "lfs" and out["bin.dat"]["uploadMode"] == "lfs"
 
 
-def _new_token(srv: ServerHandle, scope: str, repo: str | None = None) -> str:
-    cmd = [sys.executable, "-m", "xetfs.cli.main", "token", "create", "--data", str(srv.data_dir), "--scope", scope]
-    out = subprocess.run(cmd + (["--repo", repo] if repo else []), capture_output=True, text=True, check=True)
-    return out.stdout.strip()
-
-
 def test_tokens_and_scopes(shared_server):
     srv = shared_server
-    read, write_other = _new_token(srv, "read"), _new_token(srv, "write", "t/other")
+    read, write_other = new_token(srv, "read"), new_token(srv, "write", "t/other")
     assert srv.request("GET", "/api/models/t/demo", token=None)[0] == 401
     assert srv.request("GET", "/api/models/t/demo", token="xetfs_wrong")[0] == 401
     assert srv.request("GET", "/api/models/t/demo", headers={"Authorization": "Basic abc"}, token=None)[0] == 401

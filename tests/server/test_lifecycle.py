@@ -9,7 +9,7 @@ import sqlite3
 
 from xetfs.testing.server import running_server
 
-from server_helpers import build_file, cas_token, upload
+from xetfs.testing.cas import build_file, cas_token, upload
 
 
 def test_sigterm_is_graceful_and_data_persists(tmp_path):

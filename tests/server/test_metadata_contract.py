@@ -5,7 +5,6 @@ database, refusing a newer schema, and clean errors for an unreachable server or
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,8 @@ from xetfs.server.metadata.connect import open_database
 from xetfs.server.metadata.postgres import PostgresDatabase
 from xetfs.server.metadata.store import SCHEMA_VERSION, Metadata
 from xetfs.testing.metadata_suite import check_metadata_contract
-from xetfs.testing.services import PostgresHandle, free_port, postgres
-
-psycopg = pytest.importorskip("psycopg")
-
-
-@pytest.fixture(scope="module")
-def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresHandle]:
-    with postgres(tmp_path_factory.mktemp("pg")) as handle:
-        yield handle
+from xetfs.testing.deps import required
+from xetfs.testing.services import PostgresHandle, free_port
 
 
 def pg_url(pg: PostgresHandle, dbname: str = "postgres") -> str:
@@ -33,6 +25,7 @@ def pg_url(pg: PostgresHandle, dbname: str = "postgres") -> str:
 @pytest.fixture
 def pg_db(pg: PostgresHandle) -> str:
     """A fresh, empty database on the shared server -> its URL."""
+    psycopg = required("psycopg")
     name = "t_" + secrets.token_hex(6)
     with psycopg.connect(pg.dsn, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
@@ -55,6 +48,7 @@ def test_sqlite_url_and_plain_path_are_one_database(tmp_path: Path) -> None:
 
 
 def test_postgres_schema_is_migrated_from_an_older_version(pg_db: str) -> None:
+    psycopg = required("psycopg")
     meta = Metadata(pg_db)
     assert meta.shared
     meta.close()
@@ -81,6 +75,7 @@ def test_postgres_pool_enforces_the_statement_timeout(pg_db: str) -> None:
 
 
 def test_unreachable_or_bad_database_is_one_clean_error(tmp_path: Path) -> None:
+    required("psycopg")
     with pytest.raises(TransientError, match="unreachable"):
         PostgresDatabase(f"postgresql://postgres@127.0.0.1:{free_port()}/postgres?connect_timeout=1")
     with pytest.raises(ValidationError, match="unsupported --db"):

@@ -6,7 +6,6 @@ the other (the server secret and the admin token hash live in the database); Hub
 per race and clean 412s, and committers that retry on 412 lose nothing."""
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
@@ -15,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from xetfs.testing.deps import required
+from xetfs.testing.hub import add_file, commit
 from xetfs.testing.server import ServerHandle, make_bytes
 from xetfs.testing.metadata_suite import race
 from xetfs.testing.services import PostgresHandle, SeaweedFSHandle, two_nodes
 
-psycopg = pytest.importorskip("psycopg")
-hub = pytest.importorskip("huggingface_hub")
+psycopg = required("psycopg")
+hub = required("huggingface_hub")
 from huggingface_hub import HfApi, snapshot_download  # noqa: E402
 
 SERVED = "xetfs_cas_data_bytes_served_total"
@@ -83,22 +84,6 @@ def test_tokens_are_valid_on_every_node(cluster: tuple[ServerHandle, ServerHandl
         assert status == 403, "a read token cannot create repos"
 
 
-def _commit_body(summary: str, files: dict[str, bytes], parent: str | None = None) -> bytes:
-    header: dict[str, object] = {"summary": summary}
-    if parent is not None:
-        header["parentCommit"] = parent
-    lines = [{"key": "header", "value": header}]
-    lines += [{"key": "file", "value": {"path": p, "content": base64.b64encode(d).decode(), "encoding": "base64"}}
-              for p, d in files.items()]
-    return b"\n".join(json.dumps(line).encode() for line in lines)
-
-
-def _post_commit(node: ServerHandle, repo: str, body: bytes) -> tuple[int, bytes]:
-    status, _, data = node.request("POST", f"/api/models/{repo}/commit/main", body,
-                                   {"Content-Type": "application/x-ndjson"})
-    return status, data
-
-
 def test_commits_racing_through_two_nodes(cluster: tuple[ServerHandle, ServerHandle]) -> None:
     a, b = cluster
     nodes = (a, b)
@@ -106,11 +91,11 @@ def test_commits_racing_through_two_nodes(cluster: tuple[ServerHandle, ServerHan
     api_b = HfApi(endpoint=b.url, token=a.token)
     for round_ in range(3):                       # racers on one parent and one path: one winner per race
         head = api_b.repo_info("t/race").sha
-        results = race(6, lambda i: _post_commit(nodes[i % 2], "t/race", _commit_body(
-            f"racer {round_}.{i}", {"shared.txt": f"racer {round_}.{i}\n".encode()}, parent=head)))
-        statuses = sorted(s for s, _ in results)
+        results = race(6, lambda i: commit(nodes[i % 2], "t/race", [add_file("shared.txt", f"racer {round_}.{i}\n".encode())],
+                                           parent=head, summary=f"racer {round_}.{i}"))
+        statuses = sorted(s for s, _, _ in results)
         assert statuses == [200] + [412] * 5, results
-        winner = next(i for i, (s, _) in enumerate(results) if s == 200)
+        winner = next(i for i, (s, _, _) in enumerate(results) if s == 200)
         status, _, data = nodes[1 - winner % 2].request("GET", "/t/race/resolve/main/shared.txt")
         assert status == 200 and data == f"racer {round_}.{winner}\n".encode(), "the winner's content"
 
@@ -119,8 +104,8 @@ def test_commits_racing_through_two_nodes(cluster: tuple[ServerHandle, ServerHan
     def writer(i: int) -> int:
         conflicts = 0
         for k in range(per_writer):
-            body = _commit_body(f"w{i}.{k}", {f"w{i}/{k}.txt": f"{i}.{k}".encode()})
-            while (status := _post_commit(nodes[i % 2], "t/race", body))[0] == 412:
+            ops = [add_file(f"w{i}/{k}.txt", f"{i}.{k}".encode())]
+            while (status := commit(nodes[i % 2], "t/race", ops, summary=f"w{i}.{k}"))[0] == 412:
                 conflicts += 1
                 assert conflicts < 100, "no progress"
             assert status[0] == 200, status

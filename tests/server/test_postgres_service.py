@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from xetfs.testing.services import pid_alive, postgres
+from xetfs.testing.deps import required
 
-psycopg = pytest.importorskip("psycopg")
+psycopg = required("psycopg")
 
 
 def test_postgres_starts_serves_and_stops(tmp_path: Path) -> None:

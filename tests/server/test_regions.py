@@ -8,8 +8,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,8 @@ import pytest
 from xetfs.errors import ValidationError
 from xetfs.server.regions import (RegionMap, build_region_map, parse_address, parse_cas_url_spec,
                                   parse_network_spec)
+from xetfs.testing.deps import required
+from xetfs.testing.hub import serve_error
 from xetfs.testing.server import ServerHandle, make_bytes, running_server
 
 EU, US, LOCAL = "http://node-eu:8080", "http://node-us:8080", "http://local-node:1"
@@ -120,15 +120,6 @@ def test_parse_address_forms() -> None:
 # ---------------------------------------------------------------- the real server
 
 
-def serve_error(tmp_path: Path, args: list[str]) -> str:
-    done = subprocess.run([sys.executable, "-m", "xetfs.cli.main", "serve", "--data", str(tmp_path / "d"),
-                           "--port", "0", *args], capture_output=True, text=True, timeout=60, env=dict(os.environ))
-    assert done.returncode == 1, (done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("xetfs: error: "), done.stderr
-    return lines[0]
-
-
 def test_bad_config_is_one_line_at_start(tmp_path: Path) -> None:
     assert "bad network '10.1.0.0/33'" in serve_error(tmp_path, ["--region-network", "10.1.0.0/33=eu"])
     assert "bad CAS URL" in serve_error(tmp_path, ["--region-cas-url", "eu=node-eu:8080"])
@@ -175,7 +166,7 @@ def test_trusted_forwarded_for_picks_region(tmp_path: Path) -> None:
 
 
 def test_hf_xet_through_region_map(tmp_path: Path, hf_client_env: None) -> None:
-    hub = pytest.importorskip("huggingface_hub")
+    hub = required("huggingface_hub")
     with running_server(tmp_path) as srv:
         # the port is known once started: restart with a map sending loopback clients (region "local") to
         # this node under another name (localhost), everyone else to region "eu" = a dead port; so the

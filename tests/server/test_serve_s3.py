@@ -13,17 +13,17 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
-import pytest
 
 from xetfs.core.chunking import chunk_data, file_hash_of
 from xetfs.server.stores import sigv4
 from xetfs.server.auth import DATA_URL_TTL_S
 from xetfs.server.stores.s3 import S3Storage
+from xetfs.testing.deps import required
+from xetfs.testing.hf import legacy_download, legacy_upload
+from xetfs.testing.hub import serve_error, xet_token
 from xetfs.testing.server import ServerHandle, make_bytes, running_server
 from xetfs.testing.services import SeaweedFSHandle, free_port
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "interop"))
-from test_hf_xet_server import legacy_download, legacy_upload, xet_token  # noqa: E402
 
 SERVED = "xetfs_cas_data_bytes_served_total"
 MiB = 1024 * 1024
@@ -52,6 +52,7 @@ def xetfs_cli(srv: ServerHandle, *args: str) -> dict:  # type: ignore[type-arg]
 
 
 def test_hf_xet_round_trip_reads_from_the_store(weed: SeaweedFSHandle, tmp_path: Path) -> None:
+    required("hf_xet")
     items = [b"hello xet over s3\n", make_bytes("random", 3 * MiB, 11), make_bytes("float32", 2 * MiB, 12)]
     with running_server(tmp_path, extra_args=s3_args(weed, "hfxet"), env=weed.env()) as srv:
         srv.create_repo("t/demo")
@@ -60,7 +61,7 @@ def test_hf_xet_round_trip_reads_from_the_store(weed: SeaweedFSHandle, tmp_path:
         assert srv.metrics()[SERVED] == 0, "data bytes went through the node"
 
         # The fetch URLs are presigned ranged GETs of the xorb objects on the store, outliving the plan cache.
-        token, _ = xet_token(srv, "read")
+        token, _ = xet_token(srv, "t/demo", "read")
         status, _, body = srv.request("GET", f"/v2/reconstructions/{files[1][0]}", token=token)
         assert status == 200, body
         xorbs = json.loads(body)["xorbs"]
@@ -101,30 +102,13 @@ def test_cli_round_trip_direct_then_proxied(weed: SeaweedFSHandle, tmp_path: Pat
         for name in ("weights.bin", "noise.bin"):
             assert (tmp_path / "proxied" / name).read_bytes() == (src / name).read_bytes()
         assert srv.metrics()[SERVED] > MiB, "with --proxy-reads the node serves the data bytes"
-        token, _ = xet_token_for(srv, "t/cli")
+        token, _ = xet_token(srv, "t/cli")
         file_hash = file_hash_of(chunk_data((src / "noise.bin").read_bytes()))
         status, _, body = srv.request("GET", f"/v1/reconstructions/{file_hash}", token=token)
         assert status == 200, body
         urls = [e["url"] for entries in json.loads(body)["fetch_info"].values() for e in entries]
         assert urls and all(u.startswith(f"{srv.url}/v1/data/") for u in urls), urls
         no_local_objects(srv)
-
-
-def xet_token_for(srv: ServerHandle, repo: str) -> tuple[str, int]:
-    status, _, body = srv.request("GET", f"/api/models/{repo}/xet-read-token/main")
-    assert status == 200, body
-    obj = json.loads(body)
-    return obj["accessToken"], obj["exp"]
-
-
-def serve_error(tmp_path: Path, args: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run([sys.executable, "-m", "xetfs.cli.main", "serve", "--data", str(tmp_path / "d"),
-                           "--port", "0", *args], env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=30)
-    assert done.returncode == 1, (done.stdout, done.stderr)
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("xetfs: error: "), done.stderr
-    return lines[0]
 
 
 def test_bad_store_is_one_line_at_start(weed: SeaweedFSHandle, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ metadata (CAS index, transactions, commits racing on a branch, tokens)."""
 from __future__ import annotations
 
 import os
+import sqlite3
 
 import pytest
 
@@ -51,8 +52,8 @@ def test_xorb_and_file_index(tmp_path):
 def test_shard_registration_is_one_transaction(tmp_path):
     meta = Metadata(tmp_path / "m.db")
     good = FileRecord(_h(4), 1, (), None)
-    with pytest.raises(Exception):
-        meta.add_shard("s1", 1, [good, FileRecord(_h(5), 1, (), object())], [])  # type: ignore[arg-type]
+    with pytest.raises(sqlite3.IntegrityError, match="NOT NULL"):    # the 2nd file fails inside the transaction
+        meta.add_shard("s1", 1, [good, FileRecord(_h(5), None, (), None)], [])  # type: ignore[arg-type]
     assert meta.file(_h(4)) is None and meta.counts()["shards"] == 0
 
 

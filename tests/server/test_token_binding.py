@@ -12,14 +12,12 @@ import pytest
 
 from xetfs.testing.server import ServerHandle, running_server
 
-from server_helpers import BuiltFile, build_file, cas_token, upload
+from xetfs.testing.cas import BuiltFile, build_file, cas_token, upload
+from xetfs.testing.hub import commit, lfs_file
 
 
 def _commit_lfs(srv: ServerHandle, repo: str, f: BuiltFile, path: str = "w.bin") -> int:
-    lines = [{"key": "header", "value": {"summary": "add", "description": ""}},
-             {"key": "lfsFile", "value": {"path": path, "algo": "sha256", "oid": f.sha256, "size": len(f.data)}}]
-    body = "\n".join(json.dumps(x) for x in lines).encode()
-    return srv.request("POST", f"/api/models/{repo}/commit/main", body, {"Content-Type": "application/x-ndjson"})[0]
+    return commit(srv, repo, [lfs_file(path, f.sha256, len(f.data))], summary="add")[0]
 
 
 def _reads(srv: ServerHandle, f: BuiltFile, tok: str) -> list[int]:

@@ -1,17 +1,21 @@
-"""Helpers for server tests: real xorbs and shards built with xetfs.core (tiny 1 KiB chunks, so small data
-gives many chunks), and CAS tokens from a running server."""
+"""CAS requests for tests of a running server: real xorbs and shards built with xetfs.core (tiny chunks, so small
+data gives many chunks), their upload, and reassembling a reconstruction from the fetched xorb ranges."""
 from __future__ import annotations
 
 import hashlib
-import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from xetfs.core.chunking import chunk_data, file_hash_of
 from xetfs.core.hashing import MerkleHash, sha256_to_shard, verification_hash
 from xetfs.core.shard import FileInfo, FileTerm, Shard, serialize_upload_shard, xorb_info_from_built
-from xetfs.core.xorb import BuiltXorb, built_from_chunks
 from xetfs.core.params import ChunkingParams
+from xetfs.core.reconstruction import FetchRange, Reconstruction
+from xetfs.core.xorb import BuiltXorb, built_from_chunks, decode_chunks
+from xetfs.testing.hub import cas_token
 from xetfs.testing.server import ServerHandle, make_bytes
+
+__all__ = ["BuiltFile", "assemble", "build_file", "cas_token", "fetch_ranges", "upload"]
 
 
 @dataclass
@@ -48,14 +52,6 @@ def build_file(size: int = 40_000, seed: int = 1, kind: str = "random", xorbs: i
     return BuiltFile(data, built, info)
 
 
-def cas_token(srv: ServerHandle, repo: str = "t/demo", scope: str = "write", hub_token: str = "admin") -> str:
-    status, headers, body = srv.request("GET", f"/api/models/{repo}/xet-{scope}-token/main", token=hub_token)
-    assert status == 200, body
-    obj = json.loads(body)
-    assert headers["X-Xet-Access-Token"] == obj["accessToken"]
-    return obj["accessToken"]  # type: ignore[no-any-return]
-
-
 def upload(srv: ServerHandle, f: BuiltFile, token: str, xorb_body: bytes | None = None) -> tuple[int, int]:
     """POST the xorbs then the shard; -> (last xorb status, shard status)."""
     s1 = 0
@@ -63,3 +59,26 @@ def upload(srv: ServerHandle, f: BuiltFile, token: str, xorb_body: bytes | None 
         s1, _, _ = srv.request("POST", f"/v1/xorbs/default/{x.hash}", xorb_body or x.data, token=token)
     s2, _, _ = srv.request("POST", "/v1/shards", f.shard(), token=token)
     return s1, s2
+
+
+def fetch_ranges(srv: ServerHandle, r: Reconstruction) -> dict[FetchRange, bytes]:
+    """GET every fetch range of ``r`` (signed data URLs, no token) -> its bytes, checking each is a 206."""
+    out = {}
+    for frs in r.fetch.values():
+        for fr in frs:
+            status, _, body = srv.request("GET", fr.url, headers={"Range": f"bytes={fr.byte_start}-{fr.byte_end}"},
+                                          token=None)
+            assert status == 206, (status, body[:200])
+            out[fr] = body
+    return out
+
+
+def assemble(r: Reconstruction, fetched: dict[FetchRange, bytes] | Callable[[FetchRange], bytes]) -> bytes:
+    """The bytes ``r`` describes from its fetched ranges (``offset_into_first_range`` not yet applied)."""
+    get = fetched.__getitem__ if isinstance(fetched, dict) else fetched
+    out = []
+    for term in r.terms:
+        fr = next(fr for fr in r.fetch[term.xorb_hash] if fr.contains(term))
+        chunks = decode_chunks(get(fr))
+        out.append(b"".join(chunks[term.chunk_start - fr.chunk_start:term.chunk_end - fr.chunk_start]))
+    return b"".join(out)

@@ -1,9 +1,11 @@
-"""Test kit for real FUSE mounts: ``mounted(server, repo, mountpoint)`` (design.md §2.12).
+"""Test kit for real FUSE mounts: ``mounted(server, repo, mountpoint)``.
 
-Runs the real ``xetfs mount`` CLI (daemon mode: it returns once the mount is ready) and always unmounts on
-exit, even when the body fails: ``xetfs umount`` first, then ``fusermount3 -u -z`` and a SIGKILL of the daemon
-as a last resort, so a failing test never leaves a mount behind. The yielded ``Mount`` knows its daemon pid,
-its log file and its counters (``stats()``, the hidden ``.xetfs-stats`` file).
+Runs the real ``xetfs mount`` CLI (daemon mode: it returns once the mount is ready) and unmounts on exit with
+the real ``xetfs umount``. A ``xetfs umount`` that fails (or leaves the mount or its daemon behind) fails the
+test: the failure is recorded, then ``fusermount3 -u -z`` and a SIGKILL of the daemon clean up, so a failing test
+never leaves a mount behind. A body that ends the mount itself (SIGTERM to the daemon, or a SIGKILL followed by
+``force_unmount``) leaves nothing to unmount. The yielded ``Mount`` knows its daemon pid, its log file and its
+counters (``stats()``, the hidden ``.xetfs-stats`` file).
 """
 from __future__ import annotations
 
@@ -18,6 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from xetfs.osutil.process import pid_alive
+from xetfs.testing.files import tree_of
+
+__all__ = ["Mount", "force_unmount", "mounted", "tree_of", "wait_committed", "xetfs_cli"]
 
 STATS_NAME = ".xetfs-stats"
 
@@ -111,17 +118,29 @@ def mounted(server: Any, repo: str, mountpoint: Path | str, *, cache_dir: Path |
               file=sys.stderr)
         raise
     finally:
+        failure = _unmount(path, pid, upload_wait_s)
+    if failure is not None:          # reached only when the body succeeded: its own failure comes first
+        raise AssertionError(failure)
+
+
+def _unmount(path: Path, pid: int | None, upload_wait_s: float) -> str | None:
+    """``xetfs umount`` -> None, or what went wrong (after cleaning up by force)."""
+    failure = None
+    if _is_mounted(path):
         done = xetfs_cli("umount", str(path), "--upload-wait", str(upload_wait_s), check=False,
                          timeout_s=60 + upload_wait_s)
-        if done.returncode != 0 or _is_mounted(path):
-            force_unmount(path, pid)
-        from xetfs.osutil.process import pid_alive
-
+        if done.returncode != 0:
+            failure = f"xetfs umount {path} failed ({done.returncode}): {done.stderr.strip()}"
+        elif _is_mounted(path):
+            failure = f"xetfs umount {path} succeeded but the mount is still there"
+    deadline = time.monotonic() + 10         # a daemon whose mount is gone exits (umount already waited for it)
+    while failure is None and pid is not None and pid_alive(pid):
+        if time.monotonic() > deadline:
+            failure = f"the daemon (pid {pid}) of {path} still runs after its unmount"
+        time.sleep(0.05)
+    if failure is not None:
+        force_unmount(path, pid)
         deadline = time.monotonic() + 10
         while pid is not None and time.monotonic() < deadline and pid_alive(pid):
             time.sleep(0.05)
-
-
-def tree_of(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` -> its bytes, keyed by relative path (for comparing a mount with a source)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return failure
