@@ -107,7 +107,8 @@ def test_lookup_paths_and_errors() -> None:
     a = vfs.lookup(ROOT_INODE, "a")
     assert a.is_dir and a.mode & 0o777 == 0o555
     b = vfs.lookup(a.inode, "b")
-    assert vfs.lookup(b.inode, "..").inode == a.inode or vfs.lookup(b.inode, "..").is_dir
+    assert vfs.lookup(b.inode, "..").inode == a.inode and vfs.lookup(a.inode, "..").inode == ROOT_INODE
+    assert vfs.lookup(ROOT_INODE, "..").inode == ROOT_INODE and vfs.lookup(b.inode, ".").inode == b.inode
     assert vfs.lookup(b.inode, "other.txt").size == 1
     with pytest.raises(NotFound) as info:
         vfs.lookup(ROOT_INODE, "missing")

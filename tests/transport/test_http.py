@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 
+import socket
+import threading
+
 import httpx
 import pytest
 import trio
@@ -35,14 +38,27 @@ def test_connection_refused_is_transient() -> None:
 BODY_BYTES = 8 * 1024 * 1024
 
 
-async def _serve_once(listener: trio.SocketListener, body: bytes) -> None:
-    stream = await listener.accept()
-    async with stream:
+def _serve_once(listener: socket.socket, body: bytes, full: threading.Event) -> None:
+    """Answer one request with ``body``; ``full`` is set once the socket buffers hold all they can (a
+    non-blocking send would block), so the client reads from a full buffer."""
+    listener.settimeout(60)
+    conn, _ = listener.accept()
+    with conn:
+        conn.settimeout(60)
         request = b""
         while b"\r\n\r\n" not in request:
-            request += await stream.receive_some(65536)
-        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-        await stream.send_all(head + body)
+            request += conn.recv(65536)
+        data = memoryview(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                          + body)
+        conn.setblocking(False)
+        try:
+            while data:
+                data = data[conn.send(data[:65536]):]
+        except BlockingIOError:
+            pass
+        full.set()
+        conn.settimeout(60)
+        conn.sendall(data)
 
 
 @pytest.mark.parametrize("read_size", [64 * 1024, 1024 * 1024])
@@ -51,15 +67,17 @@ def test_large_socket_reads(read_size: int) -> None:
     body = bytes(range(256)) * (BODY_BYTES // 256)
 
     async def main() -> list[int]:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        port = listeners[0].socket.getsockname()[1]
+        listener = socket.create_server(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        full = threading.Event()
         sizes: list[int] = []
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_serve_once, listeners[0], body)
-            await trio.sleep(0.2)   # let the server fill the socket buffers
+        server = threading.Thread(target=_serve_once, args=(listener, body, full))
+        server.start()
+        try:
             async with http.make_http_client(HttpParams(read_size_bytes=read_size)) as client:
                 url = f"http://127.0.0.1:{port}/"
                 async with http.stream(client, "GET", url) as resp:
+                    assert await trio.to_thread.run_sync(full.wait, 60)    # the first read finds full buffers
                     buf = bytearray(BODY_BYTES)
                     view = memoryview(buf)
                     pos = 0
@@ -68,7 +86,9 @@ def test_large_socket_reads(read_size: int) -> None:
                         view[pos:pos + len(piece)] = piece
                         pos += len(piece)
                     assert bytes(buf) == body
-        await listeners[0].aclose()
+        finally:
+            server.join()
+            listener.close()
         return sizes
 
     sizes = trio.run(main)

@@ -17,6 +17,7 @@ from xetfs.transport import http
 from xetfs.client.cas import CasClient, TokenProvider
 from xetfs.transport.retry import RetryPolicy
 from xetfs.core.hashing import MerkleHash
+from xetfs import errors
 from xetfs.errors import NotFound, RemoteError
 
 FILE = MerkleHash(bytes(range(32)))
@@ -133,12 +134,13 @@ def test_503_with_retry_after_is_retried_then_succeeds() -> None:
     trio.run(main)
 
 
-@pytest.mark.parametrize("status", [400, 403, 501])
-def test_final_statuses_are_sent_once(status: int) -> None:
+@pytest.mark.parametrize(("status", "error"), [(400, errors.ValidationError), (403, errors.Forbidden),
+                                               (501, errors.RemoteError)])
+def test_final_statuses_are_sent_once(status: int, error: type[errors.XetError]) -> None:
     async def main() -> None:
         async with scripted({("POST", "/v1/shards"): [(status, {}, b"no")]}) as (script, cas):
             cas._shard_version = 1
-            with pytest.raises(Exception) as info:
+            with pytest.raises(error) as info:
                 await cas.upload_shard(b"s")
             assert http.http_status_of(info.value) == status
             assert len(script.log) == 1
