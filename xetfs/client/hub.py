@@ -29,9 +29,9 @@ from xetfs.transport.retry import DEFAULT_RETRY, RetryPolicy, retry_call
 from xetfs.client.config import RepoRef, quote_path, quote_revision
 from xetfs.transport.endpoints import failover_for, join_endpoints, parse_endpoints
 from xetfs.errors import AlreadyExists, RemoteError, ValidationError
-from xetfs.protocol.hub import (CommitInfo, CommitOp, PreuploadAnswer, PreuploadFile, TreeEntry, XetToken,
+from xetfs.protocol.hub import (CommitInfo, CommitOp, PreuploadAnswer, PreuploadFile, RepoInfo, TreeEntry, XetToken,
                                 commit_ndjson, parse_branches, parse_commit_answer, parse_preupload_answer,
-                                parse_tree_entry, parse_xet_token, preupload_body)
+                                parse_repo_info, parse_tree_entry, parse_xet_token, preupload_body)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class HubClient:
 
         return await retry_call(attempt, policy or self.retry, what=f"{method} {path}")
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def _json(self, method: str, path: str, **kwargs: Any) -> object:
         return http.json_body(await self._call(method, path, **kwargs), f"{method} {path}")
 
     # -- repos
@@ -97,18 +97,13 @@ class HubClient:
             raise
         return str(obj.get("url", "")) if isinstance(obj, dict) else ""
 
-    async def repo_info(self, repo: RepoRef) -> dict[str, Any]:
+    async def repo_info(self, repo: RepoRef) -> RepoInfo:
         obj = await self._json("GET", f"{repo.api_path}/revision/{quote_revision(repo.revision)}")
-        if not isinstance(obj, dict):
-            raise RemoteError(f"repo info of {repo} is not an object")
-        return obj
+        return parse_repo_info(obj, f"repo info of {repo}")
 
     async def revision_sha(self, repo: RepoRef) -> str:
         """The commit sha the revision resolves to."""
-        sha = (await self.repo_info(repo)).get("sha")
-        if not isinstance(sha, str) or not sha:
-            raise RemoteError(f"repo info of {repo} has no commit sha")
-        return sha
+        return (await self.repo_info(repo)).sha
 
     async def branches(self, repo: RepoRef) -> dict[str, str]:
         """Branch name -> head commit (``GET .../refs``, hub-api §4.1)."""

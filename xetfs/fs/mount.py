@@ -23,7 +23,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 from cachetools import LRUCache
@@ -33,11 +33,14 @@ from xetfs.client.config import RepoRef
 from xetfs.core.hashing import MerkleHash
 from xetfs.read.reader import Fetcher, FileReader, safetensors_boundaries
 from xetfs.errors import ValidationError, XetError
+from xetfs.fs.stats import CacheStats, EndpointStats, MountStats, PendingStats
 from xetfs.fs.vfs import Reader, Tree, Vfs
+from xetfs.protocol.hub import RepoInfo
 
 if TYPE_CHECKING:
     from xetfs.fs.writable import WritableVfs
     from xetfs.client.hub import HubClient
+    from xetfs.write.staging import Staging
     from xetfs.write.writeback import Writeback
 
 log = logging.getLogger(__name__)
@@ -161,9 +164,9 @@ class RepoBackend:
         return data[offset:offset + size]
 
 
-def _mtime_ns(info: dict[str, Any]) -> int:
-    text = info.get("lastModified")
-    if isinstance(text, str):
+def _mtime_ns(info: RepoInfo) -> int:
+    text = info.last_modified
+    if text is not None:
         try:
             return int(datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1e9)
         except ValueError:
@@ -171,34 +174,27 @@ def _mtime_ns(info: dict[str, Any]) -> int:
     return 0
 
 
-def endpoints_snapshot(hub: Any) -> dict[str, Any]:
+def endpoints_snapshot(hub: HubClient) -> EndpointStats:
     """Failover health of the Hub/CAS nodes (``xetfs.transport.endpoints``; empty ``nodes`` until several are used)."""
     health = hub.failover.health
-    return {"urls": list(hub.endpoints), "nodes": health.snapshot(), "failovers": health.failovers}
+    return EndpointStats(urls=list(hub.endpoints), nodes=health.snapshot(), failovers=health.failovers)
 
 
 def stats_snapshot(opts: MountOptions, commit: str, vfs: Vfs, fetcher: Fetcher,
-                   writeback: Any = None, hub: Any = None) -> dict[str, Any]:
+                   writeback: Writeback | None = None, hub: HubClient | None = None) -> MountStats:
     s = fetcher.stats
-    cache = fetcher.cache.snapshot()
     write = writeback.snapshot() if writeback is not None else None
-    return {
-        "writable": writeback is not None,
-        "write": write,
-        "endpoints": endpoints_snapshot(hub) if hub is not None else None,
-        "pid": os.getpid(), "repo": str(opts.repo), "commit": commit, "mountpoint": str(opts.mountpoint),
-        "bytes_read": vfs.bytes_read, "bytes_fetched": s.bytes_fetched,
-        "cache": {"memory": {"hits": cache["memory_hits"], "misses": cache["memory_misses"],
-                             "bytes": cache["memory_bytes"]},
-                  "disk": {"hits": cache["disk_hits"], "misses": cache["disk_misses"],
-                           "corrupt_entries": cache["disk_corrupt"], "bytes": cache.get("disk_bytes", 0),
-                           "evictions": cache.get("disk_evictions", 0)}},
-        "reconstructions": s.reconstructions, "fetches": s.fetches, "retries": s.refetches,
-        "integrity_failures": s.integrity_failures, "read_errors": s.read_errors,
-        "pending": {"fetches": s.pending_fetches, "reconstructions": s.pending_reconstructions,
-                    "open_handles": vfs.open_handles,
-                    "files": write["pending_files"] if write else 0, "bytes": write["pending_bytes"] if write else 0},
-    }
+    return MountStats(
+        writable=writeback is not None, write=write,
+        endpoints=endpoints_snapshot(hub) if hub is not None else None,
+        pid=os.getpid(), repo=str(opts.repo), commit=commit, mountpoint=str(opts.mountpoint),
+        bytes_read=vfs.bytes_read, bytes_fetched=s.bytes_fetched, cache=CacheStats.of(fetcher.cache.snapshot()),
+        reconstructions=s.reconstructions, fetches=s.fetches, retries=s.refetches,
+        integrity_failures=s.integrity_failures, read_errors=s.read_errors,
+        pending=PendingStats(fetches=s.pending_fetches, reconstructions=s.pending_reconstructions,
+                             open_handles=vfs.open_handles,
+                             files=int(write["pending_files"]) if write else 0,
+                             bytes=int(write["pending_bytes"]) if write else 0))
 
 
 def run_mount(opts: MountOptions, on_ready: Callable[[str | None], None]) -> int:
@@ -217,9 +213,7 @@ async def _serve(opts: MountOptions, on_ready: Callable[[str | None], None]) -> 
     async with make_http_client() as client:
         hub = HubClient(opts.endpoint, opts.token, client)
         info = await hub.repo_info(opts.repo)
-        commit = str(info.get("sha") or "")
-        if not commit:
-            raise XetError(f"{opts.repo}: the Hub did not resolve the revision to a commit")
+        commit = info.sha
         writable = not opts.read_only and await _is_branch(hub, opts.repo)
         pinned = opts.repo.at(commit)
         tree = Tree(await hub.list_tree(pinned))
@@ -260,7 +254,7 @@ async def _serve(opts: MountOptions, on_ready: Callable[[str | None], None]) -> 
     return 0
 
 
-async def _is_branch(hub: Any, repo: RepoRef) -> bool:
+async def _is_branch(hub: HubClient, repo: RepoRef) -> bool:
     """Writable only for a branch (a commit sha or a tag mounts read-only: EROFS)."""
     try:
         return repo.revision in await hub.branches(repo)
@@ -269,7 +263,7 @@ async def _is_branch(hub: Any, repo: RepoRef) -> bool:
         return False
 
 
-def _open_staging(opts: MountOptions) -> Any:
+def _open_staging(opts: MountOptions) -> Staging | None:
     """The branch's staging area, or None (read-only) when another mount of it shares this cache dir."""
     from xetfs.write.staging import Staging, StagingBusy
 
@@ -280,12 +274,12 @@ def _open_staging(opts: MountOptions) -> Any:
         return None
 
 
-def _make_vfs(opts: MountOptions, hub: Any, tree: Tree, backend: RepoBackend, staging: Any, commit: str,
-              info: dict[str, Any], fetcher: Fetcher) -> tuple[Vfs, Any]:
+def _make_vfs(opts: MountOptions, hub: HubClient, tree: Tree, backend: RepoBackend, staging: Staging | None,
+              commit: str, info: RepoInfo, fetcher: Fetcher) -> tuple[Vfs, Writeback | None]:
     readahead_max = min(opts.readahead_max_bytes, max(MiB, opts.memory_cache_bytes // 4))
     if staging is None:
         ro = Vfs(tree, backend, mtime_ns=_mtime_ns(info), readahead_max_bytes=readahead_max,
-                 stats=lambda: stats_snapshot(opts, commit, ro, fetcher, hub=hub))
+                 stats=lambda: stats_snapshot(opts, commit, ro, fetcher, hub=hub).to_json())
         return ro, None
     from xetfs.transport.retry import RetryPolicy
     from xetfs.fs.writable import WritableVfs
@@ -296,7 +290,7 @@ def _make_vfs(opts: MountOptions, hub: Any, tree: Tree, backend: RepoBackend, st
     writeback: Writeback
     vfs = WritableVfs(tree, backend, staging, commit=commit, mtime_ns=_mtime_ns(info),
                       readahead_max_bytes=readahead_max,
-                      stats=lambda: stats_snapshot(opts, writeback.base, vfs, fetcher, writeback, hub))
+                      stats=lambda: stats_snapshot(opts, writeback.base, vfs, fetcher, writeback, hub).to_json())
     vfs.apply_pending()
     base = staging.base_commit if staging.pending and staging.base_commit else commit
     params = WritebackParams(commit_delay_s=opts.commit_delay_s, max_delay_s=max(5.0, opts.commit_delay_s * 4),

@@ -1,13 +1,99 @@
-"""The counters a running mount serves through the hidden file ``MOUNTPOINT/.xetfs-stats`` (read side)."""
+"""The counters of a running mount, served as JSON through the hidden file ``MOUNTPOINT/.xetfs-stats``.
+
+``MountStats`` is built from typed pieces each stage owns and ``to_json`` turns it into the served object (key
+names are the field names). Where to add a counter:
+
+- read path: a field here, filled from the fetcher's ``ReadStats`` or the cache's snapshot in
+  ``xetfs.fs.mount.stats_snapshot``; per-open-file stats: a new section field on ``MountStats`` holding a list
+  of frozen dataclasses owned by ``xetfs.read``;
+- write path: the ``write`` section, which the writeback builds (per-commit stats belong there);
+- anything else: a new frozen dataclass section on ``MountStats``.
+
+``read_stats`` is the client side (``xetfs stats``, ``xetfs umount``): it reads the served JSON back.
+"""
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from xetfs.errors import ValidationError
+from xetfs.transport.endpoints import NodeHealth
 
 STATS_NAME = ".xetfs-stats"
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryTierStats:
+    hits: int
+    misses: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class DiskTierStats:
+    hits: int
+    misses: int
+    corrupt_entries: int
+    bytes: int
+    evictions: int
+
+
+@dataclass(frozen=True, slots=True)
+class CacheStats:
+    memory: MemoryTierStats
+    disk: DiskTierStats
+
+    @classmethod
+    def of(cls, snapshot: Mapping[str, int]) -> CacheStats:
+        """From ``ChunkCache.snapshot()`` (the disk keys are absent without a disk tier)."""
+        return cls(MemoryTierStats(snapshot["memory_hits"], snapshot["memory_misses"], snapshot["memory_bytes"]),
+                   DiskTierStats(snapshot["disk_hits"], snapshot["disk_misses"], snapshot["disk_corrupt"],
+                                 snapshot.get("disk_bytes", 0), snapshot.get("disk_evictions", 0)))
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStats:
+    """The configured Hub nodes, the health of each node used so far, and how many requests moved."""
+
+    urls: list[str]
+    nodes: dict[str, NodeHealth]
+    failovers: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingStats:
+    fetches: int
+    reconstructions: int
+    open_handles: int
+    files: int                  # closed files not yet committed (writable mounts)
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class MountStats:
+    writable: bool
+    write: Mapping[str, object] | None      # the writeback's own section (``Writeback.snapshot()``)
+    endpoints: EndpointStats | None
+    pid: int
+    repo: str
+    commit: str
+    mountpoint: str
+    bytes_read: int                         # returned to applications
+    bytes_fetched: int                      # xorb bytes received from the network
+    cache: CacheStats
+    reconstructions: int
+    fetches: int
+    retries: int
+    integrity_failures: int
+    read_errors: int
+    pending: PendingStats
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def read_stats(mountpoint: str | Path) -> dict[str, Any]:

@@ -48,6 +48,24 @@ def parse_xet_token(obj: object, headers: Mapping[str, str], what: str) -> XetTo
         raise RemoteError(f"{what}: exp {exp!r} is not a number") from None
 
 
+# ------------------------------------------------------------------------------------------------ revisions
+
+@dataclass(frozen=True, slots=True)
+class RepoInfo:
+    """``GET /api/{type}s/{repo}/revision/{rev}``: the commit the revision resolves to, and when it was made."""
+
+    sha: str
+    last_modified: str | None = None     # ISO 8601, e.g. "2024-05-01T12:00:00.000Z"
+
+
+def parse_repo_info(obj: object, what: str) -> RepoInfo:
+    sha = obj.get("sha") if isinstance(obj, dict) else None
+    if not isinstance(obj, dict) or not isinstance(sha, str) or not sha:
+        raise RemoteError(f"{what}: the Hub did not resolve the revision to a commit")
+    modified = obj.get("lastModified")
+    return RepoInfo(sha, modified if isinstance(modified, str) else None)
+
+
 # ------------------------------------------------------------------------------------------- tree entries
 
 @dataclass(frozen=True, slots=True)

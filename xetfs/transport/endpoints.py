@@ -40,7 +40,7 @@ import logging
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -106,6 +106,15 @@ def node_failure(exc: BaseException, *, idempotent: bool = True) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ health (pure)
+
+@dataclass(frozen=True, slots=True)
+class NodeHealth:
+    """What the mount's counters show of one node."""
+
+    latency_s: float | None
+    down: bool
+    failures: int
+
 
 @dataclass(slots=True)
 class _NodeState:
@@ -180,8 +189,8 @@ class EndpointHealth:
         some_down = any(self._state(u).down_until_s is not None for u in urls)
         return age_s >= self.params.refresh_s or (some_down and age_s >= self.params.reprobe_s)
 
-    def snapshot(self) -> dict[str, dict[str, Any]]:
-        return {node: {"latency_s": st.latency_s, "down": st.down_until_s is not None, "failures": st.failures}
+    def snapshot(self) -> dict[str, NodeHealth]:
+        return {node: NodeHealth(st.latency_s, st.down_until_s is not None, st.failures)
                 for node, st in self._states.items()}
 
 
@@ -275,10 +284,10 @@ class Failover:
         return self.health.is_down(cas_url, trio.current_time())
 
 
-_BY_CLIENT: "weakref.WeakKeyDictionary[Any, Failover]" = weakref.WeakKeyDictionary()
+_BY_CLIENT: "weakref.WeakKeyDictionary[httpx.AsyncClient, Failover]" = weakref.WeakKeyDictionary()
 
 
-def failover_for(client: Any) -> Failover:
+def failover_for(client: httpx.AsyncClient) -> Failover:
     """The ``Failover`` of an HTTP client (made at first use; Hub and CAS clients on one pool share it)."""
     fo = _BY_CLIENT.get(client)
     if fo is None:

@@ -222,7 +222,7 @@ async def read_body_into(resp: httpx.Response, out: memoryview | bytearray, *, m
     return pos
 
 
-def json_body(resp: httpx.Response, what: str) -> Any:
+def json_body(resp: httpx.Response, what: str) -> object:
     try:
         return resp.json()
     except ValueError:
