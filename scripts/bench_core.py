@@ -71,9 +71,9 @@ def bench_compression(path: Path, runs: int) -> dict[str, object]:
     """Per-chunk records through xorb.encode_chunk / decode_chunks, and the forced codec (no raw fallback)."""
     import lz4.frame
 
-    from xetfs.core import xorb
     from xetfs.core.chunking import Chunker
-    from xetfs.core.xorb import CompressionScheme, decode_chunks, encode_chunk
+    from xetfs.core.compression import CompressionScheme, bg4_join, bg4_split, lz4_frame
+    from xetfs.core.xorb import decode_chunks, encode_chunk
 
     chunker = Chunker()
     data = path.read_bytes()
@@ -81,9 +81,9 @@ def bench_compression(path: Path, runs: int) -> dict[str, object]:
     size = len(data)
     out: dict[str, object] = {"via": "xetfs.core.xorb.encode_chunk/decode_chunks", "chunks": len(chunks)}
     codecs = {
-        CompressionScheme.LZ4: (xorb._lz4_frame, lz4.frame.decompress),
-        CompressionScheme.BG4_LZ4: (lambda c: xorb._lz4_frame(xorb.bg4_split(c)),
-                                    lambda p: xorb.bg4_join(lz4.frame.decompress(p))),
+        CompressionScheme.LZ4: (lz4_frame, lz4.frame.decompress),
+        CompressionScheme.BG4_LZ4: (lambda c: lz4_frame(bg4_split(c)),
+                                    lambda p: bg4_join(lz4.frame.decompress(p))),
     }
     for scheme, (compress, decompress) in codecs.items():
         t_enc, records = _best_seconds(lambda: [encode_chunk(c, scheme) for c in chunks], runs)

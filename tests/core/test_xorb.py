@@ -8,24 +8,19 @@ from hypothesis import strategies as st
 
 from xetfs.core.chunking import Chunk, chunk_data
 from xetfs.core.hashing import MerkleHash, chunk_hash, xorb_hash
+from xetfs.core.compression import CompressionScheme, bg4_join, bg4_split, choose_scheme
 from xetfs.core.xorb import (
     CHUNK_HEADER_BYTES,
     ChunkRecord,
-    CompressionScheme,
     XorbBuilder,
-    XorbFooter,
-    bg4_join,
-    bg4_split,
     built_from_chunks,
-    choose_scheme,
     decode_chunks,
     encode_chunk,
     parse_chunk_records,
-    parse_xorb_footer,
-    serialize_xorb_footer,
     split_complete_records,
     validate_xorb,
 )
+from xetfs.core.xorb_footer import XorbFooter, parse_xorb_footer, serialize_xorb_footer
 from xetfs.errors import FormatError, IntegrityError
 from xetfs.core.params import XorbParams
 

@@ -16,7 +16,8 @@ import pytest
 from xetfs.core.chunking import chunk_data, file_hash_of
 from xetfs.core.hashing import MerkleHash, verification_hash
 from xetfs.core.shard import CHUNK_FLAG_GLOBAL_DEDUP, Shard, parse_shard, serialize_full_shard, serialize_upload_shard, xorb_info_from_built
-from xetfs.core.xorb import BuiltXorb, CompressionScheme, decode_chunks, parse_chunk_records, validate_xorb
+from xetfs.core.compression import CompressionScheme
+from xetfs.core.xorb import BuiltXorb, decode_chunks, parse_chunk_records, validate_xorb
 from xetfs.testing.deps import required
 
 hf_xet = required("hf_xet")

@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _xorb_info(data: bytes, name: str) -> dict[str, Any]:
     from xetfs.core.hashing import MerkleHash
-    from xetfs.core.xorb import XorbFooter, parse_chunk_records, parse_xorb_footer, validate_xorb
+    from xetfs.core.xorb import parse_chunk_records, validate_xorb
+    from xetfs.core.xorb_footer import XorbFooter, parse_xorb_footer
 
     m = _HASH_IN_NAME.search(name)
     expected = MerkleHash.from_hex(m.group(1)) if m else None

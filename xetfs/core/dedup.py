@@ -32,7 +32,8 @@ from dataclasses import dataclass, field, replace
 from xetfs.core.chunking import Chunk
 from xetfs.core.hashing import MerkleHash, file_hash, hmac_hash, sha256_to_shard, verification_hash
 from xetfs.core.shard import FileInfo, FileTerm, Shard, XorbInfo, canonical, xorb_info_from_built
-from xetfs.core.xorb import BuiltXorb, CompressionScheme, XorbBuilder
+from xetfs.core.compression import CompressionScheme
+from xetfs.core.xorb import BuiltXorb, XorbBuilder
 from xetfs.errors import ValidationError
 from xetfs.core.params import DEFAULT_XORB, GLOBAL_DEDUP_MODULUS, XorbParams
 

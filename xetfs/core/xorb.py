@@ -1,66 +1,31 @@
-"""Xorbs: chunk records, their compression, the builder and the validator (shared/xet-protocol.md §4).
+"""Xorbs: chunk records, the builder and the validator (docs/protocol.md, "Xorbs").
 
-A serialized xorb (the upload body) is a concatenation of *chunk records* (§4.2): an 8-byte header
+A serialized xorb (the upload body) is a concatenation of *chunk records*: an 8-byte header
 ``version u8 = 0 | compressed_size u24 LE | scheme u8 | uncompressed_size u24 LE`` followed by
-``compressed_size`` payload bytes. Chunk indices count records from 0; ranges are ``[start, end)``; every
-offset here is a byte offset into the serialized bytes handed in (a whole xorb or a fetched range of
-consecutive records), sizes are bytes.
+``compressed_size`` payload bytes, compressed as ``xetfs.core.compression`` says. Chunk indices count records
+from 0; ranges are ``[start, end)``; every offset here is a byte offset into the serialized bytes handed in
+(a whole xorb or a fetched range of consecutive records), sizes are bytes. The writer stores NONE whenever
+compression does not shrink the chunk.
 
-Schemes (§4.3): NONE = raw; LZ4 = one LZ4 *frame* (independent blocks, no checksums, no content size, like
-xet-core's ``lz4_flex`` encoder); BG4_LZ4 = byte grouping (bytes 0,4,8.. then 1,5,9.. then 2.. then 3..)
-followed by an LZ4 frame. The writer stores NONE whenever compression does not shrink the chunk. The automatic
-choice samples a few slices of the chunk and compresses them with raw LZ4 blocks, plain and byte-grouped: if
-neither shrinks the sample the chunk is stored raw without compressing it at all (random data costs ~2 sample
-compressions), otherwise the better scheme wins (LZ4 on a tie: it decodes faster); text-like samples
-(printable ASCII) only try LZ4.
-
-Old clients and stored xorbs may end with a ``XETBLOB`` footer (§4.4): parsing stops at it (a record header
-never starts with ``X`` since its version byte is 0); ``parse_xorb_footer`` / ``serialize_xorb_footer``
-handle the V1 layout (V0 is parsed too). Every malformed input raises ``FormatError``; a hash mismatch raises
+Old clients and stored xorbs may end with a ``XETBLOB`` footer (``xetfs.core.xorb_footer``): parsing stops at
+it (a record header never starts with ``X`` since its version byte is 0); ``validate_xorb`` checks it against
+the records and strips it. Every malformed input raises ``FormatError``; a hash mismatch raises
 ``IntegrityError``.
 """
 from __future__ import annotations
 
-import logging
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import IntEnum
-
-import lz4.block
-import lz4.frame
-import numpy as np
 
 from xetfs.core.chunking import Chunk
+from xetfs.core.compression import CompressionScheme, choose_scheme, compress, decompress
 from xetfs.core.hashing import MerkleHash, chunk_hash, xorb_hash
-from xetfs.errors import FormatError, IntegrityError
 from xetfs.core.params import DEFAULT_XORB, XorbParams
-
-log = logging.getLogger(__name__)
+from xetfs.core.xorb_footer import FOOTER_MAGIC, XorbFooter, parse_xorb_footer
+from xetfs.errors import FormatError, IntegrityError
 
 CHUNK_HEADER_BYTES = 8
 CHUNK_FORMAT_VERSION = 0
-FOOTER_MAGIC = b"XETBLOB"
-_HASHES_MAGIC = b"XBLBHSH"
-_BOUNDS_MAGIC = b"XBLBBND"
-_FOOTER_BUFFER_BYTES = 16
-
-# Auto choice (§4.3): sample SAMPLE_SLICES slices of SAMPLE_SLICE_BYTES (4-aligned so byte groups keep
-# their phase); a sample must shrink below MIN_SAMPLE_RATIO to be worth compressing the whole chunk.
-_SAMPLE_SLICE_BYTES = 4096
-_SAMPLE_SLICES = 4
-# Small samples underestimate what LZ4 achieves on the whole chunk, hence a ratio close to 1.
-_MIN_SAMPLE_RATIO = 0.995
-_BG4_MARGIN = 0.01  # BG4 must save 1% of the sample more than plain LZ4 to be chosen
-# Text (printable ASCII + whitespace) is never byte-grouped: LZ4 alone suits it and decodes faster.
-_TEXT_BYTES = bytes([9, 10, 11, 12, 13, *range(32, 127)])
-_MAX_NON_TEXT_FRACTION = 0.02
-
-
-class CompressionScheme(IntEnum):
-    NONE = 0
-    LZ4 = 1
-    BG4_LZ4 = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,66 +42,7 @@ class ChunkRecord:
         return self.offset + CHUNK_HEADER_BYTES + self.compressed_size
 
 
-# ---------------------------------------------------------------- byte grouping (§4.3)
-
-def bg4_split(data: bytes | memoryview) -> bytes:
-    """Regroup ``data``: bytes at positions 0,4,8,.. then 1,5,9,.. then 2,.. then 3,.."""
-    d = bytes(data)
-    return d[0::4] + d[1::4] + d[2::4] + d[3::4]
-
-
-def bg4_join(grouped: bytes | memoryview) -> bytes:
-    """Inverse of ``bg4_split``: group ``i`` holds ``n//4 + (i < n%4)`` bytes, interleaved back."""
-    src = np.frombuffer(grouped, dtype=np.uint8)
-    n = len(src)
-    q, r = divmod(n, 4)
-    out = np.empty(n, dtype=np.uint8)
-    start = 0
-    for i in range(4):
-        size = q + (i < r)
-        out[i::4] = src[start:start + size]
-        start += size
-    return out.tobytes()
-
-
 # ---------------------------------------------------------------- encoding
-
-def _lz4_frame(data: bytes) -> bytes:
-    # xet-core: lz4_flex FrameEncoder defaults; block size from the (single) write (§4.3).
-    block = lz4.frame.BLOCKSIZE_MAX64KB if len(data) <= 65536 else lz4.frame.BLOCKSIZE_MAX256KB
-    out: bytes = lz4.frame.compress(data, block_size=block, block_linked=False, content_checksum=False,
-                                    block_checksum=False, store_size=False)
-    return out
-
-
-def _sample(data: bytes) -> bytes:
-    n = len(data)
-    if n <= _SAMPLE_SLICE_BYTES * _SAMPLE_SLICES:
-        return data
-    step = (n - _SAMPLE_SLICE_BYTES) // (_SAMPLE_SLICES - 1)
-    return b"".join(data[(i * step) & ~3:((i * step) & ~3) + _SAMPLE_SLICE_BYTES] for i in range(_SAMPLE_SLICES))
-
-
-def _looks_like_text(sample: bytes) -> bool:
-    return len(sample.translate(None, _TEXT_BYTES)) <= len(sample) * _MAX_NON_TEXT_FRACTION
-
-
-def choose_scheme(data: bytes) -> CompressionScheme:
-    """The automatic per-chunk choice (cheap estimate from a sample; see the module docstring)."""
-    sample = _sample(data)
-    if len(sample) < 16:
-        return CompressionScheme.NONE
-    lz4_size = len(lz4.block.compress(sample, store_size=False))
-    if _looks_like_text(sample):
-        return CompressionScheme.LZ4 if lz4_size < len(sample) * _MIN_SAMPLE_RATIO else CompressionScheme.NONE
-    bg4_size = len(lz4.block.compress(bg4_split(sample), store_size=False))
-    best = min(lz4_size, bg4_size)
-    if best >= len(sample) * _MIN_SAMPLE_RATIO:
-        return CompressionScheme.NONE
-    if bg4_size + len(sample) * _BG4_MARGIN < lz4_size:
-        return CompressionScheme.BG4_LZ4
-    return CompressionScheme.LZ4
-
 
 def _header(compressed_size: int, scheme: CompressionScheme, uncompressed_size: int) -> bytes:
     return (bytes([CHUNK_FORMAT_VERSION]) + compressed_size.to_bytes(3, "little") + bytes([scheme])
@@ -151,11 +57,7 @@ def encode_chunk(data: bytes | memoryview, scheme: CompressionScheme | None = No
         raise ValueError(f"chunk of {len(raw)} bytes exceeds {params.max_chunk_uncompressed}")
     if scheme is None:
         scheme = choose_scheme(raw)
-    payload = raw
-    if scheme == CompressionScheme.LZ4:
-        payload = _lz4_frame(raw)
-    elif scheme == CompressionScheme.BG4_LZ4:
-        payload = _lz4_frame(bg4_split(raw))
+    payload = compress(raw, scheme)
     if len(payload) >= len(raw):
         scheme, payload = CompressionScheme.NONE, raw
     return _header(len(payload), CompressionScheme(scheme), len(raw)) + payload
@@ -224,28 +126,13 @@ def split_complete_records(data: bytes | memoryview, params: XorbParams = DEFAUL
     return records, offset
 
 
-def _lz4_decompress(payload: memoryview, expected: int, offset: int) -> bytes:
-    try:
-        decoder = lz4.frame.LZ4FrameDecompressor()
-        out: bytes = decoder.decompress(payload, max_length=expected + 1)
-        complete, unused = decoder.eof, decoder.unused_data
-    except Exception as exc:  # lz4 raises RuntimeError/ValueError/... on bad frames
-        raise FormatError(f"bad LZ4 frame in chunk at offset {offset}: {exc}") from None
-    if not complete or unused:
-        raise FormatError(f"LZ4 frame of chunk at offset {offset} is truncated or has trailing bytes")
-    if len(out) != expected:
-        raise FormatError(f"chunk at offset {offset} decodes to {len(out)} bytes, header says {expected}")
-    return out
-
-
 def decode_record(data: bytes | memoryview, record: ChunkRecord) -> bytes:
     """The uncompressed bytes of one record (``record`` from ``parse_chunk_records`` over ``data``)."""
     start = record.offset + CHUNK_HEADER_BYTES
     payload = memoryview(data).cast("B")[start:start + record.compressed_size]
     if record.scheme == CompressionScheme.NONE:
         return bytes(payload)
-    out = _lz4_decompress(payload, record.uncompressed_size, record.offset)
-    return bg4_join(out) if record.scheme == CompressionScheme.BG4_LZ4 else out
+    return decompress(payload, record.scheme, record.uncompressed_size, f"chunk at offset {record.offset}")
 
 
 def decode_chunks(data: bytes | memoryview, params: XorbParams = DEFAULT_XORB) -> list[bytes]:
@@ -301,106 +188,6 @@ class XorbBuilder:
         return BuiltXorb(hash=xorb_hash(list(zip(self._hashes, self._sizes))), data=b"".join(self._records),
                          chunk_hashes=tuple(self._hashes), chunk_sizes=tuple(self._sizes),
                          chunk_offsets=tuple(self._offsets))
-
-
-# ---------------------------------------------------------------- footer (§4.4)
-
-@dataclass(frozen=True, slots=True)
-class XorbFooter:
-    """``XorbObjectInfo``. Offsets are END offsets of each chunk (serialized, and uncompressed for V1)."""
-
-    xorb_hash: MerkleHash
-    chunk_hashes: tuple[MerkleHash, ...]
-    chunk_boundary_offsets: tuple[int, ...]
-    unpacked_chunk_offsets: tuple[int, ...] | None   # None in a V0 footer
-    buffer: bytes = bytes(_FOOTER_BUFFER_BYTES)
-    version: int = 1
-
-    @classmethod
-    def from_built(cls, x: BuiltXorb) -> "XorbFooter":
-        ends: list[int] = []
-        total = 0
-        for size in x.chunk_sizes:
-            total += size
-            ends.append(total)
-        return cls(x.hash, x.chunk_hashes, x.chunk_offsets[1:], tuple(ends))
-
-
-def serialize_xorb_footer(footer: XorbFooter) -> bytes:
-    """V1 footer bytes, including the trailing ``info_length`` u32."""
-    n = len(footer.chunk_hashes)
-    if footer.unpacked_chunk_offsets is None or not (
-            n == len(footer.chunk_boundary_offsets) == len(footer.unpacked_chunk_offsets)):
-        raise ValueError("a V1 footer needs boundaries and unpacked offsets for every chunk")
-    head = FOOTER_MAGIC + b"\x01" + bytes(footer.xorb_hash)
-    hashes = _HASHES_MAGIC + b"\x00" + struct.pack("<I", n) + b"".join(bytes(h) for h in footer.chunk_hashes)
-    bounds = (_BOUNDS_MAGIC + b"\x01" + struct.pack(f"<I{n}I{n}I", n, *footer.chunk_boundary_offsets,
-                                                    *footer.unpacked_chunk_offsets))
-    tail_len = 12 + _FOOTER_BUFFER_BYTES
-    tail = struct.pack("<III", n, len(hashes) + len(bounds) + tail_len, len(bounds) + tail_len)
-    body = head + hashes + bounds + tail + bytes(footer.buffer)[:_FOOTER_BUFFER_BYTES].ljust(_FOOTER_BUFFER_BYTES, b"\0")
-    return body + struct.pack("<I", len(body))
-
-
-class _Reader:
-    """Bounds-checked little-endian reads; any overrun is a FormatError."""
-
-    def __init__(self, data: bytes, what: str) -> None:
-        self.data, self.pos, self.what = data, 0, what
-
-    def take(self, n: int) -> bytes:
-        if n < 0 or self.pos + n > len(self.data):
-            raise FormatError(f"truncated {self.what}")
-        out = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return out
-
-    def u8(self) -> int:
-        return self.take(1)[0]
-
-    def u32s(self, n: int) -> tuple[int, ...]:
-        return struct.unpack(f"<{n}I", self.take(4 * n))
-
-    def expect(self, magic: bytes) -> None:
-        if self.take(len(magic)) != magic:
-            raise FormatError(f"bad {self.what}: missing {magic.decode()}")
-
-
-def parse_xorb_footer(data: bytes | memoryview) -> XorbFooter:
-    """Parse footer bytes (from ``XETBLOB`` through the trailing ``info_length``), V1 or V0."""
-    raw = bytes(data)
-    if len(raw) < 4 or int.from_bytes(raw[-4:], "little") != len(raw) - 4:
-        raise FormatError("xorb footer length does not match its info_length")
-    r = _Reader(raw[:-4], "xorb footer")
-    r.expect(FOOTER_MAGIC)
-    version = r.u8()
-    xhash = MerkleHash(r.take(32))
-    if version == 0:
-        (n,) = r.u32s(1)
-        bounds = r.u32s(n)
-        hashes = tuple(MerkleHash(r.take(32)) for _ in range(n))
-        unpacked = None
-    elif version == 1:
-        r.expect(_HASHES_MAGIC)
-        r.u8()
-        (n,) = r.u32s(1)
-        hashes = tuple(MerkleHash(r.take(32)) for _ in range(min(n, len(raw) // 32)))
-        if len(hashes) != n:
-            raise FormatError("truncated xorb footer")
-        r.expect(_BOUNDS_MAGIC)
-        r.u8()
-        if r.u32s(1) != (n,):
-            raise FormatError("xorb footer chunk counts disagree")
-        bounds, unpacked = r.u32s(n), r.u32s(n)
-        if r.u32s(1) != (n,):
-            raise FormatError("xorb footer chunk counts disagree")
-        r.u32s(2)  # section offsets from the end: implied by the layout
-    else:
-        raise FormatError(f"unsupported xorb footer version {version}")
-    buffer = r.take(_FOOTER_BUFFER_BYTES)
-    if r.pos != len(r.data):
-        raise FormatError("trailing bytes in xorb footer")
-    return XorbFooter(xhash, hashes, bounds, unpacked, buffer, version)
 
 
 # ---------------------------------------------------------------- validation

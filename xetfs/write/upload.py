@@ -41,7 +41,8 @@ from xetfs.core.chunking import Chunk, Chunker
 from xetfs.core.dedup import DedupSession
 from xetfs.core.hashing import MerkleHash
 from xetfs.core.shard import Shard, serialize_upload_shard
-from xetfs.core.xorb import BuiltXorb, CompressionScheme
+from xetfs.core.compression import CompressionScheme
+from xetfs.core.xorb import BuiltXorb
 from xetfs.client.hub import HubClient
 from xetfs.protocol.hub import AddRegular, AddXet, CommitOp, PreuploadFile
 from xetfs.client.config import RepoRef
