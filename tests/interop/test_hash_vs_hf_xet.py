@@ -16,7 +16,7 @@ import blake3
 import numpy as np
 import pytest
 
-from xetfs.cli.hash_cmd import READ_BLOCK_BYTES
+from xetfs.write.digest import READ_BLOCK_BYTES
 from xetfs.cli.main import main
 from xetfs.core.chunking import chunk_boundaries
 from xetfs.testing.deps import required
