@@ -41,7 +41,9 @@ from xetfs.client.hub import HubClient
 from xetfs.protocol.hub import Delete, TreeEntry
 from xetfs.testing.server import running_server
 from xetfs.write.upload import upload_files
-from xetfs.write.writeback import ShardCache, Writeback
+from xetfs.write.journal import Done, Record
+from xetfs.write.shardcache import ShardCache
+from xetfs.write.writeback import Writeback
 
 T = TypeVar("T")
 COMMITS = "xetfs_hub_commits_total"
@@ -535,8 +537,8 @@ def test_a_refused_change_is_isolated_journaled_and_retried_after_a_new_save(env
 class _CrashBeforeDone(Staging):
     """A staging area whose process "dies" right after a commit landed, before its ``done`` lines."""
 
-    async def persist(self, lines: list[dict[str, Any] | None]) -> None:
-        if any(r is not None and r.get("t") == "done" for r in lines):
+    async def persist(self, lines: list[Record | None]) -> None:
+        if any(isinstance(r, Done) for r in lines):
             raise _Crash()
         await super().persist(lines)
 

@@ -87,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"commit": result.commit_oid, "url": result.commit_url, "files": s.files,
                           "total_bytes": s.total_bytes, "new_bytes": s.new_bytes, "deduped_bytes": s.deduped_bytes,
                           "xorb_bytes_uploaded": s.xorb_bytes_uploaded, "xorbs_uploaded": s.xorbs_uploaded,
-                          "regular_bytes": s.regular_bytes, "shard_bytes": s.shard_bytes}))
+                          "regular_bytes": s.regular_bytes, "shard_bytes": s.shard_bytes,
+                          "xorbs_already_stored": s.xorbs_already_stored, "dedup_queries": s.dedup_queries,
+                          "dedup_hits": s.dedup_hits}))
     else:
         print(f"{result.commit_oid}  {s.files} files, {s.total_bytes} bytes "
               f"({s.xorb_bytes_uploaded} new xorb bytes, {s.deduped_bytes} bytes deduplicated)")

@@ -284,7 +284,8 @@ def _make_vfs(opts: MountOptions, hub: HubClient, tree: Tree, backend: RepoBacke
     from xetfs.transport.retry import RetryPolicy
     from xetfs.fs.writable import WritableVfs
     from xetfs.client.hub import HubClient
-    from xetfs.write.writeback import ShardCache, Writeback, WritebackParams, shard_cache_dir
+    from xetfs.write.shardcache import ShardCache, shard_cache_dir
+    from xetfs.write.writeback import Writeback, WritebackParams
 
     vfs: WritableVfs       # both named by the stats callback before they exist
     writeback: Writeback
@@ -299,7 +300,7 @@ def _make_vfs(opts: MountOptions, hub: HubClient, tree: Tree, backend: RepoBacke
     wb_hub = HubClient(hub.endpoint, hub.token, hub.http, retry=RetryPolicy(max_attempts=3, max_delay_s=2.0,
                                                                               max_total_s=60.0))
     writeback = Writeback(wb_hub, opts.repo, staging, vfs, base,
-                          ShardCache(shard_cache_dir(opts.cache_dir, opts.endpoint), params.shard_cache_files), params)
+                          ShardCache(shard_cache_dir(opts.cache_dir, opts.endpoint)), params)
     vfs.kick = writeback.kick
     return vfs, writeback
 

@@ -1,4 +1,5 @@
-"""The staging area of a writable mount: staged files and the journal of pending changes (issue 5 §3).
+"""The staging area of a writable mount: staged files and the pending changes (docs/architecture.md,
+"The write path").
 
 Layout under ``<cache_dir>/staging/<repo type>/<repo id>/<branch>/`` (one mount at a time: ``lock`` is
 ``flock``ed for the mount's lifetime):
@@ -7,131 +8,47 @@ Layout under ``<cache_dir>/staging/<repo type>/<repo id>/<branch>/`` (one mount 
   ``[0, base_limit)`` that are present locally; every other byte below ``base_limit`` is still the content of
   the base Xet file (``base_xet``, immutable) and is fetched only when read or uploaded (copy-on-write).
   Bytes at or past ``base_limit`` are always local (a truncate lowers ``base_limit``; holes read as zeros).
-- ``journal``: append-only JSON lines, each batch written then ``fdatasync``ed before the caller is answered.
-  Lines: ``put`` (path, gen, a staged file's id/size/base/local ranges, or a ``remote`` reference to a
-  committed file: renames of unmodified files need no data), ``del`` (path, gen), ``done`` (path, gen:
-  committed), ``conflict`` (path, gen, head), ``failed`` (path, gen, error: the Hub refused that change
-  for good), ``intent`` (path, gen, expect: what the path will hold once the commit about to be sent lands —
-  sha256 + size, git blob oid + size, or deleted) and ``base`` (the commit the pending changes apply to).
-  Replay keeps, per path, the line with the highest gen (``conflict``/``failed``/``intent`` annotate the
-  change of their gen), so the order of lines written by concurrent threads does not matter; a torn last
-  line (crash while appending) is ignored. The journal is compacted
-  (temp file, fsync, rename, fsync dir) when it is opened and whenever nothing is pending.
+- ``journal``: typed records (``xetfs.write.journal``), each batch written then ``fdatasync``ed before the
+  caller is answered. Replay keeps, per path, the ``Put``/``Del``/``Done`` with the highest gen (notes annotate
+  the change of their gen), so the order of lines written by concurrent threads does not matter; a torn last
+  line (crash while appending) is ignored. The journal is compacted (atomically) when it is opened and
+  whenever nothing is pending.
 
 Data files no pending change names are unlinked only after the journal lines that stopped naming them are
-durable (``persist``): a crash right after a commit (before its ``done`` lines) finds every staged file the
-journal still names. A close of a modified file is acknowledged only after its data file was fsynced and its ``put`` line
-fdatasynced (``seal``): a crash after that loses nothing, the next mount of the same repo + cache dir
-replays the journal and the writeback uploads what is pending. Space: every live staged file reserves its
+durable (``persist``): a crash right after a commit (before its ``Done`` lines) finds every staged file the
+journal still names. A close of a modified file is acknowledged only after its data file was fsynced and its
+``Put`` line fdatasynced (``seal``): a crash after that loses nothing, the next mount of the same repo + cache
+dir replays the journal and the writeback uploads what is pending. Space: every live staged file reserves its
 largest logical size (it is materialised in full before upload); past ``limit_bytes`` -> ``NoSpace``.
 """
 from __future__ import annotations
 
-import bisect
 import errno
 import fcntl
-import json
 import logging
 import os
-import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Literal, TypeVar
 
 import trio
 
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import NoSpace, ValidationError, XetError
-
-if TYPE_CHECKING:
-    from xetfs.fs.vfs import Reader
+from xetfs.osutil.atomic import fsync_dir
+from xetfs.write.journal import (Base, Conflicted, Del, Done, Expect, Failed, Intended, Journal, Put, Record,
+                                 Remote, StagedRef)
+from xetfs.write.staged import Extents, StagedFile
 
 log = logging.getLogger(__name__)
 
 COMPACT_AFTER_LINES = 20000
-# Journal lines that annotate the change of their (path, gen): kind -> (Change attribute, line key).
-_NOTES = {"conflict": ("conflict", "head"), "failed": ("failed", "error"), "intent": ("intent", "expect")}
+_Note = TypeVar("_Note", Conflicted, Failed, Intended)
 
 
 class StagingBusy(ValidationError):
     """Another process holds the staging area (same repo, branch and cache dir)."""
-
-
-class Extents:
-    """Sorted disjoint ``[start, end)`` byte ranges."""
-
-    def __init__(self, ranges: list[list[int]] | None = None) -> None:
-        self.starts: list[int] = []
-        self.ends: list[int] = []
-        for a, b in ranges or ():
-            self.add(a, b)
-
-    def add(self, a: int, b: int) -> None:
-        if b <= a:
-            return
-        i = bisect.bisect_left(self.ends, a)          # first range ending at or after a
-        j = bisect.bisect_right(self.starts, b)       # ranges starting at or before b
-        if i < j:
-            a, b = min(a, self.starts[i]), max(b, self.ends[j - 1])
-        self.starts[i:j] = [a]
-        self.ends[i:j] = [b]
-
-    def clip(self, limit: int) -> None:
-        """Forget everything at or past ``limit``."""
-        i = bisect.bisect_left(self.starts, limit)
-        del self.starts[i:], self.ends[i:]
-        if self.ends and self.ends[-1] > limit:
-            self.ends[-1] = limit
-
-    def missing(self, a: int, b: int) -> list[tuple[int, int]]:
-        """The parts of ``[a, b)`` not covered."""
-        out: list[tuple[int, int]] = []
-        i = bisect.bisect_right(self.ends, a)
-        pos = a
-        while pos < b and i < len(self.starts):
-            if self.starts[i] >= b:
-                break
-            if self.starts[i] > pos:
-                out.append((pos, self.starts[i]))
-            pos = max(pos, self.ends[i])
-            i += 1
-        if pos < b:
-            out.append((pos, b))
-        return out
-
-    def as_list(self) -> list[list[int]]:
-        return [[a, b] for a, b in zip(self.starts, self.ends)]
-
-
-@dataclass(eq=False, slots=True)
-class StagedFile:
-    id: str
-    fd: int
-    size: int
-    base_xet: MerkleHash | None = None
-    base_size: int = 0
-    base_limit: int = 0
-    local: Extents = field(default_factory=Extents)
-    reserved: int = 0
-    writers: int = 0          # open write handles
-    dirty: bool = False       # written since the last seal
-    in_flight: bool = False   # being uploaded: a new writer gets a copy
-    attached: bool = False    # an inode of the VFS shows it
-    refs: int = 0             # pending changes naming it
-    dir_synced: bool = False
-    base_reader: Reader | None = None
-    base_origin: tuple[str, str] | None = None   # a regular (non-Xet) base file: (commit, path)
-
-    def holes(self, a: int, b: int) -> list[tuple[int, int]]:
-        """Ranges of ``[a, b)`` that still have to come from the base file."""
-        b = min(b, self.base_limit)
-        return self.local.missing(a, b) if a < b else []
-
-    def record(self) -> dict[str, Any]:
-        return {"id": self.id, "size": self.size, "base": str(self.base_xet) if self.base_xet else None,
-                "origin": list(self.base_origin) if self.base_origin else None,
-                "base_size": self.base_size, "limit": self.base_limit, "local": self.local.as_list()}
 
 
 @dataclass(slots=True)
@@ -139,12 +56,12 @@ class Change:
     """What a path will look like in the next commit."""
 
     gen: int
-    kind: str                              # "put" | "del"
+    kind: Literal["put", "del"]
     staged: StagedFile | None = None
-    remote: dict[str, Any] | None = None   # {"xet", "sha256", "size"} or {"commit", "path", "size"}
+    remote: Remote | None = None           # a committed file renamed without changes
     conflict: str | None = None            # head commit that changed the path too: kept staged
     failed: str | None = None              # the Hub's permanent refusal: kept staged, not retried
-    intent: dict[str, Any] | None = None   # expected head entry once committed (idempotent resume)
+    intent: Expect | None = None           # expected head entry once committed (idempotent resume)
 
     @property
     def held(self) -> bool:
@@ -155,59 +72,7 @@ class Change:
     def size(self) -> int:
         if self.staged is not None:
             return self.staged.size
-        return int(self.remote["size"]) if self.remote else 0
-
-
-class Journal:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self.lines = 0
-
-    def append(self, records: list[dict[str, Any]]) -> None:
-        """Write and fdatasync (call from a worker thread)."""
-        data = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records)
-        with self._lock:
-            os.write(self._fd, data)
-            os.fdatasync(self._fd)
-            self.lines += len(records)
-
-    def rewrite(self, records: list[dict[str, Any]]) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        with self._lock:
-            with open(tmp, "wb") as f:
-                f.write(b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            _fsync_dir(self.path.parent)
-            os.close(self._fd)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-            self.lines = len(records)
-
-    @staticmethod
-    def read(path: Path) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        if not path.exists():
-            return out
-        for n, line in enumerate(path.read_bytes().splitlines()):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                log.warning("journal %s: ignoring a torn line %d", path, n + 1)
-        return out
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return self.remote.size if self.remote else 0
 
 
 def _os_error(exc: OSError) -> XetError:
@@ -242,28 +107,29 @@ class Staging:
         self.journal.rewrite(self._state_records())
 
     # -- replay
-    def _replay(self, records: list[dict[str, Any]]) -> None:
-        latest: dict[str, dict[str, Any]] = {}
+    def _replay(self, records: list[Record]) -> None:
+        latest: dict[str, Put | Del | Done] = {}
+        notes: dict[tuple[str, int], list[Conflicted | Failed | Intended]] = {}
         for r in records:
-            self._gen = max(self._gen, int(r.get("gen", 0)))
-            if r.get("t") == "base":
-                self.base_commit = r["commit"]
-            elif r.get("t") in ("put", "del", "done"):
-                old = latest.get(r["path"])
-                if old is None or r["gen"] > old["gen"] or (r["gen"] == old["gen"] and r["t"] == "done"):
-                    latest[r["path"]] = dict(r)
-            elif r.get("t") in _NOTES:
-                old = latest.get(r["path"])
-                if old is not None and old["gen"] == r["gen"] and old["t"] != "done":
-                    old[_NOTES[r["t"]][0]] = r.get(_NOTES[r["t"]][1], "?")
-        for path, r in latest.items():
-            if r["t"] == "done":
+            if isinstance(r, Base):
+                self.base_commit = r.commit
                 continue
-            change = Change(int(r["gen"]), r["t"], remote=r.get("remote"), conflict=r.get("conflict"),
-                            failed=r.get("failed"), intent=r.get("intent"))
-            if r["t"] == "put" and r.get("staged"):
+            self._gen = max(self._gen, r.gen)
+            if isinstance(r, (Put, Del, Done)):
+                old = latest.get(r.path)
+                if old is None or r.gen > old.gen or (r.gen == old.gen and isinstance(r, Done)):
+                    latest[r.path] = r
+            else:
+                notes.setdefault((r.path, r.gen), []).append(r)
+        for path, r in latest.items():
+            if isinstance(r, Done):
+                continue
+            change = Change(r.gen, "put", remote=r.remote) if isinstance(r, Put) else Change(r.gen, "del")
+            for note in notes.get((path, r.gen), ()):
+                _annotate(change, note)
+            if isinstance(r, Put) and r.staged is not None:
                 try:
-                    change.staged = self._reopen(r["staged"])
+                    change.staged = self._reopen(r.staged)
                 except OSError as exc:
                     log.error("staged data of %s is missing (%s): dropping that change", path, exc)
                     continue
@@ -275,39 +141,38 @@ class Staging:
         if self.pending:
             log.info("staging %s: %d pending changes to resume", self.root, len(self.pending))
 
-    def _reopen(self, rec: dict[str, Any]) -> StagedFile:
-        sf = self.files.get(rec["id"])
+    def _reopen(self, rec: StagedRef) -> StagedFile:
+        sf = self.files.get(rec.id)
         if sf is not None:
             return sf
-        fd = os.open(self.data / rec["id"], os.O_RDWR)
-        base = MerkleHash.from_hex(rec["base"]) if rec.get("base") else None
-        sf = StagedFile(rec["id"], fd, int(rec["size"]), base, int(rec.get("base_size", 0)), int(rec.get("limit", 0)),
-                        Extents(rec.get("local") or []), dir_synced=True)
-        sf.base_origin = tuple(rec["origin"]) if rec.get("origin") else None
+        fd = os.open(self.data / rec.id, os.O_RDWR)
+        base = MerkleHash.from_hex(rec.base) if rec.base else None
+        sf = StagedFile(rec.id, fd, rec.size, base, rec.base_size, rec.limit, Extents(rec.local), dir_synced=True)
+        sf.base_origin = rec.origin
         os.ftruncate(fd, sf.size)   # the data file may be longer than the sealed size (later unsealed writes)
         self._account(sf, sf.size)
         self.files[sf.id] = sf
         return sf
 
-    def _state_records(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    def _state_records(self) -> list[Record]:
+        out: list[Record] = []
         if self.base_commit:
-            out.append({"t": "base", "commit": self.base_commit})
+            out.append(Base(self.base_commit))
         for path, c in self.pending.items():
             out.append(self._line(path, c))
-            for kind, (attr, key) in _NOTES.items():
-                if getattr(c, attr) is not None:
-                    out.append({"t": kind, "path": path, "gen": c.gen, key: getattr(c, attr)})
+            if c.conflict is not None:
+                out.append(Conflicted(path, c.gen, c.conflict))
+            if c.failed is not None:
+                out.append(Failed(path, c.gen, c.failed))
+            if c.intent is not None:
+                out.append(Intended(path, c.gen, c.intent))
         return out
 
     @staticmethod
-    def _line(path: str, c: Change) -> dict[str, Any]:
-        r: dict[str, Any] = {"t": c.kind, "path": path, "gen": c.gen}
-        if c.staged is not None:
-            r["staged"] = c.staged.record()
-        if c.remote is not None:
-            r["remote"] = c.remote
-        return r
+    def _line(path: str, c: Change) -> Put | Del:
+        if c.kind == "del":
+            return Del(path, c.gen)
+        return Put(path, c.gen, c.staged.record() if c.staged is not None else None, c.remote)
 
     # -- staged files
     def new_file(self, size: int = 0, base_xet: MerkleHash | None = None,
@@ -330,7 +195,7 @@ class Staging:
         """A private copy (copy_file_range: no bytes through Python) for a writer of an in-flight file."""
         sf = self.new_file(0, None)
         sf.base_xet, sf.base_size, sf.base_limit = src.base_xet, src.base_size, src.base_limit
-        sf.local, sf.base_reader, sf.base_origin = Extents(src.local.as_list()), src.base_reader, src.base_origin
+        sf.local, sf.base_reader, sf.base_origin = Extents(src.local.ranges()), src.base_reader, src.base_origin
         self.resize(sf, src.size)
         left, off = src.size, 0
         try:
@@ -401,7 +266,7 @@ class Staging:
         """fsync a staged file (and, the first time, the data directory). Worker thread."""
         os.fsync(sf.fd)
         if not sf.dir_synced:
-            _fsync_dir(self.data)
+            fsync_dir(self.data)
             sf.dir_synced = True
 
     # -- pending changes (memory first, then the returned journal lines; the caller appends them)
@@ -419,49 +284,47 @@ class Staging:
         self._gen += 1
         return self._gen
 
-    def put(self, path: str, staged: StagedFile | None = None, remote: dict[str, Any] | None = None) -> dict[str, Any]:
+    def put(self, path: str, staged: StagedFile | None = None, remote: Remote | None = None) -> Put | Del:
         change = Change(self._next_gen(), "put", staged, remote)
         self._set(path, change)
         return self._line(path, change)
 
-    def delete(self, path: str) -> dict[str, Any]:
+    def delete(self, path: str) -> Put | Del:
         change = Change(self._next_gen(), "del")
         self._set(path, change)
         return self._line(path, change)
 
-    def done(self, path: str, gen: int) -> dict[str, Any] | None:
+    def _current(self, path: str, gen: int) -> Change | None:
         c = self.pending.get(path)
-        if c is None or c.gen != gen:
+        return c if c is not None and c.gen == gen else None
+
+    def done(self, path: str, gen: int) -> Done | None:
+        if self._current(path, gen) is None:
             return None
         self._set(path, None)
-        return {"t": "done", "path": path, "gen": gen}
+        return Done(path, gen)
 
-    def conflict(self, path: str, gen: int, head: str) -> dict[str, Any] | None:
-        c = self.pending.get(path)
-        if c is None or c.gen != gen:
+    def conflict(self, path: str, gen: int, head: str) -> Conflicted | None:
+        return self._note(Conflicted(path, gen, head))
+
+    def fail(self, path: str, gen: int, error: str) -> Failed | None:
+        return self._note(Failed(path, gen, error))
+
+    def intend(self, path: str, gen: int, expect: Expect) -> Intended | None:
+        return self._note(Intended(path, gen, expect))
+
+    def _note(self, note: _Note) -> _Note | None:
+        c = self._current(note.path, note.gen)
+        if c is None:
             return None
-        c.conflict = head
-        return {"t": "conflict", "path": path, "gen": gen, "head": head}
+        _annotate(c, note)
+        return note
 
-    def fail(self, path: str, gen: int, error: str) -> dict[str, Any] | None:
-        c = self.pending.get(path)
-        if c is None or c.gen != gen:
-            return None
-        c.failed = error
-        return {"t": "failed", "path": path, "gen": gen, "error": error}
-
-    def intend(self, path: str, gen: int, expect: dict[str, Any]) -> dict[str, Any] | None:
-        c = self.pending.get(path)
-        if c is None or c.gen != gen:
-            return None
-        c.intent = expect
-        return {"t": "intent", "path": path, "gen": gen, "expect": expect}
-
-    def set_base(self, commit: str) -> dict[str, Any]:
+    def set_base(self, commit: str) -> Base:
         self.base_commit = commit
-        return {"t": "base", "commit": commit}
+        return Base(commit)
 
-    async def persist(self, lines: list[dict[str, Any] | None]) -> None:
+    async def persist(self, lines: list[Record | None]) -> None:
         """Make journal lines durable, in request order (a FIFO lock: a compaction's snapshot, taken under
         the lock, never drops a line requested after it). Compacts when nothing is pending any more.
 
@@ -488,3 +351,12 @@ class Staging:
             os.close(sf.fd)
         self.files.clear()
         os.close(self._lock_fd)
+
+
+def _annotate(change: Change, note: Conflicted | Failed | Intended) -> None:
+    if isinstance(note, Conflicted):
+        change.conflict = note.head
+    elif isinstance(note, Failed):
+        change.failed = note.error
+    else:
+        change.intent = note.expect

@@ -1,22 +1,23 @@
 """The write path: local files -> chunks -> dedup -> xorbs + shard on the CAS -> one Hub commit.
 
-Order of operations (shared/xet-protocol.md §4.1, §6, §7.4, §7.5; shared/hub-api.md §4.5, §4.6, §5):
+Order of operations (docs/architecture.md, "The write path"; docs/protocol.md: chunking, xorbs, dedup, shards,
+commits):
 
 1. ``preupload`` asks the Hub, per file, ``regular`` (inline base64 in the commit) or ``lfs`` (through Xet).
    Empty files are always regular, like huggingface_hub; files the Hub says to ignore are skipped.
 2. For the Xet files, an ``UploadSession`` (write token from the Hub) runs the per-file pipeline
    ``add_file``: a producer reads the file in ``read_block_bytes`` blocks into one reused buffer and chunks
    + sha256-hashes each block in a worker thread; the consumer asks the CAS about the chunks eligible for
-   global dedup (§6.2/§6.3, best effort, answers fed to ``DedupSession.add_known_shard``) as soon as a block
+   global dedup (best effort, answers fed to ``DedupSession.add_known_shard``) as soon as a block
    arrives, but packs a block into xorbs (worker thread; compression happens there) only once
    ``dedup_lookahead_bytes`` more have been queried, so a dedup answer found late in a xorb still covers
    the xorb's earlier chunks. Completed xorbs go through an unbuffered
    channel to ``xorb_uploads_in_flight`` uploader tasks, so memory stays bounded: a few blocks of chunks plus
    the open xorb plus the xorbs being uploaded. CPU work runs behind ONE ``trio.CapacityLimiter``
-   (design.md §2 convention 8); the trio thread never hashes or compresses.
+   (docs/architecture.md, "Threads"); the trio thread never hashes or compresses.
 3. When the session closes, the last xorb is uploaded; only after every xorb is stored does the shard go up
-   (§7.4: a shard may only reference stored xorbs). The shard carries each file's sha256 metadata ext (§5.3),
-   which is how the Hub links the commit's ``lfsFile`` sha256 to the Xet file hash (hub-api §5).
+   (a shard may only reference stored xorbs). The shard carries each file's sha256 metadata extension,
+   which is how the Hub links the commit's ``lfsFile`` sha256 to the Xet file hash.
 4. ``commit`` sends the NDJSON body: ``file`` lines for regular files, ``lfsFile`` (sha256 + size) lines.
 
 ``UploadSession`` is reusable on its own (the writable mount stages a file, then ``add_file`` + commit).
@@ -62,7 +63,7 @@ class UploadParams:
     read_block_bytes: int = 8 * 1024 * 1024
     xorb_uploads_in_flight: int = 2
     dedup_queries_in_flight: int = 4
-    dedup_lookahead_bytes: int = 64 * 1024 * 1024   # one full xorb (§4.1)
+    dedup_lookahead_bytes: int = 64 * 1024 * 1024   # one full xorb
     global_dedup: bool = True
     cpu_threads: int = 2
 
@@ -165,7 +166,7 @@ class UploadSession:
     async def _consume_chunks(self, file_id: int, recv: trio.MemoryReceiveChannel[list[Chunk]]) -> None:
         """Ask the CAS about a block's eligible chunks ``dedup_lookahead_bytes`` before placing it.
 
-        A global-dedup answer names the xorb holding the queried chunk (§6.3); the chunks of that xorb that
+        A global-dedup answer names the xorb holding the queried chunk; the chunks of that xorb that
         come BEFORE the queried one in the file can only be deduplicated if the answer arrives before they
         are placed. Looking one xorb (64 MiB) ahead covers every chunk of a re-uploaded xorb.
         """
@@ -239,7 +240,7 @@ async def upload_session(cas: CasClient, params: UploadParams = UploadParams(), 
                          stats: UploadStats | None = None, progress: Progress | None = None,
                          known_shards: Sequence[Shard] = ()) -> AsyncIterator[UploadSession]:
     """Open a session; on a clean exit the last xorbs, then the shard, are uploaded (``session.shard``).
-    ``known_shards`` (e.g. shards this client uploaded before) seed the dedup session (§6)."""
+    ``known_shards`` (e.g. shards this client uploaded before) seed the dedup session."""
     stats = stats if stats is not None else UploadStats()
     limiter = trio.CapacityLimiter(params.cpu_threads)
     send, recv = trio.open_memory_channel[BuiltXorb](0)

@@ -1,4 +1,5 @@
-"""Background commits of a writable mount: debounce, batch, upload, commit, retry, rebase (issue 5 §2-§3).
+"""Background commits of a writable mount: debounce, batch, upload, commit, retry, rebase (docs/architecture.md,
+"The write path").
 
 One task (``Writeback.run``, in the mount's nursery) turns the journaled pending changes of ``Staging`` into
 commits on the branch:
@@ -13,7 +14,7 @@ commits on the branch:
    rebased onto the head;
 4. fetch the base ranges the staged files still lack, then ``upload.prepare_commit_ops``: chunking and
    hashing in worker threads, dedup against the shards this client uploaded before (``ShardCache``, per
-   endpoint) and the server's global dedup (a file's first chunk names every xorb of its previous version),
+   endpoint) and the server's global dedup,
    new xorbs and the shard uploaded; then ONE commit with ``parentCommit = base``: Xet files by sha256 + size,
    small files inline, renamed unmodified files by their sha256 (no data), deletes of paths the base has.
    Right before the commit call an ``intent`` line per path (what the path will hold: sha256 + size, git blob
@@ -35,26 +36,24 @@ rename or delete of that path replaces the failed change and is tried again. Not
 """
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import trio
 
 from xetfs.client.config import RepoRef
-from xetfs.core.shard import Shard, parse_shard, serialize_upload_shard
-from xetfs.transport.http import http_status_of
-from xetfs.errors import Conflict, NotFound, XetError
-from xetfs.write.staging import Change, Staging, StagedFile
 from xetfs.client.hub import HubClient
 from xetfs.protocol.hub import AddRegular, AddXet, CommitOp, Delete, TreeEntry
-from xetfs.transport.retry import RetryPolicy, backoff_delay
 from xetfs.core.gitblob import git_blob_oid
+from xetfs.errors import Conflict, NotFound, XetError
+from xetfs.transport.http import http_status_of
+from xetfs.transport.retry import RetryPolicy, backoff_delay
+from xetfs.write.journal import Deleted, Expect, HoldsBlob, HoldsXet, Record, Remote, XetRef
+from xetfs.write.shardcache import ShardCache
+from xetfs.write.staged import StagedFile
+from xetfs.write.staging import Change, Staging
 from xetfs.write.upload import PreparedCommit, UploadParams, UploadStats, XetFile, prepare_commit_ops
 
 log = logging.getLogger(__name__)
@@ -66,7 +65,6 @@ class WritebackParams:
     max_delay_s: float = 5.0
     retry_min_s: float = 0.5
     retry_max_s: float = 30.0
-    shard_cache_files: int = 64
     upload: UploadParams = field(default_factory=UploadParams)
 
 
@@ -75,7 +73,7 @@ class Target(Protocol):
 
     def busy(self, change: Change) -> bool: ...
     async def materialize(self, sf: StagedFile) -> None: ...
-    def committed(self, path: str, change: Change, commit: str, xet_file: Any | None) -> None: ...
+    def committed(self, path: str, change: Change, commit: str, xet_file: XetFile | None) -> None: ...
 
 
 @dataclass(slots=True)
@@ -86,13 +84,10 @@ class WritebackStats:
     uploaded_bytes: int = 0        # serialized xorb bytes sent
     new_bytes: int = 0             # chunk bytes that went into new xorbs
     deduplicated_bytes: int = 0    # chunk bytes found already stored
-    shard_bytes: int = 0
     upload_errors: int = 0
     last_error: str | None = None
-    conflicts: set[str] = field(default_factory=set)
     uploading: bool = False
     already_committed: int = 0     # resumed changes the head already held (no second commit)
-    refused: int = 0               # changes the Hub refused for good (now failed)
 
 
 def permanent(exc: BaseException) -> bool:
@@ -103,53 +98,22 @@ def permanent(exc: BaseException) -> bool:
             and status not in (401, 408, 412, 429))
 
 
-def intent_of(op: CommitOp) -> dict[str, Any]:
+def intent_of(op: CommitOp) -> Expect:
     """What the head's entry of ``op.path`` looks like once ``op`` is committed (compared on resume)."""
     if isinstance(op, AddXet):
-        return {"sha256": op.sha256, "size": op.size}
+        assert op.size is not None   # built by this client, always sized
+        return HoldsXet(op.sha256, op.size)
     if isinstance(op, AddRegular):
-        return {"oid": git_blob_oid(op.content), "size": len(op.content)}
-    return {"deleted": True}
+        return HoldsBlob(git_blob_oid(op.content), len(op.content))
+    return Deleted()
 
 
-def matches(intent: dict[str, Any], entry: TreeEntry | None) -> bool:
-    if intent.get("deleted"):
+def matches(intent: Expect, entry: TreeEntry | None) -> bool:
+    if isinstance(intent, Deleted):
         return entry is None
-    if entry is None or entry.size != intent.get("size"):
+    if entry is None or entry.size != intent.size:
         return False
-    return entry.sha256 == intent["sha256"] if "sha256" in intent else entry.oid == intent.get("oid")
-
-
-class ShardCache:
-    """Upload shards this client sent to one endpoint, newest ``max_files`` kept (local dedup, §6)."""
-
-    def __init__(self, root: Path, max_files: int) -> None:
-        self.root = root
-        self.max_files = max_files
-        self._parsed: OrderedDict[str, Shard] = OrderedDict()
-
-    def save(self, shard: Shard) -> None:
-        data = serialize_upload_shard(shard)
-        self.root.mkdir(parents=True, exist_ok=True)
-        name = f"{time.time_ns():020d}-{hashlib.sha256(data).hexdigest()[:16]}.shard"
-        tmp = self.root / (name + ".tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, self.root / name)
-        for old in sorted(self.root.glob("*.shard"))[:-self.max_files]:
-            old.unlink(missing_ok=True)
-
-    def load(self) -> list[Shard]:
-        names = sorted(p.name for p in self.root.glob("*.shard"))[-self.max_files:] if self.root.exists() else []
-        for name in names:
-            if name not in self._parsed:
-                try:
-                    self._parsed[name] = parse_shard((self.root / name).read_bytes())
-                except (OSError, XetError) as exc:
-                    log.warning("shard cache: dropping %s: %s", name, exc)
-                    (self.root / name).unlink(missing_ok=True)
-        for name in [n for n in self._parsed if n not in names]:
-            del self._parsed[name]
-        return list(self._parsed.values())
+    return entry.sha256 == intent.sha256 if isinstance(intent, HoldsXet) else entry.oid == intent.oid
 
 
 class Writeback:
@@ -159,7 +123,7 @@ class Writeback:
         self.base = base_commit
         self.shard_cache = shard_cache
         self.params = params
-        self.stats = WritebackStats(conflicts={p for p, c in staging.pending.items() if c.conflict})
+        self.stats = WritebackStats()
         self._kicked = trio.Event()
         self._trees: OrderedDict[str, dict[str, TreeEntry]] = OrderedDict()   # commit -> {path: file entry}
 
@@ -253,7 +217,6 @@ class Writeback:
         message = f"{type(exc).__name__}: {exc}"
         log.error("REFUSED: the Hub refused the change of %s for good (%s); the local version stays staged and is "
                   "not retried (save, rename or delete the file to try again)", path, message)
-        self.stats.refused += 1
         self.stats.upload_errors += 1
         self.stats.last_error = message
         await self.staging.persist([self.staging.fail(path, change.gen, message)])
@@ -282,7 +245,7 @@ class Writeback:
     async def _finish(self, batch: dict[str, Change], prepared: PreparedCommit, new: str, n_ops: int) -> None:
         if prepared.shard is not None:
             await trio.to_thread.run_sync(self.shard_cache.save, prepared.shard)
-        lines: list[dict[str, Any] | None] = []
+        lines: list[Record | None] = []
         for path, change in batch.items():
             line = self.staging.done(path, change.gen)
             if line is not None:   # still the latest change of that path: the VFS may show the repo's copy
@@ -310,7 +273,6 @@ class Writeback:
             self.stats.uploaded_bytes += stats.xorb_bytes_uploaded
             self.stats.new_bytes += stats.new_bytes
             self.stats.deduplicated_bytes += stats.deduped_bytes
-            self.stats.shard_bytes += stats.shard_bytes
         ops: list[CommitOp] = [Delete(p) for p in dels if p in base_tree]
         ops.extend(prepared.ops)
         for p, c in batch.items():
@@ -318,15 +280,15 @@ class Writeback:
                 ops.append(await self._remote_op(p, c.remote))
         return prepared, ops
 
-    def _intents(self, batch: dict[str, Change], ops: list[CommitOp]) -> list[dict[str, Any] | None]:
+    def _intents(self, batch: dict[str, Change], ops: list[CommitOp]) -> list[Record | None]:
         by_path = {op.path: op for op in ops}
-        return [self.staging.intend(p, c.gen, intent_of(by_path[p]) if p in by_path else {"deleted": True})
+        return [self.staging.intend(p, c.gen, intent_of(by_path[p]) if p in by_path else Deleted())
                 for p, c in batch.items() if p in by_path or c.kind == "del"]
 
-    async def _remote_op(self, path: str, remote: dict[str, Any]) -> CommitOp:
-        if "sha256" in remote:
-            return AddXet(path, remote["sha256"], int(remote["size"]))
-        content = await self.hub.resolve(self.branch.at(remote["commit"]), remote["path"])
+    async def _remote_op(self, path: str, remote: Remote) -> CommitOp:
+        if isinstance(remote, XetRef):
+            return AddXet(path, remote.sha256, remote.size)
+        content = await self.hub.resolve(self.branch.at(remote.commit), remote.path)
         return AddRegular(path, content)
 
     async def _tree(self, commit: str) -> dict[str, TreeEntry]:
@@ -347,7 +309,7 @@ class Writeback:
             log.warning("base commit %s is gone; rebasing onto %s without conflict checks", self.base, head)
             old = await self._tree(head)
         new = await self._tree(head)
-        lines: list[dict[str, Any] | None] = []
+        lines: list[Record | None] = []
         for path, change in list(batch.items()):
             if _oid(old.get(path)) == _oid(new.get(path)) or (change.kind == "del" and path not in new):
                 continue
@@ -355,16 +317,15 @@ class Writeback:
                       "staged and is not uploaded (save the file again to overwrite the branch's version)",
                       path, head)
             lines.append(self.staging.conflict(path, change.gen, head))
-            self.stats.conflicts.add(path)
             del batch[path]
         lines.append(self.staging.set_base(head))
         self.base = head
         await self.staging.persist(lines)
 
     def _already_committed(self, head: str, tree: dict[str, TreeEntry],
-                           batch: dict[str, Change]) -> list[dict[str, Any] | None]:
+                           batch: dict[str, Change]) -> list[Record | None]:
         """Changes whose intent the head already holds (committed before a crash or a lost answer): done."""
-        lines: list[dict[str, Any] | None] = []
+        lines: list[Record | None] = []
         for path, change in list(batch.items()):
             if change.intent is None or not matches(change.intent, tree.get(path)):
                 continue
@@ -395,8 +356,3 @@ class Writeback:
 
 def _oid(entry: TreeEntry | None) -> str | None:
     return entry.oid if entry is not None else None
-
-
-def shard_cache_dir(cache_dir: Path, endpoint: str) -> Path:
-    return cache_dir / "shards" / hashlib.sha256(endpoint.encode()).hexdigest()[:16]
-

@@ -1,0 +1,91 @@
+"""One staged file: its data file descriptor, size, base version and the base ranges present locally
+(docs/architecture.md, "The write path"). ``Staging`` creates, accounts and journals them."""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from xetfs.core.hashing import MerkleHash
+from xetfs.write.journal import StagedRef
+
+
+class Extents:
+    """Sorted disjoint ``[start, end)`` byte ranges."""
+
+    def __init__(self, ranges: tuple[tuple[int, int], ...] = ()) -> None:
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        for a, b in ranges:
+            self.add(a, b)
+
+    def add(self, a: int, b: int) -> None:
+        if b <= a:
+            return
+        i = bisect.bisect_left(self.ends, a)          # first range ending at or after a
+        j = bisect.bisect_right(self.starts, b)       # ranges starting at or before b
+        if i < j:
+            a, b = min(a, self.starts[i]), max(b, self.ends[j - 1])
+        self.starts[i:j] = [a]
+        self.ends[i:j] = [b]
+
+    def clip(self, limit: int) -> None:
+        """Forget everything at or past ``limit``."""
+        i = bisect.bisect_left(self.starts, limit)
+        del self.starts[i:], self.ends[i:]
+        if self.ends and self.ends[-1] > limit:
+            self.ends[-1] = limit
+
+    def missing(self, a: int, b: int) -> list[tuple[int, int]]:
+        """The parts of ``[a, b)`` not covered."""
+        out: list[tuple[int, int]] = []
+        i = bisect.bisect_right(self.ends, a)
+        pos = a
+        while pos < b and i < len(self.starts):
+            if self.starts[i] >= b:
+                break
+            if self.starts[i] > pos:
+                out.append((pos, self.starts[i]))
+            pos = max(pos, self.ends[i])
+            i += 1
+        if pos < b:
+            out.append((pos, b))
+        return out
+
+    def ranges(self) -> tuple[tuple[int, int], ...]:
+        return tuple(zip(self.starts, self.ends))
+
+
+class BaseReader(Protocol):
+    """Reads the base version of a staged file (the mount wires a ``FileReader``)."""
+
+    async def read(self, offset: int, size: int, *, fetch_end: int | None = None) -> bytes: ...
+
+
+@dataclass(eq=False, slots=True)
+class StagedFile:
+    id: str
+    fd: int
+    size: int
+    base_xet: MerkleHash | None = None
+    base_size: int = 0
+    base_limit: int = 0
+    local: Extents = field(default_factory=Extents)
+    reserved: int = 0
+    writers: int = 0          # open write handles
+    dirty: bool = False       # written since the last seal
+    in_flight: bool = False   # being uploaded: a new writer gets a copy
+    attached: bool = False    # an inode of the VFS shows it
+    refs: int = 0             # pending changes naming it
+    dir_synced: bool = False
+    base_reader: BaseReader | None = None
+    base_origin: tuple[str, str] | None = None   # a regular (non-Xet) base file: (commit, path)
+
+    def holes(self, a: int, b: int) -> list[tuple[int, int]]:
+        """Ranges of ``[a, b)`` that still have to come from the base file."""
+        b = min(b, self.base_limit)
+        return self.local.missing(a, b) if a < b else []
+
+    def record(self) -> StagedRef:
+        return StagedRef(self.id, self.size, str(self.base_xet) if self.base_xet else None, self.base_origin,
+                         self.base_size, self.base_limit, self.local.ranges())
