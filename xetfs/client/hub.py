@@ -16,7 +16,6 @@ I/O in ``xetfs.protocol.hub``; this module only sends them.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -159,9 +158,6 @@ class HubClient:
         return parse_xet_token(http.json_body(resp, f"GET {path}"), resp.headers, f"xet {mode} token for {repo}")
 
     # -- resolve (regular files, or any file through server-side reconstruction: hub-api §6)
-    async def resolve_head(self, repo: RepoRef, path: str) -> httpx.Headers:
-        return (await self._call("HEAD", self._resolve_path(repo, path))).headers
-
     async def resolve(self, repo: RepoRef, path: str, byte_range: tuple[int, int] | None = None) -> bytes:
         resp = await self._call("GET", self._resolve_path(repo, path), headers=_range_header(byte_range))
         return resp.content
@@ -183,10 +179,6 @@ class HubClient:
     @staticmethod
     def _resolve_path(repo: RepoRef, path: str) -> str:
         return f"{repo.resolve_root}/resolve/{quote_revision(repo.revision)}/{quote_path(path.lstrip('/'))}"
-
-
-def token_seconds_left(token: XetToken, now_unix_s: float | None = None) -> float:
-    return token.exp - (time.time() if now_unix_s is None else now_unix_s)
 
 
 @asynccontextmanager

@@ -63,11 +63,6 @@ class MerkleHash(bytes):
             raise FormatError(f"not a hex hash: {text[:80]!r}") from None
         return cls(_swap_words(raw))
 
-    @classmethod
-    def from_digest_hex(cls, text: str) -> "MerkleHash":
-        """A digest printed as ordinary hex (e.g. sha256) stored so that its Xet hex equals ``text`` (§3.2)."""
-        return cls.from_hex(text)
-
     def xet_hex(self) -> str:
         return _swap_words(bytes(self)).hex()
 

@@ -138,9 +138,6 @@ class RepoBackend:
         self.read_timeout_s = read_timeout_s
         self._regular: LRUCache[tuple[str, str], bytes] = LRUCache(maxsize=REGULAR_CACHE_BYTES, getsizeof=len)
 
-    def set_commit(self, commit: str) -> None:
-        self.repo = self.repo.at(commit)
-
     def reader(self, xet_hash: MerkleHash, size: int) -> FileReader:
         return FileReader(self.fetcher.cas, xet_hash, size, fetcher=self.fetcher, read_timeout_s=self.read_timeout_s)
 
