@@ -17,15 +17,13 @@ from xetfs.core.reconstruction import (
     decode_fetched,
     locate,
     parse_range_header,
-    parse_reconstruction_json,
     plan_read,
     plan_reconstruction,
-    to_json_v1,
-    to_json_v2,
 )
 from xetfs.core.shard import FileTerm
 from xetfs.core.xorb import BuiltXorb, XorbBuilder
 from xetfs.errors import FormatError, IntegrityError, RangeNotSatisfiable, ValidationError
+from xetfs.protocol.reconstruction import parse_reconstruction_json, to_json_v1, to_json_v2
 
 # ------------------------------------------------------------------------------------------------ fixtures
 

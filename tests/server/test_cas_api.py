@@ -10,7 +10,7 @@ import time
 import pytest
 
 from xetfs.core.hashing import MerkleHash, hmac_hash, verification_hash
-from xetfs.core.reconstruction import parse_reconstruction_json
+from xetfs.protocol.reconstruction import parse_reconstruction_json
 from xetfs.core.shard import FileTerm, parse_shard
 from xetfs.server.auth import Auth
 from xetfs.core.params import GLOBAL_DEDUP_MODULUS

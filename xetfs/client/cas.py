@@ -31,12 +31,13 @@ import trio
 
 from xetfs.protocol.cas import (check_content_range, parse_shard_events, parse_shard_upload_answer_v1,
                                 parse_xorb_upload_answer, range_header)
+from xetfs.protocol.reconstruction import parse_reconstruction_json
 from xetfs.protocol.status import V1_FALLBACK_STATUSES
 from xetfs.transport import http
 from xetfs.transport.rangeget import RangeUnsupported
 from xetfs.transport.retry import DEFAULT_RETRY, RetryPolicy, retry_call
 from xetfs.core.hashing import MerkleHash
-from xetfs.core.reconstruction import FetchRange, Reconstruction, parse_reconstruction_json
+from xetfs.core.reconstruction import FetchRange, Reconstruction
 from xetfs.core.shard import Shard, parse_shard
 from xetfs.core.xorb import BuiltXorb
 from xetfs.transport.endpoints import failover_for

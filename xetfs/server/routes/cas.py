@@ -26,7 +26,8 @@ from typing import Any
 from aiohttp import web
 
 from xetfs.core.hashing import MerkleHash
-from xetfs.core.reconstruction import FetchRange, parse_range_header, to_json_v1, to_json_v2
+from xetfs.core.reconstruction import FetchRange, parse_range_header
+from xetfs.protocol.reconstruction import to_json_v1, to_json_v2
 from xetfs.errors import NotFound
 from xetfs.server.auth import DATA_URL_TTL_S
 from xetfs.server.context import state_of
