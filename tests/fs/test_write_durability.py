@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import os
 import signal
-import time
+from types import SimpleNamespace
 from pathlib import Path
 
 import pytest
 
+from xetfs.testing.proxy import GatedProxy
 from xetfs.testing.server import make_bytes, running_server
+from xetfs.testing.sync import wait_until
 from xetfs.testing.mount import force_unmount, mounted, tree_of, wait_committed, xetfs_cli
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
@@ -58,8 +60,7 @@ def test_writes_while_the_server_is_down_are_committed_when_it_returns(server, t
         w[MiB:MiB + 5000] = b"\x01" * 5000
         expected["weights.bin"] = bytes(w)
         expected["notes.txt"] += b"second line\n"
-        time.sleep(1.5)
-        write = m.stats()["write"]
+        write = wait_until(lambda: (w := m.stats()["write"])["upload_errors"] >= 1 and w, "a failed upload")
         assert write["pending_files"] >= 4 and write["commits"] == 0, write
         assert (m.path / "renamed.txt").read_bytes() == expected["renamed.txt"]
         srv.start()
@@ -68,23 +69,19 @@ def test_writes_while_the_server_is_down_are_committed_when_it_returns(server, t
     assert repo_contents(srv, tmp_path, "check") == expected
 
 
-def _wait_uploading(m, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not m.stats()["write"]["uploading"]:
-        assert time.monotonic() < deadline, "the upload never started"
-        time.sleep(0.005)
-
-
 def test_sigkilled_mount_resumes_its_upload_on_the_next_mount(server, tmp_path: Path) -> None:
     srv, seed = server
     data = make_bytes("random", 96 * MiB, seed=3)
     cache = tmp_path / "cache"
     commits_before = srv.metrics().get(COMMITS, 0.0)
-    with mounted(srv, "org/d", tmp_path / "mnt", cache_dir=cache) as m:
-        (m.path / "model.bin").write_bytes(data)   # close returned: durable locally
-        _wait_uploading(m)
-        os.kill(m.pid, signal.SIGKILL)
-        force_unmount(m.path)
+    with GatedProxy(srv.port, hold_up=16 * MiB) as proxy:      # the upload stops after 16 of its 96 MiB
+        via = SimpleNamespace(url=proxy.url, token=srv.token)
+        with mounted(via, "org/d", tmp_path / "mnt", cache_dir=cache) as m:
+            (m.path / "model.bin").write_bytes(data)   # close returned: durable locally
+            proxy.wait_held()
+            assert m.stats()["write"]["uploading"]
+            os.kill(m.pid, signal.SIGKILL)
+            force_unmount(m.path)
     assert srv.metrics().get(COMMITS, 0.0) == commits_before, "killed before its commit"
     with mounted(srv, "org/d", tmp_path / "mnt", cache_dir=cache) as m:
         assert (m.path / "model.bin").read_bytes() == data     # the journaled version is shown at once

@@ -7,22 +7,21 @@ PostgreSQL database; the client is given both (``--endpoint A,B``).
   and commits exactly once;
 - the node serving a mount's read is SIGKILLed between two reads of one open file: the reads complete;
 - SeaweedFS is stopped and started again under a mount (direct presigned reads): a read during the outage
-  may fail with EIO, reads after it succeed and the mount stays up.
+  fails with EIO once --read-timeout runs out, reads after it succeed and the mount stays up.
 
-The node to kill is the one the client chose (its metrics show the traffic), so the tests do not depend on
-which of two loopback nodes probes faster.
+The client reaches each node through a ``GatedProxy`` that holds the traffic after a fixed number of bytes: the
+node whose proxy holds first is the one the client chose, and it is killed while its transfer is provably
+unfinished (the gate is closed), so the tests depend neither on timing nor on which node probes faster.
 """
 from __future__ import annotations
 
 import errno
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,7 +30,9 @@ import pytest
 
 from xetfs.testing.server import ServerHandle, make_bytes
 from xetfs.testing.mount import mounted, xetfs_cli
+from xetfs.testing.proxy import GatedProxy
 from xetfs.testing.services import PostgresHandle, SeaweedFSHandle, two_nodes
+from xetfs.testing.sync import wait_until
 from xetfs.testing.deps import required
 
 psycopg = required("psycopg")
@@ -39,15 +40,35 @@ psycopg = required("psycopg")
 MiB = 1024 * 1024
 SERVED = "xetfs_cas_data_bytes_served_total"
 RECONSTRUCTIONS = "xetfs_cas_reconstructions_total"
-DEDUP_QUERIES = "xetfs_cas_dedup_queries_total"
 COMMITS = "xetfs_hub_commits_total"
 
 pytestmark = pytest.mark.timeout(300)
 DEBUG = ["--debug"] if os.environ.get("XETFS_TEST_DEBUG") else []
 
 
-def both(a: ServerHandle, b: ServerHandle) -> str:
-    return f"{a.url},{b.url}"
+@contextmanager
+def gated(a: ServerHandle, b: ServerHandle, **hold: int) -> Iterator[tuple[GatedProxy, GatedProxy]]:
+    """A gate in front of each node (``hold_up=`` / ``hold_down=`` bytes)."""
+    with GatedProxy(a.port, **hold) as pa, GatedProxy(b.port, **hold) as pb:
+        yield pa, pb
+
+
+def kill_the_held(a: ServerHandle, b: ServerHandle, gates: tuple[GatedProxy, GatedProxy],
+                  proc: subprocess.Popen[str] | None = None) -> tuple[ServerHandle, ServerHandle, GatedProxy]:
+    """Wait for a gate to hold, SIGKILL the node behind it, open both gates -> (killed, other, its gate)."""
+    wait_until(lambda: _client_alive(proc) and any(g.held.is_set() for g in gates), "a gate to hold", 120)
+    held = 0 if gates[0].held.is_set() else 1
+    serving, other = ((a, b), (b, a))[held]
+    serving.kill()
+    for g in gates:
+        g.release()
+    return serving, other, gates[held]
+
+
+def _client_alive(proc: subprocess.Popen[str] | None) -> bool:
+    if proc is not None and proc.poll() is not None:
+        raise AssertionError(f"the client exited ({proc.returncode}) before the gate held: {proc.communicate()}")
+    return True
 
 
 def upload(node: ServerHandle, repo: str, *paths: Path) -> dict[str, object]:
@@ -59,36 +80,6 @@ def upload(node: ServerHandle, repo: str, *paths: Path) -> dict[str, object]:
 def client(*args: str, token: str) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "xetfs.cli.main", *args, *DEBUG], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "XETFS_TOKEN": token})
-
-
-def wait_for(cond: Callable[[], object], what: str, timeout_s: float = 60.0, proc: subprocess.Popen[str] | None = None
-             ) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"the client exited ({proc.returncode}) before {what}: {proc.communicate()}")
-        time.sleep(0.002)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def node_with(a: ServerHandle, b: ServerHandle, metric: str) -> ServerHandle | None:
-    for node in (a, b):
-        if node.metrics().get(metric, 0) > 0:
-            return node
-    return None
-
-
-@contextmanager
-def paused(proc: subprocess.Popen[str]) -> Iterator[None]:
-    """The client stopped (SIGSTOP) for the block: nothing moves while its node is killed."""
-    os.kill(proc.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(proc.pid, signal.SIGCONT)
 
 
 def finish(proc: subprocess.Popen[str]) -> str:
@@ -105,14 +96,12 @@ def test_download_moves_to_the_other_node_when_its_node_dies(weed: SeaweedFSHand
     with two_nodes(weed, pg, tmp_path, "--proxy-reads") as (a, b):
         upload(a, "t/dl", src)
         dest = tmp_path / "out"
-        proc = client("download", "t/dl", "--to", str(dest), "--json", "--endpoint", both(a, b), token=a.token)
-        serving = wait_for(lambda: node_with(a, b, SERVED), "the first data bytes", proc=proc)
-        assert isinstance(serving, ServerHandle)
-        with paused(proc):
-            assert serving.metrics()[SERVED] < len(data), "killed mid-transfer"
-            serving.kill()
-        other = b if serving is a else a
-        result = json.loads(finish(proc))
+        with gated(a, b, hold_down=8 * MiB) as gates:
+            proc = client("download", "t/dl", "--to", str(dest), "--json", "--endpoint",
+                          f"{gates[0].url},{gates[1].url}", token=a.token)
+            serving, other, gate = kill_the_held(a, b, gates, proc)
+            assert gate.moved["down"] < len(data), "killed mid-transfer"
+            result = json.loads(finish(proc))
         assert result["bytes"] == len(data)
         assert (dest / "big.bin").read_bytes() == data
         assert other.metrics()[SERVED] > 0, "the rest came through the other node"
@@ -128,13 +117,11 @@ def test_upload_completes_through_the_other_node_and_commits_once(weed: SeaweedF
         (src / name).write_bytes(data)
     with two_nodes(weed, pg, tmp_path) as (a, b):
         a.create_repo("t/up")
-        proc = client("upload", "t/up", str(src), "--json", "--endpoint", both(a, b), token=a.token)
-        serving = wait_for(lambda: node_with(a, b, DEDUP_QUERIES), "the first CAS request", proc=proc)
-        assert isinstance(serving, ServerHandle)
-        with paused(proc):
-            serving.kill()
-        other = b if serving is a else a
-        result = json.loads(finish(proc))
+        with gated(a, b, hold_up=8 * MiB) as gates:         # 8 of 80 MiB sent: the commit cannot have happened
+            proc = client("upload", "t/up", str(src), "--json", "--endpoint", f"{gates[0].url},{gates[1].url}",
+                          token=a.token)
+            serving, other, _ = kill_the_held(a, b, gates, proc)
+            result = json.loads(finish(proc))
         assert result["files"] == len(files)
         assert other.metrics()[COMMITS] == 1, "the commit went through the live node, once"
         status, _, body = other.request("GET", "/api/models/t/up/commits/main")
@@ -153,18 +140,18 @@ def test_mount_reads_complete_when_their_node_dies(weed: SeaweedFSHandle, pg: Po
     src.write_bytes(data)
     with two_nodes(weed, pg, tmp_path, "--proxy-reads") as (a, b):
         upload(a, "t/mnt", src)
-        nodes = SimpleNamespace(url=both(a, b), token=a.token)
-        with mounted(nodes, "t/mnt", tmp_path / "mnt", args=["--read-only"]) as m:
-            with open(m.path / "weights.bin", "rb", buffering=0) as f:
-                head = f.read(4 * MiB)
-                serving = node_with(a, b, SERVED)
-                assert serving is not None
-                serving.kill()
-                rest = f.read()
-            assert head + rest == data
-            other = b if serving is a else a
-            assert other.metrics()[SERVED] > 0, "the rest came through the other node"
-            assert m.stats()["pid"] == m.pid, "the mount is up"
+        with gated(a, b, hold_down=6 * MiB) as gates:
+            nodes = SimpleNamespace(url=f"{gates[0].url},{gates[1].url}", token=a.token)
+            with mounted(nodes, "t/mnt", tmp_path / "mnt", args=["--read-only"]) as m:
+                with open(m.path / "weights.bin", "rb", buffering=0) as f:
+                    with ThreadPoolExecutor(1) as pool:
+                        head = pool.submit(f.read, 8 * MiB)          # held at 6 MiB, mid-read
+                        serving, other, _ = kill_the_held(a, b, gates)
+                        head_bytes = head.result(timeout=180)
+                    rest = f.read()
+                assert head_bytes + rest == data
+                assert other.metrics()[SERVED] > 0, "the rest came through the other node"
+                assert m.stats()["pid"] == m.pid, "the mount is up"
 
 
 def test_reads_recover_after_the_object_store_restarts(weed: SeaweedFSHandle, pg: PostgresHandle,
@@ -174,32 +161,23 @@ def test_reads_recover_after_the_object_store_restarts(weed: SeaweedFSHandle, pg
     src.write_bytes(data)
     with two_nodes(weed, pg, tmp_path) as (a, b):
         upload(a, "t/s3", src)
-        nodes = SimpleNamespace(url=both(a, b), token=a.token)
-        with mounted(nodes, "t/s3", tmp_path / "mnt", args=["--read-only", "--memory-cache-size", "64M"]) as m:
+        nodes = SimpleNamespace(url=f"{a.url},{b.url}", token=a.token)
+        args = ["--read-only", "--memory-cache-size", "64M", "--read-timeout", "10"]
+        with mounted(nodes, "t/s3", tmp_path / "mnt", args=args) as m:
             fd = os.open(m.path / "data.bin", os.O_RDONLY)
             try:
                 assert os.pread(fd, MiB, 0) == data[:MiB]
-                outcome: list[object] = []
                 weed.stop()
                 try:
-                    reader = threading.Thread(target=lambda: outcome.append(_pread(fd, MiB, 24 * MiB)))
-                    reader.start()
-                    time.sleep(1.0)       # the read is retrying against the stopped store
+                    with pytest.raises(OSError) as info:         # retried until --read-timeout runs out
+                        os.pread(fd, MiB, 24 * MiB)
+                    assert info.value.errno == errno.EIO
                 finally:
                     weed.start()
-                reader.join(180)
-                got = outcome[0]
-                assert got == data[24 * MiB:25 * MiB] or (isinstance(got, OSError) and got.errno == errno.EIO), got
+                assert os.pread(fd, MiB, 24 * MiB) == data[24 * MiB:25 * MiB]
                 assert os.pread(fd, 8 * MiB, 28 * MiB) == data[28 * MiB:]
             finally:
                 os.close(fd)
             assert (m.path / "data.bin").read_bytes() == data
             assert m.stats()["pid"] == m.pid, "the mount stayed up"
             assert a.metrics()[SERVED] == 0 and b.metrics()[SERVED] == 0, "direct reads from the store"
-
-
-def _pread(fd: int, size: int, offset: int) -> bytes | OSError:
-    try:
-        return os.pread(fd, size, offset)
-    except OSError as exc:
-        return exc
