@@ -15,7 +15,11 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from xetfs.client.config import RepoRef
+    from xetfs.write.upload import UploadResult
 
 HELP = "upload files or directories to a repo as one commit"
 
@@ -96,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _upload(endpoint: str, token: str | None, repo: Any, files: list[tuple[str, str]], message: str,
-                  args: argparse.Namespace, total: int) -> Any:
+async def _upload(endpoint: str, token: str | None, repo: RepoRef, files: list[tuple[str, str]], message: str,
+                  args: argparse.Namespace, total: int) -> UploadResult:
     from xetfs.cli.progress import progress_bar
     from xetfs.client.hub import open_hub
     from xetfs.transport.tasks import single_error
