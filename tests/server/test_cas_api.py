@@ -167,7 +167,9 @@ def test_data_route_ranges_signatures_and_expiry(shared_server):
     assert srv.request("GET", url.split("?")[0], token=None)[0] == 403
     auth = Auth(srv.data_dir, Metadata(srv.data_dir / "metadata.sqlite3"), "unused")
     exp = int(time.time()) - 10
-    expired = f"{srv.url}/v1/data/{f.xorb.hash}?e={exp}&s={auth.sign_data(str(f.xorb.hash), exp)}"
+    whole_range = f"0-{len(whole) - 1}"
+    expired = (f"{srv.url}/v1/data/{f.xorb.hash}?e={exp}&r={whole_range}"
+               f"&s={auth.sign_data(str(f.xorb.hash), exp, whole_range)}")
     assert srv.request("GET", expired, token=None)[0] == 403
     assert srv.metrics()["xetfs_cas_data_bytes_served_total"] == before + 90 + 120, "refused URLs serve nothing"
 

@@ -13,9 +13,10 @@ signs and accepts the same CAS tokens and data URLs:
 - **CAS tokens** (what ``/xet-{read,write}-token`` hands to hf_xet): stateless,
   ``xcas.<base64url JSON claims>.<base64url HMAC-SHA256>``, bound to repo + revision + scope + exp. The CAS
   accepts one until its ``exp`` (hf_xet never refreshes after a 401).
-- **Data URLs** (reconstruction fetch URLs): ``/v1/data/<xorb>?e=<exp>&s=<sig>`` with
-  ``sig = HMAC-SHA256(url key, "<xorb hex>:<exp>")``; hf_xet sends no Authorization there, so the URL itself
-  is the credential; a tampered or expired one is 403.
+- **Data URLs** (reconstruction fetch URLs): ``/v1/data/<xorb>?e=<exp>&r=<a-b,c-d>&s=<sig>`` with
+  ``sig = HMAC-SHA256(url key, "<xorb hex>:<exp>:<ranges>")``: signed for exactly the byte ranges of the
+  terms they were issued for. hf_xet sends no Authorization there, so the URL itself is the credential; a
+  tampered or expired one is 403, and it serves no byte outside its ranges (``routes.data``).
 
 401 = no or bad credentials; 403 = valid but insufficient scope (read token on a write route, another repo).
 """
@@ -26,8 +27,10 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +45,9 @@ SCOPES = ("read", "write")
 CAS_TOKEN_TTL_S = 3600
 DATA_URL_TTL_S = 3600
 _CAS_PREFIX = "xcas"
+MAX_SIGNED_RANGES = 16              # byte ranges one data URL is signed for
+_DIGITS_RE = re.compile(r"^[0-9]{1,12}$")
+_RANGES_RE = re.compile(r"^[0-9]{1,12}-[0-9]{1,12}(,[0-9]{1,12}-[0-9]{1,12}){0,%d}$" % (MAX_SIGNED_RANGES - 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,20 +182,25 @@ class Auth:
             raise Unauthorized("invalid xet token") from None
 
     # ------------------------------------------------------------------ data URLs
-    def sign_data(self, xorb_hex: str, exp: int) -> str:
-        return hmac.new(self._url_key, f"{xorb_hex}:{exp}".encode(), hashlib.sha256).hexdigest()
+    def sign_data(self, xorb_hex: str, exp: int, ranges: str) -> str:
+        return hmac.new(self._url_key, f"{xorb_hex}:{exp}:{ranges}".encode(), hashlib.sha256).hexdigest()
 
-    def data_query(self, xorb_hex: str, ttl_s: int = DATA_URL_TTL_S) -> str:
+    def data_query(self, xorb_hex: str, ranges: Sequence[tuple[int, int]], ttl_s: int = DATA_URL_TTL_S) -> str:
+        """The query of a data URL for the byte ranges ``ranges`` (inclusive ends) of one xorb."""
         exp = int(time.time()) + ttl_s
-        return f"e={exp}&s={self.sign_data(xorb_hex, exp)}"
+        text = ",".join(f"{a}-{b}" for a, b in ranges)
+        return f"e={exp}&r={text}&s={self.sign_data(xorb_hex, exp, text)}"
 
-    def check_data(self, xorb_hex: str, exp: str | None, sig: str | None) -> None:
-        if not exp or not sig or not exp.isdigit():
+    def check_data(self, xorb_hex: str, exp: str | None, ranges: str | None,
+                   sig: str | None) -> list[tuple[int, int]]:
+        """A data URL's signed byte ranges (inclusive ends); 403 when unsigned, tampered or expired."""
+        if not exp or not sig or not ranges or not _DIGITS_RE.match(exp) or not _RANGES_RE.match(ranges):
             raise Forbidden("unsigned data URL")
-        if not hmac.compare_digest(self.sign_data(xorb_hex, int(exp)), sig):
+        if not hmac.compare_digest(self.sign_data(xorb_hex, int(exp), ranges), sig):
             raise Forbidden("bad data URL signature")
         if int(exp) < time.time():
             raise Forbidden("data URL expired")
+        return [(int(a), int(b)) for a, _, b in (part.partition("-") for part in ranges.split(","))]
 
 
 def _bearer(authorization: str | None) -> str | None:

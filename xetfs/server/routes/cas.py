@@ -11,9 +11,10 @@
 | POST /v1/xorb-grants/… | always 404 (client falls back to POST /v1/xorbs; a 200 would lose data) |
 | POST /v1/telemetry | accepted and dropped |
 
-Reconstructions are repo-bound (``services.cas.readable_file``). Fetch URLs (``url_maker``): with a store
-that presigns and without ``--proxy-reads``, each xorb's URL is a presigned GET of the xorb object on the
-store; otherwise the node's own ``/v1/data`` URL (``routes.data``). Both live ``DATA_URL_TTL_S`` (1 h), far
+Reconstructions are repo-bound (``services.cas.readable_file``). Fetch URLs (``services.cas.fetch_urls``)
+are signed for exactly the byte ranges of the terms: a range covering a whole xorb may be a presigned GET
+on a store that presigns (without ``--proxy-reads``); every other range is the node's own ``/v1/data`` URL
+(``routes.data``). Both live ``DATA_URL_TTL_S`` (1 h), far
 above how long a reader keeps a plan (300 s), so a cached plan never holds an expired URL; a 403 on an
 expired one makes the client ask for a fresh reconstruction.
 """
@@ -26,13 +27,14 @@ from typing import Any
 from aiohttp import web
 
 from xetfs.core.hashing import MerkleHash
-from xetfs.core.reconstruction import FetchRange, parse_range_header
+from xetfs.core.reconstruction import parse_range_header
 from xetfs.protocol.reconstruction import to_json_v1, to_json_v2
 from xetfs.errors import NotFound
-from xetfs.server.auth import DATA_URL_TTL_S
-from xetfs.server.context import state_of
+from xetfs.server.context import State, state_of
+from xetfs.server.metadata.store import FileRecord
+from xetfs.server.auth import CasClaims
 from xetfs.server.request import base_url, hash_param, read_body
-from xetfs.server.services.cas import plan, readable_file, store_shard, store_xorb, xorb_key
+from xetfs.server.services.cas import fetch_urls, plan, readable_file, store_shard, store_xorb, token_repo
 from xetfs.server.services.dedup import dedup_shard
 from xetfs.server.services.validation import MAX_SHARD_BODY_BYTES, MAX_XORB_BODY_BYTES, ValidShard, \
     check_shard, check_xorb
@@ -45,18 +47,10 @@ def _prefix(request: web.Request) -> None:
         raise NotFound(f"unknown prefix {request.match_info['prefix']!r}")
 
 
-def url_maker(request: web.Request) -> Callable[[FetchRange], str]:
-    st = state_of(request)
-    base = base_url(request)
-    signed: dict[MerkleHash, str] = {}
-
-    def url_for(fr: FetchRange) -> str:
-        if fr.xorb_hash not in signed:
-            h = str(fr.xorb_hash)
-            signed[fr.xorb_hash] = (st.direct_url(xorb_key(h), DATA_URL_TTL_S)
-                                    or f"{base}/v1/data/{h}?{st.auth.data_query(h, DATA_URL_TTL_S)}")
-        return signed[fr.xorb_hash]
-    return url_for
+def _answer(st: State, base: str, claims: CasClaims, rec: FileRecord, byte_range: tuple[int, int] | None,
+            version: int) -> dict[str, Any]:
+    r = plan(st, rec, byte_range)
+    return (to_json_v2 if version == 2 else to_json_v1)(r, fetch_urls(st, base, r, token_repo(st, claims)))
 
 
 async def _reconstruction(request: web.Request, version: int) -> web.Response:
@@ -65,10 +59,9 @@ async def _reconstruction(request: web.Request, version: int) -> web.Response:
     fh = hash_param(request, "file_id")
     rec = await st.run(readable_file, st, claims, fh)
     byte_range = parse_range_header(request.headers.get("Range"), rec.size)
-    r = await st.run(plan, st, rec, byte_range)
+    obj = await st.run(_answer, st, base_url(request), claims, rec, byte_range, version)
     st.metrics.inc("xetfs_cas_reconstructions_total")
-    to_json = to_json_v2 if version == 2 else to_json_v1
-    return web.json_response(to_json(r, url_maker(request)))
+    return web.json_response(obj)
 
 
 async def _reconstruction_v1(request: web.Request) -> web.Response:
@@ -88,12 +81,11 @@ async def _batch_reconstruction(request: web.Request) -> web.Response:
         ids = [item["hash"] if isinstance(item, dict) else str(item) for item in body]
     else:
         ids = request.query.getall("file_id", [])
-    url_for = url_maker(request)
     files: dict[str, Any] = {}
     fetch_info: dict[str, list[Any]] = {}
     for file_id in ids:
         rec = await st.run(readable_file, st, claims, MerkleHash.from_hex(file_id))
-        obj = to_json_v1(await st.run(plan, st, rec, None), url_for)
+        obj = await st.run(_answer, st, base_url(request), claims, rec, None, 1)
         files[file_id] = obj["terms"]
         for xorb, entries in obj["fetch_info"].items():
             have = fetch_info.setdefault(xorb, [])

@@ -1,6 +1,8 @@
-"""``GET /v1/data/{xorb}?e=&s=``: the node's own signed, expiring xorb URLs (docs/protocol.md, CAS API).
+"""``GET /v1/data/{xorb}?e=&r=&s=``: the node's own signed, expiring xorb URLs (docs/protocol.md, CAS API).
 
-A single range is served with ``sendfile`` from a local store (206), or read from a remote store; several
+A URL is signed for byte ranges ``r`` (``services.cas.fetch_urls``) and serves nothing else: a request
+without ``Range``, or with a range outside the signed ones, overlapping ranges or more than
+``MAX_SIGNED_RANGES`` of them, is 403 (``services.cas.check_requested_ranges``). A single range is served with ``sendfile`` from a local store (206), or read from a remote store; several
 ranges are answered as ``multipart/byteranges``, parts in request order. The URL itself is the credential
 (``auth.Auth.check_data``): hf_xet sends no Authorization header there.
 """
@@ -11,9 +13,11 @@ import secrets
 from aiohttp import web
 
 from xetfs.core.reconstruction import parse_range_header
+from xetfs.errors import Forbidden
+from xetfs.server.auth import MAX_SIGNED_RANGES
 from xetfs.server.context import State, state_of
 from xetfs.server.request import hash_param
-from xetfs.server.services.cas import xorb_key
+from xetfs.server.services.cas import check_requested_ranges, xorb_key
 
 
 def parse_ranges(value: str, total: int) -> list[tuple[int, int]]:
@@ -26,11 +30,17 @@ def parse_ranges(value: str, total: int) -> list[tuple[int, int]]:
 async def _data(request: web.Request) -> web.StreamResponse:
     st = state_of(request)
     xorb = str(hash_param(request, "xorb"))
-    st.auth.check_data(xorb, request.query.get("e"), request.query.get("s"))
+    q = request.query
+    signed = st.auth.check_data(xorb, q.get("e"), q.get("r"), q.get("s"))
+    header = request.headers.get("Range")
+    if not header:
+        raise Forbidden("a data URL serves only the byte ranges it is signed for: send a Range header")
+    if header.count(",") >= MAX_SIGNED_RANGES:
+        raise Forbidden(f"at most {MAX_SIGNED_RANGES} ranges per request")
     key = xorb_key(xorb)
     size = await st.run(st.storage.size, key)
-    header = request.headers.get("Range")
-    ranges = parse_ranges(header, size) if header else [(0, size)]
+    ranges = parse_ranges(header, size)
+    check_requested_ranges(ranges, signed)
     served = sum(e - s for s, e in ranges)
     st.metrics.inc("xetfs_cas_data_bytes_served_total", served)
     path = st.storage.path_for(key)
@@ -39,9 +49,8 @@ async def _data(request: web.Request) -> web.StreamResponse:
     if len(ranges) == 1:
         (s, e), = ranges
         data = await st.run(st.storage.get_range, key, s, e - 1)
-        status = 206 if header else 200
-        headers = {"Content-Range": f"bytes {s}-{e - 1}/{size}"} if header else {}
-        return web.Response(body=data, status=status, headers=headers, content_type="application/octet-stream")
+        return web.Response(body=data, status=206, headers={"Content-Range": f"bytes {s}-{e - 1}/{size}"},
+                            content_type="application/octet-stream")
     return await _multipart(request, st, key, ranges, size)
 
 
