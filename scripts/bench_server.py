@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from xetfs.testing.hub import xet_token  # noqa: E402
 from xetfs.testing.server import ServerHandle, running_server  # noqa: E402
 
 MiB = 1024 * 1024
@@ -40,17 +41,10 @@ def write_random(path: Path, size: int) -> None:
             f.write(rng.bytes(min(64 * MiB, size - off)))
 
 
-def xet_token(srv: ServerHandle, scope: str) -> tuple[str, int]:
-    status, _, body = srv.request("GET", f"/api/models/bench/demo/xet-{scope}-token/main")
-    assert status == 200, body
-    obj = json.loads(body)
-    return obj["accessToken"], obj["exp"]
-
-
 def hf_xet_upload(srv: ServerHandle, path: Path) -> tuple[str, int, float]:
     import hf_xet
 
-    token, exp = xet_token(srv, "write")
+    token, exp = xet_token(srv, "bench/demo", "write")
     t0 = time.perf_counter()
     with hf_xet.XetSession().new_upload_commit(endpoint=srv.url, token=token, token_expiry_unix_secs=exp) as c:
         up = c.start_upload_file(str(path))
@@ -61,7 +55,7 @@ def hf_xet_upload(srv: ServerHandle, path: Path) -> tuple[str, int, float]:
 def hf_xet_download(srv: ServerHandle, file_hash: str, size: int, dest: Path) -> float:
     import hf_xet
 
-    token, exp = xet_token(srv, "read")
+    token, exp = xet_token(srv, "bench/demo", "read")
     t0 = time.perf_counter()
     group = hf_xet.XetSession().new_file_download_group(endpoint=srv.url, token=token, token_expiry_unix_secs=exp)
     group.start_download_file(hf_xet.XetFileInfo(file_hash, size), str(dest))
@@ -112,7 +106,7 @@ def plain_sendfile_speed(path: Path, repeats: int) -> float:
 
 
 def data_route_bench(srv: ServerHandle, file_hash: str, repeats: int) -> dict[str, object]:
-    token, _ = xet_token(srv, "read")
+    token, _ = xet_token(srv, "bench/demo", "read")
     status, _, body = srv.request("GET", f"/v1/reconstructions/{file_hash}", token=token)
     assert status == 200, body
     fetch = json.loads(body)["fetch_info"]

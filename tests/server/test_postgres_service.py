@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from xetfs.testing.services import pid_alive, postgres
+from xetfs.osutil.process import pid_alive
+from xetfs.testing.services import postgres
 from xetfs.testing.deps import required
 
 psycopg = required("psycopg")

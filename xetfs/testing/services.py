@@ -47,6 +47,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from xetfs.osutil.process import pid_alive
 from xetfs.testing.server import ServerHandle, parse_metrics, running_server, started
 
 log = logging.getLogger(__name__)
@@ -334,18 +335,6 @@ class PostgresHandle:
 
     def log_text(self) -> str:
         return _tail(self.log_path)
-
-
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie waiting for its parent counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); its /proc state says Z.
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    return False
 
 
 @contextlib.contextmanager
