@@ -1,4 +1,5 @@
-"""Benchmark the core kernels; prints ONE JSON object (design.md §2.15: ratios against a same-run baseline).
+"""Benchmark the core kernels; prints ONE JSON object of ratios against a same-run baseline
+(docs/architecture.md, "Performance").
 
 - chunk + hash throughput of ``xetfs hash`` (``xetfs.write.digest.digest_file``: read, CDC, chunk hashes,
   file hash) against ``hf_xet.hash_files`` on the same 256 MiB random file and 256 MiB float16 tensor file

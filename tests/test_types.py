@@ -1,4 +1,4 @@
-"""design.md §2 item 13: ``mypy --strict`` on the package (configured in pyproject.toml ``[tool.mypy]``).
+"""``mypy --strict`` on the package, configured in pyproject.toml ``[tool.mypy]`` (docs/architecture.md, "Layering").
 
 Select it alone with ``pytest -m typecheck``. The cache lives in the test's tmp dir: every run is a cold check
 (~5 s), so a stale ``.mypy_cache`` can never hide or invent an error.

@@ -1,4 +1,4 @@
-"""Chunking (shared/xet-protocol.md §2): the §11.2 boundaries and chunk hashes exactly; every backend
+"""Chunking (docs/protocol.md, "Chunks"): the test-vector boundaries and chunk hashes exactly; every backend
 (native C, numpy, the plain per-byte reference) gives the same boundaries; any split of a stream gives the
 same chunks."""
 from __future__ import annotations
@@ -24,17 +24,17 @@ from xetfs.core.chunking import (
 from xetfs.core.params import DEFAULT_CHUNKING, ChunkingParams
 
 TINY = ChunkingParams.tiny()
-# min < 64: the numpy scanner must step aside and the native one must not skip (§2.3 min-size skip).
+# min < 64: the numpy scanner must step aside and the native one must not skip (the min-size skip).
 SMALL_MIN = ChunkingParams(target_chunk_size=64, min_chunk_size=16, max_chunk_size=256)
 FAST_BACKENDS = [name for name in ("native", "numpy") if name in SCANNERS]
 
 
 def xof(seed: bytes, n: int) -> bytes:
-    """§11.2 generator: the first n bytes of the unkeyed BLAKE3 XOF of seed."""
+    """Test-vector generator: the first n bytes of the unkeyed BLAKE3 XOF of seed."""
     return blake3.blake3(seed).digest(length=n)
 
 
-# ---------------------------------------------------------------- §11.2 vectors
+# ---------------------------------------------------------------- test vectors
 
 XOF_1M_BOUNDARIES = [19226, 68200, 199272, 322553, 332750, 420327, 444648, 575720, 677724, 703245, 815939,
                      851537, 901656, 919502, 983509, 1000000]

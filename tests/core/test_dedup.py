@@ -1,4 +1,5 @@
-"""DedupSession (§4.1, §5.3, §6): packing, session/known/keyed dedup, and that every file reconstructs exactly."""
+"""DedupSession (docs/protocol.md, "Deduplication"): packing, session/known/keyed dedup, and that every file
+reconstructs exactly."""
 from __future__ import annotations
 
 import hashlib
@@ -124,7 +125,7 @@ def test_prefix_of_a_known_shard_is_referenced() -> None:
 
 
 def test_keyed_shard_dedup() -> None:
-    """A global-dedup answer (§6.3): full shard, chunk hashes keyed with the footer's hmac_key."""
+    """A global-dedup answer: full shard, chunk hashes keyed with the footer's hmac_key."""
     base = rand_bytes(10, 30_000)
     first = Upload([base])
     key = rand_bytes(11, 32)

@@ -1,5 +1,5 @@
-"""Hash test vectors, asserted exactly: shared/xet-protocol.md §11.1 (small inputs), §11.2 (file, xorb and
-verification hashes of the deterministic large inputs) and §11.3 (xet-core's 18 aggregated-hash cases, each
+"""Hash test vectors (docs/protocol.md, "Test vectors"), asserted exactly: small inputs, the file, xorb and
+verification hashes of the deterministic large inputs, and xet-core's 18 aggregated-hash cases (each
 with its xorb hash and three salted file hashes)."""
 from __future__ import annotations
 
@@ -24,14 +24,14 @@ from xetfs.errors import FormatError
 
 
 def xof(seed: bytes, n: int) -> bytes:
-    """§11.2 generator: the first n bytes of the unkeyed BLAKE3 XOF of seed."""
+    """Test-vector generator: the first n bytes of the unkeyed BLAKE3 XOF of seed."""
     return blake3.blake3(seed).digest(length=n)
 
 
-# ---------------------------------------------------------------- §1 Xet hex
+# ---------------------------------------------------------------- Xet hex
 
 def test_xet_hex_word_swap_example() -> None:
-    # §1 prints this example with the "10" of the third group dropped (62 digits); this is the full form.
+    # The bytes 00..1f: each 8-byte word printed as a little-endian integer.
     h = MerkleHash(bytes(range(32)))
     assert str(h) == "07060504030201000f0e0d0c0b0a090817161514131211101f1e1d1c1b1a1918"
     assert MerkleHash.from_hex(str(h)) == h
@@ -44,7 +44,7 @@ def test_from_hex_rejects_bad_text(text: str) -> None:
         MerkleHash.from_hex(text)
 
 
-# ---------------------------------------------------------------- §11.1
+# ---------------------------------------------------------------- small inputs
 
 @pytest.mark.parametrize(("data", "expected"), [
     (b"a", "a4d4ed80fcb2fe5177fc59321d3e6f90faf23e35a48d58303114bf073f34178a"),
@@ -82,7 +82,7 @@ def test_hello_world_xorb_and_verification() -> None:
         "cfd20c714b3845a2c9ddbb009247d43d211f6377bc7e97b3a725f85684142812")
 
 
-# ---------------------------------------------------------------- §11.2 whole-file values
+# ---------------------------------------------------------------- whole-file values
 
 LARGE = {
     "xof_xet_1000000": (lambda: xof(b"xet", 1000000),
@@ -126,9 +126,9 @@ def test_large_input_hashes(name: str) -> None:
     assert str(sha256_to_shard(digest)) == want_sha  # stored word-swapped, printed as the normal hex
 
 
-# ---------------------------------------------------------------- §11.3 aggregated-hash cases
+# ---------------------------------------------------------------- aggregated-hash cases
 
-# Verbatim from shared/xet-protocol.md §11.3.
+# xet-core's reference cases, verbatim.
 MERKLE_VECTORS = """\
 SEED HASHES (seed k -> leaf hash; leaf size = 100*k):
   H[0] = 0000000000000000000000000000000000000000000000000000000000000000

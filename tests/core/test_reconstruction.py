@@ -1,4 +1,5 @@
-"""Reconstruction plans (§7.3): Range rules, planned reads cover exactly the requested bytes, JSON v1/v2."""
+"""Reconstruction plans (docs/protocol.md, "Reconstruction"): Range rules, planned reads cover exactly the
+requested bytes, JSON v1/v2."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace

@@ -1,4 +1,4 @@
-"""Shard formats both ways: upload form, full form with lookup tables, keyed dedup form (protocol §5, §6.3)."""
+"""Shard formats both ways: upload form, full form with lookup tables, keyed dedup form (docs/protocol.md, "Shards")."""
 from __future__ import annotations
 
 import hashlib
@@ -111,7 +111,7 @@ def test_full_shard_tables_and_footer() -> None:
     files = [struct.unpack_from("<QI", raw, ft.file_lookup_offset + 12 * i) for i in range(2)]
     for key, index in files:
         assert MerkleHash(raw[48 + 48 * index:][:32]).truncated() == key
-    # cutting at file_lookup_offset + footer_size 0 is exactly the upload form (§5.1)
+    # cutting at file_lookup_offset + footer_size 0 is exactly the upload form
     assert raw[:40] + bytes(8) + raw[48:ft.file_lookup_offset] == serialize_upload_shard(shard)
 
 

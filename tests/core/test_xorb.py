@@ -1,4 +1,5 @@
-"""Xorb chunk records, compression schemes, builder, footer and validation (protocol §4, §11)."""
+"""Xorb chunk records, compression schemes, builder, footer and validation (docs/protocol.md, "Xorbs",
+"Test vectors")."""
 from __future__ import annotations
 
 import numpy as np
@@ -172,7 +173,7 @@ def test_xorb_roundtrip_property(datas: list[bytes], scheme: CompressionScheme |
     assert decode_chunks(with_footer) == datas
 
 
-# ---------------------------------------------------------------- footer (§4.4)
+# ---------------------------------------------------------------- footer
 
 def test_footer_layout_and_roundtrip() -> None:
     x = built_from_chunks([mk(HELLO), mk(text_bytes(300))])

@@ -1,4 +1,4 @@
-"""Status-code rules of xet-protocol.md §7.2 at the HTTP level, against a scripted loopback HTTP server.
+"""Status-code rules (docs/protocol.md, "Status codes") at the HTTP level, against a scripted loopback HTTP server.
 
 The real ``xetfs serve`` implements every v2 route and never answers 503, so the fallback and retry paths
 are driven by a tiny raw-socket HTTP/1.1 server that answers from a script and records each request.

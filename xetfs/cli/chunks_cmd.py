@@ -1,6 +1,6 @@
-"""List the content-defined chunks of FILE (shared/xet-protocol.md §2): ``<offset> <size> <chunk hash>``.
+"""List the content-defined chunks of FILE (docs/protocol.md, "Chunks"): ``<offset> <size> <chunk hash>``.
 
-Offsets and sizes are in bytes; the chunk hash is the §3.2 chunk hash in Xet hex. With --json each line is
+Offsets and sizes are in bytes; the chunk hash is in Xet hex. With --json each line is
 one JSON object: {"index", "offset", "size", "hash"}. The file is streamed, not read into memory.
 """
 from __future__ import annotations

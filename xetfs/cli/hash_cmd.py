@@ -1,7 +1,7 @@
 """Print the Xet file hash of each FILE, like sha256sum: ``<xet file hash>  <path>``.
 
-The file hash is the one hf_xet and the Hub use as the file's Xet id (shared/xet-protocol.md §3.2): files are
-read in blocks and streamed through the chunker (§2), so memory use does not grow with the file size.
+The file hash is the one hf_xet and the Hub use as the file's Xet id (docs/protocol.md, "Hashes"): files are
+read in blocks and streamed through the chunker, so memory use does not grow with the file size.
 With --json each line is one JSON object: {"path", "hash", "size", "sha256", "chunks"}.
 A file that cannot be read prints a one-line error; the exit status is then 1.
 """

@@ -1,10 +1,10 @@
 """Print the structure of a xorb or a shard file.
 
-A shard is recognised by its 32-byte header tag (protocol §5.2); anything else is read as a xorb: its chunk
-records (§4.2: offset, scheme, compressed -> uncompressed size, chunk hash) and, if present, the XETBLOB
-footer (§4.4). A xorb is fully decoded, so its xorb hash is recomputed and checked against a footer or
-against a file name that carries a hash (``default.<hash>``, ``<hash>``). A shard shows its files with their
-terms and its xorbs with their chunks, and the footer of a full shard.
+A shard is recognised by its 32-byte header tag (docs/protocol.md, "Shards"); anything else is read as a
+xorb: its chunk records (offset, scheme, compressed -> uncompressed size, chunk hash) and, if present, the
+XETBLOB footer (docs/protocol.md, "Xorbs"). A xorb is fully decoded, so its xorb hash is recomputed and
+checked against a footer or against a file name that carries a hash (``default.<hash>``, ``<hash>``). A shard
+shows its files with their terms and its xorbs with their chunks, and the footer of a full shard.
 
 ``--json`` prints one JSON object instead. Bad input: a one-line error and exit status 1.
 """

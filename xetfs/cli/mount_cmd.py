@@ -45,7 +45,8 @@ HELP = "mount a repo revision as a directory (a branch mounts writable)"
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 READY_TIMEOUT_S = 300.0
-# glibc: keep freed memory for reuse rather than returning it and page-faulting later copies (design.md §4).
+# glibc: keep freed memory for reuse rather than returning it and page-faulting later copies
+# (docs/architecture.md, "Performance").
 MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(256 << 20), "MALLOC_TOP_PAD_": str(64 << 20)}
 
 

@@ -1,6 +1,6 @@
-"""Xet CAS API client (shared/xet-protocol.md §7): reconstruction, data fetch, xorb and shard upload, dedup.
+"""Xet CAS API client (docs/protocol.md, "CAS API"): reconstruction, data fetch, xorb and shard upload, dedup.
 
-Authentication (§7.1): CAS calls carry ``Authorization: Bearer <xet token>``; the token comes from the Hub's
+Authentication: CAS calls carry ``Authorization: Bearer <xet token>``; the token comes from the Hub's
 ``xet-{read|write}-token`` route and is refreshed proactively ``refresh_margin_s`` (30 s) before its ``exp``.
 A 401 refreshes it once and repeats the call; a second 401 is final. Data URLs from a reconstruction are
 signed: they get no Authorization header, and a 403 from one raises ``FetchUrlExpired`` so the caller
@@ -10,12 +10,12 @@ Several nodes (``xetfs.transport.endpoints``): when the CAS node of the token fa
 next attempt fetches a new token, which a live Hub node answers with its own ``casUrl``; a data URL on a dead
 node also raises ``FetchUrlExpired`` (a new reconstruction, from a live node, gives live URLs).
 
-Version fallback (§7.2): ``/v2/reconstructions`` and ``/v2/shards`` answering 404 or 501 are retried once
+Version fallback: ``/v2/reconstructions`` and ``/v2/shards`` answering 404 or 501 are retried once
 on the v1 route; once v1 has worked the choice is remembered for this client (a missing file also 404s
-on v2, so v1 is only remembered when it succeeds). Global dedup queries (§6.3) are best effort: any error
+on v2, so v1 is only remembered when it succeeds). Global dedup queries are best effort: any error
 or a 404 means "no dedup" and they are never retried.
 
-Byte ranges of files are ``[start, end)``; ``FetchRange.byte_end`` is inclusive like the wire (§7.3).
+Byte ranges of files are ``[start, end)``; ``FetchRange.byte_end`` is inclusive like the wire.
 Retries follow ``xetfs.transport.retry`` (transient errors only); statuses map to errors in ``xetfs.transport.http``.
 """
 from __future__ import annotations
@@ -136,7 +136,7 @@ class CasClient:
                 refreshed = True
                 await self.tokens.refresh(used[-1])
 
-    # -- download (§7.3)
+    # -- download
     async def reconstruction(self, file_hash: MerkleHash,
                              byte_range: tuple[int, int] | None = None) -> Reconstruction:
         """Terms + fetch ranges for the file bytes ``[start, end)`` (all when None); 416 past EOF."""
@@ -213,7 +213,7 @@ class CasClient:
             raise TransientError(f"fetch {fr.xorb_hash}: got {n} of {len(view)} bytes")
         return n
 
-    # -- upload (§7.4, §7.5)
+    # -- upload
     async def upload_xorb(self, xorb: BuiltXorb) -> bool:
         """``POST /v1/xorbs/{prefix}/{hash}``; True when the server stored it, False when it already had it."""
         return await self._call("POST", f"/v1/xorbs/{self.prefix}/{xorb.hash}",
@@ -236,7 +236,7 @@ class CasClient:
                                 content=data)
 
     async def query_dedup(self, chunk_hash: MerkleHash) -> Shard | None:
-        """Global dedup (§6.3): the shard that knows this chunk, or None (404 or any error)."""
+        """Global dedup: the shard that knows this chunk, or None (404 or any error)."""
         try:
             return await self._call("GET", f"/v1/chunks/{self.prefix}/{chunk_hash}",
                                     lambda resp: parse_shard(resp.content), policy=RetryPolicy.none())

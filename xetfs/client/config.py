@@ -1,4 +1,4 @@
-"""Where the client connects and as whom: endpoint, token and repo spec resolution (shared/hub-api.md §1, §2).
+"""Where the client connects and as whom: endpoint, token and repo spec resolution (docs/protocol.md, "Hub API").
 
 Precedence, first non-empty wins:
 - endpoint: ``--endpoint`` > ``XETFS_ENDPOINT`` > ``HF_ENDPOINT`` > ``http://127.0.0.1:8080``; several nodes of
@@ -46,12 +46,12 @@ class RepoRef:
 
     @property
     def api_path(self) -> str:
-        """``/api/{type}s/{repo_id}`` (hub-api §2)."""
+        """``/api/{type}s/{repo_id}``."""
         return f"/api/{self.repo_type}s/{self.repo_id}"
 
     @property
     def resolve_root(self) -> str:
-        """``/{repo_id}`` for models, ``/{type}s/{repo_id}`` otherwise (hub-api §4.8)."""
+        """``/{repo_id}`` for models, ``/{type}s/{repo_id}`` otherwise."""
         return f"/{self.repo_id}" if self.repo_type == "model" else f"/{self.repo_type}s/{self.repo_id}"
 
     def at(self, revision: str) -> "RepoRef":

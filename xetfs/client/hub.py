@@ -1,4 +1,5 @@
-"""Hub API client (shared/hub-api.md §4): repos, revisions, trees, preupload, NDJSON commits, xet tokens, resolve.
+"""Hub API client (docs/protocol.md, "Hub API"): repos, revisions, trees, preupload, NDJSON commits, xet
+tokens, resolve.
 
 Every call goes through ``xetfs.transport.http`` (one status -> error mapping) and, when idempotent, through the
 retry schedule of ``xetfs.transport.retry``. Commits and repo creation are sent once: a retried commit whose
@@ -50,7 +51,7 @@ def _range_header(byte_range: tuple[int, int] | None) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------- client
 
 class HubClient:
-    """The Hub routes of hub-api §4.1 over one shared ``httpx.AsyncClient``."""
+    """The Hub routes (docs/protocol.md, "Hub API") over one shared ``httpx.AsyncClient``."""
 
     def __init__(self, endpoint: str, token: str | None, client: httpx.AsyncClient, *,
                  retry: RetryPolicy = DEFAULT_RETRY) -> None:
@@ -105,7 +106,7 @@ class HubClient:
         return (await self.repo_info(repo)).sha
 
     async def branches(self, repo: RepoRef) -> dict[str, str]:
-        """Branch name -> head commit (``GET .../refs``, hub-api §4.1)."""
+        """Branch name -> head commit (``GET .../refs``)."""
         return parse_branches(await self._json("GET", f"{repo.api_path}/refs"), f"refs of {repo}")
 
     async def list_tree(self, repo: RepoRef, path: str = "", *, recursive: bool = True) -> list[TreeEntry]:
@@ -119,7 +120,7 @@ class HubClient:
             if not isinstance(page, list):
                 raise RemoteError(f"tree listing of {repo} is not a list")
             entries.extend(parse_tree_entry(e) for e in page)
-            url, params = resp.links.get("next", {}).get("url"), None   # pagination (hub-api §8)
+            url, params = resp.links.get("next", {}).get("url"), None   # pagination: Link rel=next
         return entries
 
     async def paths_info(self, repo: RepoRef, paths: Sequence[str]) -> list[TreeEntry]:
@@ -150,14 +151,14 @@ class HubClient:
         return parse_commit_answer(obj, f"commit answer for {repo}")
 
     async def xet_token(self, repo: RepoRef, mode: str = "read") -> XetToken:
-        """``GET .../xet-{read|write}-token/{rev}`` -> (casUrl, accessToken, exp) from the JSON body (§4.7)."""
+        """``GET .../xet-{read|write}-token/{rev}`` -> (casUrl, accessToken, exp) from the JSON body or the headers."""
         if mode not in ("read", "write"):
             raise ValidationError(f"xet token mode must be read or write, got {mode!r}")
         path = f"{repo.api_path}/xet-{mode}-token/{quote_revision(repo.revision)}"
         resp = await self._call("GET", path)
         return parse_xet_token(http.json_body(resp, f"GET {path}"), resp.headers, f"xet {mode} token for {repo}")
 
-    # -- resolve (regular files, or any file through server-side reconstruction: hub-api §6)
+    # -- resolve (regular files, or any file through server-side reconstruction)
     async def resolve(self, repo: RepoRef, path: str, byte_range: tuple[int, int] | None = None) -> bytes:
         resp = await self._call("GET", self._resolve_path(repo, path), headers=_range_header(byte_range))
         return resp.content

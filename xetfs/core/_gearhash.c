@@ -1,4 +1,4 @@
-/* Native gearhash CDC scanner for xetfs.core.chunking (shared/xet-protocol.md §2).
+/* Native gearhash CDC scanner for xetfs.core.chunking (docs/protocol.md, "Chunks").
  *
  * scan(data, h, chunk_len, min_size, max_size, mask) -> (cuts, h, chunk_len)
  *
@@ -8,9 +8,9 @@
  *   cuts       list of chunk END offsets relative to data[0] (boundaries found in this buffer)
  *   returns the state after the last byte of data, so a stream split anywhere gives the same cuts.
  *
- * Rule (§2.3): h = (h << 1) + TABLE[b] (mod 2^64), reset to 0 after every cut; after byte i of a chunk
+ * Rule: h = (h << 1) + TABLE[b] (mod 2^64), reset to 0 after every cut; after byte i of a chunk
  * with size = i + 1: size < min never cuts; size >= max or (h & mask) == 0 cuts after that byte.
- * Min-size skip (§2.3, the reference optimisation): the hash only depends on the last 64 bytes, so bytes
+ * Min-size skip (the reference optimisation): the hash only depends on the last 64 bytes, so bytes
  * at chunk offsets < min - 64 - 1 are not hashed at all; every tested hash is unchanged.
  * The GIL is released while scanning so worker threads chunk in parallel.
  */
@@ -218,7 +218,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_gearhash", "Native gearhash CDC scanner (xet-protocol §2).", -1, methods,
+    PyModuleDef_HEAD_INIT, "_gearhash", "Native gearhash CDC scanner (docs/protocol.md, Chunks).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

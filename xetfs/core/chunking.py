@@ -1,22 +1,22 @@
-"""Content-defined chunking with the gear rolling hash (shared/xet-protocol.md §2).
+"""Content-defined chunking with the gear rolling hash (docs/protocol.md, "Chunks").
 
 Theory of operation
 -------------------
 The rolling hash is ``h = ((h << 1) + GEAR_TABLE[b]) mod 2**64`` per input byte, reset to 0 after every
-boundary (§2.2). After updating ``h`` with a byte, ``size`` = bytes of the current chunk so far (including
+boundary. After updating ``h`` with a byte, ``size`` = bytes of the current chunk so far (including
 that byte): ``size < min_chunk_size`` never cuts; ``size >= max_chunk_size`` or ``h & params.mask == 0``
-cuts *after* that byte (§2.3). The end of input flushes a non-empty tail; empty input has no chunks.
+cuts *after* that byte. The end of input flushes a non-empty tail; empty input has no chunks.
 
 Because ``h`` only depends on the last 64 bytes, a scanner may skip hashing the first ``min - 65`` bytes of
 every chunk (the reference client's optimisation; results are identical), and a vectorised scanner may
-compute every window hash independently (six shift-and-add doubling passes, design.md §4).
+compute every window hash independently (six shift-and-add doubling passes; docs/architecture.md, "Performance").
 
 Every scanner has one signature, ``scan(data, h, chunk_len, params) -> (cuts, h, chunk_len)``: ``cuts`` are
 chunk END offsets relative to ``data``, ``chunk_len`` the bytes of the current chunk before/after ``data``.
 That state is all a stream needs, so :class:`Chunker` gives the same chunks however its input is split.
 
 Backends, fastest first (``BACKEND`` names the default one): ``native`` (the C extension
-``xetfs.core._gearhash``, GIL released while scanning), ``numpy``, ``python`` (the plain per-byte loop of §2.3,
+``xetfs.core._gearhash``, GIL released while scanning), ``numpy``, ``python`` (the plain per-byte loop of the rule,
 kept as the reference the others are tested against). Offsets and sizes are in bytes.
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from xetfs.core.params import DEFAULT_CHUNKING, ChunkingParams
 
 log = logging.getLogger(__name__)
 
-# §2.1 gearhash DEFAULT_TABLE (srijs/rust-gearhash src/table.rs, = shared/xet-gear-table.txt), index 0..255.
+# The gearhash DEFAULT_TABLE (srijs/rust-gearhash src/table.rs), index 0..255.
 GEAR_TABLE: tuple[int, ...] = (
     0xb088d3a9e840f559, 0x5652c7f739ed20d6, 0x45b28969898972ab, 0x6b0a89d5b68ec777,
     0x368f573e8b7a31b7, 0x1dc636dce936d94b, 0x207a4c4e5554d5b6, 0xa474b34628239acb,
@@ -98,9 +98,9 @@ GEAR_TABLE: tuple[int, ...] = (
     0x18f346f7abc9d394, 0x636dc655d61ad33d, 0xcc8bab4939f7f3f6, 0x63c7a906c1dd187b,)
 
 _U64 = 0xFFFFFFFFFFFFFFFF
-# design.md §4: the numpy scanner is fastest with blocks that stay in L2.
+# The numpy scanner is fastest with blocks that stay in L2.
 _NUMPY_BLOCK_BYTES = 256 * 1024
-# The window hash equals the reset hash only once a chunk holds at least 64 bytes (§2.2).
+# The window hash equals the reset hash only once a chunk holds at least 64 bytes.
 _WINDOW_BYTES = 64
 
 ScanResult = tuple[list[int], int, int]
@@ -109,7 +109,7 @@ Scanner = Callable[[memoryview, int, int, ChunkingParams], ScanResult]
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """One chunk: its §3.2 chunk hash and its uncompressed bytes."""
+    """One chunk: its chunk hash and its uncompressed bytes."""
 
     hash: MerkleHash
     data: bytes
@@ -120,7 +120,7 @@ class Chunk:
 
 
 def _scan_simple(data: memoryview, h: int, chunk_len: int, params: ChunkingParams) -> ScanResult:
-    """The §2.3 rule byte by byte, no shortcuts: the reference for the fast scanners."""
+    """The boundary rule byte by byte, no shortcuts: the reference for the fast scanners."""
     table, mask = GEAR_TABLE, params.mask
     lo, hi = params.min_chunk_size, params.max_chunk_size
     cuts: list[int] = []
@@ -220,7 +220,7 @@ def _as_bytes_view(data: bytes | bytearray | memoryview) -> memoryview:
 
 
 class Chunker:
-    """Streaming chunker: ``feed()`` returns the chunks completed so far, ``finish()`` the tail (§2.3).
+    """Streaming chunker: ``feed()`` returns the chunks completed so far, ``finish()`` the tail.
 
     It keeps only the bytes of the current, unfinished chunk (< max_chunk_size) and never holds on to the
     buffers it is fed, so a caller may reuse one read buffer.
@@ -282,5 +282,5 @@ def chunk_data(data: bytes | bytearray | memoryview,
 
 
 def file_hash_of(chunks: Sequence[Chunk]) -> MerkleHash:
-    """§3.2 file hash of a file's chunks in order (zero hash for no chunks)."""
+    """The file hash of a file's chunks in order (zero hash for no chunks)."""
     return file_hash([(c.hash, c.size) for c in chunks])

@@ -1,4 +1,4 @@
-"""Deduplication and xorb packing for one upload session (shared/xet-protocol.md §4.1, §5.3, §6).
+"""Deduplication and xorb packing for one upload session (docs/protocol.md, "Deduplication").
 
 A ``DedupSession`` takes the chunks of many files (``start_file`` / ``add_chunks`` / ``finish_file``) and decides,
 chunk by chunk, where its bytes will live:
@@ -7,20 +7,20 @@ chunk by chunk, where its bytes will live:
    grows by one (keeps terms long even when a chunk hash appears in several places);
 2. *session dedup*: a chunk seen earlier in this session (any file, any xorb built or still open);
 3. *known xorbs*: xorbs listed in shards added with ``add_known_shard`` (a previous version's shard, or a global
-   dedup answer, §6.3) or ``add_known_xorb``. A shard whose footer has a nonzero ``hmac_key`` lists keyed chunk
+   dedup answer) or ``add_known_xorb``. A shard whose footer has a nonzero ``hmac_key`` lists keyed chunk
    hashes ``blake3(chunk_hash, key=hmac_key)``; a local chunk matches when its keyed hash is listed. A match also
    needs the listed size to equal the chunk's size (the term's ``unpacked_bytes`` comes from those sizes);
-4. otherwise the chunk is *new* and goes into the open ``XorbBuilder`` (§4.1: a new xorb starts when the next
+4. otherwise the chunk is *new* and goes into the open ``XorbBuilder`` (a new xorb starts when the next
    new chunk would overflow ``XorbParams``); ``add_chunks`` returns the xorbs it completed, ready to upload.
 
-Terms merge consecutive chunk indices of the same xorb (§5.3). A term on a xorb still being built refers to it
+Terms merge consecutive chunk indices of the same xorb. A term on a xorb still being built refers to it
 by the xorb's sequence number in this session; every reference is resolved to a xorb hash in ``finish()``,
 which returns the last xorbs and the upload shard: every file (sorted, deduplicated by file hash), every new
-xorb. Each term carries its verification hash (§3.2) computed from the file's OWN chunk hashes — a matched chunk
+xorb. Each term carries its verification hash computed from the file's OWN chunk hashes — a matched chunk
 is the same bytes, and keyed shards do not reveal the plain hashes. The file hash is ``hashing.file_hash`` of the
-file's chunks (independent of where they live); the sha256 metadata ext is stored word-swapped (§5.3).
+file's chunks (independent of where they live); the sha256 metadata ext is stored word-swapped.
 
-Not implemented: §6.5 fragmentation prevention (dedup is taken wherever it matches) and key expiry checks of
+Not implemented: fragmentation prevention (dedup is taken wherever it matches) and key expiry checks of
 keyed shards (this module has no clock: the caller drops expired shards). Not thread-safe: one driver calls it.
 """
 from __future__ import annotations
@@ -127,7 +127,7 @@ class DedupSession:
             index.setdefault(h, (info.xorb_hash, i))
 
     def dedup_queries(self, chunks: Sequence[Chunk], file_start: bool) -> list[MerkleHash]:
-        """§6.2: chunk hashes worth a global-dedup query — a file's first chunk and hash % 1024 == 0 — that
+        """Chunk hashes worth a global-dedup query — a file's first chunk and hash % 1024 == 0 — that
         this session cannot already place."""
         out: list[MerkleHash] = []
         for i, c in enumerate(chunks):
@@ -189,7 +189,7 @@ class DedupSession:
         return c.hash if key is None else hmac_hash(c.hash, key)
 
     def _continuation(self, f: _File, c: Chunk) -> _Location | None:
-        """The chunk right after the file's last term, when it is this chunk (§5.3: longer terms)."""
+        """The chunk right after the file's last term, when it is this chunk (longer terms)."""
         if not f.runs:
             return None
         ref, idx = f.runs[-1].ref, f.runs[-1].chunk_end

@@ -1,4 +1,4 @@
-"""Git object ids the Hub API shows for files (shared/hub-api.md §4.4).
+"""Git object ids the Hub API shows for files (docs/protocol.md, "Tree entries").
 
 A regular file's tree ``oid`` is the git blob sha1 of its content; a Xet/LFS file's is the git blob sha1 of its
 git-LFS pointer. Shared by the server (tree listings, commits) and the client (checking what a commit holds).

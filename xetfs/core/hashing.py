@@ -1,17 +1,17 @@
-"""Hashes of the Xet protocol (shared/xet-protocol.md §1, §3).
+"""Hashes of the Xet protocol (docs/protocol.md, "Hashes").
 
 Every hash is 32 raw bytes (what BLAKE3 outputs). Its text form, the *Xet hex*, prints the four 8-byte
-groups as little-endian u64s: reverse each group, then hex-encode (§1). ``MerkleHash`` is ``bytes``
+groups as little-endian u64s: reverse each group, then hex-encode. ``MerkleHash`` is ``bytes``
 holding the raw form; ``str(h)`` and ``h.xet_hex()`` give the Xet hex, ``MerkleHash.from_hex`` parses it.
 
-Definitions (§3.2):
+Definitions:
 - chunk hash      = blake3(chunk, key=DATA_KEY)
 - merkle node     = blake3("<hex> : <size>\\n" per child, key=INTERNAL_NODE_KEY)
 - aggregated hash = content-defined merkle tree over (hash, size) leaves, mean branching 4
 - xorb hash       = aggregated hash of the xorb's chunks
 - file hash       = blake3(aggregated hash of the file's chunks, key=32 zero bytes); empty file -> zero hash
 - verification    = blake3(raw chunk hashes of a term concatenated, key=VERIFICATION_KEY)
-- keyed (HMAC)    = blake3(raw hash, key=hmac_key) for global-dedup shards (§6.3)
+- keyed (HMAC)    = blake3(raw hash, key=hmac_key) for global-dedup shards
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ VERIFICATION_KEY = bytes([127, 24, 87, 214, 206, 86, 237, 102, 18, 127, 249, 19,
 FILE_HASH_SALT = bytes(32)
 
 HASH_BYTES = 32
-# §3.2: merkle groups take at most 9 nodes and end early at a node whose hash % 4 == 0.
+# Merkle groups take at most 9 nodes and end early at a node whose hash % 4 == 0.
 _MAX_GROUP = 9
 _GROUP_MODULUS = 4
 
@@ -73,11 +73,11 @@ class MerkleHash(bytes):
         return f"MerkleHash({self.xet_hex()})"
 
     def modulo(self, m: int) -> int:
-        """§1 numeric view: the last 8 raw bytes as a little-endian u64, modulo ``m``."""
+        """The numeric view of a hash: the last 8 raw bytes as a little-endian u64, modulo ``m``."""
         return int.from_bytes(self[24:32], "little") % m
 
     def truncated(self) -> int:
-        """§5.5 lookup-table key: the first 8 raw bytes as a little-endian u64."""
+        """The key of shard lookup tables: the first 8 raw bytes as a little-endian u64."""
         return int.from_bytes(self[0:8], "little")
 
     def is_zero(self) -> bool:
@@ -93,12 +93,12 @@ def keyed_hash(data: bytes | bytearray | memoryview, key: bytes) -> MerkleHash:
 
 
 def chunk_hash(data: bytes | bytearray | memoryview) -> MerkleHash:
-    """§3.2 chunk hash of the uncompressed chunk bytes."""
+    """The chunk hash of the uncompressed chunk bytes."""
     return keyed_hash(data, DATA_KEY)
 
 
 def merkle_node_hash(children: Sequence[tuple[bytes, int]]) -> MerkleHash:
-    """§3.2 internal node: one ``<xet hex> : <size>\\n`` line per child."""
+    """An internal node: one ``<xet hex> : <size>\\n`` line per child."""
     text = "".join(f"{MerkleHash(h).xet_hex()} : {n}\n" for h, n in children)
     return keyed_hash(text.encode("ascii"), INTERNAL_NODE_KEY)
 
@@ -114,7 +114,7 @@ def _next_group_size(rest: Sequence[tuple[bytes, int]]) -> int:
 
 
 def aggregated_hash(leaves: Sequence[tuple[bytes, int]]) -> MerkleHash:
-    """§3.2 aggregated hash of ``(hash, size)`` leaves; a single leaf is its own aggregate."""
+    """The aggregated hash of ``(hash, size)`` leaves; a single leaf is its own aggregate."""
     level = [(bytes(h), n) for h, n in leaves]
     if not level:
         return ZERO_HASH
@@ -131,27 +131,27 @@ def aggregated_hash(leaves: Sequence[tuple[bytes, int]]) -> MerkleHash:
 
 
 def xorb_hash(chunks: Sequence[tuple[bytes, int]]) -> MerkleHash:
-    """§3.2 xorb hash: aggregated hash of the xorb's ``(chunk hash, uncompressed size)`` in order."""
+    """The xorb hash: aggregated hash of the xorb's ``(chunk hash, uncompressed size)`` in order."""
     return aggregated_hash(chunks)
 
 
 def file_hash(chunks: Sequence[tuple[bytes, int]], salt: bytes = FILE_HASH_SALT) -> MerkleHash:
-    """§3.2 file hash; a file with no chunks (empty) has the zero hash."""
+    """The file hash; a file with no chunks (empty) has the zero hash."""
     if not chunks:
         return ZERO_HASH
     return keyed_hash(aggregated_hash(chunks), salt)
 
 
 def verification_hash(chunk_hashes: Iterable[bytes]) -> MerkleHash:
-    """§3.2 term verification (range) hash over the raw chunk hashes of the term."""
+    """The term verification (range) hash over the raw chunk hashes of the term."""
     return keyed_hash(b"".join(bytes(h) for h in chunk_hashes), VERIFICATION_KEY)
 
 
 def hmac_hash(h: bytes, key: bytes) -> MerkleHash:
-    """§3.2 keyed chunk hash used in global-dedup shards (a keyed BLAKE3, not RFC 2104)."""
+    """The keyed chunk hash used in global-dedup shards (a keyed BLAKE3, not RFC 2104)."""
     return keyed_hash(bytes(h), key)
 
 
 def sha256_to_shard(digest: bytes) -> MerkleHash:
-    """§3.2/§5.3: the sha256 stored in a FileMetadataExt is word-swapped so its Xet hex is the normal hex."""
+    """The sha256 stored in a FileMetadataExt is word-swapped so its Xet hex is the normal hex."""
     return MerkleHash(_swap_words(digest))

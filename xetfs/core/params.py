@@ -1,4 +1,4 @@
-"""Spec constants (shared/xet-protocol.md) and tunables, as frozen dataclasses.
+"""Spec constants (docs/protocol.md) and tunables, as frozen dataclasses.
 
 Tests pass tiny values (1 KiB chunks, 16 KiB xorbs) so small files exercise multi-chunk, multi-xorb and
 multi-term paths. Production code takes these objects as parameters instead of reading module globals.
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class ChunkingParams:
-    """§2.1. ``mask`` keeps the 16 high bits for a 64 KiB target."""
+    """Chunking. ``mask`` keeps the 16 high bits for a 64 KiB target."""
 
     target_chunk_size: int = 65536
     min_chunk_size: int = 8192
@@ -29,7 +29,7 @@ class ChunkingParams:
 
 @dataclass(frozen=True, slots=True)
 class XorbParams:
-    """§4.1: a xorb holds at most 64 MiB of uncompressed chunk bytes and 8192 chunks."""
+    """A xorb holds at most 64 MiB of uncompressed chunk bytes and 8192 chunks."""
 
     max_xorb_bytes: int = 64 * 1024 * 1024
     max_xorb_chunks: int = 8192
@@ -44,9 +44,9 @@ class XorbParams:
 DEFAULT_CHUNKING = ChunkingParams()
 DEFAULT_XORB = XorbParams()
 
-# §6.2: a chunk is eligible for a global-dedup query when its hash % 1024 == 0 (or it starts a file).
+# A chunk is eligible for a global-dedup query when its hash % 1024 == 0 (or it starts a file).
 GLOBAL_DEDUP_MODULUS = 1024
-# §5.1 / §5.6
+# Shard layout
 SHARD_HEADER_BYTES = 48
 SHARD_FOOTER_BYTES = 200
 SHARD_RECORD_BYTES = 48

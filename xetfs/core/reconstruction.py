@@ -1,10 +1,10 @@
-"""File reconstruction: the server's plan and the client's assembly (shared/xet-protocol.md §7.3, §5.3).
+"""File reconstruction: the server's plan and the client's assembly (docs/protocol.md, "Reconstruction").
 
 A file is the concatenation of its terms; a term is the uncompressed chunks ``[chunk_start, chunk_end)`` of
-one xorb (§5.3). Offsets are bytes; chunk ranges are ``[start, end)``; fetch byte ranges are INCLUSIVE at the
+one xorb. Offsets are bytes; chunk ranges are ``[start, end)``; fetch byte ranges are INCLUSIVE at the
 end, like the wire's ``url_range`` / ``bytes``.
 
-Server side (§7.3 algorithm):
+Server side:
 1. ``parse_range_header`` turns ``Range: bytes=a-b | a- | -n`` into ``[start, end)``; a start at or past the
    end of the file is 416 (``RangeNotSatisfiable``) except ``start == 0`` on an empty file.
 2. ``plan_reconstruction`` skips whole terms that end at or before ``start``, drops the leading chunks of the
@@ -41,7 +41,7 @@ _RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 
 
 class TermLike(Protocol):
-    """What the planners read from a term: ``FileTerm`` (§5.3) and ``ReconstructionTerm`` both fit."""
+    """What the planners read from a term: ``FileTerm`` and ``ReconstructionTerm`` both fit."""
 
     @property
     def xorb_hash(self) -> MerkleHash: ...
@@ -96,7 +96,7 @@ class Reconstruction:
 # ---------------------------------------------------------------------------------------------- server side
 
 def parse_range_header(value: str | None, total: int) -> tuple[int, int] | None:
-    """``Range`` header -> ``[start, end)`` clamped to ``total``; None when absent (§7.3 rules)."""
+    """``Range`` header -> ``[start, end)`` clamped to ``total``; None when absent."""
     if value is None:
         return None
     m = _RANGE_RE.match(value)
@@ -174,7 +174,7 @@ def plan_reconstruction(terms: Sequence[TermLike], byte_range: tuple[int, int] |
                         chunk_offsets: Callable[[MerkleHash], Sequence[int]],
                         chunk_hashes: Callable[[MerkleHash], Sequence[MerkleHash]] | None = None,
                         *, chunk_sizes: Callable[[MerkleHash], Sequence[int]] | None = None) -> Reconstruction:
-    """§7.3 server algorithm. ``chunk_offsets(xorb)`` = serialized start of every chunk record + the xorb
+    """The server's plan. ``chunk_offsets(xorb)`` = serialized start of every chunk record + the xorb
     length; ``chunk_sizes(xorb)`` = uncompressed chunk sizes (without it, edge terms are not trimmed and
     ``offset_into_first_range`` grows accordingly); ``chunk_hashes(xorb)`` adds verification hashes."""
     total = sum(t.unpacked_bytes for t in terms)

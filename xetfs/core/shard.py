@@ -1,21 +1,21 @@
-"""Shards (MDB format), both ways (shared/xet-protocol.md §5, §6.3).
+"""Shards (MDB format), both ways (docs/protocol.md, "Shards", "Deduplication").
 
-Layout (§5.1), integers little-endian, every section record 48 bytes:
+Layout: integers little-endian, every section record 48 bytes:
 ``header(48) | file-info section + bookend | xorb-info section + bookend | [lookup tables] | [footer(200)]``.
 
-- File block (§5.3): ``FileDataSequenceHeader`` (file hash, flags, num_entries), one ``FileDataSequenceEntry``
+- File block: ``FileDataSequenceHeader`` (file hash, flags, num_entries), one ``FileDataSequenceEntry``
   per term ([chunk_start, chunk_end) of a xorb, unpacked bytes), then — flag bit31 — one verification entry per
-  term, then — flag bit30 — one ``FileMetadataExt`` (sha256, stored word-swapped, §3.2).
-- Xorb block (§5.4): header (xorb hash, flags, num chunks, uncompressed bytes, bytes on disk) then one entry per
+  term, then — flag bit30 — one ``FileMetadataExt`` (sha256, stored word-swapped).
+- Xorb block: header (xorb hash, flags, num chunks, uncompressed bytes, bytes on disk) then one entry per
   chunk (chunk hash, *uncompressed* start offset, size, flags).
 - A bookend is a record whose hash is 32 x 0xFF followed by 16 zero bytes.
 
 Forms: the upload body (``serialize_upload_shard``: header ``footer_size = 0``, sections only, files sorted by
-file hash and xorbs by xorb hash as hf_xet's BTreeMaps emit them — reproduces §5.7 byte for byte); older
+file hash and xorbs by xorb hash as hf_xet's BTreeMaps emit them — reproduces the 432-byte test vector exactly); older
 uploads (``footer_size = 200`` without a footer, or a full shard); the full shard (``serialize_full_shard``:
-file/xorb/chunk lookup tables keyed by the truncated hash, §5.5, and the footer, §5.6) which is also the
+file/xorb/chunk lookup tables keyed by the truncated hash, and the footer) which is also the
 global-dedup answer — with a nonzero ``hmac_key`` every chunk hash (and the chunk lookup key) is
-``blake3(chunk_hash, key=hmac_key)`` (§6.3). ``parse_shard`` reads all of them sequentially and ignores
+``blake3(chunk_hash, key=hmac_key)``. ``parse_shard`` reads all of them sequentially and ignores
 anything between the xorb bookend and the footer. Malformed bytes raise ``FormatError`` only.
 """
 from __future__ import annotations
@@ -86,7 +86,7 @@ class XorbInfo:
 
 @dataclass(frozen=True, slots=True)
 class ShardFooter:
-    """§5.6, in field order."""
+    """The 200-byte footer, in field order."""
 
     version: int
     file_info_offset: int
@@ -246,7 +246,7 @@ def _xorb_block(x: XorbInfo, key: bytes | None) -> list[bytes]:
 
 
 def _hash_order(h: bytes) -> tuple[int, ...]:
-    """xet-core ``Ord``: the four little-endian u64 words in order (= Xet hex order, §1)."""
+    """xet-core ``Ord``: the four little-endian u64 words in order (= Xet hex order)."""
     return struct.unpack("<4Q", bytes(h))
 
 
@@ -263,7 +263,7 @@ def _header(footer_size: int) -> bytes:
 
 
 def serialize_upload_shard(shard: Shard) -> bytes:
-    """The upload body: header with ``footer_size = 0`` and the two sections (§5.1), byte-exact like hf_xet."""
+    """The upload body: header with ``footer_size = 0`` and the two sections, byte-exact like hf_xet."""
     s = canonical(shard)
     parts = [_header(0)]
     for f in s.files:
@@ -277,7 +277,7 @@ def serialize_upload_shard(shard: Shard) -> bytes:
 
 def serialize_full_shard(shard: Shard, *, hmac_key: bytes = bytes(32), creation_timestamp: int,
                          key_expiry: int) -> bytes:
-    """Sections, lookup tables (§5.5) and footer (§5.6); chunk hashes keyed when ``hmac_key`` is nonzero."""
+    """Sections, lookup tables and footer; chunk hashes keyed when ``hmac_key`` is nonzero."""
     s = canonical(shard)
     key = bytes(hmac_key) if any(hmac_key) else None
     parts = [_header(SHARD_FOOTER_BYTES)]
@@ -322,7 +322,7 @@ def serialize_shard_footer(footer: ShardFooter) -> bytes:
 
 
 def xorb_info_from_built(x: BuiltXorb) -> XorbInfo:
-    """The xorb block hf_xet uploads for a new xorb: uncompressed offsets, ``num_bytes_on_disk = 0`` (§5.4)."""
+    """The xorb block hf_xet uploads for a new xorb: uncompressed offsets, ``num_bytes_on_disk = 0``."""
     entries, start = [], 0
     for h, size in zip(x.chunk_hashes, x.chunk_sizes):
         entries.append(XorbChunkEntry(h, start, size))

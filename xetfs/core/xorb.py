@@ -30,7 +30,7 @@ CHUNK_FORMAT_VERSION = 0
 
 @dataclass(frozen=True, slots=True)
 class ChunkRecord:
-    """One parsed chunk-record header (§4.2)."""
+    """One parsed chunk-record header."""
 
     offset: int
     compressed_size: int
@@ -152,7 +152,7 @@ class BuiltXorb:
 
 
 class XorbBuilder:
-    """Packs chunks into one xorb within ``params`` (§4.1: uncompressed bytes and chunk count)."""
+    """Packs chunks into one xorb within ``params`` (uncompressed bytes and chunk count)."""
 
     def __init__(self, params: XorbParams = DEFAULT_XORB, compression: CompressionScheme | None = None) -> None:
         self.params = params

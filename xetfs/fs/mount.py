@@ -1,10 +1,10 @@
-"""Mount lifecycle: resolve the revision, build the tree, serve FUSE, unmount (design.md §2.7, §2.14, §3, §4).
+"""Mount lifecycle: resolve the revision, build the tree, serve FUSE, unmount (docs/architecture.md, "Stages").
 
 ``run_mount(options, on_ready)``:
 1. cheap preconditions (``check_mountpoint``): the mountpoint exists, is an empty directory, /dev/fuse is
    usable — before any network I/O;
-2. the revision is resolved to a commit ONCE (hub-api §4.3; a missing repo/revision or a bad token fails
-   here with one line), the tree of that commit is listed (§4.4), the xet read token fetched (§4.7);
+2. the revision is resolved to a commit ONCE (a missing repo/revision or a bad token fails
+   here with one line), the tree of that commit is listed, the xet read token fetched;
 3. ``pyfuse3.init`` mounts; the mount's backing-device readahead is raised (``read_ahead_kb``, found
    through /proc/self/mountinfo so we never stat our own mountpoint before serving it) so the kernel sends
    1 MiB read requests; ``on_ready(None)`` tells the waiting parent (daemon mode) that the mount is usable;
@@ -72,13 +72,13 @@ class MountOptions:
 
 
 def staging_dir(opts: MountOptions) -> Path:
-    """One staging area (and journal) per repo + branch + cache dir (issue 5 §3)."""
+    """One staging area (and journal) per repo + branch + cache dir (docs/architecture.md, "Durability")."""
     safe = opts.repo.revision.replace("/", "%2F")
     return opts.cache_dir / "staging" / opts.repo.repo_type / opts.repo.repo_id / safe
 
 
 def check_mountpoint(path: Path) -> None:
-    """One-line errors for the preconditions that need no network (design.md §2.14)."""
+    """One-line errors for the preconditions that need no network, checked before any request."""
     if not os.path.exists("/dev/fuse"):
         raise ValidationError("FUSE is not available: /dev/fuse is missing (modprobe fuse, or run with --device /dev/fuse)")
     if not os.access("/dev/fuse", os.R_OK | os.W_OK):

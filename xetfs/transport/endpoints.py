@@ -1,8 +1,9 @@
-"""Several nodes of one store: prefer the lowest-latency healthy one, fail over when one dies (issue 6, item 4).
+"""Several nodes of one store: prefer the lowest-latency healthy one, fail over when one dies
+(docs/architecture.md, "Several nodes").
 
 A client may be given several endpoints (``--endpoint URL1,URL2``, or ``XETFS_ENDPOINT`` with commas): nodes of
 one cluster (``xetfs serve`` over one bucket and one database), each answering every Hub and CAS route. The Hub
-token routes answer with a ``casUrl`` (xet-protocol.md §7.1; hub-api.md §4.7): the node itself, or the CAS node
+token routes answer with a ``casUrl`` (docs/protocol.md, "Xet tokens"): the node itself, or the CAS node
 of the client's region.
 
 Selection (pure: ``EndpointHealth``; times are seconds passed in by the caller, no clock is read here).
@@ -31,8 +32,8 @@ Presigned object-store URLs are on no node: a node's death does not touch them; 
 Probing (``Failover.ensure_probed``): ``GET /health`` on every node concurrently with ``probe_timeout_s``, at
 first use, again when ``reprobe_s`` passed while a node is down, and every ``refresh_s`` for latency. A probe
 runs in the task of the request that needs it (others go on with the current order), so no task outlives its
-caller (design.md §2.7). Health belongs to one HTTP client (``failover_for(client)``): the Hub and CAS clients
-sharing a connection pool share what they learned. With a single endpoint nothing of this runs.
+caller (docs/architecture.md, "Threads"). Health belongs to one HTTP client (``failover_for(client)``): the
+Hub and CAS clients sharing a connection pool share what they learned. With a single endpoint nothing of this runs.
 """
 from __future__ import annotations
 

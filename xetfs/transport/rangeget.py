@@ -1,8 +1,9 @@
-"""Raw HTTP/1.1 range GETs straight into a caller's buffer, for xorb data URLs (xet-protocol.md §7.3).
+"""Raw HTTP/1.1 range GETs straight into a caller's buffer, for xorb data URLs (docs/protocol.md, "Reconstruction").
 
-Why (design.md §4): on loopback the HTTP client is the read path's first bottleneck. httpx moves a body
-through h11 in pieces and each piece is copied again into the destination (~0.6-1.5 GB/s); a trio socket
-``recv_into`` a preallocated buffer lets the kernel copy the body once, where it belongs (~2.7-4.2 GB/s).
+Why (docs/architecture.md, "Performance"): on loopback the HTTP client is the read path's first bottleneck.
+httpx moves a body through h11 in pieces and each piece is copied again into the destination
+(~0.6-1.5 GB/s); a trio socket ``recv_into`` a preallocated buffer lets the kernel copy the body once, where
+it belongs (~2.7-4.2 GB/s).
 
 Scope: ``GET`` of one ``bytes=a-b`` range of an ``http://`` URL (the CAS data route, or a presigned store URL
 on plain HTTP). The only answers handled here are the ones a range server gives:

@@ -1,4 +1,4 @@
-"""Retry by classification with a pure backoff schedule (design.md §2 convention 6; xet-protocol.md §7.2).
+"""Retry by classification with a pure backoff schedule (docs/protocol.md, "Status codes").
 
 Which errors are retried is decided by the error, not here: ``XetError.retryable`` is True only for
 ``TransientError`` (connection errors, timeouts, 408, 429, 5xx except 501 — see ``xetfs.protocol.status``).

@@ -1,4 +1,4 @@
-"""Structured-concurrency helpers for the client (design.md §2 convention 7).
+"""Structured-concurrency helpers for the client (docs/architecture.md, "Threads").
 
 trio nurseries wrap every error of their children in an ``ExceptionGroup``. Callers of the Hub/CAS client,
 the upload pipeline and the CLI want the one ``XetError`` that happened (for one-line messages, errno
