@@ -50,6 +50,7 @@ def fuse() -> None:
 def _fresh_hf_home(tmp_path, monkeypatch):
     """hf_xet and huggingface_hub keep caches under HF_HOME: a fresh one per test keeps uploads deterministic."""
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))   # xetfs upload's shard cache, per test
 
 
 @pytest.fixture

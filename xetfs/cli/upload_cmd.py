@@ -8,7 +8,8 @@ Each PATH is a file or a directory. A directory is uploaded recursively (``.git`
 paths relative to it under --path-in-repo; a file goes to --path-in-repo/<its name>. With one file and a
 --path-in-repo that does not end in ``/``, that is the file's exact path in the repo.
 Big or binary files go through Xet (chunked, deduplicated against what the server already stores);
-small text files go inline in the commit, as the server decides. Exit codes: 0 ok, 1 error.
+small text files go inline in the commit, as the server decides. The shards of each upload are kept under
+--cache-dir (bounded), so the next upload from this machine deduplicates against them without asking. Exit codes: 0 ok, 1 error.
 """
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parent-commit", default=None, help="fail unless the branch is at this commit")
     parser.add_argument("--create-repo", action="store_true", help="create the repo if it does not exist")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--cache-dir", default=None,
+                        help="keeps the shards this machine uploaded, to deduplicate the next upload against "
+                             "(default ~/.cache/xetfs, shared with mounts)")
     add_connection_arguments(parser)
 
 
@@ -93,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
                           "xorb_bytes_uploaded": s.xorb_bytes_uploaded, "xorbs_uploaded": s.xorbs_uploaded,
                           "regular_bytes": s.regular_bytes, "shard_bytes": s.shard_bytes,
                           "xorbs_already_stored": s.xorbs_already_stored, "dedup_queries": s.dedup_queries,
-                          "dedup_hits": s.dedup_hits}))
+                          "dedup_hits": s.dedup_hits, "deduped_by_source": s.deduped_by_source}))
     else:
         print(f"{result.commit_oid}  {s.files} files, {s.total_bytes} bytes "
               f"({s.xorb_bytes_uploaded} new xorb bytes, {s.deduped_bytes} bytes deduplicated)")
@@ -104,8 +108,12 @@ async def _upload(endpoint: str, token: str | None, repo: RepoRef, files: list[t
                   args: argparse.Namespace, total: int) -> UploadResult:
     from xetfs.cli.progress import progress_bar
     from xetfs.client.hub import open_hub
+    from xetfs.read.cache import default_cache_dir
     from xetfs.transport.tasks import single_error
+    from xetfs.write.shardcache import ShardCache, shard_cache_dir
     from xetfs.write.upload import upload_files
+
+    cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
 
     with single_error():
         async with open_hub(endpoint, token) as hub:
@@ -114,4 +122,5 @@ async def _upload(endpoint: str, token: str | None, repo: RepoRef, files: list[t
             with progress_bar(total, "upload") as bar:
                 return await upload_files(hub, repo, [(local, dest) for local, dest in files], message,
                                           description=args.description, parent_commit=args.parent_commit,
-                                          progress=bar.update)
+                                          progress=bar.update,
+                                          shard_cache=ShardCache(shard_cache_dir(cache_dir, endpoint)))

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field, replace
 
 from xetfs.core.chunking import Chunk
 from xetfs.core.hashing import MerkleHash, file_hash, hmac_hash, sha256_to_shard, verification_hash
-from xetfs.core.shard import FileInfo, FileTerm, Shard, XorbInfo, canonical, xorb_info_from_built
+from xetfs.core.shard import (FileInfo, FileTerm, Shard, XorbChunkEntry, XorbInfo, canonical,
+                              xorb_info_from_built)
 from xetfs.core.compression import CompressionScheme
 from xetfs.core.xorb import BuiltXorb, XorbBuilder
 from xetfs.errors import ValidationError
@@ -44,6 +45,9 @@ _Ref = MerkleHash | int
 _Location = tuple[_Ref, int]
 
 
+SESSION = "session"           # the source of chunks found earlier in the same session
+
+
 @dataclass(slots=True)
 class DedupStats:
     new_bytes: int = 0        # uncompressed bytes put into new xorbs
@@ -51,6 +55,7 @@ class DedupStats:
     new_chunks: int = 0
     deduped_chunks: int = 0
     new_xorbs: int = 0
+    deduped_by_source: dict[str, int] = field(default_factory=dict)   # source label -> deduplicated bytes
 
 
 @dataclass(slots=True)
@@ -78,6 +83,8 @@ class _KnownXorb:
     chunk_hashes: tuple[MerkleHash, ...]   # as listed: keyed when ``key`` is set
     chunk_sizes: tuple[int, ...]
     key: bytes | None
+    source: str
+    learn: bool                            # offered by ``learned_xorbs`` once a chunk of it matched
 
 
 class DedupSession:
@@ -96,6 +103,7 @@ class DedupSession:
         self._plain_index: dict[MerkleHash, _Location] = {}
         self._keyed_index: dict[bytes, dict[MerkleHash, _Location]] = {}
         self._files: dict[int, _File] = {}
+        self._matched: dict[MerkleHash, dict[int, MerkleHash]] = {}   # learnable xorb -> {index: plain hash}
 
     @property
     def new_bytes(self) -> int:
@@ -107,21 +115,37 @@ class DedupSession:
 
     # ------------------------------------------------------------------------------------------ known data
 
-    def add_known_shard(self, shard: Shard) -> None:
-        """Register the xorbs of a shard; chunk hashes are keyed when the footer's ``hmac_key`` is nonzero."""
+    def add_known_shard(self, shard: Shard, source: str = "known", *, learn: bool = False) -> None:
+        """Register the xorbs of a shard; chunk hashes are keyed when the footer's ``hmac_key`` is nonzero.
+        ``source`` labels the bytes found there in ``stats.deduped_by_source``; with ``learn`` the xorbs
+        that matched are offered by ``learned_xorbs`` (e.g. a global-dedup answer worth keeping locally)."""
         key = shard.footer.hmac_key if shard.footer is not None else None
         for info in shard.xorbs:
-            self._add_known(info, bytes(key) if key is not None and not key.is_zero() else None)
+            self._add_known(info, bytes(key) if key is not None and not key.is_zero() else None, source, learn)
 
-    def add_known_xorb(self, info: XorbInfo) -> None:
+    def add_known_xorb(self, info: XorbInfo, source: str = "known") -> None:
         """Register a xorb whose chunk hashes are plain (e.g. one this client uploaded earlier)."""
-        self._add_known(info, None)
+        self._add_known(info, None, source, False)
 
-    def _add_known(self, info: XorbInfo, key: bytes | None) -> None:
+    def learned_xorbs(self) -> tuple[XorbInfo, ...]:
+        """The learnable known xorbs a chunk matched, with plain chunk hashes where a chunk matched (the
+        others keep their listed, possibly keyed, hash: it matches no plain chunk hash)."""
+        out: list[XorbInfo] = []
+        for xorb, matched in self._matched.items():
+            kx = self._known[xorb]
+            entries, start = [], 0
+            for i, (h, size) in enumerate(zip(kx.chunk_hashes, kx.chunk_sizes)):
+                entries.append(XorbChunkEntry(matched.get(i, h), start, size))
+                start += size
+            out.append(XorbInfo(xorb, tuple(entries), start))
+        return tuple(out)
+
+    def _add_known(self, info: XorbInfo, key: bytes | None, source: str, learn: bool) -> None:
         if info.xorb_hash in self._known:
             return
         hashes = tuple(MerkleHash(c.chunk_hash) for c in info.chunks)
-        self._known[info.xorb_hash] = _KnownXorb(hashes, tuple(c.unpacked_bytes for c in info.chunks), key)
+        self._known[info.xorb_hash] = _KnownXorb(hashes, tuple(c.unpacked_bytes for c in info.chunks), key,
+                                                 source, learn)
         index = self._plain_index if key is None else self._keyed_index.setdefault(key, {})
         for i, h in enumerate(hashes):
             index.setdefault(h, (info.xorb_hash, i))
@@ -152,8 +176,7 @@ class DedupSession:
             if loc is None:
                 loc = self._add_new(c, completed)
             else:
-                self.stats.deduped_bytes += c.size
-                self.stats.deduped_chunks += 1
+                self._count_dedup(loc, c)
             self._extend(f, loc, c)
         return completed
 
@@ -213,6 +236,19 @@ class DedupSession:
             log.warning("known xorb %s lists chunk %d with another size; not deduplicating", loc[0], loc[1])
             return None
         return loc
+
+    def _count_dedup(self, loc: _Location, c: Chunk) -> None:
+        self.stats.deduped_bytes += c.size
+        self.stats.deduped_chunks += 1
+        ref, idx = loc
+        source = SESSION
+        if not isinstance(ref, int):
+            kx = self._known[ref]
+            source = kx.source
+            if kx.learn:
+                self._matched.setdefault(ref, {})[idx] = c.hash
+        by = self.stats.deduped_by_source
+        by[source] = by.get(source, 0) + c.size
 
     def _add_new(self, c: Chunk, completed: list[BuiltXorb]) -> _Location:
         if not self._builder.can_add(c.size):

@@ -14,6 +14,10 @@ No pyfuse3 here (``fuse_ops`` calls these methods). Theory of operation:
   an upload always sees the content that was sealed.
 - ``flush`` (every ``close``), ``fsync``, a truncate with no writer, and the last ``release`` ``_seal`` a
   modified file: fsync its data, then journal a ``Put`` (fdatasync) — only then does close return.
+- Never commit what the application did not finish: a write that fails (ENOSPC past ``--staging-size``, EIO)
+  marks the staged file ``broken``; a broken file is neither sealed nor uploaded, so the repo keeps the
+  previous content (or never gets the file), until a handle that wrote successfully and saw no failure is
+  closed (a clean rewrite).
 - The writeback calls ``materialize`` (fetch all remaining base ranges) before uploading. chmod/utime are
   kept in memory (``self.meta``); the repo has no modes or mtimes.
 
@@ -63,6 +67,8 @@ class StagedVfs(Vfs):
         self.meta: dict[int, list[int]] = {}                  # ino -> [permission bits, mtime_ns]
         self.origin: dict[int, tuple[str, str]] = {}          # regular file ino -> (commit, path) of its bytes
         self._open: dict[int, int] = {}                       # open handles per inode
+        self._write_failed: set[int] = set()                  # handles that saw a failed write
+        self._wrote: set[int] = set()                         # handles with a successful write
 
     # -- metadata
     def getattr(self, ino: int) -> Attr:
@@ -141,7 +147,7 @@ class StagedVfs(Vfs):
 
     async def _seal(self, ino: int) -> None:
         sf = self.staged.get(ino)
-        if sf is None or not sf.dirty:
+        if sf is None or not sf.dirty or sf.broken:
             return
         sf.dirty = False
         await trio.to_thread.run_sync(self.staging.sync_data, sf)
@@ -229,7 +235,13 @@ class StagedVfs(Vfs):
         sf = self.staged.get(handle.inode)
         if not handle.write or sf is None:
             raise XetError("file handle not open for writing")   # EIO: the kernel checks modes first
-        n = self.staging.write(sf, offset, data)
+        try:
+            n = self.staging.write(sf, offset, data)
+        except XetError:
+            sf.broken = True
+            self._write_failed.add(fh)
+            raise
+        self._wrote.add(fh)
         self._touch(handle.inode)
         return n
 
@@ -242,6 +254,9 @@ class StagedVfs(Vfs):
     async def close(self, fh: int) -> None:
         handle = self._handles.get(fh)
         self.release(fh)
+        failed, wrote = fh in self._write_failed, fh in self._wrote
+        self._write_failed.discard(fh)
+        self._wrote.discard(fh)
         if handle is None:
             return
         ino = handle.inode
@@ -251,6 +266,8 @@ class StagedVfs(Vfs):
         sf = self.staged.get(ino)
         if handle.write and sf is not None:
             sf.writers -= 1
+            if wrote and not failed:
+                sf.broken = False    # a clean rewrite: this content may be committed
             await self._seal(ino)   # normally flush did it already; the last release must not lose a write
             if not sf.writers:
                 self.kick()          # the writeback skips files that are open for writing

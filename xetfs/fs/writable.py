@@ -135,8 +135,10 @@ class WritableVfs(StagedVfs):
 
     # -- the writeback's side
     def busy(self, change: Change) -> bool:
-        """A staged file being written (or written since its seal) is not uploaded yet."""
-        return change.staged is not None and (change.staged.writers > 0 or change.staged.dirty)
+        """A staged file being written (or written since its seal, or broken by a failed write) is not
+        uploaded yet."""
+        sf = change.staged
+        return sf is not None and (sf.writers > 0 or sf.dirty or sf.broken)
 
     def committed(self, path: str, change: Change, commit: str, xet_file: XetFile | None) -> None:
         """``change`` of ``path`` is in ``commit``: show the repo's copy, drop staged data nobody needs."""

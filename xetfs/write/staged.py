@@ -74,6 +74,7 @@ class StagedFile:
     reserved: int = 0
     writers: int = 0          # open write handles
     dirty: bool = False       # written since the last seal
+    broken: bool = False      # a write failed (ENOSPC, EIO): never sealed until a clean rewrite is closed
     in_flight: bool = False   # being uploaded: a new writer gets a copy
     attached: bool = False    # an inode of the VFS shows it
     refs: int = 0             # pending changes naming it

@@ -39,7 +39,7 @@ import trio
 from xetfs.client.cas import CasClient, TokenProvider
 from xetfs.transport.tasks import single_error
 from xetfs.core.chunking import Chunk, Chunker
-from xetfs.core.dedup import DedupSession
+from xetfs.core.dedup import SESSION, DedupSession
 from xetfs.core.hashing import MerkleHash
 from xetfs.core.shard import Shard, serialize_upload_shard
 from xetfs.core.compression import CompressionScheme
@@ -47,12 +47,18 @@ from xetfs.core.xorb import BuiltXorb
 from xetfs.client.hub import HubClient
 from xetfs.protocol.hub import AddRegular, AddXet, CommitOp, PreuploadFile
 from xetfs.client.config import RepoRef
+from xetfs.write.shardcache import ShardCache
 from xetfs.core.params import DEFAULT_CHUNKING, DEFAULT_XORB, ChunkingParams, XorbParams
 
 log = logging.getLogger(__name__)
 
 Source = str | os.PathLike[str] | bytes
 Progress = Callable[[int], None]
+
+# Where deduplicated bytes were found (``UploadStats.deduped_by_source``).
+FROM_SESSION = SESSION                    # earlier in the same upload
+FROM_SHARD_CACHE = "local_shard_cache"    # shards this machine uploaded or learned before
+FROM_SERVER = "server_global_dedup"       # a global-dedup answer of the CAS
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,7 @@ class UploadStats:
     shard_bytes: int = 0
     dedup_queries: int = 0
     dedup_hits: int = 0
+    deduped_by_source: dict[str, int] = field(default_factory=dict)   # FROM_* -> bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +123,7 @@ class UploadSession:
         self.dedup = DedupSession(params.xorb, params.compression)
         self.stats = stats
         self.shard: Shard | None = None
+        self.learned: Shard | None = None   # xorbs global-dedup answers taught us (plain hashes where matched)
         self._xorb_send = xorb_send
         self._progress = progress
         self._dedup_lock = trio.Lock()   # DedupSession is driven by one task at a time (never across network)
@@ -215,7 +223,7 @@ class UploadSession:
         self.stats.dedup_hits += len(shards)
         async with self._dedup_lock:
             for shard in shards:
-                self.dedup.add_known_shard(shard)
+                self.dedup.add_known_shard(shard, FROM_SERVER, learn=True)
 
     async def _finish(self) -> list[BuiltXorb]:
         async with self._dedup_lock:
@@ -223,6 +231,10 @@ class UploadSession:
         self.shard = shard
         self.stats.new_bytes += self.dedup.stats.new_bytes
         self.stats.deduped_bytes += self.dedup.stats.deduped_bytes
+        for source, n in self.dedup.stats.deduped_by_source.items():
+            self.stats.deduped_by_source[source] = self.stats.deduped_by_source.get(source, 0) + n
+        learned = self.dedup.learned_xorbs()
+        self.learned = Shard((), learned) if learned else None
         return last
 
 
@@ -240,7 +252,7 @@ async def upload_session(cas: CasClient, params: UploadParams = UploadParams(), 
                          stats: UploadStats | None = None, progress: Progress | None = None,
                          known_shards: Sequence[Shard] = ()) -> AsyncIterator[UploadSession]:
     """Open a session; on a clean exit the last xorbs, then the shard, are uploaded (``session.shard``).
-    ``known_shards`` (e.g. shards this client uploaded before) seed the dedup session."""
+    ``known_shards`` (the local shard cache) seed the dedup session."""
     stats = stats if stats is not None else UploadStats()
     limiter = trio.CapacityLimiter(params.cpu_threads)
     send, recv = trio.open_memory_channel[BuiltXorb](0)
@@ -251,7 +263,7 @@ async def upload_session(cas: CasClient, params: UploadParams = UploadParams(), 
             recv.close()
             session = UploadSession(cas, params, limiter, send, stats, progress)
             for shard in known_shards:
-                session.dedup.add_known_shard(shard)
+                session.dedup.add_known_shard(shard, FROM_SHARD_CACHE)
             async with send:
                 yield session
                 for xorb in await session._finish():
@@ -291,6 +303,11 @@ class PreparedCommit:
     ops: list[CommitOp]
     files: dict[str, XetFile]
     shard: Shard | None
+    learned: Shard | None = None     # worth keeping in the local shard cache too
+
+    def keep(self) -> list[Shard]:
+        """The shards the local shard cache should keep after this commit."""
+        return [s for s in (self.shard, self.learned) if s is not None]
 
 
 async def prepare_commit_ops(hub: HubClient, repo: RepoRef, files: Sequence[tuple[Source, str]], *,
@@ -300,6 +317,7 @@ async def prepare_commit_ops(hub: HubClient, repo: RepoRef, files: Sequence[tupl
     """Preupload, then upload the Xet files' xorbs and shard; returns the commit operations for all files."""
     if not files:
         return PreparedCommit([], {}, None)
+    learned: Shard | None = None
     described = [await trio.to_thread.run_sync(_describe, src) for src, _ in files]
     answers = await hub.preupload(repo, [PreuploadFile(path, size, sample)
                                          for (_, path), (size, sample) in zip(files, described)])
@@ -314,7 +332,7 @@ async def prepare_commit_ops(hub: HubClient, repo: RepoRef, files: Sequence[tupl
                                   known_shards=known_shards) as session:
             for src, path in lfs:
                 xet_files[path] = await session.add_file(src)
-        shard = session.shard
+        shard, learned = session.shard, session.learned
         ops.extend(AddXet(p, f.sha256, f.size) for p, f in xet_files.items())
     for (src, path), (size, _) in zip(files, described):
         if path not in xet_files and not answers[path].should_ignore:
@@ -323,15 +341,21 @@ async def prepare_commit_ops(hub: HubClient, repo: RepoRef, files: Sequence[tupl
             stats.regular_bytes += len(content)
             if progress is not None:
                 progress(len(content))
-    return PreparedCommit(ops, xet_files, shard)
+    return PreparedCommit(ops, xet_files, shard, learned)
 
 
 async def upload_files(hub: HubClient, repo: RepoRef, files: Sequence[tuple[Source, str]], message: str, *,
                        description: str = "", parent_commit: str | None = None, progress: Progress | None = None,
-                       params: UploadParams = UploadParams()) -> UploadResult:
-    """Upload ``(local path or bytes, path in repo)`` pairs as one commit on ``repo.revision``."""
+                       params: UploadParams = UploadParams(), shard_cache: ShardCache | None = None) -> UploadResult:
+    """Upload ``(local path or bytes, path in repo)`` pairs as one commit on ``repo.revision``. With a
+    ``shard_cache`` the upload first deduplicates against the shards it holds, and the new shard joins it."""
     stats = UploadStats()
-    prepared = await prepare_commit_ops(hub, repo, files, stats=stats, progress=progress, params=params)
+    known = await trio.to_thread.run_sync(shard_cache.load) if shard_cache is not None else []
+    prepared = await prepare_commit_ops(hub, repo, files, stats=stats, progress=progress, params=params,
+                                        known_shards=known)
+    if shard_cache is not None:
+        for shard in prepared.keep():
+            await trio.to_thread.run_sync(shard_cache.save, shard)
     stats.files = len(prepared.ops)
     stats.total_bytes = stats.regular_bytes + sum(f.size for f in prepared.files.values())
     info = await hub.commit(repo, prepared.ops, message, description=description, parent_commit=parent_commit)

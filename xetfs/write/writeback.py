@@ -76,6 +76,26 @@ class Target(Protocol):
     def committed(self, path: str, change: Change, commit: str, xet_file: XetFile | None) -> None: ...
 
 
+RECENT_COMMITS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class CommitStats:
+    """What one commit of the writeback sent and what it found already stored, by source."""
+
+    commit: str
+    changes: int
+    uploaded_bytes: int            # serialized xorb bytes sent
+    new_bytes: int                 # chunk bytes that went into new xorbs
+    deduplicated_bytes: int
+    deduplicated_by_source: dict[str, int]
+
+    def to_json(self) -> dict[str, object]:
+        return {"commit": self.commit, "changes": self.changes, "uploaded_bytes": self.uploaded_bytes,
+                "new_bytes": self.new_bytes, "deduplicated_bytes": self.deduplicated_bytes,
+                "deduplicated_by_source": self.deduplicated_by_source}
+
+
 @dataclass(slots=True)
 class WritebackStats:
     commits: int = 0
@@ -88,6 +108,8 @@ class WritebackStats:
     last_error: str | None = None
     uploading: bool = False
     already_committed: int = 0     # resumed changes the head already held (no second commit)
+    deduplicated_by_source: dict[str, int] = field(default_factory=dict)   # upload.FROM_* -> bytes
+    recent_commits: list[CommitStats] = field(default_factory=list)        # the last RECENT_COMMITS
 
 
 def permanent(exc: BaseException) -> bool:
@@ -229,7 +251,7 @@ class Writeback:
         try:
             for sf in staged:
                 await self.target.materialize(sf)
-            prepared, ops = await self._ops(batch)
+            prepared, ops, upload = await self._ops(batch)
             new = self.base
             await self.staging.persist(self._intents(batch, ops))
             if ops:
@@ -240,11 +262,12 @@ class Writeback:
             for sf in staged:
                 sf.in_flight = False
                 self.staging.release_if_unused(sf)
-        await self._finish(batch, prepared, new, len(ops))
+        await self._finish(batch, prepared, new, len(ops), upload)
 
-    async def _finish(self, batch: dict[str, Change], prepared: PreparedCommit, new: str, n_ops: int) -> None:
-        if prepared.shard is not None:
-            await trio.to_thread.run_sync(self.shard_cache.save, prepared.shard)
+    async def _finish(self, batch: dict[str, Change], prepared: PreparedCommit, new: str, n_ops: int,
+                      upload: UploadStats) -> None:
+        for shard in prepared.keep():
+            await trio.to_thread.run_sync(self.shard_cache.save, shard)
         lines: list[Record | None] = []
         for path, change in batch.items():
             line = self.staging.done(path, change.gen)
@@ -257,10 +280,14 @@ class Writeback:
             self.stats.commits += 1
             self.stats.last_commit = new
             self.stats.files_committed += n_ops
-            log.info("committed %d changes as %s", n_ops, new)
+            done = CommitStats(new, n_ops, upload.xorb_bytes_uploaded, upload.new_bytes, upload.deduped_bytes,
+                               dict(sorted(upload.deduped_by_source.items())))
+            self.stats.recent_commits.append(done)
+            del self.stats.recent_commits[:-RECENT_COMMITS]
+            log.info("committed %d changes as %s: %s", n_ops, new, done)
         await self.staging.persist(lines)
 
-    async def _ops(self, batch: dict[str, Change]) -> tuple[PreparedCommit, list[CommitOp]]:
+    async def _ops(self, batch: dict[str, Change]) -> tuple[PreparedCommit, list[CommitOp], UploadStats]:
         dels = [p for p, c in batch.items() if c.kind == "del"]
         base_tree = await self._tree(self.base) if dels else {}
         files = [(str(self.staging.data / c.staged.id), p) for p, c in batch.items()
@@ -273,12 +300,15 @@ class Writeback:
             self.stats.uploaded_bytes += stats.xorb_bytes_uploaded
             self.stats.new_bytes += stats.new_bytes
             self.stats.deduplicated_bytes += stats.deduped_bytes
+            for source, n in stats.deduped_by_source.items():
+                by = self.stats.deduplicated_by_source
+                by[source] = by.get(source, 0) + n
         ops: list[CommitOp] = [Delete(p) for p in dels if p in base_tree]
         ops.extend(prepared.ops)
         for p, c in batch.items():
             if c.kind == "put" and c.remote is not None:
                 ops.append(await self._remote_op(p, c.remote))
-        return prepared, ops
+        return prepared, ops, stats
 
     def _intents(self, batch: dict[str, Change], ops: list[CommitOp]) -> list[Record | None]:
         by_path = {op.path: op for op in ops}
@@ -350,6 +380,8 @@ class Writeback:
                 "base_commit": self.base, "files_committed": s.files_committed, "uploading": s.uploading,
                 "upload_errors": s.upload_errors, "last_error": s.last_error,
                 "already_committed": s.already_committed,
+                "deduplicated_by_source": dict(sorted(s.deduplicated_by_source.items())),
+                "recent_commits": [c.to_json() for c in s.recent_commits],
                 "conflicts": sorted(p for p, c in self.staging.pending.items() if c.conflict),
                 "failed": {p: c.failed for p, c in sorted(self.staging.pending.items()) if c.failed}}
 
