@@ -1,4 +1,6 @@
-"""Sans-IO wire shapes shared by client and server: Hub JSON/NDJSON types, commit lines, HTTP status <-> error tables.
+"""Sans-IO wire shapes shared by client and server (docs/protocol.md).
 
-May import: ``xetfs.core`` and ``xetfs.errors`` only. No I/O.
+Owns: the HTTP status <-> error table (``status``), Hub JSON/NDJSON shapes (``hub``: tree entries, preupload,
+commit lines, xet tokens, refs, repo info), CAS answers (``cas``), the reconstruction JSON (``reconstruction``).
+May import: ``xetfs.core`` and ``xetfs.errors`` only. No I/O; a function that needs the time takes it.
 """
