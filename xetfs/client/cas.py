@@ -24,7 +24,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 import trio
@@ -108,7 +108,8 @@ class CasClient:
         self._shard_version = 2
 
     async def _call(self, method: str, path: str, parse: Callable[[httpx.Response], T], *,
-                    policy: RetryPolicy | None = None, headers: dict[str, str] | None = None, **kwargs: Any) -> T:
+                    policy: RetryPolicy | None = None, headers: dict[str, str] | None = None,
+                    content: bytes | None = None) -> T:
         """An authenticated CAS call with retries; a 401 refreshes the token once."""
         refreshed = False
         while True:
@@ -123,7 +124,7 @@ class CasClient:
                 hdrs = {"Authorization": f"Bearer {token.access_token}", "X-Xet-Session-Id": self.session_id,
                         **(headers or {})}
                 try:
-                    return parse(await http.send(self.http, method, url, headers=hdrs, **kwargs))
+                    return parse(await http.send(self.http, method, url, headers=hdrs, content=content))
                 except XetError as exc:
                     self.failover.node_failed(token.cas_url, exc)
                     raise

@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 
@@ -68,7 +67,9 @@ class HubClient:
         return {**h, **(extra or {})}
 
     async def _call(self, method: str, path: str, *, policy: RetryPolicy | None = None,
-                    headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+                    headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
+                    content: bytes | None = None, json: object = None, data: http.Form | None = None
+                    ) -> httpx.Response:
         hdrs = self._headers(headers)
         # An absolute URL (a pagination link) on one of our nodes is a path any node answers.
         base = next((e for e in self.endpoints if path.startswith(e + "/")), None)
@@ -76,15 +77,19 @@ class HubClient:
         urls = self.endpoints if not rel.startswith(("http://", "https://")) else ("",)
 
         async def send(endpoint: str) -> httpx.Response:
-            return await http.send(self.http, method, endpoint + rel, headers=hdrs, **kwargs)
+            return await http.send(self.http, method, endpoint + rel, headers=hdrs, params=params, content=content,
+                                   json=json, data=data)
 
         async def attempt() -> httpx.Response:   # _ONCE calls (commits) move only if never received
             return await self.failover.call(self.http, urls, send, idempotent=policy is not _ONCE)
 
         return await retry_call(attempt, policy or self.retry, what=f"{method} {path}")
 
-    async def _json(self, method: str, path: str, **kwargs: Any) -> object:
-        return http.json_body(await self._call(method, path, **kwargs), f"{method} {path}")
+    async def _json(self, method: str, path: str, *, policy: RetryPolicy | None = None,
+                    headers: dict[str, str] | None = None, content: bytes | None = None, json: object = None,
+                    data: http.Form | None = None) -> object:
+        resp = await self._call(method, path, policy=policy, headers=headers, content=content, json=json, data=data)
+        return http.json_body(resp, f"{method} {path}")
 
     # -- repos
     async def create_repo(self, repo: RepoRef, *, private: bool = False, exist_ok: bool = False) -> str:

@@ -183,10 +183,16 @@ def translated(method: str, url: str) -> typing.Iterator[None]:
 
 # ----------------------------------------------------------------------------------------------- requests
 
-async def send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+Form = Mapping[str, str | list[str]]
+
+
+async def send(client: httpx.AsyncClient, method: str, url: str, *, headers: Mapping[str, str] | None = None,
+               params: Mapping[str, str] | None = None, content: bytes | None = None, json: object = None,
+               data: Form | None = None) -> httpx.Response:
     """One request, body read; raises the mapped error for >= 400 answers and transport failures."""
     with translated(method, url):
-        resp = await client.request(method, url, **kwargs)
+        resp = await client.request(method, url, headers=headers, params=params, content=content, json=json,
+                                    data=data)
     err = status_error(resp.status_code, method=method, url=url, headers=resp.headers,
                        body=resp.content, reason=resp.reason_phrase)
     if err is not None:
@@ -195,10 +201,11 @@ async def send(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) 
 
 
 @asynccontextmanager
-async def stream(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+async def stream(client: httpx.AsyncClient, method: str, url: str, *,
+                 headers: Mapping[str, str] | None = None) -> AsyncIterator[httpx.Response]:
     """A streamed request: yields the response with its body unread (read it under ``translated``)."""
     with translated(method, url):
-        async with client.stream(method, url, **kwargs) as resp:
+        async with client.stream(method, url, headers=headers) as resp:
             if resp.status_code >= 400:
                 body = await resp.aread()
                 err = status_error(resp.status_code, method=method, url=url, headers=resp.headers,
