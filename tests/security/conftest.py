@@ -1,23 +1,56 @@
 """Fixtures of the security tier: a real ``xetfs serve`` on the local store or on S3 (SeaweedFS)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from xetfs.server.stores.base import Storage
+from xetfs.server.stores.local import LocalStorage
+from xetfs.server.stores.s3 import S3Storage
+from xetfs.server.stores.sigv4 import Credentials
 from xetfs.testing.server import ServerHandle, running_server
 from xetfs.testing.services import SeaweedFSHandle
 
 
+@dataclass
+class StoreServer:
+    """A running server, its object store opened beside it, and the flags that name that store."""
+
+    srv: ServerHandle
+    storage: Storage
+    store_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def xetfs(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the ``xetfs`` CLI with this server's store flags appended."""
+        return subprocess.run([sys.executable, "-m", "xetfs.cli.main", *args, *self.store_args],
+                              env={**os.environ, **self.env}, capture_output=True, text=True, timeout=120)
+
+
 @pytest.fixture(params=["local", "s3"])
-def any_store_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerHandle]:
+def store_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreServer]:
     """A server on the local store, then one on S3 with direct (presigned) reads."""
     if request.param == "local":
         with running_server(tmp_path) as srv:
-            yield srv
+            yield StoreServer(srv, LocalStorage(srv.data_dir / "objects"))
         return
     weed: SeaweedFSHandle = request.getfixturevalue("weed")
     args = ["--storage", weed.storage_url(tmp_path.name), "--s3-endpoint", weed.endpoint]
-    with running_server(tmp_path, extra_args=args, env=weed.env()) as srv:
-        yield srv
+    s3 = S3Storage(weed.storage_url(tmp_path.name), endpoint=weed.endpoint,
+                   credentials=Credentials(weed.access_key, weed.secret_key, weed.region))
+    try:
+        with running_server(tmp_path, extra_args=args, env=weed.env()) as srv:
+            yield StoreServer(srv, s3, args, weed.env())
+    finally:
+        s3.close()
+
+
+@pytest.fixture
+def any_store_server(store_server: StoreServer) -> ServerHandle:
+    return store_server.srv

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "chunks": "chunks_cmd",
     "inspect": "inspect_cmd",
     "serve": "serve_cmd",
+    "fsck": "fsck_cmd",
     "token": "token_cmd",
     "upload": "upload_cmd",
     "download": "download_cmd",

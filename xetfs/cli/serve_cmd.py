@@ -79,24 +79,9 @@ def region_map(args: argparse.Namespace) -> Any:
 
 def open_storage(args: argparse.Namespace) -> Any:
     """The object store named by --storage (None = the embedded default), checked reachable. One-line errors."""
-    from xetfs.errors import ValidationError
+    from xetfs.server.stores.config import open_store
 
-    url = args.storage
-    if url is None:
-        if args.s3_endpoint:
-            raise ValidationError("--s3-endpoint needs --storage s3://BUCKET/PREFIX")
-        return None
-    if not url.startswith("s3://"):
-        raise ValidationError(f"unsupported --storage {url!r} (want s3://BUCKET/PREFIX)")
-    from xetfs.server.stores.s3 import S3Location, S3Storage, credentials_from_env
-
-    storage = S3Storage(S3Location.parse(url), endpoint=args.s3_endpoint, credentials=credentials_from_env())
-    try:
-        storage.check()
-    except BaseException:
-        storage.close()
-        raise
-    return storage
+    return open_store(args.storage, args.s3_endpoint)
 
 
 def open_metadata(args: argparse.Namespace) -> Any:

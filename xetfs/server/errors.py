@@ -24,3 +24,8 @@ class RevisionNotFound(CodedNotFound):
 
 class EntryNotFound(CodedNotFound):
     code = "EntryNotFound"
+
+
+class StreamAborted(Exception):
+    """A response whose status line is already sent failed part-way: the connection is dropped, so the
+    client sees a short body instead of an error page inside a 200 (``middleware`` lets it through)."""

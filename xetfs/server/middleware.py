@@ -3,7 +3,8 @@
 - ``error_middleware``: ``XetError`` -> ``XetError.status`` with a JSON body ``{"error": message}`` (plus
   ``X-Error-Code`` for the Hub's named not-found errors, ``errors.CodedNotFound``); aiohttp's 405 (known
   path, other method) becomes 404, because hf_xet treats 405 as fatal where 404 means "fall back"; every
-  unknown route is a JSON 404; anything unexpected is a logged 500.
+  unknown route is a JSON 404; anything unexpected is a logged 500. ``errors.StreamAborted`` (a streamed
+  answer failed after its status was sent) passes through: aiohttp then drops the connection.
 - ``AccessLogger``: one INFO line per request (method, path, status, bytes, duration) and request counters.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from aiohttp.abc import AbstractAccessLogger
 
 from xetfs.errors import XetError
 from xetfs.server.context import STATE
-from xetfs.server.errors import CodedNotFound
+from xetfs.server.errors import CodedNotFound, StreamAborted
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ async def error_middleware(request: web.Request,
         if exc.status >= 400:
             return json_error(exc.status, exc.reason)
         raise
-    except (asyncio.CancelledError, ConnectionResetError):
+    except (asyncio.CancelledError, ConnectionResetError, StreamAborted):
         raise
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)

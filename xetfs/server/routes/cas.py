@@ -34,7 +34,8 @@ from xetfs.server.context import State, state_of
 from xetfs.server.metadata.store import FileRecord
 from xetfs.server.auth import CasClaims
 from xetfs.server.request import base_url, hash_param, read_body
-from xetfs.server.services.cas import fetch_urls, plan, readable_file, store_shard, store_xorb, token_repo
+from xetfs.server.services.cas import fetch_urls, plan, readable_file, reupload_xorb, store_shard, store_xorb, \
+    token_repo
 from xetfs.server.services.dedup import dedup_shard
 from xetfs.server.services.validation import MAX_SHARD_BODY_BYTES, MAX_XORB_BODY_BYTES, ValidShard, \
     check_shard, check_xorb
@@ -101,7 +102,7 @@ async def _post_xorb(request: web.Request) -> web.Response:
     xorb = hash_param(request, "hash")
     body = await read_body(request, MAX_XORB_BODY_BYTES)
     if await st.run(st.meta.has_xorb, xorb):
-        return web.json_response({"was_inserted": False})
+        return web.json_response({"was_inserted": await st.run(reupload_xorb, st, body, xorb)})
     valid = await st.run(check_xorb, body, str(xorb))
     inserted = await st.run(store_xorb, st, valid)
     if inserted:

@@ -5,11 +5,14 @@ HEAD and GET answer ``X-Repo-Commit``, ``ETag`` (sha256 for Xet files, git blob 
 and ``Link: <…/xet-read-token/{commit}>; rel="xet-auth"`` so hf_xet downloads them through the CAS.
 
 GET serves bytes, with ``Range`` -> 206 + ``Content-Range``. A Xet file is reconstructed server-side
-(``services.assemble``) in bounded memory. The file hash comes from the repo's own tree at the resolved
+(``services.assemble``) in bounded memory, every chunk checked against its hash; a damaged stored copy
+found part-way drops the connection (the client sees a short body, never wrong bytes or an error page
+inside the 200). The file hash comes from the repo's own tree at the resolved
 revision, so these reads are bound to the repo the Hub token may read, like the CAS reconstructions.
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -18,11 +21,14 @@ from aiohttp import web
 from xetfs.core.hashing import MerkleHash
 from xetfs.core.reconstruction import parse_range_header
 from xetfs.server.context import state_of
-from xetfs.server.errors import EntryNotFound
+from xetfs.errors import XetError
+from xetfs.server.errors import EntryNotFound, StreamAborted
 from xetfs.server.request import base_url, principal
 from xetfs.server.services.assemble import xet_range
 from xetfs.server.services.cas import file_record
 from xetfs.server.services.repos import lookup_repo, resolve_rev
+
+log = logging.getLogger(__name__)
 
 
 def _parse(request: web.Request) -> tuple[str, str, str]:
@@ -74,9 +80,13 @@ async def _resolve(request: web.Request, repo_type: str) -> web.StreamResponse:
     rec = await st.run(file_record, st, MerkleHash.from_hex(entry["xet"]))
     resp = web.StreamResponse(status=status, headers=headers)
     await resp.prepare(request)
-    if end > start:
-        async for piece in xet_range(st, rec, start, end):
-            await resp.write(piece)
+    try:
+        if end > start:
+            async for piece in xet_range(st, rec, start, end):
+                await resp.write(piece)
+    except XetError as exc:
+        log.error("GET %s: %s; dropping the connection", request.path, exc)
+        raise StreamAborted(str(exc)) from exc
     await resp.write_eof()
     return resp
 

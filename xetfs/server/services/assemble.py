@@ -1,15 +1,18 @@
 """Server-side reconstruction of a Xet file's bytes for plain HTTP readers of ``/resolve`` (docs/protocol.md).
 
 Plan the range from the metadata, then per term read the serialized chunk records of the needed chunks from
-the stored xorb in batches of ~8 MiB, decode them in a worker thread and yield them, skipping
+the stored xorb in batches of ~8 MiB, decode them in a worker thread, check every chunk against its indexed hash (a damaged stored copy is an
+``IntegrityError``, never wrong bytes) and yield them, skipping
 ``offset_into_first_range`` and cutting the tail. Memory stays bounded by the batch size whatever the file
 size.
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
+from xetfs.core.hashing import MerkleHash, chunk_hash
 from xetfs.core.xorb import decode_chunks
+from xetfs.errors import FormatError, IntegrityError
 from xetfs.server.context import State
 from xetfs.server.metadata.store import FileRecord
 from xetfs.server.services.cas import indexed_xorb, plan, xorb_key
@@ -17,9 +20,16 @@ from xetfs.server.services.cas import indexed_xorb, plan, xorb_key
 DECODE_BATCH_BYTES = 8 * 1024 * 1024
 
 
-def _decode_span(st: State, xorb: str, start: int, end: int) -> bytes:
-    """Decode the chunk records in serialized bytes ``[start, end)`` of a stored xorb."""
-    return b"".join(decode_chunks(st.storage.get_range(xorb_key(xorb), start, end - 1)))
+def _decode_span(st: State, xorb: str, start: int, end: int, want: Sequence[MerkleHash]) -> bytes:
+    """Decode the chunk records in serialized bytes ``[start, end)`` of a stored xorb and check each chunk
+    against its indexed hash: IntegrityError for a damaged stored copy."""
+    try:
+        chunks = decode_chunks(st.storage.get_range(xorb_key(xorb), start, end - 1))
+    except FormatError as exc:
+        raise IntegrityError(f"stored xorb {xorb} is damaged: {exc}") from None
+    if len(chunks) != len(want) or any(chunk_hash(c) != h for c, h in zip(chunks, want)):
+        raise IntegrityError(f"stored xorb {xorb} is damaged: a chunk does not match its hash")
+    return b"".join(chunks)
 
 
 async def xet_range(st: State, rec: FileRecord, start: int, end: int) -> AsyncIterator[memoryview]:
@@ -33,7 +43,8 @@ async def xet_range(st: State, rec: FileRecord, start: int, end: int) -> AsyncIt
             e = s + 1
             while e < term.chunk_end and offsets[e + 1] - offsets[s] <= DECODE_BATCH_BYTES:
                 e += 1
-            data = await st.run(_decode_span, st, str(term.xorb_hash), offsets[s], offsets[e])
+            data = await st.run(_decode_span, st, str(term.xorb_hash), offsets[s], offsets[e],
+                                xrec.chunk_hashes[s:e])
             s = e
             if skip >= len(data):
                 skip -= len(data)

@@ -9,6 +9,7 @@ Every function here is synchronous (SQL, storage, CPU): routes call them through
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from xetfs.core.hashing import ZERO_HASH, MerkleHash
@@ -17,7 +18,10 @@ from xetfs.errors import Forbidden, NotFound
 from xetfs.server.auth import DATA_URL_TTL_S, MAX_SIGNED_RANGES, CasClaims
 from xetfs.server.context import State
 from xetfs.server.metadata.store import FileRecord, XorbRecord
-from xetfs.server.services.validation import ValidShard, ValidXorb
+from xetfs.server.services.integrity import heal_xorb, xorb_problem
+from xetfs.server.services.validation import ValidShard, ValidXorb, check_xorb
+
+log = logging.getLogger(__name__)
 
 MAX_COVER_FILES = 64                # files looked at to decide that a repo may read a whole xorb
 
@@ -136,6 +140,20 @@ def store_xorb(st: State, valid: ValidXorb) -> bool:
     """Store a validated xorb and index it; False if it was already indexed."""
     st.storage.put_if_absent(xorb_key(valid.record.hash), valid.data)
     return st.meta.add_xorb(valid.record, valid.dedup_chunks)
+
+
+def reupload_xorb(st: State, body: bytes, xorb: MerkleHash) -> bool:
+    """An upload of an indexed xorb: a no-op while the stored copy is good; a validated body heals a
+    damaged or missing copy (``integrity.heal_xorb``). -> True if it healed."""
+    indexed = indexed_xorb(st, xorb)
+    why = xorb_problem(st.storage, indexed)
+    if why is None:
+        return False
+    valid = check_xorb(body, str(xorb))
+    healed = heal_xorb(st.storage, indexed, valid.record, valid.data)
+    log.warning("stored xorb %s was bad (%s): %s", xorb, why, "healed by a re-upload" if healed else
+                "the re-upload has another layout; not replaced")
+    return healed
 
 
 def store_shard(st: State, valid: ValidShard, body: bytes, claims: CasClaims) -> bool:
