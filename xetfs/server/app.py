@@ -1,7 +1,8 @@
 """The ``xetfs serve`` aiohttp application: wiring only (docs/architecture.md).
 
 ``make_app(state)`` installs the error middleware (``middleware``) and the route modules: ``routes.ops``
-(health, metrics), ``routes.cas`` and ``routes.data`` (the Xet CAS API), ``routes.hub`` (the Hub API) and
+(health, metrics), ``routes.cas`` and ``routes.data`` (the Xet CAS API), ``routes.discussions`` (pull requests),
+``routes.hub`` (the Hub API) and
 ``routes.resolve`` (plain-HTTP file reads). Shared state is ``context.State``.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ from aiohttp import web
 
 from xetfs.server.context import STATE, State
 from xetfs.server.middleware import error_middleware
-from xetfs.server.routes import cas, data, hub, ops, resolve
+from xetfs.server.routes import cas, data, discussions, hub, ops, resolve
 
 __all__ = ["State", "make_app"]
 
@@ -18,6 +19,6 @@ __all__ = ["State", "make_app"]
 def make_app(state: State) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 ** 3)
     app[STATE] = state
-    for routes in (ops, cas, data, hub, resolve):
+    for routes in (ops, cas, data, discussions, hub, resolve):     # before hub: its catch-all is last
         routes.setup(app)
     return app

@@ -16,6 +16,9 @@ Versions (the SQLite numbers are those of the first release, where ``PRAGMA user
    signs CAS tokens and data URLs when the database is shared (auth.py).
 3. ``file_xorbs`` (xorb hash, file hash): which files reference a xorb, so a dedup answer can name the
    neighbours of a hit (backfilled from ``files``).
+4. ``discussions`` (repo, num -> kind, title, status, author, target branch, merge commit) and
+   ``discussion_events`` (repo, num, seq -> type, author, date, JSON data): discussions and pull requests
+   (``metadata.discussions``); a pull request's head is the ref ``refs/pr/{num}`` in ``refs``.
 
 Trees are stored as zlib-compressed canonical JSON (``encode_tree`` / ``decode_tree``); ``index_tree``
 adds a tree's Xet files to ``repo_files`` (used by commits and by the version-1 backfill).
@@ -70,6 +73,14 @@ CREATE TABLE IF NOT EXISTS file_xorbs(xorb_hash TEXT NOT NULL, file_hash TEXT NO
     PRIMARY KEY(xorb_hash, file_hash)){without_rowid};
 """
 
+_V4 = """
+CREATE TABLE IF NOT EXISTS discussions(repo {int} NOT NULL, num {int} NOT NULL, is_pr {int} NOT NULL,
+    title TEXT NOT NULL, status TEXT NOT NULL, author TEXT, created {float} NOT NULL, target TEXT,
+    merge_commit TEXT, PRIMARY KEY(repo, num));
+CREATE TABLE IF NOT EXISTS discussion_events(repo {int} NOT NULL, num {int} NOT NULL, seq {int} NOT NULL,
+    type TEXT NOT NULL, author TEXT, created {float} NOT NULL, data TEXT NOT NULL, PRIMARY KEY(repo, num, seq));
+"""
+
 _TERM_BYTES = 44                    # packed term: raw xorb hash (32), chunk start, chunk end, bytes (u32 each)
 
 
@@ -115,6 +126,7 @@ MIGRATIONS = (
     Migration(1, "CAS index, repos, tokens, repo binding (repo_files backfilled)", _V1, _backfill_repo_files),
     Migration(2, "settings: cluster-wide values (server secret)", _V2),
     Migration(3, "file_xorbs: files referencing each xorb (backfilled)", _V3, _backfill_file_xorbs),
+    Migration(4, "discussions and pull requests, with their events", _V4),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -344,6 +344,8 @@ class Metadata:
                    (c.oid, repo_id, c.parent, c.tree, c.title, c.message, c.date, c.author))
         index_tree(tx, repo_id, tree)
 
+    insert_commit = _insert_commit      # for another module's transaction (a pull request's merge commit)
+
     def add_commit(self, repo: Repo, branch: str, c: Commit, tree: dict[str, Any]) -> bool:
         """Store ``c`` and move ``branch`` to it iff the branch still points at ``c.parent``, in one
         transaction. The compare-and-swap comes first: a loser writes nothing, and in PostgreSQL a

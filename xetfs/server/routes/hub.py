@@ -25,7 +25,7 @@ from xetfs.server.context import State, state_of
 from xetfs.server.errors import EntryNotFound, RepoNotFound, RevisionNotFound
 from xetfs.server.metadata.store import Commit, Repo
 from xetfs.server.request import base_url, json_body, principal, read_body
-from xetfs.server.services import repos
+from xetfs.server.services import pulls, repos
 from xetfs.server.services.commits import list_tree, make_commit, paths_info, upload_mode
 from xetfs.server.services.repos import iso, lookup_repo, resolve_rev
 from xetfs.server.services.validation import check_repo_name
@@ -172,10 +172,12 @@ async def _preupload(rr: RepoRequest) -> web.Response:
 async def _commit(rr: RepoRequest) -> web.Response:
     who, repo, _ = await _repo_and_commit(rr, "write")
     body = await read_body(rr.request, MAX_COMMIT_BODY_BYTES)
-    commit = await rr.st.run(repos.commit, rr.st, who, repo, rr.rev, body)
+    create_pr = rr.request.query.get("create_pr", "").lower() in ("1", "true")
+    commit, pr_num = await rr.st.run(pulls.commit, rr.st, who, repo, rr.rev, body, create_pr)
     rr.st.metrics.inc("xetfs_hub_commits_total")
-    url = f"{base_url(rr.request)}/{URL_PREFIX[rr.repo_type]}{rr.repo_id}/commit/{commit.oid}"
-    return web.json_response({"commitOid": commit.oid, "commitUrl": url, "pullRequestUrl": None})
+    repo_url = f"{base_url(rr.request)}/{URL_PREFIX[rr.repo_type]}{rr.repo_id}"
+    return web.json_response({"commitOid": commit.oid, "commitUrl": f"{repo_url}/commit/{commit.oid}",
+                              "pullRequestUrl": f"{repo_url}/discussions/{pr_num}" if pr_num else None})
 
 
 async def _xet_token(rr: RepoRequest) -> web.Response:
@@ -195,8 +197,7 @@ async def _refs(rr: RepoRequest) -> web.Response:
     await principal(rr.request, "read", rr.repo_id)
     repo = await rr.st.run(lookup_repo, rr.st, rr.repo_type, rr.repo_id)
     refs = await rr.st.run(rr.st.meta.refs, repo)
-    branches = [{"name": n, "ref": f"refs/heads/{n}", "targetCommit": oid} for n, oid in refs.items()]
-    return web.json_response({"branches": branches, "tags": [], "converts": [], "pullRequests": []})
+    return web.json_response(repos.refs_json(refs, rr.request.query.get("include_prs", "") in ("1", "true")))
 
 
 async def _commits(rr: RepoRequest) -> web.Response:

@@ -34,9 +34,24 @@ def lookup_repo(st: State, repo_type: str, repo_id: str) -> Repo:
     return repo
 
 
+def refs_json(refs: dict[str, str], include_prs: bool) -> dict[str, Any]:
+    """``GET …/refs`` from the ref table: branches, tags (``refs/tags/…``), pull requests (``refs/pr/…``)."""
+    out: dict[str, Any] = {"branches": [], "tags": [], "converts": [], "pullRequests": []}
+    for name, oid in refs.items():
+        if name.startswith("refs/pr/"):
+            if include_prs:
+                out["pullRequests"].append({"name": name, "ref": name, "targetCommit": oid})
+        elif name.startswith("refs/tags/"):
+            out["tags"].append({"name": name[len("refs/tags/"):], "ref": name, "targetCommit": oid})
+        else:
+            out["branches"].append({"name": name, "ref": f"refs/heads/{name}", "targetCommit": oid})
+    return out
+
+
 def resolve_rev(st: State, repo: Repo, rev: str) -> Commit:
-    """A branch name or a commit sha -> the commit (RevisionNotFound otherwise)."""
-    oid = st.meta.refs(repo).get(rev)
+    """A branch, ``refs/pr/N``, a tag or a commit sha -> the commit (RevisionNotFound otherwise)."""
+    refs = st.meta.refs(repo)
+    oid = refs.get(rev) or refs.get(f"refs/tags/{rev}") or refs.get(rev.removeprefix("refs/heads/"))
     commit = st.meta.commit(repo, oid or rev) if oid or _SHA_RE.match(rev) else None
     if commit is None:
         raise RevisionNotFound(f"revision {rev} not found in {repo.repo_id}")
@@ -54,7 +69,7 @@ def repo_file(st: State, repo: Repo, sha256_hex: str) -> FileRecord | None:
 def commit(st: State, who: Principal, repo: Repo, branch: str, body: bytes) -> Commit:
     """Apply an NDJSON commit body to the head of ``branch`` and move the branch (Conflict if it moved)."""
     head = resolve_rev(st, repo, branch)
-    if branch not in st.meta.refs(repo):
+    if branch not in st.meta.refs(repo) or branch.startswith("refs/tags/"):
         raise ValidationError(f"commits go to a branch, not {branch}")
     applied = apply_commit_lines(body, st.meta.tree(head.tree), head.oid, lambda sha: repo_file(st, repo, sha),
                                  lambda oid, data: st.storage.put_if_absent(f"blobs/{oid}", data))
