@@ -105,7 +105,7 @@ class DiscussionStore:
             raise NotFound(f"discussion {num} not found")
         return _row(row)
 
-    def list(self, repo: int) -> list[Discussion]:
+    def all(self, repo: int) -> list[Discussion]:
         """Every discussion of ``repo``, the newest first (as the Hub lists them)."""
         rows = self._db.all(f"SELECT {_COLS} FROM discussions WHERE repo=? ORDER BY num DESC", (repo,))
         return [_row(r) for r in rows]

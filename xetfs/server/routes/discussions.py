@@ -68,7 +68,7 @@ async def _list(request: web.Request) -> web.Response:
     q = request.query
     kind, status, author = q.get("type", "all"), q.get("status", "all"), q.get("author")
     page = int(q.get("p", "0")) if q.get("p", "0").isdigit() else 0
-    found = [d for d in await st.run(pulls.store(st).list, repo.id)
+    found = [d for d in await st.run(pulls.store(st).all, repo.id)
              if (kind == "all" or d.is_pr == (kind == "pull_request"))
              and (status == "all" or d.status == status) and (author is None or d.author == author)]
     start = page * PAGE_SIZE
