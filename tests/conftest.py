@@ -1,8 +1,9 @@
 """Suite-wide settings. FUSE tests use the ``fuse`` fixture: they skip without /dev/fuse, except that under CI
 (``CI=true`` or ``XETFS_REQUIRE_FUSE=1``, xetfs.testing.deps.strict) a missing /dev/fuse is a failure; optional
-packages (hf_xet, huggingface_hub, psycopg) follow the same rule through xetfs.testing.deps.required. ``weed`` and ``pg`` are a real
-SeaweedFS and a real PostgreSQL shared by the tests of one module (xetfs.testing.services); ``hf_client_env``
-sets the official clients quiet and quick to fail (xetfs.testing.server.HF_CLIENT_ENV)."""
+packages (hf_xet, huggingface_hub, psycopg) follow the same rule through xetfs.testing.deps.required.
+``weed`` and ``pg`` are a real SeaweedFS and a real PostgreSQL shared by the tests of one module
+(xetfs.testing.services); ``hf_client_env`` sets the official clients quiet and quick to fail
+(xetfs.testing.server.HF_CLIENT_ENV)."""
 from __future__ import annotations
 
 import itertools

@@ -14,12 +14,12 @@ from xetfs.core.reconstruction import FetchRange
 from xetfs.client.hub import open_hub
 from xetfs.protocol.hub import XetToken
 from xetfs.testing.files import tree_of, write_tree
+from xetfs.testing.cas import TINY_UPLOAD
 from xetfs.testing.server import ServerHandle, make_bytes
 from xetfs.write.upload import UploadParams, upload_files
 from xetfs.core.params import ChunkingParams, XorbParams
 
 XORB_BYTES_METRIC = "xetfs_cas_xorb_upload_bytes_total"
-TINY = UploadParams(chunking=ChunkingParams.tiny(), xorb=XorbParams.tiny(), read_block_bytes=8 * 1024)
 
 
 def test_cli_round_trip_and_dedup(server: ServerHandle, repo: str, cli: Callable, tmp_path: Path) -> None:  # type: ignore[type-arg]
@@ -109,7 +109,7 @@ def test_api_multi_xorb_session_dedup(server: ServerHandle, repo: str, tmp_path:
     async def main() -> object:
         async with open_hub(server.url, server.token) as hub:
             return await upload_files(hub, ref, [(a, "x/a.bin"), (a, "x/a-copy.bin"), (b + a[:1000], "b.bin")],
-                                      "tiny", params=TINY)
+                                      "tiny", params=TINY_UPLOAD)
 
     result = trio.run(main)
     stats = result.stats  # type: ignore[attr-defined]
@@ -126,7 +126,7 @@ def test_401_refreshes_the_token_once(server: ServerHandle, repo: str) -> None:
 
     async def main() -> None:
         async with open_hub(server.url, server.token) as hub:
-            result = await upload_files(hub, ref, [(data, "f.bin")], "one", params=TINY)
+            result = await upload_files(hub, ref, [(data, "f.bin")], "one", params=TINY_UPLOAD)
             file_hash = result.files["f.bin"].file_hash
             real = await hub.xet_token(ref, "read")
             handed = [XetToken(real.cas_url, "stale-token", real.exp), real]

@@ -16,16 +16,14 @@ import trio
 from xetfs.client.cas import CasClient, TokenProvider
 from xetfs.client.config import RepoRef
 from xetfs.client.hub import open_hub
-from xetfs.core.params import ChunkingParams, XorbParams
 from xetfs.errors import Unauthorized
 from xetfs.protocol.hub import XetToken
 from xetfs.server.auth import Auth, Principal
 from xetfs.server.metadata.store import Metadata
-from xetfs.testing.cas import assemble, build_file, cas_token
+from xetfs.testing.cas import TINY_UPLOAD, assemble, build_file, cas_token
 from xetfs.testing.server import ServerHandle, make_bytes
-from xetfs.write.upload import UploadParams, upload_files
+from xetfs.write.upload import upload_files
 
-TINY = UploadParams(chunking=ChunkingParams.tiny(), xorb=XorbParams.tiny(), read_block_bytes=8 * 1024)
 
 
 def expired_token(srv: ServerHandle, repo: str, scope: str) -> str:
@@ -78,7 +76,8 @@ def test_the_client_refreshes_a_token_the_server_calls_expired(server: ServerHan
 
     async def main() -> None:
         async with open_hub(server.url, server.token) as hub:
-            file_hash = (await upload_files(hub, ref, [(data, "f.bin")], "add", params=TINY)).files["f.bin"].file_hash
+            uploaded = await upload_files(hub, ref, [(data, "f.bin")], "add", params=TINY_UPLOAD)
+            file_hash = uploaded.files["f.bin"].file_hash
             stale = expired_token(server, repo, "read")
             tokens, handed = scripted_tokens(server, [stale], lambda: hub.xet_token(ref, "read"))
             cas = CasClient(tokens, hub.http)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from xetfs.testing.proxy import GatedProxy
-from xetfs.testing.server import make_bytes, running_server
+from xetfs.testing.server import make_bytes
 from xetfs.testing.sync import wait_until
-from xetfs.testing.mount import force_unmount, mounted, tree_of, wait_committed, xetfs_cli
+from xetfs.testing.mount import force_unmount, mounted, seeded_server, tree_of, wait_committed, xetfs_cli
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 
@@ -25,13 +25,8 @@ COMMITS = "xetfs_hub_commits_total"
 
 @pytest.fixture
 def server(tmp_path: Path):
-    with running_server(tmp_path / "server") as srv:
-        srv.create_repo("org/d")
-        seed = tmp_path / "seed"
-        seed.mkdir()
-        (seed / "notes.txt").write_text("first line\n")
-        (seed / "weights.bin").write_bytes(make_bytes("random", 4 * MiB, seed=1))
-        xetfs_cli("upload", "org/d", str(seed), "--endpoint", srv.url, "--token", srv.token)
+    files = {"notes.txt": b"first line\n", "weights.bin": make_bytes("random", 4 * MiB, seed=1)}
+    with seeded_server(tmp_path, "org/d", files) as (srv, seed):
         yield srv, seed
 
 

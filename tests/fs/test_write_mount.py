@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from xetfs.testing.server import make_bytes, running_server
-from xetfs.testing.mount import mounted, tree_of, wait_committed, xetfs_cli
+from xetfs.testing.server import make_bytes
+from xetfs.testing.mount import mounted, seeded_server, tree_of, wait_committed
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 
@@ -61,15 +61,9 @@ def truncate(path: Path, size: int) -> None:
 
 @pytest.fixture
 def server(tmp_path: Path):
-    with running_server(tmp_path / "server") as srv:
-        srv.create_repo("org/w")
-        seed = tmp_path / "seed"
-        seed.mkdir()
-        (seed / "config.txt").write_text("lr = 0.1\n")
-        (seed / "weights.bin").write_bytes(make_bytes("random", 6 * MiB, seed=1))
-        (seed / "old").mkdir()
-        (seed / "old" / "keep.bin").write_bytes(make_bytes("random", 100_000, seed=2))
-        xetfs_cli("upload", "org/w", str(seed), "--endpoint", srv.url, "--token", srv.token)
+    files = {"config.txt": b"lr = 0.1\n", "weights.bin": make_bytes("random", 6 * MiB, seed=1),
+             "old/keep.bin": make_bytes("random", 100_000, seed=2)}
+    with seeded_server(tmp_path, "org/w", files) as (srv, seed):
         yield srv, seed
 
 

@@ -14,14 +14,14 @@ from xetfs.read.reader import Fetcher, FileReader, Readahead
 from xetfs.errors import FormatError
 from xetfs.client.hub import open_hub
 from xetfs.read.layout import LayoutTerm, decode_layout, encode_layout
-from xetfs.core.params import ChunkingParams, XorbParams
+from xetfs.core.params import XorbParams
+from xetfs.testing.cas import TINY_UPLOAD
 from xetfs.testing.server import ServerHandle, make_bytes, running_server
-from xetfs.write.upload import UploadParams, upload_files
+from xetfs.write.upload import upload_files
 
 FILE = bytes(range(32))
 X = bytes(reversed(range(32)))
 TERMS = [LayoutTerm(0, X, 3, (100, 200), bytes(32 * [7])), LayoutTerm(300, X, 9, (50,), None)]
-TINY = UploadParams(chunking=ChunkingParams.tiny(), xorb=XorbParams.tiny(), read_block_bytes=8 * 1024)
 
 
 def test_layout_roundtrip_and_damage() -> None:
@@ -77,7 +77,7 @@ def test_a_second_reader_on_the_same_cache_dir_needs_no_reconstruction(tmp_path:
     async def main(server: ServerHandle) -> None:
         ref = RepoRef("org/layout")
         async with open_hub(server.url, server.token) as hub:
-            result = await upload_files(hub, ref, [(data, "f.bin")], "one", params=TINY)
+            result = await upload_files(hub, ref, [(data, "f.bin")], "one", params=TINY_UPLOAD)
             file_hash = result.files["f.bin"].file_hash
             cas = CasClient(TokenProvider(lambda: hub.xet_token(ref, "read")), hub.http)
 

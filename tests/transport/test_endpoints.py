@@ -17,13 +17,11 @@ from xetfs.client.config import RepoRef, resolve_endpoint
 from xetfs.transport.endpoints import (EndpointHealth, Failover, FailoverParams, failover_for, node_failure, node_of,
                              parse_endpoints)
 from xetfs.client.hub import open_hub
-from xetfs.core.params import ChunkingParams, XorbParams
-from xetfs.testing.cas import assemble
+from xetfs.testing.cas import TINY_UPLOAD, assemble
 from xetfs.testing.server import ServerHandle, make_bytes
 from xetfs.testing.services import free_port
-from xetfs.write.upload import UploadParams, upload_files
+from xetfs.write.upload import upload_files
 
-TINY = UploadParams(chunking=ChunkingParams.tiny(), xorb=XorbParams.tiny())
 A, B, C = "http://a:1", "http://b:2", "http://c:3"
 
 
@@ -149,7 +147,7 @@ def test_clients_skip_a_dead_endpoint(server: ServerHandle, repo: str) -> None:
     async def main() -> None:
         async with open_hub(f"{dead},{server.url}", server.token) as hub:
             assert hub.endpoints == (dead, server.url) and hub.endpoint == f"{dead},{server.url}"
-            result = await upload_files(hub, ref, [(data, "f.bin")], "through the live node", params=TINY)
+            result = await upload_files(hub, ref, [(data, "f.bin")], "through the live node", params=TINY_UPLOAD)
             fo = failover_for(hub.http)
             assert fo.health.is_down(dead, trio.current_time()), "the start-up probe found it dead"
             cas = CasClient(TokenProvider(lambda: hub.xet_token(ref, "read")), hub.http)

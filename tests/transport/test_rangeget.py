@@ -13,11 +13,10 @@ from xetfs.transport.rangeget import RangeGetter
 from xetfs.client.config import RepoRef
 from xetfs.errors import NotFound, TransientError
 from xetfs.client.hub import open_hub
-from xetfs.core.params import ChunkingParams, XorbParams
+from xetfs.testing.cas import TINY_UPLOAD
 from xetfs.testing.server import ServerHandle, make_bytes
-from xetfs.write.upload import UploadParams, upload_files
+from xetfs.write.upload import upload_files
 
-TINY = UploadParams(chunking=ChunkingParams.tiny(), xorb=XorbParams.tiny())
 
 
 def test_range_gets_match_httpx_reuse_connections_and_map_errors(server: ServerHandle, repo: str) -> None:
@@ -26,7 +25,7 @@ def test_range_gets_match_httpx_reuse_connections_and_map_errors(server: ServerH
 
     async def main() -> None:
         async with open_hub(server.url, server.token) as hub:
-            result = await upload_files(hub, ref, [(data, "f.bin")], "one", params=TINY)
+            result = await upload_files(hub, ref, [(data, "f.bin")], "one", params=TINY_UPLOAD)
             cas = CasClient(TokenProvider(lambda: hub.xet_token(ref, "read")), hub.http)
             recon = await cas.reconstruction(result.files["f.bin"].file_hash)
             ranges = [fr for frs in recon.fetch.values() for fr in frs]
@@ -68,7 +67,7 @@ def test_stale_pooled_connection_after_restart_and_dead_server(tmp_path) -> None
 
         async def main() -> None:
             async with open_hub(own.url, own.token) as hub:
-                result = await upload_files(hub, ref, [(data, "f.bin")], "one", params=TINY)
+                result = await upload_files(hub, ref, [(data, "f.bin")], "one", params=TINY_UPLOAD)
                 cas = CasClient(TokenProvider(lambda: hub.xet_token(ref, "read")), hub.http)
                 recon = await cas.reconstruction(result.files["f.bin"].file_hash)
             fr = next(iter(recon.fetch.values()))[0]

@@ -9,13 +9,17 @@ from dataclasses import dataclass
 from xetfs.core.chunking import chunk_data, file_hash_of
 from xetfs.core.hashing import MerkleHash, sha256_to_shard, verification_hash
 from xetfs.core.shard import FileInfo, FileTerm, Shard, serialize_upload_shard, xorb_info_from_built
-from xetfs.core.params import ChunkingParams
+from xetfs.core.params import ChunkingParams, XorbParams
 from xetfs.core.reconstruction import FetchRange, Reconstruction
 from xetfs.core.xorb import BuiltXorb, built_from_chunks, decode_chunks
 from xetfs.testing.hub import cas_token
 from xetfs.testing.server import ServerHandle, make_bytes
+from xetfs.write.upload import UploadParams
 
-__all__ = ["BuiltFile", "assemble", "build_file", "cas_token", "fetch_ranges", "upload"]
+__all__ = ["TINY_UPLOAD", "BuiltFile", "assemble", "build_file", "cas_token", "fetch_ranges", "upload"]
+
+# Upload parameters that make small test data into many chunks and several xorbs.
+TINY_UPLOAD = UploadParams(chunking=ChunkingParams.tiny(), xorb=XorbParams.tiny(), read_block_bytes=8 * 1024)
 
 
 @dataclass

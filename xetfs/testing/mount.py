@@ -15,16 +15,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from xetfs.osutil.process import pid_alive
-from xetfs.testing.files import tree_of
+from xetfs.testing.files import tree_of, write_tree
+from xetfs.testing.server import ServerHandle, running_server
 
-__all__ = ["Mount", "force_unmount", "mounted", "tree_of", "wait_committed", "xetfs_cli"]
+__all__ = ["Mount", "force_unmount", "mounted", "seeded_server", "tree_of", "wait_committed", "xetfs_cli"]
 
 STATS_NAME = ".xetfs-stats"
 
@@ -64,6 +65,18 @@ def xetfs_cli(*args: str, env: dict[str, str] | None = None, timeout_s: float = 
     if check and done.returncode != 0:
         raise RuntimeError(f"xetfs {' '.join(args[:1])} failed ({done.returncode}): {done.stderr.strip()}")
     return done
+
+
+@contextmanager
+def seeded_server(tmp_path: Path, repo: str, files: Mapping[str, bytes]) -> Iterator[tuple[ServerHandle, Path]]:
+    """A running server (under ``tmp_path/server``) whose new ``repo`` holds ``files``, uploaded with the real
+    ``xetfs upload`` from ``tmp_path/seed`` -> (server, the seed folder)."""
+    with running_server(tmp_path / "server") as srv:
+        srv.create_repo(repo)
+        seed = tmp_path / "seed"
+        write_tree(seed, files)
+        xetfs_cli("upload", repo, str(seed), "--endpoint", srv.url, "--token", srv.token)
+        yield srv, seed
 
 
 def _is_mounted(path: Path) -> bool:
