@@ -180,7 +180,7 @@ def test_second_mount_sharing_the_cache_dir_fetches_nothing(repo, tmp_path: Path
     rel = "x/deep/odd.bin"
     with mounted(server, "org/demo", tmp_path / "a", cache_dir=cache) as a:
         assert (a.path / rel).read_bytes() == (src / rel).read_bytes()
-        with mounted(server, "org/demo", tmp_path / "b", cache_dir=cache) as b:
+        with mounted(server, "org/demo", tmp_path / "b", cache_dir=cache, args=["--read-only"]) as b:
             before = _served(server)
             assert (b.path / rel).read_bytes() == (src / rel).read_bytes()
             assert _served(server) == before

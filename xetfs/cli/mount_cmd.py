@@ -107,10 +107,13 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "debug", False):
         logging.getLogger("xetfs").setLevel(logging.INFO)   # mount/unmount and errors in the daemon log
 
-    def on_ready(error: str | None) -> None:
+    def on_ready(error: str | None, notice: str | None = None) -> None:
         nonlocal ready_fd
+        if error is None and notice and ready_fd is None:
+            print(f"xetfs: {notice}", file=sys.stderr)
         if ready_fd is not None:
-            os.write(ready_fd, f"{'ok' if error is None else 'error: ' + error}\n".encode())
+            line = f"error: {error}" if error is not None else f"ok {notice}" if notice else "ok"
+            os.write(ready_fd, f"{' '.join(line.split())}\n".encode())
             os.close(ready_fd)
             ready_fd = None
 
@@ -150,7 +153,9 @@ def _daemonise(args: argparse.Namespace, opts: "MountOptions") -> int:
                                 stdout=log_file, stderr=log_file, env=env, start_new_session=True)
     os.close(w)
     answer = _read_line(r, READY_TIMEOUT_S)
-    if answer == "ok":
+    if answer == "ok" or answer.startswith("ok "):
+        if answer[3:]:
+            print(f"xetfs: {answer[3:]}", file=sys.stderr)   # e.g. mounted read-only: the token cannot write
         return 0
     if proc.poll() is None and not answer:
         proc.terminate()

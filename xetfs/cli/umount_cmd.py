@@ -9,7 +9,11 @@ changes (conflicted files excluded); whatever is still pending then stays journa
 the next mount of the same repo, branch and cache dir uploads it. Then ``fusermount3 -u MOUNTPOINT`` runs
 (``--lazy`` adds ``-z``: detach now, finish when the last file closes) and the command waits up to --timeout
 seconds for the daemon (its pid comes from MOUNTPOINT/.xetfs-stats) to exit.
-Exit codes: 0 unmounted, 1 error (not mounted, busy, or the daemon did not exit).
+Paths that are not committed (the Hub refused them, or still pending after --upload-wait) are listed on
+stderr and the exit code is 1 even though the unmount succeeded: they stay journaled, and the next mount
+of the same repo, branch and cache dir retries them.
+Exit codes: 0 unmounted with everything committed, 1 error (not mounted, busy, the daemon did not exit, or
+paths left uncommitted).
 """
 from __future__ import annotations
 
@@ -41,35 +45,39 @@ def _pid_of(mountpoint: Path) -> int | None:
     return pid if isinstance(pid, int) else None
 
 
-def wait_for_uploads(mountpoint: Path, timeout_s: float) -> int:
-    """Poll the mount's counters until nothing is pending (conflicts aside); returns what is still pending."""
+def wait_for_uploads(mountpoint: Path, timeout_s: float) -> list[str]:
+    """Poll the mount's counters until nothing is pending (conflicts aside, at most ``timeout_s``); returns
+    the paths left uncommitted: ``path (failed: why)`` and ``path (pending)``."""
     from xetfs.fs.stats import read_stats
     from xetfs.errors import XetError
 
-    deadline = time.monotonic() + timeout_s
+    deadline = time.monotonic() + max(0.0, timeout_s)
     while True:
         try:
             write = read_stats(mountpoint).get("write") or {}
         except XetError:
-            return 0
+            return []
         pending = int(write.get("pending_files", 0))
         if pending == 0 or time.monotonic() >= deadline:
-            return pending
+            failed = write.get("failed") or {}
+            paths = [f"{p} (failed: {why})" for p, why in sorted(failed.items())]
+            shown = list(write.get("pending_paths") or [])
+            paths += [f"{p} (pending)" for p in shown]
+            if pending > len(shown):
+                paths.append(f"... and {pending - len(shown)} more pending")
+            return paths
         time.sleep(0.1)
 
 
-def unmount(mountpoint: Path, *, lazy: bool = False, timeout_s: float = 30.0, upload_wait_s: float = 300.0) -> None:
+def unmount(mountpoint: Path, *, lazy: bool = False, timeout_s: float = 30.0,
+            upload_wait_s: float = 300.0) -> list[str]:
+    """Unmount; returns the paths left uncommitted (see ``wait_for_uploads``)."""
     from xetfs.errors import ValidationError, XetError
     from xetfs.osutil.process import pid_alive
 
     if not os.path.ismount(mountpoint):
         raise ValidationError(f"{mountpoint} is not mounted")
-    left = wait_for_uploads(mountpoint, upload_wait_s) if upload_wait_s > 0 else 0
-    if left:
-        import sys
-
-        print(f"xetfs umount: {left} changes still pending after {upload_wait_s:g}s; they stay journaled and "
-              "the next mount uploads them", file=sys.stderr)
+    left = wait_for_uploads(mountpoint, upload_wait_s)
     pid = _pid_of(mountpoint)
     cmd = ["fusermount3", "-u", *(["-z"] if lazy else []), str(mountpoint)]
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -80,9 +88,18 @@ def unmount(mountpoint: Path, *, lazy: bool = False, timeout_s: float = 30.0, up
         if time.monotonic() > deadline:
             raise XetError(f"unmounted, but the daemon (pid {pid}) is still running after {timeout_s:g}s")
         time.sleep(0.05)
+    return left
 
 
 def run(args: argparse.Namespace) -> int:
-    unmount(Path(args.mountpoint).resolve(), lazy=args.lazy, timeout_s=args.timeout,
-            upload_wait_s=args.upload_wait)
+    import sys
+
+    left = unmount(Path(args.mountpoint).resolve(), lazy=args.lazy, timeout_s=args.timeout,
+                   upload_wait_s=args.upload_wait)
+    if left:
+        print(f"xetfs umount: unmounted, but {len(left)} paths are not committed (they stay journaled; the next "
+              "mount of the same repo, branch and cache dir retries them):", file=sys.stderr)
+        for line in left:
+            print(f"  {line}", file=sys.stderr)
+        return 1
     return 0

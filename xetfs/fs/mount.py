@@ -23,7 +23,7 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 from cachetools import LRUCache
@@ -194,12 +194,18 @@ def stats_snapshot(opts: MountOptions, commit: str, vfs: Vfs, fetcher: Fetcher,
                              bytes=int(write["pending_bytes"]) if write else 0))
 
 
-def run_mount(opts: MountOptions, on_ready: Callable[[str | None], None]) -> int:
+class Ready(Protocol):
+    """Tells the waiting parent the outcome: an error, or ready (with a notice for the user's terminal)."""
+
+    def __call__(self, error: str | None, notice: str | None = None) -> None: ...
+
+
+def run_mount(opts: MountOptions, on_ready: Ready) -> int:
     check_mountpoint(opts.mountpoint)
     return trio.run(_serve, opts, on_ready)
 
 
-async def _serve(opts: MountOptions, on_ready: Callable[[str | None], None]) -> int:
+async def _serve(opts: MountOptions, on_ready: Ready) -> int:
     import pyfuse3
 
     from xetfs.client.cas import CasClient, TokenProvider
@@ -212,6 +218,14 @@ async def _serve(opts: MountOptions, on_ready: Callable[[str | None], None]) -> 
         info = await hub.repo_info(opts.repo)
         commit = info.sha
         writable = not opts.read_only and await _is_branch(hub, opts.repo)
+        notice = None
+        if writable:
+            refused = await _write_refused(hub, opts.repo)
+            if refused is not None:
+                writable = False
+                notice = (f"the token cannot write to {opts.repo} ({refused}): mounted read-only, writes fail "
+                          "with EROFS")
+                log.warning("%s", notice)
         pinned = opts.repo.at(commit)
         tree = Tree(await hub.list_tree(pinned))
         tokens = TokenProvider(lambda: hub.xet_token(pinned, "read"))
@@ -235,7 +249,7 @@ async def _serve(opts: MountOptions, on_ready: Callable[[str | None], None]) -> 
                         await nursery.start(writeback.run)
                         if staging is not None and staging.pending:
                             writeback.kick()   # resume what the previous mount left journaled
-                    nursery.start_soon(_announce, opts, commit, len(tree), on_ready)
+                    nursery.start_soon(_announce, opts, commit, len(tree), on_ready, notice)
                     await pyfuse3.main()
                 finally:
                     pyfuse3.close(unmount=True)
@@ -260,15 +274,28 @@ async def _is_branch(hub: HubClient, repo: RepoRef) -> bool:
         return False
 
 
-def _open_staging(opts: MountOptions) -> Staging | None:
-    """The branch's staging area, or None (read-only) when another mount of it shares this cache dir."""
+async def _write_refused(hub: HubClient, repo: RepoRef) -> str | None:
+    """Why the token cannot write to ``repo`` (the Hub refuses it a write token), or None."""
+    from xetfs.transport.http import http_status_of
+
+    try:
+        await hub.xet_token(repo, "write")
+    except XetError as exc:
+        if http_status_of(exc) in (401, 403):
+            return str(exc)
+        log.info("cannot check write access to %s (%s); mounting writable", repo, exc)
+    return None
+
+
+def _open_staging(opts: MountOptions) -> Staging:
+    """The branch's staging area; a second writable mount of the same branch and cache dir fails."""
     from xetfs.write.staging import Staging, StagingBusy
 
     try:
         return Staging(staging_dir(opts), opts.staging_bytes)
-    except StagingBusy as exc:
-        log.warning("%s; this mount is read-only (give a second writable mount its own --cache-dir)", exc)
-        return None
+    except StagingBusy:
+        raise StagingBusy(f"another writable mount of {opts.repo} uses the cache dir {opts.cache_dir}: unmount it, "
+                          "give this mount its own --cache-dir, or mount --read-only") from None
 
 
 def _make_vfs(opts: MountOptions, hub: HubClient, tree: Tree, backend: RepoBackend, staging: Staging | None,
@@ -302,11 +329,11 @@ def _make_vfs(opts: MountOptions, hub: HubClient, tree: Tree, backend: RepoBacke
     return vfs, writeback
 
 
-async def _announce(opts: MountOptions, commit: str, entries: int, on_ready: Callable[[str | None], None]) -> None:
+async def _announce(opts: MountOptions, commit: str, entries: int, on_ready: Ready, notice: str | None) -> None:
     """Once pyfuse3.main serves (INIT answered): raise the readahead, then report readiness."""
     await raise_readahead(opts.mountpoint, opts.read_ahead_kb)
     log.info("mounted %s (commit %s, %d entries) at %s", opts.repo, commit, entries, opts.mountpoint)
-    on_ready(None)
+    on_ready(None, notice)
 
 
 async def _on_signals(terminate: Callable[[], None]) -> None:

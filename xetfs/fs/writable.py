@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import trio
 
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import AlreadyExists, Forbidden, NotFound, XetError
-from xetfs.fs.staged_vfs import Invalid, StagedVfs
-from xetfs.fs.vfs import ROOT_INODE, STATS_INODE, Attr, IsADirectory, NotADirectory
+from xetfs.fs.staged_vfs import Invalid, StagedVfs, WritableBackend
+from xetfs.fs.vfs import ROOT_INODE, STATS_INODE, Attr, IsADirectory, NotADirectory, Tree
 from xetfs.write.journal import Record, RegularRef, XetRef
-from xetfs.write.staging import Change
+from xetfs.write.staging import Change, Staging
 from xetfs.write.upload import XetFile
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,13 @@ class NotEmpty(XetError):
 
 class WritableVfs(StagedVfs):
     """A branch mounted writable (see the module docstring)."""
+
+    def __init__(self, tree: Tree, backend: WritableBackend, staging: Staging, *, commit: str,
+                 kick: Callable[[], None] = lambda: None, **kwargs: Any) -> None:
+        super().__init__(tree, backend, staging, commit=commit, kick=kick, **kwargs)
+        # Files the branch holds as far as this mount knows (the listing, then its own commits): a delete of
+        # any other path (a temp file renamed over its target) changes nothing and is not counted as pending.
+        self.repo_paths = {tree.path(f) for f in tree.files_under(ROOT_INODE)}
 
     def _child(self, parent: int, name: str) -> int:
         self.tree.check(parent)
@@ -62,7 +71,7 @@ class WritableVfs(StagedVfs):
         if self.tree.is_dir(ino):
             raise IsADirectory(self.tree.path(ino))
         path = self.tree.path(ino)
-        line = self.staging.delete(path)
+        line = self.staging.delete(path, in_repo=path in self.repo_paths)
         self._remove_file(ino)
         await self.staging.persist([line])
         self.kick()
@@ -99,7 +108,7 @@ class WritableVfs(StagedVfs):
         lines: list[Record | None] = []
         for f, old in old_paths.items():
             lines.append(await self._moved(f, old, self.tree.path(f)))
-            lines.append(self.staging.delete(old))
+            lines.append(self.staging.delete(old, in_repo=old in self.repo_paths))
         if target is not None:
             self._maybe_detach(target)   # its pending put was just replaced
         await self.staging.persist(lines)
@@ -142,6 +151,10 @@ class WritableVfs(StagedVfs):
 
     def committed(self, path: str, change: Change, commit: str, xet_file: XetFile | None) -> None:
         """``change`` of ``path`` is in ``commit``: show the repo's copy, drop staged data nobody needs."""
+        if change.kind == "del":
+            self.repo_paths.discard(path)
+        else:
+            self.repo_paths.add(path)
         ino = self.tree.resolve(path)
         if ino is None or self.tree.is_dir(ino):
             return

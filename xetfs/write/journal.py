@@ -101,6 +101,7 @@ class Put:
 class Del:
     path: str
     gen: int
+    in_repo: bool = True      # False: the path was not in the repo when it was deleted
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +186,7 @@ def encode(r: Record) -> dict[str, Any]:
             out["remote"] = _remote_json(r.remote)
         return out
     if isinstance(r, Del):
-        return {"t": "del", "path": r.path, "gen": r.gen}
+        return {"t": "del", "path": r.path, "gen": r.gen, **({} if r.in_repo else {"absent": True})}
     if isinstance(r, Done):
         return {"t": "done", "path": r.path, "gen": r.gen}
     if isinstance(r, Conflicted):
@@ -206,7 +207,7 @@ def decode(d: dict[str, Any]) -> Record:
             return Put(path, gen, _staged_of(d["staged"]) if d.get("staged") else None,
                        _remote_of(d["remote"]) if d.get("remote") else None)
         if t == "del":
-            return Del(path, gen)
+            return Del(path, gen, not d.get("absent", False))
         if t == "done":
             return Done(path, gen)
         if t == "conflict":

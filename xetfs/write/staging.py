@@ -62,6 +62,12 @@ class Change:
     conflict: str | None = None            # head commit that changed the path too: kept staged
     failed: str | None = None              # the Hub's permanent refusal: kept staged, not retried
     intent: Expect | None = None           # expected head entry once committed (idempotent resume)
+    in_repo: bool = True                   # a delete: the path may exist in the repo
+
+    @property
+    def counts(self) -> bool:
+        """Whether committing this change may change the repo (a delete of a path it never had does not)."""
+        return self.kind == "put" or self.in_repo
 
     @property
     def held(self) -> bool:
@@ -124,7 +130,8 @@ class Staging:
         for path, r in latest.items():
             if isinstance(r, Done):
                 continue
-            change = Change(r.gen, "put", remote=r.remote) if isinstance(r, Put) else Change(r.gen, "del")
+            change = (Change(r.gen, "put", remote=r.remote) if isinstance(r, Put)
+                      else Change(r.gen, "del", in_repo=r.in_repo))
             for note in notes.get((path, r.gen), ()):
                 _annotate(change, note)
             if isinstance(r, Put) and r.staged is not None:
@@ -171,7 +178,7 @@ class Staging:
     @staticmethod
     def _line(path: str, c: Change) -> Put | Del:
         if c.kind == "del":
-            return Del(path, c.gen)
+            return Del(path, c.gen, c.in_repo)
         return Put(path, c.gen, c.staged.record() if c.staged is not None else None, c.remote)
 
     # -- staged files
@@ -289,8 +296,10 @@ class Staging:
         self._set(path, change)
         return self._line(path, change)
 
-    def delete(self, path: str) -> Put | Del:
-        change = Change(self._next_gen(), "del")
+    def delete(self, path: str, *, in_repo: bool = True) -> Put | Del:
+        """A delete of ``path``; ``in_repo=False`` when the repo is known not to hold it (not counted as
+        pending, still committed: a commit in flight may add it)."""
+        change = Change(self._next_gen(), "del", in_repo=in_repo)
         self._set(path, change)
         return self._line(path, change)
 

@@ -52,6 +52,7 @@ from xetfs.transport.http import http_status_of
 from xetfs.transport.retry import RetryPolicy, backoff_delay
 from xetfs.write.journal import Deleted, Expect, HoldsBlob, HoldsXet, Record, Remote, XetRef
 from xetfs.write.shardcache import ShardCache
+from xetfs.write.stats import PENDING_PATHS_SHOWN, RECENT_COMMITS, CommitStats, WritebackStats
 from xetfs.write.staged import StagedFile
 from xetfs.write.staging import Change, Staging
 from xetfs.write.upload import PreparedCommit, UploadParams, UploadStats, XetFile, prepare_commit_ops
@@ -74,42 +75,6 @@ class Target(Protocol):
     def busy(self, change: Change) -> bool: ...
     async def materialize(self, sf: StagedFile) -> None: ...
     def committed(self, path: str, change: Change, commit: str, xet_file: XetFile | None) -> None: ...
-
-
-RECENT_COMMITS = 16
-
-
-@dataclass(frozen=True, slots=True)
-class CommitStats:
-    """What one commit of the writeback sent and what it found already stored, by source."""
-
-    commit: str
-    changes: int
-    uploaded_bytes: int            # serialized xorb bytes sent
-    new_bytes: int                 # chunk bytes that went into new xorbs
-    deduplicated_bytes: int
-    deduplicated_by_source: dict[str, int]
-
-    def to_json(self) -> dict[str, object]:
-        return {"commit": self.commit, "changes": self.changes, "uploaded_bytes": self.uploaded_bytes,
-                "new_bytes": self.new_bytes, "deduplicated_bytes": self.deduplicated_bytes,
-                "deduplicated_by_source": self.deduplicated_by_source}
-
-
-@dataclass(slots=True)
-class WritebackStats:
-    commits: int = 0
-    last_commit: str | None = None
-    files_committed: int = 0
-    uploaded_bytes: int = 0        # serialized xorb bytes sent
-    new_bytes: int = 0             # chunk bytes that went into new xorbs
-    deduplicated_bytes: int = 0    # chunk bytes found already stored
-    upload_errors: int = 0
-    last_error: str | None = None
-    uploading: bool = False
-    already_committed: int = 0     # resumed changes the head already held (no second commit)
-    deduplicated_by_source: dict[str, int] = field(default_factory=dict)   # upload.FROM_* -> bytes
-    recent_commits: list[CommitStats] = field(default_factory=list)        # the last RECENT_COMMITS
 
 
 def permanent(exc: BaseException) -> bool:
@@ -156,7 +121,12 @@ class Writeback:
         return {p: c for p, c in self.staging.pending.items() if not c.held and not self.target.busy(c)}
 
     def pending_files(self) -> int:
-        return sum(1 for c in self.staging.pending.values() if not c.held)
+        return len(self.pending_paths())
+
+    def pending_paths(self) -> list[str]:
+        """Paths whose change is still to be committed (a delete of a path the repo never had, like the temp
+        file of a save-then-rename, is not counted: committing it changes nothing)."""
+        return sorted(p for p, c in self.staging.pending.items() if not c.held and c.counts)
 
     async def journal_base(self) -> None:
         """Make the base the pending changes apply to durable before any change is journaled: a resumed
@@ -164,7 +134,18 @@ class Writeback:
         if self.staging.base_commit != self.base:
             await self.staging.persist([self.staging.set_base(self.base)])
 
+    def retry_failed(self) -> list[str]:
+        """Make the changes the Hub refused before pending again (a new mount may hold a token that can
+        write); a refusal that persists marks them failed again. Returns their paths."""
+        paths = sorted(p for p, c in self.staging.pending.items() if c.failed is not None)
+        for p in paths:
+            self.staging.pending[p].failed = None
+        if paths:
+            log.warning("retrying %d changes the Hub refused before: %s", len(paths), ", ".join(paths[:10]))
+        return paths
+
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        self.retry_failed()
         await self.journal_base()
         task_status.started()
         # the shared pure schedule (xetfs.transport.retry), without jitter: retry_min_s doubling up to retry_max_s
@@ -373,7 +354,9 @@ class Writeback:
 
     def snapshot(self) -> dict[str, Any]:
         s = self.stats
-        return {"pending_files": self.pending_files(), "pending_bytes": self.staging.pending_bytes(),
+        pending = self.pending_paths()
+        return {"pending_files": len(pending), "pending_paths": pending[:PENDING_PATHS_SHOWN],
+                "pending_bytes": self.staging.pending_bytes(),
                 "staging_bytes": self.staging.used_bytes, "staging_limit_bytes": self.staging.limit_bytes,
                 "uploaded_bytes": s.uploaded_bytes, "new_bytes": s.new_bytes,
                 "deduplicated_bytes": s.deduplicated_bytes, "commits": s.commits, "last_commit": s.last_commit,
