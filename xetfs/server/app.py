@@ -2,6 +2,7 @@
 
 ``make_app(state)`` installs the error middleware (``middleware``) and the route modules: ``routes.ops``
 (health, metrics), ``routes.cas`` and ``routes.data`` (the Xet CAS API), ``routes.discussions`` (pull requests),
+``routes.listings`` (listings, settings, moves, tags),
 ``routes.hub`` (the Hub API) and
 ``routes.resolve`` (plain-HTTP file reads). Shared state is ``context.State``.
 """
@@ -11,7 +12,7 @@ from aiohttp import web
 
 from xetfs.server.context import STATE, State
 from xetfs.server.middleware import error_middleware
-from xetfs.server.routes import cas, data, discussions, hub, ops, resolve
+from xetfs.server.routes import cas, data, discussions, hub, listings, ops, resolve
 
 __all__ = ["State", "make_app"]
 
@@ -19,6 +20,6 @@ __all__ = ["State", "make_app"]
 def make_app(state: State) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 ** 3)
     app[STATE] = state
-    for routes in (ops, cas, data, discussions, hub, resolve):     # before hub: its catch-all is last
+    for routes in (ops, cas, data, discussions, listings, hub, resolve):     # before hub: its catch-all is last
         routes.setup(app)
     return app

@@ -19,6 +19,9 @@ Versions (the SQLite numbers are those of the first release, where ``PRAGMA user
 4. ``discussions`` (repo, num -> kind, title, status, author, target branch, merge commit) and
    ``discussion_events`` (repo, num, seq -> type, author, date, JSON data): discussions and pull requests
    (``metadata.discussions``); a pull request's head is the ref ``refs/pr/{num}`` in ``refs``.
+5. ``repo_settings`` (repo, key -> value: ``gated``) and ``repo_redirects`` (type, old repo id -> repo): what
+   ``update_repo_settings`` sets besides ``private``, and the names a moved repo answers to
+   (``metadata.repoadmin``).
 
 Trees are stored as zlib-compressed canonical JSON (``encode_tree`` / ``decode_tree``); ``index_tree``
 adds a tree's Xet files to ``repo_files`` (used by commits and by the version-1 backfill).
@@ -81,6 +84,13 @@ CREATE TABLE IF NOT EXISTS discussion_events(repo {int} NOT NULL, num {int} NOT 
     type TEXT NOT NULL, author TEXT, created {float} NOT NULL, data TEXT NOT NULL, PRIMARY KEY(repo, num, seq));
 """
 
+_V5 = """
+CREATE TABLE IF NOT EXISTS repo_settings(repo {int} NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY(repo, key));
+CREATE TABLE IF NOT EXISTS repo_redirects(type TEXT NOT NULL, old_id TEXT NOT NULL, repo {int} NOT NULL,
+    PRIMARY KEY(type, old_id));
+"""
+
 _TERM_BYTES = 44                    # packed term: raw xorb hash (32), chunk start, chunk end, bytes (u32 each)
 
 
@@ -127,6 +137,7 @@ MIGRATIONS = (
     Migration(2, "settings: cluster-wide values (server secret)", _V2),
     Migration(3, "file_xorbs: files referencing each xorb (backfilled)", _V3, _backfill_file_xorbs),
     Migration(4, "discussions and pull requests, with their events", _V4),
+    Migration(5, "repo settings (gated) and redirects of moved repos", _V5),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -309,6 +309,9 @@ class Metadata:
     def repo(self, repo_type: str, repo_id: str) -> Repo | None:
         row = self._one("SELECT id, type, repo_id, private, created FROM repos WHERE type=? AND repo_id=?",
                         (repo_type, repo_id))
+        if row is None:                 # a moved repo answers to its old names (metadata.repoadmin)
+            row = self._one("SELECT r.id, r.type, r.repo_id, r.private, r.created FROM repo_redirects x "
+                            "JOIN repos r ON r.id = x.repo WHERE x.type=? AND x.old_id=?", (repo_type, repo_id))
         return Repo(int(row[0]), row[1], row[2], bool(row[3]), row[4]) if row else None
 
     def repo_by_key(self, key: str) -> Repo | None:

@@ -25,7 +25,7 @@ from xetfs.server.context import State, state_of
 from xetfs.server.errors import EntryNotFound, RepoNotFound, RevisionNotFound
 from xetfs.server.metadata.store import Commit, Repo
 from xetfs.server.request import base_url, json_body, principal, read_body
-from xetfs.server.services import pulls, repos
+from xetfs.server.services import admin, pulls, repos
 from xetfs.server.services.commits import list_tree, make_commit, paths_info, upload_mode
 from xetfs.server.services.repos import iso, lookup_repo, resolve_rev
 from xetfs.server.services.validation import check_repo_name
@@ -125,11 +125,12 @@ async def _repo_and_commit(rr: RepoRequest, scope: str) -> tuple[Principal, Repo
 async def _info(rr: RepoRequest) -> web.Response:
     _, repo, commit = await _repo_and_commit(rr, "read")
     tree = await rr.st.run(rr.st.meta.tree, commit.tree)
-    ns = rr.repo_id.split("/")[0]
+    name = repo.repo_id                 # the current name, also when asked by an old one (a moved repo)
     return web.json_response({
-        "_id": rr.repo_id, "id": rr.repo_id, "modelId": rr.repo_id, "author": ns, "sha": commit.oid,
+        "_id": name, "id": name, "modelId": name, "author": name.split("/")[0], "sha": commit.oid,
         "lastModified": iso(commit.date), "createdAt": iso(repo.created), "private": repo.private,
-        "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": [],
+        "gated": await rr.st.run(admin.gated, rr.st, repo), "disabled": False, "downloads": 0, "likes": 0,
+        "tags": [],
         "siblings": [{"rfilename": p} for p in sorted(tree)]})
 
 
