@@ -78,7 +78,8 @@ def user_repos(st: State, who: Principal | None, namespace: str | None) -> list[
         for x in admin(st).listing(repo_type, namespace, None):
             if not may_read(st, who, x.repo):
                 continue
-            tree = st.meta.tree(st.meta.commit(x.repo, x.sha).tree) if x.sha and st.meta.commit(x.repo, x.sha) else {}
+            head = st.meta.commit(x.repo, x.sha) if x.sha else None
+            tree = st.meta.tree(head.tree) if head is not None else {}
             out.append({"id": x.repo.repo_id, "type": repo_type, "updatedAt": iso(x.last_modified),
                         "visibility": "private" if x.repo.private else "public",
                         "storage": sum(int(e.get("size", 0)) for e in tree.values()), "storagePercent": 0})
