@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "inspect": "inspect_cmd",
     "serve": "serve_cmd",
     "fsck": "fsck_cmd",
+    "gc": "gc_cmd",
     "token": "token_cmd",
     "upload": "upload_cmd",
     "download": "download_cmd",

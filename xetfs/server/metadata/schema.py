@@ -22,6 +22,8 @@ Versions (the SQLite numbers are those of the first release, where ``PRAGMA user
 5. ``repo_settings`` (repo, key -> value: ``gated``) and ``repo_redirects`` (type, old repo id -> repo): what
    ``update_repo_settings`` sets besides ``private``, and the names a moved repo answers to
    (``metadata.repoadmin``).
+6. ``gc_doomed`` (xorb hash, since): xorbs the garbage collector is deleting; no shard may reference one and
+   no upload may register one until the collector is done (``metadata.gcstore``).
 
 Trees are stored as zlib-compressed canonical JSON (``encode_tree`` / ``decode_tree``); ``index_tree``
 adds a tree's Xet files to ``repo_files`` (used by commits and by the version-1 backfill).
@@ -91,6 +93,10 @@ CREATE TABLE IF NOT EXISTS repo_redirects(type TEXT NOT NULL, old_id TEXT NOT NU
     PRIMARY KEY(type, old_id));
 """
 
+_V6 = """
+CREATE TABLE IF NOT EXISTS gc_doomed(xorb_hash TEXT PRIMARY KEY, since {float} NOT NULL);
+"""
+
 _TERM_BYTES = 44                    # packed term: raw xorb hash (32), chunk start, chunk end, bytes (u32 each)
 
 
@@ -138,6 +144,7 @@ MIGRATIONS = (
     Migration(3, "file_xorbs: files referencing each xorb (backfilled)", _V3, _backfill_file_xorbs),
     Migration(4, "discussions and pull requests, with their events", _V4),
     Migration(5, "repo settings (gated) and redirects of moved repos", _V5),
+    Migration(6, "gc_doomed: xorbs being garbage-collected", _V6),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -48,6 +48,7 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.errors import AlreadyExists, NotFound
 from xetfs.server.metadata.connect import open_database
 from xetfs.server.metadata.database import Database, Tx
+from xetfs.server.metadata.gcstore import check_shard_xorbs, refuse_doomed
 from xetfs.server.metadata.schema import SCHEMA_VERSION, decode_tree, encode_tree, index_tree, migrate
 
 __all__ = ["SCHEMA_VERSION", "Commit", "FileRecord", "Metadata", "Repo", "StoredTerm", "TokenRecord",
@@ -182,7 +183,11 @@ class Metadata:
              array("Q", rec.chunk_offsets).tobytes(), time.time()))]
         stmts += [("INSERT INTO dedup_chunks VALUES (?,?,NULL) ON CONFLICT DO NOTHING", (c, h))
                   for c in sorted({str(c) for c in dedup_chunks})]
-        return self._write(stmts)[0] == 1
+
+        def register(tx: Tx) -> bool:
+            refuse_doomed(tx, [h])              # being garbage-collected: the client retries after it
+            return [tx.execute(sql, args) for sql, args in stmts][0] == 1
+        return self._db.write(register)
 
     def xorb(self, xorb_hash: MerkleHash) -> XorbRecord | None:
         key = str(xorb_hash)
@@ -203,7 +208,13 @@ class Metadata:
         return rec
 
     def has_xorb(self, xorb_hash: MerkleHash) -> bool:
-        return self.xorb(xorb_hash) is not None
+        """Asked of the database, not the cache: a garbage collector elsewhere may have dropped the xorb."""
+        key = str(xorb_hash)
+        if self._one("SELECT 1 FROM xorbs WHERE hash=?", (key,)) is not None:
+            return True
+        with self._lock:
+            self._xorb_cache.pop(key, None)
+        return False
 
     def dedup_xorb(self, chunk: MerkleHash) -> MerkleHash | None:
         return self.dedup_entry(chunk)[0]
@@ -243,7 +254,12 @@ class Metadata:
         stmts += [("INSERT INTO dedup_chunks VALUES (?,?,?) ON CONFLICT(chunk_hash) DO UPDATE "
                    "SET file_hash=excluded.file_hash WHERE dedup_chunks.file_hash IS NULL", (c, x, f))
                   for c, x, f in sorted({(str(c), str(x), str(f)) for c, x, f in dedup_chunks})]
-        counts = self._write(stmts)
+        xorbs = {str(t.xorb_hash) for f in ordered for t in f.terms}
+
+        def register(tx: Tx) -> list[int]:
+            check_shard_xorbs(tx, xorbs)        # none swept or being swept by the garbage collector
+            return [tx.execute(sql, args) for sql, args in stmts]
+        counts = self._db.write(register)
         return any(c for (sql, _), c in zip(stmts, counts) if "repo_uploads" not in sql)
 
     def file(self, file_hash: MerkleHash) -> FileRecord | None:

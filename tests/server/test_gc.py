@@ -1,0 +1,105 @@
+"""``xetfs gc`` against a real ``xetfs serve`` (SQLite, local store): a deleted repo's 3 versions of a 64 MiB
+file are freed to the byte while a repo sharing their chunks stays byte-exact; an upload between its xorbs
+and its shard survives a collection (grace period), and with no grace its shard is refused, not accepted
+broken; ``--dry-run`` changes nothing; deletions are in the audit log."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xetfs.testing.cas import build_file, upload
+from xetfs.testing.deps import required
+from xetfs.testing.hub import cas_token, commit, lfs_file
+from xetfs.testing.server import ServerHandle, env_for_hf, make_bytes, running_server
+
+required("huggingface_hub")
+from huggingface_hub import HfApi, hf_hub_download  # noqa: E402
+
+MiB = 1024 * 1024
+
+
+def _gc(srv: ServerHandle, *args: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "xetfs.cli.main", "gc", "--data", str(srv.data_dir), "--json", *args],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def _metadata_bytes(srv: ServerHandle) -> int:
+    return sum(p.stat().st_size for p in srv.data_dir.iterdir() if p.name.startswith("metadata.sqlite3")
+               or p.name == "audit.log")
+
+
+@pytest.mark.usefixtures("hf_client_env")
+def test_gc_frees_a_deleted_repo_and_keeps_a_sharing_one(tmp_path: Path) -> None:
+    with running_server(tmp_path) as srv:
+        api = HfApi(endpoint=srv.url, token=srv.token)
+        api.create_repo("t/keep")
+        shared = make_bytes("float32", 16 * MiB, 1)
+        api.upload_file(path_or_fileobj=shared, path_in_repo="x.bin", repo_id="t/keep")
+        objects0, total0 = _bytes(srv.data_dir / "objects"), _bytes(srv.data_dir)
+
+        api.create_repo("t/big")
+        versions = [shared + make_bytes("float32", 48 * MiB, 2), make_bytes("float32", 64 * MiB, 3),
+                    make_bytes("float32", 64 * MiB, 4)]
+        api.upload_file(path_or_fileobj=versions[0], path_in_repo="w.bin", repo_id="t/big")
+        assert _bytes(srv.data_dir / "objects") - objects0 < 56 * MiB      # v1 reuses t/keep's chunks
+        for v in versions[1:]:
+            api.upload_file(path_or_fileobj=v, path_in_repo="w.bin", repo_id="t/big")
+        assert _bytes(srv.data_dir / "objects") - objects0 > 150 * MiB
+
+        assert _gc(srv, "--grace", "0")["xorbs"] == 0                     # every version is history of t/big
+        api.delete_repo("t/big")
+        dry = _gc(srv, "--grace", "0", "--dry-run")
+        assert dry["xorbs"] > 0 and _bytes(srv.data_dir / "objects") - objects0 > 150 * MiB
+        done = _gc(srv, "--grace", "0")
+        assert (done["xorbs"], done["shards"], done["spared"]) == (dry["xorbs"], dry["shards"], 0)
+        assert _bytes(srv.data_dir / "objects") == objects0                # to the byte
+        assert _bytes(srv.data_dir) - total0 <= _metadata_bytes(srv)
+        audit = [json.loads(line) for line in (srv.data_dir / "audit.log").read_text().splitlines()]
+        assert sum(a["action"] == "gc_delete" for a in audit) == done["xorbs"] + done["shards"]
+        assert _gc(srv, "--grace", "0")["xorbs"] == 0                     # nothing left to collect
+
+        p = hf_hub_download("t/keep", "x.bin", endpoint=srv.url, token=srv.token, cache_dir=tmp_path / "c")
+        assert Path(p).read_bytes() == shared
+        # the same bytes upload again (a fresh client: its local cache does not name the swept xorbs)
+        api.create_repo("t/big")
+        (tmp_path / "w.bin").write_bytes(versions[2])
+        hf = Path(sys.executable).with_name("hf")
+        out = subprocess.run([str(hf), "upload", "t/big", str(tmp_path / "w.bin"), "w.bin"], capture_output=True,
+                             text=True, timeout=300, env=env_for_hf(tmp_path / "hf2", srv.url, srv.token))
+        assert out.returncode == 0, out.stderr
+        p = hf_hub_download("t/big", "w.bin", endpoint=srv.url, token=srv.token, cache_dir=tmp_path / "d")
+        assert Path(p).read_bytes() == versions[2]
+
+
+def test_gc_between_xorbs_and_shard(tmp_path: Path) -> None:
+    with running_server(tmp_path) as srv:
+        srv.create_repo("t/demo")
+        token = cas_token(srv)
+        f = build_file(size=3 * MiB, seed=31, xorbs=2)
+        for x in f.xorbs:                                                  # the xorbs, not yet the shard
+            assert srv.request("POST", f"/v1/xorbs/default/{x.hash}", x.data, token=token)[0] == 200
+        assert _gc(srv)["xorbs"] == 0                                      # within the default 24 h grace
+        assert srv.request("POST", "/v1/shards", f.shard(), token=token)[0] == 200
+        assert commit(srv, "t/demo", [lfs_file("a.bin", f.sha256, len(f.data))])[0] == 200
+        assert srv.request("GET", "/t/demo/resolve/main/a.bin")[2] == f.data
+
+        g = build_file(size=3 * MiB, seed=32, xorbs=2)
+        for x in g.xorbs:
+            assert srv.request("POST", f"/v1/xorbs/default/{x.hash}", x.data, token=token)[0] == 200
+        assert _gc(srv, "--grace", "0")["xorbs"] == 2                      # no grace: the lone xorbs go
+        status, _, body = srv.request("POST", "/v1/shards", g.shard(), token=token)
+        assert status == 400 and b"not stored" in body                     # refused, not accepted broken
+        assert upload(srv, g, token) == (200, 200)                         # the client uploads them again
+        assert commit(srv, "t/demo", [lfs_file("b.bin", g.sha256, len(g.data))])[0] == 200
+        assert srv.request("GET", "/t/demo/resolve/main/b.bin")[2] == g.data
+        assert srv.request("GET", "/t/demo/resolve/main/a.bin")[2] == f.data

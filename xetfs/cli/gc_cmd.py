@@ -1,0 +1,80 @@
+"""Delete the xorbs, shards and file records of a `xetfs serve` store that no repo reaches any more.
+
+Live: every Xet file named by any commit of any repo (every branch, tag and pull request ref, and all their
+history), and everything uploaded within the grace period (an upload in flight keeps its xorbs). The rest
+is deleted; each deletion goes to DIR/audit.log (``gc_delete``).
+
+  xetfs gc --data DIR --dry-run                      # what would go; changes nothing
+  xetfs gc --data DIR --grace 24h                    # the default grace period
+  xetfs gc --data DIR --storage s3://BUCKET/PREFIX --s3-endpoint URL --db postgresql://…
+
+Safe while the server runs, on one node or many (one collector at a time per database). A shard that names
+a xorb being deleted is refused (the client uploads it again). Progress on stderr; the summary on stdout
+(``--json`` for a JSON object; with ``--dry-run --json`` it lists the objects).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+HELP = "delete stored objects of `xetfs serve` that no repo reaches (after a grace period)"
+
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd]?)$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    m = _DURATION.match(text.strip())
+    if m is None:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 0, 90s, 30m, 24h, 7d)")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, type=Path, help="the server's data directory")
+    parser.add_argument("--storage", metavar="URL", help="s3://BUCKET/PREFIX (default: DIR/objects)")
+    parser.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint")
+    parser.add_argument("--db", metavar="URL", help="metadata database (default: SQLite under DIR)")
+    parser.add_argument("--grace", type=duration, default=24 * 3600.0, metavar="DURATION",
+                        help="keep anything uploaded more recently than this (default 24h; 0 = nothing)")
+    parser.add_argument("--dry-run", action="store_true", help="only report what would be deleted")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from xetfs.errors import NotFound
+    from xetfs.server.context import AuditLog
+    from xetfs.server.metadata.store import Metadata
+    from xetfs.server.services.gc import collect
+    from xetfs.server.stores.base import Closable
+    from xetfs.server.stores.config import local_store, open_store
+
+    data: Path = args.data
+    if not args.db and not (data / "metadata.sqlite3").is_file():
+        raise NotFound(f"no xetfs serve data directory at {data}")
+    storage = open_store(args.storage, args.s3_endpoint) or local_store(data)
+    meta = Metadata(args.db or data / "metadata.sqlite3")
+    try:
+        report = collect(meta, storage, AuditLog(data / "audit.log"), grace_s=args.grace, dry_run=args.dry_run,
+                         now=time.time(), progress=lambda line: print(f"gc: {line}", file=sys.stderr, flush=True))
+    finally:
+        meta.close()
+        if isinstance(storage, Closable):
+            storage.close()
+    if args.json:
+        out = report.summary()
+        if args.dry_run:
+            out.update(xorb_keys=[f"xorbs/{x}" for x in report.xorbs], shard_keys=[f"shards/{s}" for s in report.shards])
+        print(json.dumps(out))
+    else:
+        if args.dry_run:
+            for key in [f"xorbs/{x}" for x in report.xorbs] + [f"shards/{s}" for s in report.shards]:
+                print(f"would delete {key}")
+        verb = "would delete" if args.dry_run else "deleted"
+        print(f"{verb} {len(report.xorbs)} xorbs, {len(report.shards)} shards, {len(report.files)} file records "
+              f"({report.bytes} bytes); kept {report.live_xorbs} xorbs of {report.live_files} files")
+    return 0

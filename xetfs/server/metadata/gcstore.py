@@ -1,0 +1,156 @@
+"""The garbage collector's queries and transactions (SQLite or PostgreSQL); the algorithm is ``services.gc``.
+
+Roots: the tree of EVERY stored commit of every existing repo (branch heads, tags, ``refs/pr/N``, and all
+history: deleting a repo deletes its commits). A file is live if a root names it or it was registered within
+the grace period; a xorb is live if a live file's terms use it or it was stored within the grace period.
+
+Deleting a xorb races with uploads that name it (a dedup answer given before the collection, a re-upload of
+the same xorb), so it goes in three steps, each one transaction:
+
+1. ``doom``: the xorb enters ``gc_doomed`` and leaves ``dedup_chunks`` (no new dedup answer names it), but only
+   if no file references it any more. From now on ``check_shard_xorbs`` refuses a shard naming it and
+   ``refuse_doomed`` refuses registering it again (503: retry after the collection).
+2. ``drop_xorbs``: its index row goes, unless a file references it after all (then it is spared).
+3. after the store objects are deleted, ``release``: the doomed rows go; an upload may bring it back.
+
+``sweep_files`` deletes a dead file's rows unless a commit named it meanwhile (``repo_files`` is written in
+the commit's transaction). The lock (``acquire``/``release_lock``) is a lease row in ``settings``: one
+collector per database, across nodes.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from xetfs.errors import TransientError, ValidationError
+from xetfs.server.metadata.database import Database, Tx
+from xetfs.server.metadata.schema import decode_tree
+
+__all__ = ["GcStore", "check_shard_xorbs", "refuse_doomed"]
+
+LOCK_KEY = "gc_lock"
+BATCH = 500                          # rows per statement batch inside one transaction
+
+
+def refuse_doomed(tx: Tx, xorbs: Sequence[str]) -> None:
+    """Inside an upload's transaction: 503 if a xorb is being collected (the client retries after it)."""
+    for x in xorbs:
+        if tx.one("SELECT 1 FROM gc_doomed WHERE xorb_hash=?", (x,)) is not None:
+            raise TransientError(f"xorb {x} is being garbage-collected; retry")
+
+
+def check_shard_xorbs(tx: Tx, xorbs: Iterable[str]) -> None:
+    """Inside a shard's transaction: every xorb its files use is stored and not being collected."""
+    for x in sorted(set(xorbs)):
+        row = tx.one("SELECT (SELECT 1 FROM xorbs WHERE hash=?), (SELECT 1 FROM gc_doomed WHERE xorb_hash=?)", (x, x))
+        if row[0] is None or row[1] is not None:
+            raise ValidationError(f"shard references xorb {x}, which is not stored (garbage-collected): upload it again")
+
+
+def _batches(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), BATCH):
+        yield items[i:i + BATCH]
+
+
+class GcStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    # ------------------------------------------------------------------ the lease
+    def acquire(self, owner: str, ttl_s: float, now: float) -> bool:
+        """Take the collector lease (free, expired, or already ours) -> True; another live holder -> False."""
+        def take(tx: Tx) -> bool:
+            value = f"{owner} {now + ttl_s!r}"
+            if tx.execute("INSERT INTO settings VALUES (?,?) ON CONFLICT DO NOTHING", (LOCK_KEY, value)) == 1:
+                return True
+            old = tx.one("SELECT value FROM settings WHERE key=?", (LOCK_KEY,))[0]
+            holder, _, until = str(old).rpartition(" ")
+            if holder != owner and float(until) > now:
+                return False
+            return tx.execute("UPDATE settings SET value=? WHERE key=? AND value=?", (value, LOCK_KEY, old)) == 1
+        return bool(self._db.write(take))
+
+    def release_lock(self, owner: str) -> None:
+        self._db.write(lambda tx: tx.execute("DELETE FROM settings WHERE key=? AND value LIKE ?", (LOCK_KEY, owner + " %")))
+
+    # ------------------------------------------------------------------ mark
+    def root_files(self) -> set[str]:
+        """Xet files named by any tree of any commit of an existing repo."""
+        live: set[str] = set()
+        for (oid,) in self._db.all("SELECT DISTINCT c.tree FROM commits c JOIN repos r ON r.id = c.repo"):
+            row = self._db.one("SELECT data FROM trees WHERE oid=?", (oid,))
+            if row is not None:
+                live.update(e["xet"] for e in decode_tree(bytes(row[0])).values() if "xet" in e)
+        return live
+
+    def files(self) -> list[tuple[str, bytes, float]]:
+        return [(r[0], bytes(r[1]), float(r[2])) for r in self._db.all("SELECT hash, terms, created FROM files")]
+
+    def xorbs(self) -> list[tuple[str, int, float]]:
+        return [(r[0], int(r[1]), float(r[2])) for r in self._db.all("SELECT hash, stored_bytes, created FROM xorbs")]
+
+    def shards(self) -> list[tuple[str, int, float]]:
+        return [(r[0], int(r[1]), float(r[2])) for r in self._db.all("SELECT hash, size, created FROM shards")]
+
+    def existing_files(self, hashes: Sequence[str]) -> set[str]:
+        out: set[str] = set()
+        for h in hashes:
+            if self._db.one("SELECT 1 FROM files WHERE hash=?", (h,)) is not None:
+                out.add(h)
+        return out
+
+    # ------------------------------------------------------------------ sweep
+    def sweep_files(self, dead: Sequence[str]) -> list[str]:
+        """Delete the rows of dead files not committed meanwhile -> the files deleted."""
+        gone: list[str] = []
+        for batch in _batches(sorted(dead)):
+            def sweep(tx: Tx, batch: Sequence[str] = batch) -> list[str]:
+                out = []
+                for f in batch:
+                    if tx.one("SELECT 1 FROM repo_files WHERE file_hash=?", (f,)) is not None:
+                        continue
+                    tx.execute("DELETE FROM files WHERE hash=?", (f,))
+                    tx.execute("DELETE FROM sha256_index WHERE file_hash=?", (f,))
+                    tx.execute("DELETE FROM file_xorbs WHERE file_hash=?", (f,))
+                    tx.execute("DELETE FROM repo_uploads WHERE file_hash=?", (f,))
+                    tx.execute("UPDATE dedup_chunks SET file_hash=NULL WHERE file_hash=?", (f,))
+                    out.append(f)
+                return out
+            gone += self._db.write(sweep)
+        return gone
+
+    def doom(self, dead: Sequence[str], now: float) -> list[str]:
+        doomed: list[str] = []
+        for batch in _batches(sorted(dead)):
+            def mark(tx: Tx, batch: Sequence[str] = batch) -> list[str]:
+                out = []
+                for x in batch:
+                    if tx.one("SELECT 1 FROM file_xorbs WHERE xorb_hash=? LIMIT 1", (x,)) is not None:
+                        continue
+                    tx.execute("INSERT INTO gc_doomed VALUES (?,?) ON CONFLICT DO NOTHING", (x, now))
+                    tx.execute("DELETE FROM dedup_chunks WHERE xorb_hash=?", (x,))
+                    out.append(x)
+                return out
+            doomed += self._db.write(mark)
+        return doomed
+
+    def drop_xorbs(self, doomed: Sequence[str]) -> list[str]:
+        dropped: list[str] = []
+        for batch in _batches(sorted(doomed)):
+            def drop(tx: Tx, batch: Sequence[str] = batch) -> list[str]:
+                out = []
+                for x in batch:
+                    if tx.one("SELECT 1 FROM file_xorbs WHERE xorb_hash=? LIMIT 1", (x,)) is None \
+                            and tx.execute("DELETE FROM xorbs WHERE hash=?", (x,)) == 1:
+                        out.append(x)
+                return out
+            dropped += self._db.write(drop)
+        return dropped
+
+    def release(self, doomed: Sequence[str]) -> None:
+        for batch in _batches(sorted(doomed)):
+            self._db.write(lambda tx, batch=batch: [tx.execute("DELETE FROM gc_doomed WHERE xorb_hash=?", (x,))
+                                                     for x in batch])
+
+    def drop_shard(self, shard: str) -> bool:
+        return bool(self._db.write(lambda tx: tx.execute("DELETE FROM shards WHERE hash=?", (shard,))) == 1)
