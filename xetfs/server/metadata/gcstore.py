@@ -149,8 +149,9 @@ class GcStore:
 
     def release(self, doomed: Sequence[str]) -> None:
         for batch in _batches(sorted(doomed)):
-            self._db.write(lambda tx, batch=batch: [tx.execute("DELETE FROM gc_doomed WHERE xorb_hash=?", (x,))
-                                                     for x in batch])
+            def free(tx: Tx, batch: Sequence[str] = batch) -> None:
+                tx.executemany("DELETE FROM gc_doomed WHERE xorb_hash=?", [(x,) for x in batch])
+            self._db.write(free)
 
     def drop_shard(self, shard: str) -> bool:
         return bool(self._db.write(lambda tx: tx.execute("DELETE FROM shards WHERE hash=?", (shard,))) == 1)
