@@ -1,4 +1,4 @@
-"""Garbage collection of xorbs, shards and file records no repo can reach (docs/architecture.md, server).
+"""Garbage collection of xorbs, shards and file records no repo can reach (docs/architecture.md, Garbage collection).
 
 ``collect`` marks, then sweeps (the steps and their races are in ``metadata.gcstore``):
 
