@@ -54,3 +54,9 @@ def store_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sto
 @pytest.fixture
 def any_store_server(store_server: StoreServer) -> ServerHandle:
     return store_server.srv
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerHandle]:
+    with running_server(tmp_path) as srv:
+        yield srv

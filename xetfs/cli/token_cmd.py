@@ -1,9 +1,10 @@
 """Manage Hub tokens of a `xetfs serve` data directory.
 
 `xetfs token create --data DIR --scope read|write [--repo NS/NAME]` prints a new token. Only its sha256 is
-stored (SQLite under DIR), so print it once and keep it. A token with --repo is limited to that repo; write
-implies read. Works while the server runs (SQLite WAL). For servers sharing a PostgreSQL database, name it
-instead of the data directory: `xetfs token create --db postgresql://… --scope …` (valid on every node).
+stored (SQLite under DIR), so print it once and keep it. A token with --repo is limited to that repo: NS/NAME
+is a model, datasets/NS/NAME a dataset, spaces/NS/NAME a space (the type counts). Write implies read. Works
+while the server runs (SQLite WAL). For servers sharing a PostgreSQL database, name it instead of the data
+directory: `xetfs token create --db postgresql://… --scope …` (valid on every node).
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--data", type=Path, help="the server's data directory")
     where.add_argument("--db", metavar="URL", help="the servers' metadata database (postgresql://…)")
     create.add_argument("--scope", required=True, choices=("read", "write"))
-    create.add_argument("--repo", help="limit the token to one repo (namespace/name)")
+    create.add_argument("--repo", help="limit the token to one repo: NS/NAME (a model), datasets/NS/NAME or "
+                                       "spaces/NS/NAME")
 
 
 def run(args: argparse.Namespace) -> int:

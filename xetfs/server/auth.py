@@ -6,12 +6,13 @@ that starts) when the metadata database is shared (``--db postgresql://…``), s
 signs and accepts the same CAS tokens and data URLs:
 
 - **Hub tokens** (``Authorization: Bearer xetfs_…``): random secrets; SQLite stores only their sha256.
-  Each has a scope (``read`` or ``write``; write implies read) and optionally one repo (``ns/name``) it is
-  limited to. The admin token (``DIR/admin_token`` or ``--token``) is global write. With a shared database
+  Each has a scope (``read`` or ``write``; write implies read) and optionally one repo it is limited to
+  (``ns/name`` = a model, ``datasets/ns/name``, ``spaces/ns/name``: the type counts). The admin token (``DIR/admin_token`` or ``--token``) is global write. With a shared database
   the first node's admin token becomes the cluster's (its sha256 in ``settings``: ``admin_token_sha256``)
   and every node accepts it, besides its own; give every node the same ``--token`` to have just one.
 - **CAS tokens** (what ``/xet-{read,write}-token`` hands to hf_xet): stateless,
-  ``xcas.<base64url JSON claims>.<base64url HMAC-SHA256>``, bound to repo + revision + scope + exp. The CAS
+  ``xcas.<base64url JSON claims>.<base64url HMAC-SHA256>``, bound to repo + revision + scope + exp and to the repo's row id (a repo deleted and created again under
+  the same name is another repo: older tokens do not reach it). The CAS
   accepts one until its ``exp`` (hf_xet never refreshes after a 401).
 - **Data URLs** (reconstruction fetch URLs): ``/v1/data/<xorb>?e=<exp>&r=<a-b,c-d>&s=<sig>`` with
   ``sig = HMAC-SHA256(url key, "<xorb hex>:<exp>:<ranges>")``: signed for exactly the byte ranges of the
@@ -37,11 +38,13 @@ from typing import Any
 
 from xetfs.errors import Forbidden, Unauthorized
 from xetfs.server.metadata.store import Metadata
+from xetfs.server.names import parse_repo_spec
 from xetfs.osutil.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
 SCOPES = ("read", "write")
+ANONYMOUS = "anonymous"
 CAS_TOKEN_TTL_S = 3600
 DATA_URL_TTL_S = 3600
 _CAS_PREFIX = "xcas"
@@ -58,19 +61,25 @@ class Principal:
     scope: str
     repo: str | None = None
 
-    def can(self, scope: str, repo_id: str | None = None) -> bool:
+    @property
+    def anonymous(self) -> bool:
+        return self.id == ANONYMOUS
+
+    def can(self, scope: str, repo: str | None = None) -> bool:
+        """May this caller use ``scope`` on ``repo`` (``names.repo_spec``: ``ns/name``, ``datasets/ns/name``…)?"""
         if scope == "write" and self.scope != "write":
             return False
-        return self.repo is None or repo_id is None or self.repo == repo_id
+        return self.repo is None or repo is None or self.repo == repo
 
 
 @dataclass(frozen=True, slots=True)
 class CasClaims:
     sub: str
-    repo: str
+    repo: str           # "{type}:{ns}/{name}" (services.repos.repo_key); "" for an anonymous caller
     rev: str
     scope: str
     exp: int
+    rid: int = 0        # the repo's row id when the token was issued: a token dies with its repo
 
 
 def _b64(data: bytes) -> str:
@@ -100,11 +109,13 @@ def load_secret(data_dir: Path, meta: Metadata | None = None) -> bytes:
 
 
 def create_hub_token(meta: Metadata, scope: str, repo: str | None) -> tuple[str, str]:
-    """A new Hub token -> (token id, token). Only the hash is stored."""
+    """A new Hub token -> (token id, token), limited to ``repo`` (``[datasets/|spaces/]NS/NAME``, checked)
+    when given. Only the hash is stored."""
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}, not {scope!r}")
+    spec = parse_repo_spec(repo) if repo is not None else None
     token, token_id = new_token(), secrets.token_hex(4)
-    meta.add_token(token_id, hash_token(token), scope, repo)
+    meta.add_token(token_id, hash_token(token), scope, spec)
     return token_id, token
 
 
@@ -137,20 +148,23 @@ class Auth:
             raise Unauthorized("invalid token")
         return Principal(rec.id, rec.scope, rec.repo)
 
-    def require(self, who: Principal | None, scope: str, repo_id: str | None = None) -> Principal:
+    def require(self, who: Principal | None, scope: str, repo: str | None = None) -> Principal:
         if who is None:
             if scope == "read" and self.public_read:
-                return Principal("anonymous", "read")
+                return Principal(ANONYMOUS, "read")
             raise Unauthorized("a token is required")
-        if not who.can(scope, repo_id):
-            raise Forbidden(f"token {who.id} has no {scope} access" + (f" to {repo_id}" if repo_id else ""))
+        if not who.can(scope, repo):
+            raise Forbidden(f"token {who.id} has no {scope} access" + (f" to {repo}" if repo else ""))
         return who
 
     # ------------------------------------------------------------------ CAS tokens
     def issue_cas_token(self, who: Principal, repo: str, rev: str, scope: str,
                         ttl_s: int = CAS_TOKEN_TTL_S) -> tuple[str, int]:
+        """A CAS token for ``repo`` (``"{type}:{ns}/{name}"``), bound to the repo's current row id. (Sync: DB.)"""
         exp = int(time.time()) + ttl_s
-        claims = {"sub": who.id, "repo": repo, "rev": rev, "scope": scope, "exp": exp}
+        current = self._meta.repo_by_key(repo)
+        claims = {"sub": who.id, "repo": repo, "rev": rev, "scope": scope, "exp": exp,
+                  "rid": current.id if current is not None else 0}
         payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
         mac = _b64(hmac.new(self._cas_key, payload.encode(), hashlib.sha256).digest())
         return f"{_CAS_PREFIX}.{payload}.{mac}", exp
@@ -160,7 +174,7 @@ class Auth:
         token = _bearer(authorization)
         if token is None:
             if scope == "read" and self.public_read:
-                return CasClaims("anonymous", "", "", "read", 0)
+                return CasClaims(ANONYMOUS, "", "", "read", 0)
             raise Unauthorized("a xet token is required")
         claims = self._decode_cas(token)
         if claims.exp < time.time():
@@ -177,7 +191,8 @@ class Auth:
         try:
             ok = hmac.compare_digest(want, _unb64(parts[2]))
             obj: Any = json.loads(_unb64(parts[1])) if ok else None   # None -> TypeError below -> Unauthorized
-            return CasClaims(str(obj["sub"]), str(obj["repo"]), str(obj["rev"]), str(obj["scope"]), int(obj["exp"]))
+            return CasClaims(str(obj["sub"]), str(obj["repo"]), str(obj["rev"]), str(obj["scope"]), int(obj["exp"]),
+                             int(obj["rid"]))
         except (ValueError, TypeError, KeyError):
             raise Unauthorized("invalid xet token") from None
 

@@ -29,7 +29,7 @@ from xetfs.server.auth import Auth
 from xetfs.server.metadata.store import Metadata
 from xetfs.server.regions import RegionMap
 from xetfs.server.stores.base import Closable, Presigning, Storage
-from xetfs.server.stores.local import LocalStorage
+from xetfs.server.stores.local import NO_SPACE_ERRNOS, LocalStorage, no_space
 
 T = TypeVar("T")
 
@@ -77,8 +77,11 @@ class AuditLog:
     def write(self, who: str, repo: str | None, action: str, what: str, size_bytes: int = 0) -> None:
         line = json.dumps({"ts": round(time.time(), 3), "token": who, "repo": repo, "action": action,
                            "what": what, "bytes": size_bytes}, separators=(",", ":"))
-        with self._lock, open(self._path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        try:
+            with self._lock, open(self._path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+        except OSError as exc:
+            raise no_space(exc) if exc.errno in NO_SPACE_ERRNOS else exc
 
 
 class State:

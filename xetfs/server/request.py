@@ -13,6 +13,10 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.errors import ValidationError
 from xetfs.server.auth import Principal
 from xetfs.server.context import state_of
+from xetfs.server.errors import RepoNotFound
+from xetfs.server.metadata.store import Repo
+from xetfs.server.names import repo_spec
+from xetfs.server.services.repos import lookup_repo
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -41,8 +45,20 @@ def base_url(request: web.Request) -> str:
     return f"{request.scheme}://{request.host}"
 
 
-async def principal(request: web.Request, scope: str, repo_id: str | None) -> Principal:
-    """The Hub caller, checked for ``scope`` on ``repo_id`` (401 without a usable token, 403 out of scope)."""
+async def principal(request: web.Request, scope: str, repo: str | None) -> Principal:
+    """The Hub caller, checked for ``scope`` on ``repo`` (``names.repo_spec``; 401 without a usable token,
+    403 out of scope)."""
     st = state_of(request)
     who = await st.run(st.auth.hub_principal, request.headers.get("Authorization"))
-    return st.auth.require(who, scope, repo_id)
+    return st.auth.require(who, scope, repo)
+
+
+async def repo_access(request: web.Request, scope: str, repo_type: str, repo_id: str) -> tuple[Principal, Repo]:
+    """The caller and the repo, checked for ``scope``. A private repo is, for an anonymous caller, the same
+    404 as a missing one (``--public-read`` never reveals private repos)."""
+    st = state_of(request)
+    who = await principal(request, scope, repo_spec(repo_type, repo_id))
+    repo = await st.run(lookup_repo, st, repo_type, repo_id)
+    if repo.private and who.anonymous:
+        raise RepoNotFound(f"{repo_type} repository {repo_id} not found")
+    return who, repo

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from xetfs.errors import NoSpace
 from xetfs.server.metadata.database import SQLITE, Database, Tx
 
 
@@ -33,10 +34,14 @@ class SqliteDatabase(Database):
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield Tx(self._db.cursor(), SQLITE)
-            except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and "full" in str(exc):
+                    raise NoSpace("the server is out of disk space (metadata database); "
+                                  "ask its operator to free space") from exc
                 raise
-            self._db.execute("COMMIT")
 
     @contextlib.contextmanager
     def _reader(self) -> Iterator[Tx]:

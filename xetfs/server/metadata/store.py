@@ -274,10 +274,11 @@ class Metadata:
 
     def file_reachable(self, repo: int | None, file_hash: MerkleHash) -> bool:
         """Is ``file_hash`` in some commit of ``repo`` or uploaded under a token of ``repo``?
-        ``repo=None``: is it in some commit of any repo (anonymous reads with ``--public-read``)."""
+        ``repo=None``: is it in some commit of a public repo (anonymous reads with ``--public-read``)."""
         h = str(file_hash)
         if repo is None:
-            return self._one("SELECT 1 FROM repo_files WHERE file_hash=? LIMIT 1", (h,)) is not None
+            return self._one("SELECT 1 FROM repo_files rf JOIN repos r ON r.id = rf.repo "
+                             "WHERE rf.file_hash=? AND r.private=0 LIMIT 1", (h,)) is not None
         return self._one("SELECT 1 FROM repo_files WHERE repo=? AND file_hash=? UNION ALL "
                          "SELECT 1 FROM repo_uploads WHERE repo=? AND file_hash=? LIMIT 1",
                          (repo, h, repo, h)) is not None

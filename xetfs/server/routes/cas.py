@@ -100,6 +100,7 @@ async def _post_xorb(request: web.Request) -> web.Response:
     _prefix(request)
     claims = st.auth.cas_claims(request.headers.get("Authorization"), "write")
     xorb = hash_param(request, "hash")
+    await st.run(token_repo, st, claims)          # a token of a deleted repo uploads nothing
     body = await read_body(request, MAX_XORB_BODY_BYTES)
     if await st.run(st.meta.has_xorb, xorb):
         return web.json_response({"was_inserted": await st.run(reupload_xorb, st, body, xorb)})
@@ -115,6 +116,7 @@ async def _post_xorb(request: web.Request) -> web.Response:
 async def _accept_shard(request: web.Request) -> tuple[ValidShard, bool]:
     st = state_of(request)
     claims = st.auth.cas_claims(request.headers.get("Authorization"), "write")
+    await st.run(token_repo, st, claims)          # a token of a deleted repo registers nothing
     body = await read_body(request, MAX_SHARD_BODY_BYTES)
     valid = await st.run(check_shard, body, st.meta.xorb)
     new = await st.run(store_shard, st, valid, body, claims)

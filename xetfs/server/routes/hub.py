@@ -24,14 +24,12 @@ from xetfs.server.auth import Principal
 from xetfs.server.context import State, state_of
 from xetfs.server.errors import EntryNotFound, RepoNotFound, RevisionNotFound
 from xetfs.server.metadata.store import Commit, Repo
-from xetfs.server.request import base_url, json_body, principal, read_body
+from xetfs.server.request import base_url, json_body, principal, read_body, repo_access
 from xetfs.server.services import admin, pulls, repos
 from xetfs.server.services.commits import list_tree, make_commit, paths_info, upload_mode
-from xetfs.server.services.repos import iso, lookup_repo, resolve_rev
-from xetfs.server.services.validation import check_repo_name
+from xetfs.server.services.repos import iso, resolve_rev
+from xetfs.server.names import REPO_TYPES, URL_PREFIX, check_branch, check_repo_id, repo_spec
 
-REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
-URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 MAX_COMMIT_BODY_BYTES = 1024 ** 3
 
 
@@ -44,15 +42,14 @@ def _repo_id_from_body(body: Any) -> tuple[str, str]:
     repo_type = body.get("type") or "model"
     if not isinstance(name, str) or not isinstance(org, str) or repo_type not in URL_PREFIX:
         raise ValidationError("create/delete needs a valid name, organization and type")
-    check_repo_name(org, name)
-    return repo_type, f"{org}/{name}"
+    return repo_type, check_repo_id(org, name)
 
 
 async def _create_repo(request: web.Request) -> web.Response:
     st = state_of(request)
     body = await json_body(request)
     repo_type, repo_id = _repo_id_from_body(body)
-    who = await principal(request, "write", repo_id)
+    who = await principal(request, "write", repo_spec(repo_type, repo_id))
     first = make_commit(f"{repo_type}:{repo_id}", None, {}, "initial commit", "", who.id)
     url = f"{base_url(request)}/{URL_PREFIX[repo_type]}{repo_id}"
     try:
@@ -66,8 +63,7 @@ async def _create_repo(request: web.Request) -> web.Response:
 async def _delete_repo(request: web.Request) -> web.Response:
     st = state_of(request)
     repo_type, repo_id = _repo_id_from_body(await json_body(request))
-    who = await principal(request, "write", repo_id)
-    repo = await st.run(lookup_repo, st, repo_type, repo_id)
+    who, repo = await repo_access(request, "write", repo_type, repo_id)
     await st.run(st.meta.delete_repo, repo)
     await st.run(st.audit.write, who.id, repo_id, "delete_repo", repo_type)
     return web.json_response({})
@@ -116,8 +112,7 @@ def _parse_repo_request(request: web.Request) -> RepoRequest:
 
 
 async def _repo_and_commit(rr: RepoRequest, scope: str) -> tuple[Principal, Repo, Commit]:
-    who = await principal(rr.request, scope, rr.repo_id)
-    repo = await rr.st.run(lookup_repo, rr.st, rr.repo_type, rr.repo_id)
+    who, repo = await repo_access(rr.request, scope, rr.repo_type, rr.repo_id)
     commit = await rr.st.run(resolve_rev, rr.st, repo, rr.rev)
     return who, repo, commit
 
@@ -183,11 +178,10 @@ async def _commit(rr: RepoRequest) -> web.Response:
 
 async def _xet_token(rr: RepoRequest) -> web.Response:
     scope = "write" if rr.op == "xet-write-token" else "read"
-    who = await principal(rr.request, scope, rr.repo_id)
-    repo = await rr.st.run(lookup_repo, rr.st, rr.repo_type, rr.repo_id)
+    who, repo = await repo_access(rr.request, scope, rr.repo_type, rr.repo_id)
     if not (scope == "write" and rr.request.query.get("create_pr")):
         await rr.st.run(resolve_rev, rr.st, repo, rr.rev)
-    token, exp = rr.st.auth.issue_cas_token(who, rr.repo_key, rr.rev, scope)
+    token, exp = await rr.st.run(rr.st.auth.issue_cas_token, who, rr.repo_key, rr.rev, scope)
     cas = rr.st.regions.cas_url(rr.request.remote, rr.request.headers.get("X-Forwarded-For"),
                                 base_url(rr.request))
     headers = {"X-Xet-Cas-Url": cas, "X-Xet-Access-Token": token, "X-Xet-Token-Expiration": str(exp)}
@@ -195,8 +189,7 @@ async def _xet_token(rr: RepoRequest) -> web.Response:
 
 
 async def _refs(rr: RepoRequest) -> web.Response:
-    await principal(rr.request, "read", rr.repo_id)
-    repo = await rr.st.run(lookup_repo, rr.st, rr.repo_type, rr.repo_id)
+    _, repo = await repo_access(rr.request, "read", rr.repo_type, rr.repo_id)
     refs = await rr.st.run(rr.st.meta.refs, repo)
     return web.json_response(repos.refs_json(refs, rr.request.query.get("include_prs", "") in ("1", "true")))
 
@@ -207,10 +200,11 @@ async def _commits(rr: RepoRequest) -> web.Response:
 
 
 async def _create_branch(rr: RepoRequest) -> web.Response:
-    await principal(rr.request, "write", rr.repo_id)
-    repo = await rr.st.run(lookup_repo, rr.st, rr.repo_type, rr.repo_id)
+    _, repo = await repo_access(rr.request, "write", rr.repo_type, rr.repo_id)
+    check_branch(rr.rev)
     body = await json_body(rr.request)
-    start = await rr.st.run(resolve_rev, rr.st, repo, str(body.get("startingPoint") or "main"))
+    start_at = body.get("startingPoint") if isinstance(body, dict) else None
+    start = await rr.st.run(resolve_rev, rr.st, repo, start_at if isinstance(start_at, str) and start_at else "main")
     if rr.rev in await rr.st.run(rr.st.meta.refs, repo):
         raise AlreadyExists(f"branch {rr.rev} exists")
     await rr.st.run(rr.st.meta.set_ref, repo, rr.rev, start.oid)
@@ -218,8 +212,7 @@ async def _create_branch(rr: RepoRequest) -> web.Response:
 
 
 async def _delete_branch(rr: RepoRequest) -> web.Response:
-    await principal(rr.request, "write", rr.repo_id)
-    repo = await rr.st.run(lookup_repo, rr.st, rr.repo_type, rr.repo_id)
+    _, repo = await repo_access(rr.request, "write", rr.repo_type, rr.repo_id)
     if rr.rev == "main" or rr.rev not in await rr.st.run(rr.st.meta.refs, repo):
         raise RevisionNotFound(f"cannot delete branch {rr.rev}")
     await rr.st.run(rr.st.meta.set_ref, repo, rr.rev, None)

@@ -23,10 +23,10 @@ from xetfs.core.reconstruction import parse_range_header
 from xetfs.server.context import state_of
 from xetfs.errors import XetError
 from xetfs.server.errors import EntryNotFound, StreamAborted
-from xetfs.server.request import base_url, principal
+from xetfs.server.request import base_url, repo_access
 from xetfs.server.services.assemble import xet_range
 from xetfs.server.services.cas import file_record
-from xetfs.server.services.repos import lookup_repo, resolve_rev
+from xetfs.server.services.repos import resolve_rev
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,7 @@ def _headers(request: web.Request, repo_type: str, repo_id: str, commit_oid: str
 async def _resolve(request: web.Request, repo_type: str) -> web.StreamResponse:
     st = state_of(request)
     repo_id, rev, path = _parse(request)
-    await principal(request, "read", repo_id)
-    repo = await st.run(lookup_repo, st, repo_type, repo_id)
+    _, repo = await repo_access(request, "read", repo_type, repo_id)
     commit = await st.run(resolve_rev, st, repo, rev)
     tree = await st.run(st.meta.tree, commit.tree)
     entry = tree.get(path)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from xetfs.core.hashing import ZERO_HASH, MerkleHash
 from xetfs.core.reconstruction import FetchRange, Reconstruction, plan_reconstruction
 from xetfs.errors import Forbidden, NotFound
-from xetfs.server.auth import DATA_URL_TTL_S, MAX_SIGNED_RANGES, CasClaims
+from xetfs.server.auth import ANONYMOUS, DATA_URL_TTL_S, MAX_SIGNED_RANGES, CasClaims
 from xetfs.server.context import State
 from xetfs.server.metadata.store import FileRecord, XorbRecord
 from xetfs.server.services.integrity import heal_xorb, xorb_problem
@@ -41,11 +41,11 @@ def file_record(st: State, file_hash: MerkleHash) -> FileRecord:
 
 def token_repo(st: State, claims: CasClaims) -> int | None:
     """The repo a CAS token is bound to -> its row id; None for an anonymous ``--public-read`` caller.
-    NotFound when the repo is gone (deleted after the token was issued)."""
-    if claims.sub == "anonymous" and not claims.repo:
+    NotFound when the repo is gone (deleted after the token was issued, even if created again since)."""
+    if claims.sub == ANONYMOUS and not claims.repo:
         return None
     repo = st.meta.repo_by_key(claims.repo)
-    if repo is None:
+    if repo is None or repo.id != claims.rid:
         raise NotFound(f"repository {claims.repo} not found")
     return repo.id
 

@@ -9,7 +9,8 @@ a git-like text naming the repo, tree, parent, author, date and message (40 hex)
 An NDJSON commit is applied to the parent snapshot: ``file`` (base64 content), ``lfsFile`` (sha256
 -> Xet file through the sha256 index the shard upload filled; unknown sha256 -> 404, size mismatch ->
 400), ``deletedFile``, ``deletedFolder``. ``parentCommit`` in the header must be the branch head (else 412).
-Paths are validated: no absolute paths, no ``.``/``..``/empty segments, no NUL or backslash.
+Paths are validated (``names.check_path``): no absolute paths, no ``.``/``..``/empty segments, no control
+character or backslash, segments <= 255 bytes, paths <= 4096 bytes.
 
 Pure functions over dicts, except that ``apply_commit_lines`` takes the two lookups it needs as callables.
 """
@@ -27,20 +28,11 @@ from typing import Any
 from xetfs.errors import Conflict, NotFound, ValidationError
 from xetfs.core.gitblob import git_blob_oid, lfs_pointer
 from xetfs.server.metadata.store import Commit, FileRecord
+from xetfs.server.names import check_path
 
 Tree = dict[str, dict[str, Any]]
 
 LFS_SIZE_THRESHOLD_BYTES = 1024 * 1024
-
-
-def check_path(path: Any) -> str:
-    if not isinstance(path, str) or not path:
-        raise ValidationError("a path must be a non-empty string")
-    if path.startswith("/") or "\\" in path or "\x00" in path:
-        raise ValidationError(f"invalid path {path[:200]!r}")
-    if any(seg in ("", ".", "..") for seg in path.split("/")):
-        raise ValidationError(f"invalid path {path[:200]!r}: empty, '.' or '..' segment")
-    return path
 
 
 def xet_entry(rec: FileRecord) -> dict[str, Any]:

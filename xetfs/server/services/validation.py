@@ -1,4 +1,4 @@
-"""Validation of what clients send: uploads (nothing bad is stored) and names (docs/protocol.md, docs/security.md).
+"""Upload validation: nothing bad is stored (docs/protocol.md, docs/security.md).
 
 Both functions are CPU-bound and synchronous: the app runs them in a worker thread, never on the event loop.
 They raise ``FormatError`` / ``IntegrityError`` / ``ValidationError`` (all HTTP 400) and have no side
@@ -17,7 +17,6 @@ chunk of every file for global dedup.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,8 +30,6 @@ from xetfs.server.metadata.store import FileRecord, StoredTerm, XorbRecord
 # 64 MiB of chunk data, plus 8-byte record headers and room for an optional footer.
 MAX_XORB_BODY_BYTES = DEFAULT_XORB.max_xorb_bytes + 8 * DEFAULT_XORB.max_xorb_chunks + 1024 * 1024
 MAX_SHARD_BODY_BYTES = MAX_SHARD_BYTES
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 XorbLookup = Callable[[MerkleHash], XorbRecord | None]
 
@@ -121,7 +118,3 @@ def _check_file(f: FileInfo, lookup: XorbLookup) -> FileRecord:
     sha = str(f.sha256) if f.sha256 is not None else None
     return FileRecord(f.file_hash, sum(t.unpacked_bytes for t in terms), tuple(terms), sha)
 
-
-def check_repo_name(namespace: str, name: str) -> None:
-    if not _NAME_RE.match(namespace) or not _NAME_RE.match(name):
-        raise ValidationError("create/delete needs a valid name, organization and type")

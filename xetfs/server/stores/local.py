@@ -3,19 +3,28 @@
 ``put_if_absent`` writes a temp file in the target directory, fsyncs it, hard-links it to the final name
 (atomic create-if-absent) and fsyncs the directory, so a crash (even SIGKILL mid-write) leaves either the
 whole object or nothing but a temp file, which ``cleanup_temp()`` removes at start-up. ``path_for`` names the
-file, so the data route serves it with ``sendfile``.
+file, so the data route serves it with ``sendfile``. A full disk is ``NoSpace`` (HTTP 507, ``no_space``).
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from pathlib import Path
 
-from xetfs.errors import NotFound, ValidationError
+from xetfs.errors import NoSpace, NotFound, ValidationError
 from xetfs.osutil.atomic import TMP_SUFFIX, fsync_dir, temp_path_for
 from xetfs.server.stores.base import check_key
 
 log = logging.getLogger(__name__)
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def no_space(exc: OSError) -> NoSpace:
+    """The 507 every server write answers when its disk is full."""
+    return NoSpace(f"the server is out of disk space ({os.strerror(exc.errno or errno.ENOSPC)}); "
+                   "ask its operator to free space")
 
 
 class LocalStorage:
@@ -32,9 +41,9 @@ class LocalStorage:
         path = self._path(key)
         if path.exists():
             return False
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_path_for(path)
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
@@ -43,10 +52,11 @@ class LocalStorage:
                 os.link(tmp, path)     # atomic create-if-absent: a concurrent writer of the same key loses
             except FileExistsError:
                 return False
+            fsync_dir(path.parent)
+        except OSError as exc:
+            raise no_space(exc) if exc.errno in NO_SPACE_ERRNOS else exc
         finally:
-            if tmp.exists():
-                tmp.unlink()
-        fsync_dir(path.parent)
+            tmp.unlink(missing_ok=True)
         return True
 
     def get(self, key: str) -> bytes:
