@@ -23,7 +23,7 @@ from xetfs.server.metadata.store import Repo
 from xetfs.server.services import repos
 from xetfs.server.services.commits import make_commit
 from xetfs.server.services.repos import iso
-from xetfs.server.services.validation import check_repo_name
+from xetfs.server.names import check_repo_id
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -106,7 +106,7 @@ def _split(repo_id: Any) -> str:
     if not isinstance(repo_id, str) or repo_id.count("/") != 1:
         raise ValidationError(f"invalid repo id {str(repo_id)[:100]!r}")
     ns, name = repo_id.split("/")
-    check_repo_name(ns, name)
+    check_repo_id(ns, name)
     return repo_id
 
 
