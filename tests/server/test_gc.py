@@ -103,3 +103,26 @@ def test_gc_between_xorbs_and_shard(tmp_path: Path) -> None:
         assert commit(srv, "t/demo", [lfs_file("b.bin", g.sha256, len(g.data))])[0] == 200
         assert srv.request("GET", "/t/demo/resolve/main/b.bin")[2] == g.data
         assert srv.request("GET", "/t/demo/resolve/main/a.bin")[2] == f.data
+
+
+def test_serve_gc_interval(tmp_path: Path) -> None:
+    from xetfs.testing.sync import wait_until
+
+    f, g = build_file(size=2 * MiB, seed=33, xorbs=2), build_file(size=2 * MiB, seed=34, xorbs=2)
+    with running_server(tmp_path) as srv:                                  # first without a collector
+        srv.create_repo("t/demo")
+        token = cas_token(srv)
+        assert upload(srv, f, token) == (200, 200)
+        assert commit(srv, "t/demo", [lfs_file("a.bin", f.sha256, len(f.data))])[0] == 200
+        for x in g.xorbs:                                                  # lone xorbs: garbage
+            assert srv.request("POST", f"/v1/xorbs/default/{x.hash}", x.data, token=token)[0] == 200
+    xorbs = srv.data_dir / "objects" / "xorbs"
+    assert all((xorbs / str(x.hash)).exists() for x in g.xorbs)
+    with running_server(tmp_path, extra_args=["--gc-interval", "0.2s", "--gc-grace", "0"]) as srv:
+        def collected() -> bool:
+            return not any((xorbs / str(x.hash)).exists() for x in g.xorbs)
+        wait_until(collected, "the server's collector deleted the lone xorbs")
+        assert all((xorbs / str(x.hash)).exists() for x in f.xorbs)
+        assert srv.request("GET", "/t/demo/resolve/main/a.bin")[2] == f.data
+    audit = (srv.data_dir / "audit.log").read_text()
+    assert all(f"xorbs/{x.hash}" in audit for x in g.xorbs)

@@ -16,22 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
 
+from xetfs.cli.durations import duration
+
 HELP = "delete stored objects of `xetfs serve` that no repo reaches (after a grace period)"
-
-_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd]?)$")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def duration(text: str) -> float:
-    m = _DURATION.match(text.strip())
-    if m is None:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 0, 90s, 30m, 24h, 7d)")
-    return float(m.group(1)) * _UNIT_S[m.group(2)]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -24,6 +24,9 @@ Without --token an admin token (global write) is generated on first start, store
 printed once. Once ready the server prints "listening on http://HOST:PORT" and writes DIR/server.json
 (--port 0 picks a free port). SIGTERM or SIGINT stops it gracefully.
 
+--gc-interval 6h runs the garbage collector of `xetfs gc` in the server every 6 hours (grace: --gc-grace,
+default 24h); with several nodes one collection runs at a time (the others skip theirs).
+
 Point huggingface_hub at it with HF_ENDPOINT=http://HOST:PORT and HF_TOKEN=<token>; more tokens with
 `xetfs token create --data DIR --scope read|write [--repo NS/NAME]`.
 """
@@ -33,6 +36,8 @@ import argparse
 import logging
 from pathlib import Path
 from typing import Any
+
+from xetfs.cli.durations import duration
 
 HELP = "serve the Xet CAS and Hub API (embedded or S3 storage)"
 
@@ -64,6 +69,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--regions", metavar="FILE", type=Path,
                         help='the region map as JSON: {"region": NAME, "networks": {CIDR: REGION}, '
                              '"cas_urls": {REGION: URL}} (flags add to it)')
+    parser.add_argument("--gc-interval", type=duration, default=0.0, metavar="DURATION",
+                        help="run the garbage collector (as `xetfs gc`) every DURATION, e.g. 6h (default: never)")
+    parser.add_argument("--gc-grace", type=duration, default=24 * 3600.0, metavar="DURATION",
+                        help="grace period of those collections (default 24h)")
     parser.add_argument("--trust-forwarded-for", action="store_true",
                         help="region lookup uses the leftmost X-Forwarded-For entry instead of the peer address "
                              "(only behind a proxy that sets it)")
@@ -163,9 +172,38 @@ async def _serve(args: argparse.Namespace, storage: Any, meta: Any, regions: Any
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    collector = asyncio.create_task(_collect_every(state, args.gc_interval, args.gc_grace, stop)) \
+        if args.gc_interval > 0 else None
     await stop.wait()
     log.info("shutting down")
+    if collector is not None:
+        await collector                  # a collection under way finishes first
     await runner.cleanup()
     state.close()
     (data_dir / "server.json").unlink(missing_ok=True)
     return 0
+
+
+async def _collect_every(state: Any, interval_s: float, grace_s: float, stop: Any) -> None:
+    """``xetfs serve --gc-interval``: a collection (``services.gc.collect``) every ``interval_s`` until ``stop``;
+    a collection another node holds the lease for is skipped."""
+    import asyncio
+    import time
+
+    from xetfs.errors import Conflict, XetError
+    from xetfs.server.services.gc import collect
+
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+            return
+        except asyncio.TimeoutError:
+            pass
+        try:
+            report = await state.run(collect, state.meta, state.storage, state.audit, grace_s=grace_s,
+                                     now=time.time())
+            log.info("gc: %s", report.summary())
+        except Conflict as exc:
+            log.info("gc skipped: %s", exc)
+        except (XetError, OSError) as exc:
+            log.warning("gc failed: %s", exc)
