@@ -16,7 +16,7 @@ from xetfs.testing.server import ServerHandle, env_for_hf, make_bytes, running_s
 
 required("huggingface_hub")
 from huggingface_hub import HfApi, hf_hub_download  # noqa: E402
-from huggingface_hub.errors import HfHubHTTPError  # noqa: E402
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError  # noqa: E402
 
 MiB = 1024 * 1024
 pytestmark = pytest.mark.usefixtures("hf_client_env")
@@ -129,7 +129,7 @@ def test_move_and_duplicate(srv: ServerHandle, tmp_path: Path) -> None:
     assert err.value.response.status_code == 409
 
 
-def test_update_repo_settings_private_and_gated(srv: ServerHandle) -> None:
+def test_update_repo_settings_private_and_gated(srv: ServerHandle, tmp_path: Path) -> None:
     api = HfApi(endpoint=srv.url, token=srv.token)
     anon = HfApi(endpoint=srv.url, token=False)
     api.create_repo("t/secret")
@@ -138,6 +138,13 @@ def test_update_repo_settings_private_and_gated(srv: ServerHandle) -> None:
     api.update_repo_settings("t/secret", private=True, gated="manual")
     info = api.repo_info("t/secret")
     assert info.private is True and info.gated == "manual"
+    with pytest.raises(RepositoryNotFoundError):                          # anonymous: as if it did not exist
+        anon.repo_info("t/secret")
+    with pytest.raises(RepositoryNotFoundError):
+        hf_hub_download("t/secret", "f.txt", endpoint=srv.url, token=False, cache_dir=tmp_path / "anon")
+    with pytest.raises(RepositoryNotFoundError):
+        anon.get_repo_discussions("t/secret").__next__()
+    assert hf_hub_download("t/secret", "f.txt", endpoint=srv.url, token=srv.token, cache_dir=tmp_path / "ok")
     assert "t/secret" not in [m.id for m in anon.list_models(author="t")]
     assert "t/secret" in [m.id for m in api.list_models(author="t")]
     api.update_repo_settings("t/secret", private=False, gated=False)

@@ -20,9 +20,9 @@ from xetfs.errors import ValidationError
 from xetfs.server.context import State, state_of
 from xetfs.server.metadata.discussions import Discussion, Event, pr_ref
 from xetfs.server.metadata.store import Repo
-from xetfs.server.request import base_url, json_body, principal
+from xetfs.server.request import base_url, json_body, repo_access
 from xetfs.server.services import pulls
-from xetfs.server.services.repos import iso, lookup_repo
+from xetfs.server.services.repos import iso
 
 PAGE_SIZE = 50
 _TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
@@ -36,11 +36,9 @@ def _num(request: web.Request) -> int:
 
 
 async def _repo(request: web.Request, scope: str) -> tuple[State, Any, Repo]:
-    st = state_of(request)
     repo_id = f"{request.match_info['ns']}/{request.match_info['name']}"
-    who = await principal(request, scope, repo_id)
-    repo = await st.run(lookup_repo, st, request.match_info["kind"][:-1], repo_id)
-    return st, who, repo
+    who, repo = await repo_access(request, scope, request.match_info["kind"][:-1], repo_id)
+    return state_of(request), who, repo
 
 
 def _author(name: str | None) -> dict[str, Any]:

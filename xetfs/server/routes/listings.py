@@ -22,9 +22,8 @@ from aiohttp import web
 from xetfs.errors import ValidationError
 from xetfs.server.context import State, state_of
 from xetfs.server.metadata.store import Repo
-from xetfs.server.request import base_url, json_body, principal
+from xetfs.server.request import base_url, json_body, principal, repo_access
 from xetfs.server.services import admin
-from xetfs.server.services.repos import lookup_repo
 
 _TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 _REPO = r"/api/{kind:models|datasets|spaces}/{ns:[^/]+}/{name:[^/]+}"
@@ -36,11 +35,9 @@ async def _caller(request: web.Request) -> Any:
 
 
 async def _repo(request: web.Request, scope: str) -> tuple[State, Any, Repo]:
-    st = state_of(request)
     repo_id = f"{request.match_info['ns']}/{request.match_info['name']}"
-    who = await principal(request, scope, repo_id)
-    repo = await st.run(lookup_repo, st, request.match_info["kind"][:-1], repo_id)
-    return st, who, repo
+    who, repo = await repo_access(request, scope, request.match_info["kind"][:-1], repo_id)
+    return state_of(request), who, repo
 
 
 def _int(value: str | None, what: str) -> int | None:
@@ -86,8 +83,7 @@ async def _move(request: web.Request) -> web.Response:
     repo_type = body.get("type") or "model"
     if repo_type not in _TYPE_PREFIX:
         raise ValidationError(f"unknown repo type {str(repo_type)[:20]!r}")
-    who = await principal(request, "write", body["fromRepo"])
-    repo = await st.run(lookup_repo, st, repo_type, body["fromRepo"])
+    who, repo = await repo_access(request, "write", repo_type, body["fromRepo"])
     await st.run(admin.move, st, who, repo, body.get("toRepo"))
     return web.json_response({})
 

@@ -20,6 +20,7 @@ from xetfs.server.context import State
 from xetfs.server.errors import RevisionNotFound
 from xetfs.server.metadata.repoadmin import ListedRepo, RepoAdmin
 from xetfs.server.metadata.store import Repo
+from xetfs.server.names import repo_spec
 from xetfs.server.services import repos
 from xetfs.server.services.commits import make_commit
 from xetfs.server.services.repos import iso
@@ -37,10 +38,10 @@ def admin(st: State) -> RepoAdmin:
 
 def may_read(st: State, who: Principal | None, repo: Repo) -> bool:
     """``who`` (None = anonymous) may read ``repo``; an anonymous caller never reads a private repo."""
-    if repo.private and (who is None or who.id == "anonymous"):
+    if repo.private and (who is None or who.anonymous):
         return False
     try:
-        st.auth.require(who, "read", repo.repo_id)
+        st.auth.require(who, "read", repo_spec(repo.type, repo.repo_id))
     except (Unauthorized, Forbidden):
         return False
     return True
@@ -112,14 +113,14 @@ def _split(repo_id: Any) -> str:
 
 def move(st: State, who: Principal, repo: Repo, to_id: Any) -> None:
     new_id = _split(to_id)
-    st.auth.require(who, "write", new_id)
+    st.auth.require(who, "write", repo_spec(repo.type, new_id))
     admin(st).move(repo, new_id)
     st.audit.write(who.id, repo.repo_id, "move_repo", new_id)
 
 
 def duplicate(st: State, who: Principal, src: Repo, to_id: Any, private: bool | None) -> Repo:
     new_id = _split(to_id)
-    st.auth.require(who, "write", new_id)
+    st.auth.require(who, "write", repo_spec(src.type, new_id))
     head = repos.resolve_rev(st, src, "main")
     tree = st.meta.tree(head.tree)
     first = make_commit(repos.repo_key(src.type, new_id), None, tree, f"Duplicate from {src.repo_id}", "", who.id)
