@@ -126,3 +126,29 @@ def test_serve_gc_interval(tmp_path: Path) -> None:
         assert srv.request("GET", "/t/demo/resolve/main/a.bin")[2] == f.data
     audit = (srv.data_dir / "audit.log").read_text()
     assert all(f"xorbs/{x.hash}" in audit for x in g.xorbs)
+
+
+def test_keep_history(tmp_path: Path) -> None:
+    with running_server(tmp_path) as srv:
+        srv.create_repo("t/demo")
+        token = cas_token(srv)
+        files = [build_file(size=MiB, seed=40 + i) for i in range(4)]
+        oids = []
+        for f in files:
+            assert upload(srv, f, token) == (200, 200)
+            status, _, out = commit(srv, "t/demo", [lfs_file("w.bin", f.sha256, len(f.data))])
+            assert status == 200
+            oids.append(out["commitOid"])
+        tag = json.dumps({"tag": "v0"}).encode()
+        assert srv.request("POST", f"/api/models/t/demo/tag/{oids[0]}", tag, {"Content-Type": "application/json"},
+                           token=srv.token)[0] == 200
+        assert _gc(srv, "--grace", "0")["xorbs"] == 0                     # default: all history keeps its data
+        done = _gc(srv, "--grace", "0", "--keep-history", "1")
+        assert (done["xorbs"], done["files"]) == (2, 2)                   # commits 2 and 3: only history
+        xorbs = srv.data_dir / "objects" / "xorbs"
+        for i, f in enumerate(files):
+            assert (xorbs / str(f.xorbs[0].hash)).exists() == (i in (0, 3)), i
+        assert srv.request("GET", "/t/demo/resolve/main/w.bin")[2] == files[3].data
+        assert srv.request("GET", "/t/demo/resolve/v0/w.bin")[2] == files[0].data   # a tag is a ref
+        status, _, _ = srv.request("GET", f"/t/demo/resolve/{oids[1]}/w.bin")
+        assert status >= 400                                             # its data is gone

@@ -1,5 +1,6 @@
-"""Duration arguments shared by commands (``xetfs gc --grace``, ``xetfs serve --gc-interval``): ``0``, ``90s``,
-``30m``, ``24h``, ``7d`` -> seconds. Not a command."""
+"""Arguments shared by commands, not a command: durations (``xetfs gc --grace``, ``xetfs serve
+--gc-interval``: ``0``, ``90s``, ``30m``, ``24h``, ``7d`` -> seconds) and history retention (``--keep-history
+N|all`` -> N, or None for all)."""
 from __future__ import annotations
 
 import argparse
@@ -14,3 +15,11 @@ def duration(text: str) -> float:
     if m is None:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 0, 90s, 30m, 24h, 7d)")
     return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+def history(text: str) -> int | None:
+    if text.strip().lower() == "all":
+        return None
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a number of commits (1 or more) or 'all', not {text!r}")
+    return int(text)

@@ -6,6 +6,7 @@ is deleted; each deletion goes to DIR/audit.log (``gc_delete``).
 
   xetfs gc --data DIR --dry-run                      # what would go; changes nothing
   xetfs gc --data DIR --grace 24h                    # the default grace period
+  xetfs gc --data DIR --keep-history 1               # only the newest commit of each ref keeps its data
   xetfs gc --data DIR --storage s3://BUCKET/PREFIX --s3-endpoint URL --db postgresql://…
 
 Safe while the server runs, on one node or many (one collector at a time per database). A shard that names
@@ -20,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from xetfs.cli.durations import duration
+from xetfs.cli.durations import duration, history
 
 HELP = "delete stored objects of `xetfs serve` that no repo reaches (after a grace period)"
 
@@ -32,6 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", metavar="URL", help="metadata database (default: SQLite under DIR)")
     parser.add_argument("--grace", type=duration, default=24 * 3600.0, metavar="DURATION",
                         help="keep anything uploaded more recently than this (default 24h; 0 = nothing)")
+    parser.add_argument("--keep-history", type=history, default=None, metavar="N|all",
+                        help="keep the data of the newest N commits of every branch, tag and pull request "
+                             "(default all: every commit keeps its data, as in git)")
     parser.add_argument("--dry-run", action="store_true", help="only report what would be deleted")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -51,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     meta = Metadata(args.db or data / "metadata.sqlite3")
     try:
         report = collect(meta, storage, AuditLog(data / "audit.log"), grace_s=args.grace, dry_run=args.dry_run,
-                         now=time.time(), progress=lambda line: print(f"gc: {line}", file=sys.stderr, flush=True))
+                         now=time.time(), keep_history=args.keep_history,
+                         progress=lambda line: print(f"gc: {line}", file=sys.stderr, flush=True))
     finally:
         meta.close()
         if isinstance(storage, Closable):

@@ -25,7 +25,8 @@ printed once. Once ready the server prints "listening on http://HOST:PORT" and w
 (--port 0 picks a free port). SIGTERM or SIGINT stops it gracefully.
 
 --gc-interval 6h runs the garbage collector of `xetfs gc` in the server every 6 hours (grace: --gc-grace,
-default 24h); with several nodes one collection runs at a time (the others skip theirs).
+default 24h; --keep-history N keeps only the data of the newest N commits of each ref, default all); with
+several nodes one collection runs at a time (the others skip theirs).
 
 Point huggingface_hub at it with HF_ENDPOINT=http://HOST:PORT and HF_TOKEN=<token>; more tokens with
 `xetfs token create --data DIR --scope read|write [--repo NS/NAME]`.
@@ -37,7 +38,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from xetfs.cli.durations import duration
+from xetfs.cli.durations import duration, history
 
 HELP = "serve the Xet CAS and Hub API (embedded or S3 storage)"
 
@@ -73,6 +74,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="run the garbage collector (as `xetfs gc`) every DURATION, e.g. 6h (default: never)")
     parser.add_argument("--gc-grace", type=duration, default=24 * 3600.0, metavar="DURATION",
                         help="grace period of those collections (default 24h)")
+    parser.add_argument("--keep-history", type=history, default=None, metavar="N|all",
+                        help="those collections keep the data of the newest N commits of every ref (default all)")
     parser.add_argument("--trust-forwarded-for", action="store_true",
                         help="region lookup uses the leftmost X-Forwarded-For entry instead of the peer address "
                              "(only behind a proxy that sets it)")
@@ -172,7 +175,8 @@ async def _serve(args: argparse.Namespace, storage: Any, meta: Any, regions: Any
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    collector = asyncio.create_task(_collect_every(state, args.gc_interval, args.gc_grace, stop)) \
+    collector = asyncio.create_task(_collect_every(state, args.gc_interval, args.gc_grace,
+                                                        args.keep_history, stop)) \
         if args.gc_interval > 0 else None
     await stop.wait()
     log.info("shutting down")
@@ -184,7 +188,8 @@ async def _serve(args: argparse.Namespace, storage: Any, meta: Any, regions: Any
     return 0
 
 
-async def _collect_every(state: Any, interval_s: float, grace_s: float, stop: Any) -> None:
+async def _collect_every(state: Any, interval_s: float, grace_s: float, keep_history: int | None,
+                         stop: Any) -> None:
     """``xetfs serve --gc-interval``: a collection (``services.gc.collect``) every ``interval_s`` until ``stop``;
     a collection another node holds the lease for is skipped."""
     import asyncio
@@ -201,7 +206,7 @@ async def _collect_every(state: Any, interval_s: float, grace_s: float, stop: An
             pass
         try:
             report = await state.run(collect, state.meta, state.storage, state.audit, grace_s=grace_s,
-                                     now=time.time())
+                                     now=time.time(), keep_history=keep_history)
             log.info("gc: %s", report.summary())
         except Conflict as exc:
             log.info("gc skipped: %s", exc)

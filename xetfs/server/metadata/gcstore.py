@@ -1,7 +1,8 @@
 """The garbage collector's queries and transactions (SQLite or PostgreSQL); the algorithm is ``services.gc``.
 
 Roots: the tree of EVERY stored commit of every existing repo (branch heads, tags, ``refs/pr/N``, and all
-history: deleting a repo deletes its commits). A file is live if a root names it or it was registered within
+history: deleting a repo deletes its commits); with a retention of N commits, only the trees of the newest N
+commits (first parents) of every ref. A file is live if a root names it or it was registered within
 the grace period; a xorb is live if a live file's terms use it or it was stored within the grace period.
 
 Deleting a xorb races with uploads that name it (a dedup answer given before the collection, a re-upload of
@@ -13,8 +14,8 @@ the same xorb), so it goes in three steps, each one transaction:
 2. ``drop_xorbs``: its index row goes, unless a file references it after all (then it is spared).
 3. after the store objects are deleted, ``release``: the doomed rows go; an upload may bring it back.
 
-``sweep_files`` deletes a dead file's rows unless a commit named it meanwhile (``repo_files`` is written in
-the commit's transaction). The lock (``acquire``/``release_lock``) is a lease row in ``settings``: one
+``sweep_files`` deletes a dead file's rows unless a commit made since the mark began names it (read in the
+sweep's transaction; commits are stamped before they are stored, hence a margin). The lock (``acquire``/``release_lock``) is a lease row in ``settings``: one
 collector per database, across nodes.
 """
 from __future__ import annotations
@@ -74,10 +75,30 @@ class GcStore:
         self._db.write(lambda tx: tx.execute("DELETE FROM settings WHERE key=? AND value LIKE ?", (LOCK_KEY, owner + " %")))
 
     # ------------------------------------------------------------------ mark
-    def root_files(self) -> set[str]:
-        """Xet files named by any tree of any commit of an existing repo."""
+    def root_trees(self, keep_history: int | None) -> set[str]:
+        """The trees of every commit of every existing repo (``keep_history`` None), or of the newest
+        ``keep_history`` commits (first parents) of every ref."""
+        if keep_history is None:
+            return {r[0] for r in self._db.all("SELECT DISTINCT c.tree FROM commits c JOIN repos r ON r.id = c.repo")}
+        trees: set[str] = set()
+        seen: set[tuple[int, str]] = set()
+        for repo, head in self._db.all("SELECT f.repo, f.commit_oid FROM refs f JOIN repos r ON r.id = f.repo"):
+            oid: str | None = head
+            for _ in range(keep_history):
+                if oid is None or (repo, oid) in seen:
+                    break
+                seen.add((repo, oid))
+                row = self._db.one("SELECT tree, parent FROM commits WHERE oid=? AND repo=?", (oid, repo))
+                if row is None:
+                    break
+                trees.add(row[0])
+                oid = row[1]
+        return trees
+
+    def root_files(self, keep_history: int | None = None) -> set[str]:
+        """Xet files named by the root trees (``root_trees``)."""
         live: set[str] = set()
-        for (oid,) in self._db.all("SELECT DISTINCT c.tree FROM commits c JOIN repos r ON r.id = c.repo"):
+        for oid in sorted(self.root_trees(keep_history)):
             row = self._db.one("SELECT data FROM trees WHERE oid=?", (oid,))
             if row is not None:
                 live.update(e["xet"] for e in decode_tree(bytes(row[0])).values() if "xet" in e)
@@ -100,19 +121,25 @@ class GcStore:
         return out
 
     # ------------------------------------------------------------------ sweep
-    def sweep_files(self, dead: Sequence[str]) -> list[str]:
-        """Delete the rows of dead files not committed meanwhile -> the files deleted."""
+    def sweep_files(self, dead: Sequence[str], since: float) -> list[str]:
+        """Delete the rows of dead files that no commit made after ``since`` (the mark's start, less a margin)
+        names -> the files deleted."""
         gone: list[str] = []
         for batch in _batches(sorted(dead)):
             def sweep(tx: Tx, batch: Sequence[str] = batch) -> list[str]:
+                recent: set[str] = set()
+                for (data,) in tx.all("SELECT t.data FROM commits c JOIN trees t ON t.oid = c.tree WHERE c.date >= ?",
+                                      (since,)):
+                    recent.update(e["xet"] for e in decode_tree(bytes(data)).values() if "xet" in e)
                 out = []
                 for f in batch:
-                    if tx.one("SELECT 1 FROM repo_files WHERE file_hash=?", (f,)) is not None:
+                    if f in recent:
                         continue
                     tx.execute("DELETE FROM files WHERE hash=?", (f,))
                     tx.execute("DELETE FROM sha256_index WHERE file_hash=?", (f,))
                     tx.execute("DELETE FROM file_xorbs WHERE file_hash=?", (f,))
                     tx.execute("DELETE FROM repo_uploads WHERE file_hash=?", (f,))
+                    tx.execute("DELETE FROM repo_files WHERE file_hash=?", (f,))
                     tx.execute("UPDATE dedup_chunks SET file_hash=NULL WHERE file_hash=?", (f,))
                     out.append(f)
                 return out

@@ -3,9 +3,9 @@
 ``collect`` marks, then sweeps (the steps and their races are in ``metadata.gcstore``):
 
 - **mark**: live files = the Xet files of every tree of every stored commit of every existing repo (all refs,
-  ``refs/pr/N``, tags, and the whole history) plus every file registered within the grace period; live xorbs =
-  those the live files' terms use plus every xorb stored within the grace period (an upload between its
-  xorbs and its shard keeps its xorbs);
+  ``refs/pr/N``, tags, and the whole history; with ``keep_history`` N, the newest N commits of each ref)
+  plus every file registered within the grace period; live xorbs = those the live files' terms use plus
+  every xorb stored within the grace period (an upload between its xorbs and its shard keeps its xorbs);
 - **sweep**: dead files' rows, then dead xorbs (doomed, index row dropped, store object deleted, released),
   then shards older than the grace period whose files are all gone (each shard is read back to list its files).
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_GRACE_S = 24 * 3600.0
 LEASE_S = 6 * 3600.0
+COMMIT_MARGIN_S = 300.0              # a commit stamped this long before the mark may still be landing (capped
+                                     # by the grace period: --grace 0 protects nothing in flight)
 _TERM_BYTES = 44
 
 
@@ -67,23 +70,26 @@ def _shard_files(storage: Storage, shard: str) -> list[str] | None:
 
 
 def collect(meta: Metadata, storage: Storage, audit: AuditLog | None, *, grace_s: float = DEFAULT_GRACE_S,
-            dry_run: bool = False, now: float, progress: Callable[[str], None] | None = None) -> GcReport:
+            dry_run: bool = False, now: float, keep_history: int | None = None,
+            progress: Callable[[str], None] | None = None) -> GcReport:
+    """``keep_history``: None keeps the data of all history; N keeps only that of the newest N commits of
+    every ref (older commits stay listed, their Xet files are collected)."""
     gs = GcStore(meta.database)
     owner = f"{socket.gethostname()}:{os.getpid()}"
     if not dry_run and not gs.acquire(owner, LEASE_S, now):
         raise Conflict("another xetfs gc holds the collector lock; try later")
     try:
-        return _collect(gs, storage, audit, grace_s, dry_run, now, progress or (lambda _: None))
+        return _collect(gs, storage, audit, grace_s, dry_run, now, keep_history, progress or (lambda _: None))
     finally:
         if not dry_run:
             gs.release_lock(owner)
 
 
 def _collect(gs: GcStore, storage: Storage, audit: AuditLog | None, grace_s: float, dry_run: bool, now: float,
-             progress: Callable[[str], None]) -> GcReport:
+             keep_history: int | None, progress: Callable[[str], None]) -> GcReport:
     report = GcReport(dry_run, grace_s)
-    cutoff = now - grace_s
-    roots = gs.root_files()
+    cutoff, started = now - grace_s, time.time()
+    roots = gs.root_files(keep_history)
     live_xorbs: set[str] = set()
     dead_files: list[str] = []
     for h, terms, created in gs.files():
@@ -111,7 +117,7 @@ def _collect(gs: GcStore, storage: Storage, audit: AuditLog | None, grace_s: flo
         for x in report.xorbs:
             gone("xorbs", x, sizes[x])
     else:
-        report.files = gs.sweep_files(dead_files)
+        report.files = gs.sweep_files(dead_files, max(cutoff, started - COMMIT_MARGIN_S))
         doomed = gs.doom(sorted(sizes), now)
         try:
             dropped = gs.drop_xorbs(doomed)
