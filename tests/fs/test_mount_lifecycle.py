@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -18,6 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from xetfs.osutil.process import pid_alive
 from xetfs.testing.files import pread
 from xetfs.testing.mount import mounted, tree_of, wait_committed, xetfs_cli
 from xetfs.testing.proxy import GatedProxy
@@ -179,3 +181,17 @@ def test_read_timeout_turns_a_hung_read_into_eio(server: ServerHandle, repo: str
             assert os.path.ismount(m.path)
             gate.release()
             assert pread(m.path / "w.bin", 5 * MiB, 4096) == data[5 * MiB:5 * MiB + 4096]
+
+
+def test_the_kit_fails_a_block_whose_umount_fails(server: ServerHandle, repo: str, tmp_path: Path) -> None:
+    """xetfs.testing.mount.mounted: a busy mount makes ``xetfs umount`` fail, and that fails the block (the
+    mount is then removed by force, so nothing is left behind)."""
+    (tmp_path / "a.txt").write_bytes(b"a\n")
+    upload(server, repo, tmp_path / "a.txt")
+    mnt = tmp_path / "mnt"
+    with pytest.raises(AssertionError, match="xetfs umount .* failed"):
+        with mounted(server, repo, mnt, args=["--read-only"]) as m:
+            busy = open(m.path / "a.txt", "rb")        # noqa: SIM115 - held open across the unmount on purpose
+    with contextlib.suppress(OSError):               # ENOTCONN: its daemon was killed by the clean-up
+        busy.close()
+    assert not os.path.ismount(mnt) and not pid_alive(m.pid)
