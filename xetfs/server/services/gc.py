@@ -20,6 +20,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from xetfs.core.hashing import MerkleHash
@@ -37,6 +38,7 @@ LEASE_S = 6 * 3600.0
 COMMIT_MARGIN_S = 300.0              # a commit stamped this long before the mark may still be landing (capped
                                      # by the grace period: --grace 0 protects nothing in flight)
 _TERM_BYTES = 44
+DELETE_WORKERS = 8
 
 
 @dataclass
@@ -121,9 +123,9 @@ def _collect(gs: GcStore, storage: Storage, audit: AuditLog | None, grace_s: flo
         doomed = gs.doom(sorted(sizes), now)
         try:
             dropped = gs.drop_xorbs(doomed)
-            for x in dropped:
-                storage.delete(f"xorbs/{x}")
-                gone("xorbs", x, sizes[x])
+            with ThreadPoolExecutor(DELETE_WORKERS) as pool:     # store deletes are round trips (S3) or unlinks
+                for x, _ in zip(dropped, pool.map(storage.delete, [f"xorbs/{x}" for x in dropped])):
+                    gone("xorbs", x, sizes[x])
             report.xorbs = dropped
             report.spared = len(sizes) - len(dropped)
         finally:
