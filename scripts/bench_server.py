@@ -3,7 +3,9 @@
 
 1. hf_xet upload + download MB/s of a SIZE file (default 1 GiB, random bytes) against ``xetfs serve``.
 2. Data-route throughput: ``curl -r a-b`` of 64 MiB ranges (capped at the xorb size) of a stored xorb through a
-   signed data URL, vs a plain aiohttp ``FileResponse`` (sendfile) server on the same file; ratio target >= 0.8.
+   range-signed data URL, vs a plain aiohttp ``FileResponse`` (sendfile) server on the same file; ratio target
+   >= 0.8. Also ``/resolve`` of the first 256 MiB of the committed file (server-side reconstruction, every chunk
+   verified) against the same sendfile baseline (no target: it decodes and hashes every chunk).
 3. ``xetfs upload`` MB/s vs hf_xet upload MB/s of the same file, each into a fresh server (null when
    ``xetfs.cli.upload_cmd`` is not available).
 
@@ -116,7 +118,32 @@ def data_route_bench(srv: ServerHandle, file_hash: str, repeats: int) -> dict[st
     plain_bps = plain_sendfile_speed(path, repeats)
     return {"xorb_bytes": path.stat().st_size, "range_bytes": min(RANGE_BYTES, path.stat().st_size),
             "xetfs_MBps": round(xetfs_bps / 1e6, 1), "plain_sendfile_MBps": round(plain_bps / 1e6, 1),
-            "ratio": round(xetfs_bps / plain_bps, 3)}
+            "ratio": round(xetfs_bps / plain_bps, 3), "plain_bps": plain_bps}
+
+
+def resolve_bench(srv: ServerHandle, src: Path, repeats: int, plain_bps: float) -> dict[str, object]:
+    """``/resolve`` MB/s (chunk-verified reconstruction) of the committed file vs the sendfile baseline."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(src, "rb") as f:
+        while block := f.read(16 * MiB):
+            digest.update(block)
+    op = {"key": "lfsFile", "value": {"path": "big.bin", "algo": "sha256", "oid": digest.hexdigest(),
+                                      "size": src.stat().st_size}}
+    body = "\n".join(json.dumps(x) for x in [{"key": "header", "value": {"summary": "bench"}}, op]).encode()
+    status, _, answer = srv.request("POST", "/api/models/bench/demo/commit/main", body,
+                                    {"Content-Type": "application/x-ndjson"})
+    assert status == 200, answer
+    url = f"{srv.url}/bench/demo/resolve/main/big.bin"
+    end = min(src.stat().st_size, 256 * MiB) - 1
+
+    def one() -> float:
+        out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-H", f"Authorization: Bearer {srv.token}", "-r",
+                              f"0-{end}", url, "-w", "%{speed_download}"], capture_output=True, text=True, check=True)
+        return float(out.stdout)
+    bps = statistics.median(one() for _ in range(repeats))
+    return {"range_bytes": end + 1, "resolve_MBps": round(bps / 1e6, 1), "ratio_vs_sendfile": round(bps / plain_bps, 3)}
 
 
 def xetfs_upload_vs_hf_xet(tmp: Path, path: Path, hf_xet_upload_s: float) -> dict[str, object] | None:
@@ -154,6 +181,8 @@ def main() -> int:
             (tmp / "down.bin").unlink()
             result["hf_xet"] = {"upload_MBps": round(size / up_s / 1e6, 1), "download_MBps": round(size / down_s / 1e6, 1)}
             result["data_route"] = data_route_bench(srv, file_hash, args.repeats)
+            plain_bps = float(result["data_route"].pop("plain_bps"))  # type: ignore[union-attr]
+            result["resolve"] = resolve_bench(srv, src, args.repeats, plain_bps)
         os.environ["HF_HOME"] = str(tmp / "hf_home2")
         result["xetfs_upload_vs_hf_xet"] = xetfs_upload_vs_hf_xet(tmp, src, up_s)
     print(json.dumps(result))

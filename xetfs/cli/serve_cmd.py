@@ -147,7 +147,7 @@ async def _serve(args: argparse.Namespace, storage: Any, meta: Any, regions: Any
     from aiohttp import web
 
     from xetfs.osutil.atomic import write_atomic
-    from xetfs.server.app import State, make_app
+    from xetfs.server.app import HANDLER_LIMITS, State, make_app
     from xetfs.server.middleware import AccessLogger
 
     data_dir: Path = args.data.resolve()
@@ -162,7 +162,8 @@ async def _serve(args: argparse.Namespace, storage: Any, meta: Any, regions: Any
     log.info("objects in %s; reads %s", storage or data_dir / "objects",
              "direct from the store" if state.direct_reads else "through this server")
     runner = web.AppRunner(make_app(state), access_log_class=AccessLogger,
-                           access_log=logging.getLogger("xetfs.server.access"), handle_signals=False)
+                           access_log=logging.getLogger("xetfs.server.access"), handle_signals=False,
+                           **HANDLER_LIMITS)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()

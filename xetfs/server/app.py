@@ -14,7 +14,11 @@ from xetfs.server.context import STATE, State
 from xetfs.server.middleware import error_middleware
 from xetfs.server.routes import cas, data, discussions, hub, listings, ops, resolve
 
-__all__ = ["State", "make_app"]
+__all__ = ["HANDLER_LIMITS", "State", "make_app"]
+
+# aiohttp request-handler settings: a request line long enough for a 4096-byte path percent-encoded
+# (longer lines are refused by the HTTP parser), and idle keep-alive connections closed after 75 s.
+HANDLER_LIMITS = {"max_line_size": 65536, "keepalive_timeout": 75.0}
 
 
 def make_app(state: State) -> web.Application:

@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 
 def json_error(status: int, message: str, code: str | None = None) -> web.Response:
-    headers = {"X-Error-Code": code, "X-Error-Message": message[:200].encode("ascii", "replace").decode()} \
-        if code else None
+    safe = "".join(c if " " <= c < "\x7f" else "?" for c in message[:200])
+    headers = {"X-Error-Code": code, "X-Error-Message": safe} if code else None
     return web.json_response({"error": message}, status=status, headers=headers)
 
 

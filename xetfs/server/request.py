@@ -5,6 +5,7 @@ Route modules never import each other; what more than one of them needs lives he
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +19,8 @@ from xetfs.server.metadata.store import Repo
 from xetfs.server.names import repo_spec
 from xetfs.server.services.repos import lookup_repo
 
+_LONG_NUMBER = re.compile(r"[0-9]{19,}")
+
 
 async def read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
@@ -30,11 +33,26 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return bytes(buf)
 
 
-async def json_body(request: web.Request, limit: int = 16 << 20) -> Any:
+async def json_body(request: web.Request, limit: int = 16 << 20, empty: bytes = b"{}") -> Any:
     try:
-        return json.loads(await read_body(request, limit) or b"{}")
-    except ValueError:
-        raise ValidationError("request body is not JSON") from None
+        return json.loads(await read_body(request, limit) or empty)
+    except (ValueError, RecursionError):
+        raise ValidationError("request body is not JSON (or nested too deeply)") from None
+
+
+async def json_object(request: web.Request, limit: int = 16 << 20) -> dict[str, Any]:
+    body = await json_body(request, limit)
+    if not isinstance(body, dict):
+        raise ValidationError("request body must be a JSON object")
+    return body
+
+
+def range_header(request: web.Request) -> str | None:
+    """The ``Range`` header, refused (400) unless it is short ASCII with numbers of at most 18 digits."""
+    value = request.headers.get("Range")
+    if value is not None and (len(value) > 4096 or not value.isascii() or _LONG_NUMBER.search(value)):
+        raise ValidationError("unsupported Range header")
+    return value
 
 
 def hash_param(request: web.Request, name: str) -> MerkleHash:

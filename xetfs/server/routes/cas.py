@@ -29,11 +29,11 @@ from aiohttp import web
 from xetfs.core.hashing import MerkleHash
 from xetfs.core.reconstruction import parse_range_header
 from xetfs.protocol.reconstruction import to_json_v1, to_json_v2
-from xetfs.errors import NotFound
+from xetfs.errors import NotFound, ValidationError
 from xetfs.server.context import State, state_of
 from xetfs.server.metadata.store import FileRecord
 from xetfs.server.auth import CasClaims
-from xetfs.server.request import base_url, hash_param, read_body
+from xetfs.server.request import base_url, hash_param, json_body, range_header, read_body
 from xetfs.server.services.cas import fetch_urls, plan, readable_file, reupload_xorb, store_shard, store_xorb, \
     token_repo
 from xetfs.server.services.dedup import dedup_shard
@@ -41,6 +41,7 @@ from xetfs.server.services.validation import MAX_SHARD_BODY_BYTES, MAX_XORB_BODY
     check_shard, check_xorb
 
 PREFIXES = ("default", "default-merkledb")
+MAX_BATCH_FILES = 1000
 
 
 def _prefix(request: web.Request) -> None:
@@ -59,7 +60,7 @@ async def _reconstruction(request: web.Request, version: int) -> web.Response:
     claims = st.auth.cas_claims(request.headers.get("Authorization"), "read")
     fh = hash_param(request, "file_id")
     rec = await st.run(readable_file, st, claims, fh)
-    byte_range = parse_range_header(request.headers.get("Range"), rec.size)
+    byte_range = parse_range_header(range_header(request), rec.size)
     obj = await st.run(_answer, st, base_url(request), claims, rec, byte_range, version)
     st.metrics.inc("xetfs_cas_reconstructions_total")
     return web.json_response(obj)
@@ -78,8 +79,13 @@ async def _batch_reconstruction(request: web.Request) -> web.Response:
     st = state_of(request)
     claims = st.auth.cas_claims(request.headers.get("Authorization"), "read")
     if request.method == "POST":
-        body = json.loads(await read_body(request, 1 << 20) or b"[]")
-        ids = [item["hash"] if isinstance(item, dict) else str(item) for item in body]
+        body = await json_body(request, 1 << 20, empty=b"[]")
+        if not isinstance(body, list) or len(body) > MAX_BATCH_FILES:
+            raise ValidationError(f'the batch body is a list of at most {MAX_BATCH_FILES} {{"hash": FILE}}')
+        items = [item.get("hash") if isinstance(item, dict) else item for item in body]
+        ids = [i for i in items if isinstance(i, str)]
+        if len(ids) != len(items):
+            raise ValidationError('each batch item is {"hash": FILE} or FILE (a hex string)')
     else:
         ids = request.query.getall("file_id", [])
     files: dict[str, Any] = {}

@@ -16,7 +16,7 @@ from xetfs.core.reconstruction import parse_range_header
 from xetfs.errors import Forbidden
 from xetfs.server.auth import MAX_SIGNED_RANGES
 from xetfs.server.context import State, state_of
-from xetfs.server.request import hash_param
+from xetfs.server.request import hash_param, range_header
 from xetfs.server.services.cas import check_requested_ranges, xorb_key
 
 
@@ -32,7 +32,7 @@ async def _data(request: web.Request) -> web.StreamResponse:
     xorb = str(hash_param(request, "xorb"))
     q = request.query
     signed = st.auth.check_data(xorb, q.get("e"), q.get("r"), q.get("s"))
-    header = request.headers.get("Range")
+    header = range_header(request)
     if not header:
         raise Forbidden("a data URL serves only the byte ranges it is signed for: send a Range header")
     if header.count(",") >= MAX_SIGNED_RANGES:

@@ -24,11 +24,11 @@ from xetfs.server.auth import Principal
 from xetfs.server.context import State, state_of
 from xetfs.server.errors import EntryNotFound, RepoNotFound, RevisionNotFound
 from xetfs.server.metadata.store import Commit, Repo
-from xetfs.server.request import base_url, json_body, principal, read_body, repo_access
+from xetfs.server.request import base_url, json_body, json_object, principal, read_body, repo_access
 from xetfs.server.services import admin, pulls, repos
 from xetfs.server.services.commits import list_tree, make_commit, paths_info, upload_mode
 from xetfs.server.services.repos import iso, resolve_rev
-from xetfs.server.names import REPO_TYPES, URL_PREFIX, check_branch, check_repo_id, repo_spec
+from xetfs.server.names import REPO_TYPES, URL_PREFIX, check_branch, check_repo_id, repo_spec, valid_repo_part
 
 MAX_COMMIT_BODY_BYTES = 1024 ** 3
 
@@ -107,8 +107,10 @@ def _parse_repo_request(request: web.Request) -> RepoRequest:
     op = (unquote(segs[3]) or None) if len(segs) > 3 else None
     rev = unquote(segs[4]) if len(segs) > 4 and segs[4] else "main"
     path = "/".join(unquote(s) for s in segs[5:]).strip("/")
-    return RepoRequest(request, state_of(request), REPO_TYPES[kind], f"{unquote(segs[1])}/{unquote(segs[2])}",
-                       op, rev, path)
+    ns, name = unquote(segs[1]), unquote(segs[2])
+    if not valid_repo_part(ns) or not valid_repo_part(name):
+        raise RepoNotFound(f"no repository {ns[:100]!r}/{name[:100]!r}")
+    return RepoRequest(request, state_of(request), REPO_TYPES[kind], f"{ns}/{name}", op, rev, path)
 
 
 async def _repo_and_commit(rr: RepoRequest, scope: str) -> tuple[Principal, Repo, Commit]:
@@ -142,27 +144,38 @@ async def _tree(rr: RepoRequest) -> web.Response:
 async def _paths_info(rr: RepoRequest) -> web.Response:
     _, _, commit = await _repo_and_commit(rr, "read")
     if rr.request.content_type == "application/json":
-        paths = (await json_body(rr.request)).get("paths", [])
+        paths = (await json_object(rr.request)).get("paths", [])
     else:
         paths = (await rr.request.post()).getall("paths", [])
+    if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+        raise ValidationError('paths-info needs {"paths": [PATH, ...]}')
     tree = await rr.st.run(rr.st.meta.tree, commit.tree)
-    return web.json_response(paths_info(tree, commit.tree, [str(p) for p in paths]))
+    return web.json_response(paths_info(tree, commit.tree, paths))
 
 
 async def _preupload(rr: RepoRequest) -> web.Response:
     _, _, commit = await _repo_and_commit(rr, "write")
     tree = await rr.st.run(rr.st.meta.tree, commit.tree)
-    files = (await json_body(rr.request)).get("files")
-    if not isinstance(files, list):
-        raise ValidationError("preupload needs {\"files\": [...]}")
+    files = (await json_object(rr.request)).get("files")
+    if not isinstance(files, list) or not all(_preupload_item(f) for f in files):
+        raise ValidationError('preupload needs {"files": [{"path": str, "size": int, "sample": base64}, ...]}')
     out = []
     for f in files:
-        path, size = str(f.get("path", "")), int(f.get("size", 0))
-        mode = upload_mode(size, base64.b64decode(f.get("sample", "") or ""))
+        path, size = f["path"], f.get("size", 0)
+        try:
+            sample = base64.b64decode(f.get("sample") or "", validate=True)
+        except ValueError:
+            raise ValidationError(f"preupload {path[:100]!r}: sample is not base64") from None
+        mode = upload_mode(size, sample)
         have = tree.get(path)
         oid = (have.get("sha256") if mode == "lfs" else have["oid"]) if have else None
         out.append({"path": path, "uploadMode": mode, "shouldIgnore": False, "oid": oid})
     return web.json_response({"files": out, "commitOid": commit.oid})
+
+
+def _preupload_item(f: Any) -> bool:
+    return (isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("sample", ""), (str, type(None)))
+            and isinstance(f.get("size", 0), int) and not isinstance(f.get("size", 0), bool) and f.get("size", 0) >= 0)
 
 
 async def _commit(rr: RepoRequest) -> web.Response:

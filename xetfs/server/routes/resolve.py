@@ -22,8 +22,9 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.core.reconstruction import parse_range_header
 from xetfs.server.context import state_of
 from xetfs.errors import XetError
-from xetfs.server.errors import EntryNotFound, StreamAborted
-from xetfs.server.request import base_url, repo_access
+from xetfs.server.errors import EntryNotFound, RepoNotFound, StreamAborted
+from xetfs.server.names import valid_repo_part
+from xetfs.server.request import base_url, range_header, repo_access
 from xetfs.server.services.assemble import xet_range
 from xetfs.server.services.cas import file_record
 from xetfs.server.services.repos import resolve_rev
@@ -34,9 +35,11 @@ log = logging.getLogger(__name__)
 def _parse(request: web.Request) -> tuple[str, str, str]:
     raw = request.rel_url.raw_path
     head, _, tail = raw.partition("/resolve/")
-    segs = head.strip("/").split("/")[-2:]
+    ns, name = (unquote(s) for s in head.strip("/").split("/")[-2:])
+    if not valid_repo_part(ns) or not valid_repo_part(name):
+        raise RepoNotFound(f"no repository {ns[:100]!r}/{name[:100]!r}")
     rev, _, path = tail.partition("/")
-    return "/".join(unquote(s) for s in segs), unquote(rev), "/".join(unquote(p) for p in path.split("/"))
+    return f"{ns}/{name}", unquote(rev), "/".join(unquote(p) for p in path.split("/"))
 
 
 def _headers(request: web.Request, repo_type: str, repo_id: str, commit_oid: str,
@@ -63,7 +66,7 @@ async def _resolve(request: web.Request, repo_type: str) -> web.StreamResponse:
         raise EntryNotFound(f"{path} not found in {repo_id}@{rev}")
     headers = _headers(request, repo_type, repo_id, commit.oid, entry)
     size = int(entry["size"])
-    byte_range = parse_range_header(request.headers.get("Range"), size)
+    byte_range = parse_range_header(range_header(request), size)
     start, end = byte_range if byte_range is not None else (0, size)
     status = 200
     if byte_range is not None and size:

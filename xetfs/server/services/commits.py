@@ -68,7 +68,7 @@ def _parse_lines(body: bytes) -> list[dict[str, Any]]:
             continue
         try:
             item = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ValidationError(f"commit line {n} is not JSON") from None
         if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
             raise ValidationError(f"commit line {n}: expected {{\"key\": ..., \"value\": {{...}}}}")
