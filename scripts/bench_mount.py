@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark the FUSE mount against baselines measured in the same run, on the same server (design.md §2.15).
+"""Benchmark the FUSE mount against same-run baselines on the same server (docs/architecture.md, "Performance").
 
 Prints one JSON object:
   a_cold_seq:   cold sequential read of a 1 GiB file through a fresh mount vs hf_xet (huggingface_hub

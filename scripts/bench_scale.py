@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark the scale-out setup against baselines measured in the same run (issue 6; design.md §2.15).
+"""Benchmark the scale-out setup against same-run baselines (docs/architecture.md, "Several nodes").
 
 Prints one JSON object:
   a_cold_seq_s3_vs_embedded: cold sequential read of one file (default 1 GiB) through a fresh mount, the node on

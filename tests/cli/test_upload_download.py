@@ -154,7 +154,7 @@ def test_401_refreshes_the_token_once(server: ServerHandle, repo: str) -> None:
 
 
 def _late_eligible_data(params: UploadParams) -> tuple[bytes, int, int]:
-    """Data whose chunk e (not the first of its xorb) is eligible for global dedup (§6.2), and the byte
+    """Data whose chunk e (not the first of its xorb) is eligible for global dedup, and the byte
     range of that xorb's chunks in the data."""
     from xetfs.core.chunking import chunk_data
     from xetfs.core.dedup import DedupSession

@@ -1,4 +1,4 @@
-"""Real FUSE mounts of a real ``xetfs serve`` (design.md §2.12): contents, concurrency, bytes served, caching.
+"""Real FUSE mounts of a real ``xetfs serve``: contents, concurrency, bytes served, caching.
 
 One server and one repo per module (uploads cost time on 2 cores); each test mounts its own fresh mount so
 the kernel page cache and the chunk cache start cold unless the test says otherwise. Files come from

@@ -1,4 +1,4 @@
-"""The VFS model without FUSE: a dict of paths -> bytes is the reference (design.md §2.12)."""
+"""The VFS model without FUSE: a dict of paths -> bytes is the reference (docs/architecture.md, "Tests")."""
 from __future__ import annotations
 
 import errno

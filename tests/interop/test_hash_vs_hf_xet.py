@@ -1,6 +1,6 @@
 """Differential test: ``xetfs hash`` equals the real ``hf_xet.hash_files`` (1.8.0) on generated inputs —
 random, zeros, repeating patterns, float16/float32 tensors, text — from 0 B to 8 MiB, including the sizes
-around the chunk limits (§2.1: 8 KiB min, 64 KiB target, 128 KiB max) and the CLI's 8 MiB read block.
+around the chunk limits (8 KiB min, 64 KiB target, 128 KiB max) and the CLI's 8 MiB read block.
 The sha256 printed by ``--json`` is checked against hashlib, the chunk count against ``chunk_data``."""
 from __future__ import annotations
 

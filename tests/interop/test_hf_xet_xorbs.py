@@ -1,7 +1,7 @@
 """Xorbs and shards written by the real hf_xet (serverless ``local://`` CAS) read back with xetfs.core.
 
-hf_xet stores xorbs as ``<dir>/xet/xorbs/xorbs/default.<xorb hash>`` (with the XETBLOB footer, §4.4) and
-shards (``.mdb``) under ``<dir>/xet/xorbs/shards/`` and ``<dir>/xet/shard-cache/`` (hub-api.md §9.4).
+hf_xet stores xorbs as ``<dir>/xet/xorbs/xorbs/default.<xorb hash>`` (with the XETBLOB footer) and
+shards (``.mdb``) under ``<dir>/xet/xorbs/shards/`` and ``<dir>/xet/shard-cache/`` (hf_xet's ``local://`` endpoint).
 """
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_hf_xet_shards_reconstruct_files(uploaded) -> None:  # type: ignore[no-u
     chunks = {h: decode_chunks(d) for h, d in _xorbs(cas).items()}
     for _path, _raw, shard in _shards(cas):
         for x in shard.xorbs:
-            # the local CAS marks global-dedup eligible chunks (bit31, §5.4); uploads carry 0
+            # the local CAS marks global-dedup eligible chunks (flag bit31); uploads carry 0
             assert {c.flags for c in x.chunks} <= {0, CHUNK_FLAG_GLOBAL_DEDUP}
             unflagged = replace(x, chunks=tuple(replace(c, flags=0) for c in x.chunks))
             assert unflagged == xorb_info_from_built(built[x.xorb_hash])
@@ -113,7 +113,7 @@ def test_hf_xet_full_shard_reserialized_byte_exact(uploaded) -> None:  # type: i
     for path, raw, shard in _shards(cas):
         ft = shard.footer
         assert ft is not None, f"{path.name}: hf_xet's local shards carry a footer"
-        # the upload body hf_xet derives from a full shard: cut at file_lookup_offset, footer_size := 0 (§5.1)
+        # the upload body hf_xet derives from a full shard: cut at file_lookup_offset, footer_size := 0
         assert serialize_upload_shard(shard) == raw[:40] + bytes(8) + raw[48:ft.file_lookup_offset]
         if ft.chunk_lookup_num_entry:
             with_tables += 1

@@ -1,4 +1,4 @@
-"""File layouts in the disk tier (issue 4): the format, its checksum, the byte bound, and a real remount-like
+"""File layouts in the disk tier: the format, its checksum, the byte bound, and a real remount-like
 read (a fresh reader over the same cache dir, against a real server) that asks for no reconstruction."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CAS API of a real ``xetfs serve`` over loopback (shared/xet-protocol.md §7): uploads and their
+"""CAS API of a real ``xetfs serve`` over loopback (docs/protocol.md, "CAS API"): uploads and their
 validation, reconstructions with Range, the signed data route, global dedup, status-code rules."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Failover on real components (issue 6 must-show): two ``xetfs serve`` nodes over one SeaweedFS bucket and one
+"""Failover on real components: two ``xetfs serve`` nodes over one SeaweedFS bucket and one
 PostgreSQL database; the client is given both (``--endpoint A,B``).
 
 - the node serving a ``xetfs download`` is SIGKILLed mid-transfer (``--proxy-reads``: the data bytes pass

@@ -1,4 +1,4 @@
-"""Hub API of a real ``xetfs serve`` (hub-api.md §4): commits and their validation, listings, resolve
+"""Hub API of a real ``xetfs serve`` (docs/protocol.md, "Hub API"): commits and their validation, listings, resolve
 headers and ranges, tokens and scopes, error codes."""
 from __future__ import annotations
 

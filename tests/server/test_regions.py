@@ -1,4 +1,4 @@
-"""Regions (issue 6 item 4): the xet token routes answer the CAS URL of the client's region.
+"""Regions (docs/architecture.md, "Several nodes"): the xet token routes answer the CAS URL of the client's region.
 
 Pure parsing/lookup of ``xetfs.server.regions``, one-line start errors of ``xetfs serve``, the real server on
 loopback (peer address, X-Forwarded-For only when trusted, /health and /metrics), and unmodified

@@ -1,4 +1,4 @@
-"""WritableVfs + Staging + Writeback without FUSE, against a real ``xetfs serve`` (design.md §2.12).
+"""WritableVfs + Staging + Writeback without FUSE, against a real ``xetfs serve`` (docs/architecture.md, "Tests").
 
 - A Hypothesis state machine drives ``WritableVfs`` the way the kernel would (create, open with and without
   O_TRUNC, write at any offset, read, truncate, rename of files and directories, unlink, mkdir, rmdir,

@@ -1,4 +1,4 @@
-"""pyfuse3 adapter: unpack kernel requests, call ``Vfs``, reply (design.md §2.3, §2.5, §3).
+"""pyfuse3 adapter: unpack kernel requests, call ``Vfs``, reply (docs/architecture.md, "Stages").
 
 Nothing else lives here. Errors are translated once, in ``_translated``: ``XetError`` -> ``FUSEError(errno)``;
 anything unexpected -> EIO, logged once with its traceback, so one bad read never takes the mount down.

@@ -1,8 +1,8 @@
-"""Filesystem semantics of one immutable repo revision, in domain terms (design.md §1, §2.3, §3).
+"""Filesystem semantics of one immutable repo revision, in domain terms (docs/architecture.md, "A read").
 
 No pyfuse3 here: ``fuse_ops`` unpacks kernel requests and calls this model; tests drive it directly.
 
-- ``Tree``: the inode table built once from the Hub tree listing of a commit (hub-api §4.4). Inodes are dense
+- ``Tree``: the inode table built once from the Hub tree listing of a commit. Inodes are dense
   ints (root = 1); per inode it keeps the parent inode, the name, the size and the Xet file hash in parallel
   arrays, children as one dict ``(parent, name) -> inode``. Nothing grows after the mount starts, so the
   table is bounded by the listing (the hf-mount #105 lesson).

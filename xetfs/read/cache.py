@@ -1,4 +1,4 @@
-"""Byte-bounded chunk cache: a memory LRU over a persistent disk tier (design.md §2.9; xet-protocol §4, §7.3).
+"""Byte-bounded chunk cache: a memory LRU over a persistent disk tier (docs/architecture.md, "A read").
 
 Keys are ``(xorb hash, chunk index)`` and values the chunk's *uncompressed* bytes, so any read that overlaps
 a cached chunk hits, whatever window first brought it in (the hf-mount #133 lesson: a cache that only hits
@@ -62,7 +62,7 @@ def default_cache_dir() -> Path:
 
 
 def _checksum(data: bytes | bytearray | memoryview) -> bytes:
-    """The chunk hash (xet-protocol §3.2), truncated: the read path computed it to verify the chunk, so a
+    """The chunk hash (docs/protocol.md, "Hashes"), truncated: the read path computed it to verify the chunk, so a
     write passes it in and nothing is hashed twice."""
     return bytes(chunk_hash(data)[:CHECKSUM_BYTES])
 

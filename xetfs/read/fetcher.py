@@ -1,5 +1,5 @@
 """The shared fetch machinery of the read path: xorb byte ranges -> decoded, verified chunks in the cache
-(shared/xet-protocol.md §4, §7.3; design.md §2.8, §2.9, §4).
+(docs/protocol.md, "Reconstruction"; docs/architecture.md, "A read", "Threads").
 
 A ``Fetcher`` is shared by every ``FileReader`` of a mount. ``start(fetch range, terms)`` returns the in-flight
 fetch of that range: a table of ``Pending`` (a ``trio.Event`` + result) keyed by (xorb, byte range) coalesces
@@ -7,7 +7,7 @@ identical fetches; no lock is held across a network await, so any number of read
 A fetch runs in pieces of ``piece_bytes`` received (``CasClient.fetch_range_into``: raw-socket range GETs,
 ``xetfs.transport.rangeget``) into two pooled buffers, so while one piece arrives the previous one's complete chunk
 records (``core.xorb.split_complete_records``) are decoded and hashed in a worker thread. Each term is then
-verified against its ``verification_hash`` (xet-protocol §7.3); a mismatch is refetched once, then raises
+verified against its ``verification_hash``; a mismatch is refetched once, then raises
 ``IntegrityError`` (EIO). Verified chunks go to the memory tier, waiters are released, and the chunks go on to
 the disk tier with their chunk hashes as checksums (hashed once) through one writer task (``submit`` queues
 any other disk job -- a file layout -- behind it, so ``drain`` at unmount flushes both).
@@ -15,7 +15,7 @@ any other disk job -- a file layout -- behind it, so ``drain`` at unmount flushe
 Disk-tier loads are single-flight too (``load_chunks``: one worker-thread load per set of keys at a time, so a
 read and the readahead never read and hash the same entry twice).
 
-Memory (design.md §4): the daemon's RSS is the memory tier plus a fixed overhead independent of file size:
+Memory: the daemon's RSS is the memory tier plus a fixed overhead independent of file size:
 ``max_inflight_bytes`` of decoded chunks not yet handed to the disk writer (a fetch holds its byte budget
 until the writer takes its chunks), ``2 x max_parallel_fetches`` piece buffers (reused, never freed), the
 one range the disk writer is writing, and the interpreter. ``tune_allocator`` keeps glibc from returning
@@ -87,7 +87,7 @@ class Pending:
 
 
 def tune_allocator(mmap_threshold_bytes: int = 64 * MiB, trim_threshold_bytes: int = 128 * MiB) -> bool:
-    """glibc malloc settings for the mount daemon (design.md §4): a fixed mmap threshold so fetch buffers
+    """glibc malloc settings for the mount daemon: a fixed mmap threshold so fetch buffers
     and 1 MiB reply buffers come from the heap and are reused instead of being mmapped, page-faulted and
     unmapped each time; a trim threshold so freed memory is kept for reuse; one arena, so chunks decoded in
     worker threads reuse the memory the cache evicted. False when the C library is not glibc."""

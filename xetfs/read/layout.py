@@ -1,6 +1,6 @@
-"""File layouts: which chunks make up a file, persisted beside the chunk cache (xet-protocol §5.3, §7.3).
+"""File layouts: which chunks make up a file, persisted beside the chunk cache (docs/protocol.md, "Reconstruction").
 
-A reconstruction (§7.3) maps a file's bytes to terms: ``(xorb hash, [chunk_start, chunk_end))`` with the
+A reconstruction maps a file's bytes to terms: ``(xorb hash, [chunk_start, chunk_end))`` with the
 term's verification hash. A ``FileReader`` that has learned the uncompressed size of every chunk of a term
 knows the file offset of each of them, so a later read of those bytes is a chunk-cache lookup with no
 reconstruction query at all. ``FileLayout`` keeps the terms learned so far (file offsets may have gaps: only
@@ -16,7 +16,7 @@ Encoding (little endian)::
     MAGIC "XFL1" | file hash (32) | file size u64 | term count u32
     per term: file offset u64 | xorb hash (32) | chunk_start u32 | chunk count u32 |
               has verification u8 | verification hash (32, zero when absent) | chunk sizes u32 x count
-    checksum: keyed BLAKE3 (the chunk hash, §3.2) of everything before it, first 16 bytes
+    checksum: keyed BLAKE3 (the chunk hash) of everything before it, first 16 bytes
 """
 from __future__ import annotations
 

