@@ -61,10 +61,10 @@ def make_file(path: Path, size_bytes: int) -> None:
             left -= n
 
 
-def xetfs_upload(srv: ServerHandle, repo: str, path: Path, dest: str) -> tuple[float, dict[str, int]]:
-    """(seconds, the CLI's --json stats plus its peak RSS)."""
+def xetfs_upload(srv: ServerHandle, repo: str, path: Path, dest: str, cache_dir: Path) -> tuple[float, dict[str, int]]:
+    """(seconds, the CLI's --json stats plus its peak RSS). ``cache_dir`` holds its local shard cache."""
     cmd = [sys.executable, "-c", XETFS_UPLOAD, "upload", repo, str(path), "--path-in-repo", dest,
-           "--endpoint", srv.url, "--token", srv.token, "--json"]
+           "--endpoint", srv.url, "--token", srv.token, "--json", "--cache-dir", str(cache_dir)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
@@ -108,10 +108,10 @@ def main() -> None:
             shutil.rmtree(tmp / f"srv-hf-{r}", ignore_errors=True)
             with running_server(tmp / f"srv-xetfs-{r}") as srv:
                 srv.create_repo("bench/xetfs")
-                x_s, first = xetfs_upload(srv, "bench/xetfs", data, "a.bin")
+                x_s, first = xetfs_upload(srv, "bench/xetfs", data, "a.bin", tmp / f"cache-{r}")
                 x_times.append(x_s)
                 if r == args.rounds - 1:
-                    x2_s, second = xetfs_upload(srv, "bench/xetfs", data, "b.bin")
+                    x2_s, second = xetfs_upload(srv, "bench/xetfs", data, "b.bin", tmp / f"cache-{r}")
             shutil.rmtree(tmp / f"srv-xetfs-{r}", ignore_errors=True)
     mb = size / 1e6
     print(json.dumps({

@@ -11,13 +11,12 @@ every chunk in its local shard cache, without a single dedup query.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from xetfs.testing.models import ideal_bytes, model_tensors, save_sharded
 from xetfs.testing.mount import mounted, wait_committed, xetfs_cli
 from xetfs.testing.server import ServerHandle, running_server
 
@@ -25,39 +24,6 @@ pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 
 MiB = 1024 * 1024
 XORB_BYTES = "xetfs_cas_xorb_upload_bytes_total"
-N_TENSORS = 36                      # 8 MiB each: 288 MiB
-CHANGED = "layer17"
-
-
-def _tensors(changed: bool) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(7)
-    out = {f"layer{i:02d}": rng.standard_normal(2 * MiB, dtype=np.float32) for i in range(N_TENSORS)}
-    if changed:
-        out[CHANGED] = np.random.default_rng(8).standard_normal(2 * MiB, dtype=np.float32)
-    return out
-
-
-def _save(folder: Path, tensors: dict[str, np.ndarray], cuts: list[int]) -> None:
-    from safetensors.numpy import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    names = sorted(tensors)
-    bounds = [0, *cuts, len(names)]
-    for i in range(len(bounds) - 1):
-        part = {n: tensors[n] for n in names[bounds[i]:bounds[i + 1]]}
-        save_file(part, str(folder / f"model-{i + 1:05d}-of-{len(bounds) - 1:05d}.safetensors"))
-
-
-def _chunks(folder: Path) -> dict[str, int]:
-    """hash -> size of every chunk ``xetfs chunks`` lists for the files of ``folder``."""
-    out: dict[str, int] = {}
-    for p in sorted(folder.iterdir()):
-        listing = subprocess.run([sys.executable, "-m", "xetfs.cli.main", "chunks", str(p)], check=True,
-                                 capture_output=True, text=True).stdout
-        for line in listing.splitlines():
-            _, size, h = line.split()
-            out[h] = int(size)
-    return out
 
 
 def _upload(srv: ServerHandle, repo: str, folder: Path, cache: Path) -> dict[str, int]:
@@ -79,10 +45,9 @@ def _edit_first_tensor(path: Path) -> int:
 
 def test_a_resaved_model_uploads_about_the_changed_tensor(tmp_path: Path) -> None:
     old, new = tmp_path / "old", tmp_path / "new"
-    _save(old, _tensors(changed=False), [12, 24])
-    _save(new, _tensors(changed=True), [9, 22])
-    old_chunks, new_chunks = _chunks(old), _chunks(new)
-    ideal = sum(size for h, size in new_chunks.items() if h not in old_chunks)
+    save_sharded(old, model_tensors(changed=False), [12, 24])
+    save_sharded(new, model_tensors(changed=True), [9, 22])
+    ideal = ideal_bytes(old, new)
     assert 8 * MiB <= ideal <= 10 * MiB
     bound = 1.25 * ideal + MiB
 
@@ -91,7 +56,7 @@ def test_a_resaved_model_uploads_about_the_changed_tensor(tmp_path: Path) -> Non
         _upload(srv, "org/model", old, tmp_path / "seed-cache")
         with mounted(srv, "org/model", tmp_path / "mnt", cache_dir=tmp_path / "mount-cache") as m:
             before = srv.metrics()[XORB_BYTES]
-            _save(m.path, _tensors(changed=True), [9, 22])
+            save_sharded(m.path, model_tensors(changed=True), [9, 22])
             resaved = wait_committed(m)
             through_mount = srv.metrics()[XORB_BYTES] - before
             assert resaved["conflicts"] == [] and resaved["failed"] == {}
@@ -110,7 +75,7 @@ def test_a_resaved_model_uploads_about_the_changed_tensor(tmp_path: Path) -> Non
         p.stat().st_size for p in new.iterdir())
     assert all(sum(c["deduplicated_by_source"].values()) == c["deduplicated_bytes"] for c in commits)
 
-    _save(new, _tensors(changed=True), [9, 22])                 # undo the in-place edit of the reference
+    save_sharded(new, model_tensors(changed=True), [9, 22])     # undo the in-place edit of the reference
     with running_server(tmp_path / "server-upload") as srv:    # with xetfs upload
         srv.create_repo("org/model")
         _upload(srv, "org/model", old, tmp_path / "seed-cache")

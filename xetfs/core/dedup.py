@@ -141,11 +141,15 @@ class DedupSession:
         return tuple(out)
 
     def _add_known(self, info: XorbInfo, key: bytes | None, source: str, learn: bool) -> None:
-        if info.xorb_hash in self._known:
-            return
+        """Register a xorb; a xorb known already (e.g. from a shard that lists only some of its chunk hashes
+        plainly) is indexed again under this listing's key, so every chunk either listing names is found."""
         hashes = tuple(MerkleHash(c.chunk_hash) for c in info.chunks)
-        self._known[info.xorb_hash] = _KnownXorb(hashes, tuple(c.unpacked_bytes for c in info.chunks), key,
-                                                 source, learn)
+        if info.xorb_hash not in self._known:
+            self._known[info.xorb_hash] = _KnownXorb(hashes, tuple(c.unpacked_bytes for c in info.chunks), key,
+                                                     source, learn)
+        elif self._known[info.xorb_hash].chunk_sizes != tuple(c.unpacked_bytes for c in info.chunks):
+            log.warning("xorb %s is listed with other chunk sizes; keeping the first listing", info.xorb_hash)
+            return
         index = self._plain_index if key is None else self._keyed_index.setdefault(key, {})
         for i, h in enumerate(hashes):
             index.setdefault(h, (info.xorb_hash, i))

@@ -326,6 +326,7 @@ def _make_vfs(opts: MountOptions, hub: HubClient, tree: Tree, backend: RepoBacke
     writeback = Writeback(wb_hub, opts.repo, staging, vfs, base,
                           ShardCache(shard_cache_dir(opts.cache_dir, opts.endpoint)), params)
     vfs.kick = writeback.kick
+    vfs.start_stream = writeback.start_stream
     return vfs, writeback
 
 

@@ -39,6 +39,7 @@ from xetfs.errors import Forbidden, XetError
 from xetfs.fs.vfs import STATS_INODE, Attr, Backend, IsADirectory, Tree, Vfs
 from xetfs.write.staged import StagedFile
 from xetfs.write.staging import Staging
+from xetfs.write.stream import STREAM_MIN_BYTES, StreamUpload
 
 
 FILL_PIECE_BYTES = 4 << 20
@@ -69,6 +70,9 @@ class StagedVfs(Vfs):
         self._open: dict[int, int] = {}                       # open handles per inode
         self._write_failed: set[int] = set()                  # handles that saw a failed write
         self._wrote: set[int] = set()                         # handles with a successful write
+        # Starts uploading a file that is written front to back before it is closed (the writeback's
+        # ``start_stream``; None: no stream, e.g. too many at once).
+        self.start_stream: Callable[[StagedFile], StreamUpload | None] = lambda sf: None
 
     # -- metadata
     def getattr(self, ino: int) -> Attr:
@@ -242,6 +246,11 @@ class StagedVfs(Vfs):
             self._write_failed.add(fh)
             raise
         self._wrote.add(fh)
+        if not sf.stream_tried and sf.appends_only and sf.size >= STREAM_MIN_BYTES and not sf.broken:
+            sf.stream_tried = True
+            sf.stream = self.start_stream(sf)
+            if sf.stream is not None:
+                sf.stream.appended(sf.size)
         self._touch(handle.inode)
         return n
 
@@ -268,6 +277,8 @@ class StagedVfs(Vfs):
             sf.writers -= 1
             if wrote and not failed:
                 sf.broken = False    # a clean rewrite: this content may be committed
+            if not sf.writers and sf.stream is not None:
+                sf.stream.finish()   # the last writer closed: the stream stores the rest
             await self._seal(ino)   # normally flush did it already; the last release must not lose a write
             if not sf.writers:
                 self.kick()          # the writeback skips files that are open for writing

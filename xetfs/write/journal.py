@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xetfs.core.gitblob import git_blob_oid
 from xetfs.osutil.atomic import write_atomic
+from xetfs.protocol.hub import AddRegular, AddXet, CommitOp, TreeEntry
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +135,24 @@ class Intended:
 
 Record = Base | Put | Del | Done | Conflicted | Failed | Intended
 Note = Conflicted | Failed | Intended
+
+
+def intent_of(op: CommitOp) -> Expect:
+    """What the head's entry of ``op.path`` looks like once ``op`` is committed (compared on resume)."""
+    if isinstance(op, AddXet):
+        assert op.size is not None   # built by this client, always sized
+        return HoldsXet(op.sha256, op.size)
+    if isinstance(op, AddRegular):
+        return HoldsBlob(git_blob_oid(op.content), len(op.content))
+    return Deleted()
+
+
+def matches(intent: Expect, entry: TreeEntry | None) -> bool:
+    if isinstance(intent, Deleted):
+        return entry is None
+    if entry is None or entry.size != intent.size:
+        return False
+    return entry.sha256 == intent.sha256 if isinstance(intent, HoldsXet) else entry.oid == intent.oid
 
 
 def _remote_json(r: Remote) -> dict[str, Any]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from xetfs.core.hashing import MerkleHash
 from xetfs.write.journal import StagedRef
+
+if TYPE_CHECKING:
+    from xetfs.write.stream import StreamUpload
 
 
 class Extents:
@@ -75,6 +78,9 @@ class StagedFile:
     writers: int = 0          # open write handles
     dirty: bool = False       # written since the last seal
     broken: bool = False      # a write failed (ENOSPC, EIO): never sealed until a clean rewrite is closed
+    appends_only: bool = True # written front to back since it was empty: may stream (write.stream)
+    stream: StreamUpload | None = None
+    stream_tried: bool = False  # one stream per file: a dropped one is not restarted
     in_flight: bool = False   # being uploaded: a new writer gets a copy
     attached: bool = False    # an inode of the VFS shows it
     refs: int = 0             # pending changes naming it

@@ -193,6 +193,7 @@ class Staging:
             raise _os_error(exc) from None
         has_base = base_xet is not None or base_origin is not None
         sf = StagedFile(sf_id, fd, size, base_xet, size if has_base else 0, size if has_base else 0)
+        sf.appends_only = size == 0
         sf.base_origin = base_origin
         self._account(sf, size)
         self.files[sf_id] = sf
@@ -230,6 +231,9 @@ class Staging:
             self._account(sf, size)
 
     def resize(self, sf: StagedFile, size: int) -> None:
+        drop_stream(sf)
+        sf.appends_only = size == 0
+        sf.stream_tried = False if size == 0 else sf.stream_tried
         self.reserve(sf, size)
         try:
             os.ftruncate(sf.fd, size)
@@ -244,15 +248,28 @@ class Staging:
     def write(self, sf: StagedFile, offset: int, data: bytes) -> int:
         if not data:
             return 0   # writes nothing and, like pwrite, does not extend the file
-        self.reserve(sf, offset + len(data))
+        appends = sf.appends_only and offset == sf.size
+        if not appends:
+            sf.appends_only = False
+            drop_stream(sf)
         try:
+            self.reserve(sf, offset + len(data))
             n = os.pwrite(sf.fd, data, offset)
         except OSError as exc:
+            drop_stream(sf)
             raise _os_error(exc) from None
+        except XetError:
+            drop_stream(sf)
+            raise
         if offset < sf.base_limit:
             sf.local.add(offset, min(offset + n, sf.base_limit))
         sf.size = max(sf.size, offset + n)
         sf.dirty = True
+        if sf.stream is not None:
+            if sf.stream.finished:
+                drop_stream(sf)   # written again after its last close
+            else:
+                sf.stream.appended(sf.size)
         return n
 
     def fill(self, sf: StagedFile, offset: int, data: bytes) -> None:
@@ -265,6 +282,7 @@ class Staging:
         if sf.refs > 0 or sf.attached or sf.in_flight or self.files.get(sf.id) is not sf:
             return
         del self.files[sf.id]
+        drop_stream(sf)
         os.close(sf.fd)
         self._released.append(sf.id)   # unlinked once the journal no longer names it (see persist)
         self.used_bytes -= sf.reserved
@@ -360,6 +378,13 @@ class Staging:
             os.close(sf.fd)
         self.files.clear()
         os.close(self._lock_fd)
+
+
+def drop_stream(sf: StagedFile) -> None:
+    """Stop streaming ``sf`` (its content changed other than by an append): chunked at commit time."""
+    if sf.stream is not None:
+        sf.stream.drop()
+        sf.stream = None
 
 
 def _annotate(change: Change, note: Conflicted | Failed | Intended) -> None:

@@ -12,10 +12,10 @@ commits on the branch:
    two trees: a change whose path also changed remotely is a conflict — journaled, kept staged, logged,
    counted in stats, never uploaded automatically again (a new save of the file clears it); the others are
    rebased onto the head;
-4. fetch the base ranges the staged files still lack, then ``upload.prepare_commit_ops``: chunking and
-   hashing in worker threads, dedup against the shards this client uploaded before (``ShardCache``, per
-   endpoint) and the server's global dedup,
-   new xorbs and the shard uploaded; then ONE commit with ``parentCommit = base``: Xet files by sha256 + size,
+4. files a stream already stored while they were written (``xetfs.write.stream``) are taken as they are;
+   for the others fetch the base ranges they still lack, then ``upload.prepare_commit_ops``: chunking and
+   hashing in worker threads, dedup against the local shard cache (``ShardCache``, per endpoint: shards
+   this machine uploaded or learned) and the server's global dedup, new xorbs and the shard uploaded; then ONE commit with ``parentCommit = base``: Xet files by sha256 + size,
    small files inline, renamed unmodified files by their sha256 (no data), deletes of paths the base has.
    Right before the commit call an ``intent`` line per path (what the path will hold: sha256 + size, git blob
    oid + size, or deleted) is journaled;
@@ -46,16 +46,17 @@ import trio
 from xetfs.client.config import RepoRef
 from xetfs.client.hub import HubClient
 from xetfs.protocol.hub import AddRegular, AddXet, CommitOp, Delete, TreeEntry
-from xetfs.core.gitblob import git_blob_oid
 from xetfs.errors import Conflict, NotFound, XetError
 from xetfs.transport.http import http_status_of
 from xetfs.transport.retry import RetryPolicy, backoff_delay
-from xetfs.write.journal import Deleted, Expect, HoldsBlob, HoldsXet, Record, Remote, XetRef
+from xetfs.write.journal import Deleted, Record, Remote, XetRef, intent_of, matches
 from xetfs.write.shardcache import ShardCache
+from xetfs.write.stream import Streamed, Streams, StreamUpload
 from xetfs.write.stats import PENDING_PATHS_SHOWN, RECENT_COMMITS, CommitStats, WritebackStats
 from xetfs.write.staged import StagedFile
 from xetfs.write.staging import Change, Staging
-from xetfs.write.upload import PreparedCommit, UploadParams, UploadStats, XetFile, prepare_commit_ops
+from xetfs.write.upload import (Answers, PreparedCommit, UploadParams, UploadStats, XetFile,
+                                prepare_commit_ops)
 
 log = logging.getLogger(__name__)
 
@@ -85,24 +86,6 @@ def permanent(exc: BaseException) -> bool:
             and status not in (401, 408, 412, 429))
 
 
-def intent_of(op: CommitOp) -> Expect:
-    """What the head's entry of ``op.path`` looks like once ``op`` is committed (compared on resume)."""
-    if isinstance(op, AddXet):
-        assert op.size is not None   # built by this client, always sized
-        return HoldsXet(op.sha256, op.size)
-    if isinstance(op, AddRegular):
-        return HoldsBlob(git_blob_oid(op.content), len(op.content))
-    return Deleted()
-
-
-def matches(intent: Expect, entry: TreeEntry | None) -> bool:
-    if isinstance(intent, Deleted):
-        return entry is None
-    if entry is None or entry.size != intent.size:
-        return False
-    return entry.sha256 == intent.sha256 if isinstance(intent, HoldsXet) else entry.oid == intent.oid
-
-
 class Writeback:
     def __init__(self, hub: HubClient, branch: RepoRef, staging: Staging, target: Target, base_commit: str,
                  shard_cache: ShardCache, params: WritebackParams = WritebackParams()) -> None:
@@ -113,6 +96,12 @@ class Writeback:
         self.stats = WritebackStats()
         self._kicked = trio.Event()
         self._trees: OrderedDict[str, dict[str, TreeEntry]] = OrderedDict()   # commit -> {path: file entry}
+        self.answers = Answers()   # global-dedup answers, shared by this mount's upload sessions
+        self.streams = Streams(hub, branch, params.upload, shard_cache, self.answers)
+
+    def start_stream(self, sf: StagedFile) -> StreamUpload | None:
+        """Upload ``sf`` while it is written (``xetfs.write.stream``); None when no stream can start now."""
+        return self.streams.start(sf.fd)
 
     def kick(self) -> None:
         self._kicked.set()
@@ -147,31 +136,33 @@ class Writeback:
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         self.retry_failed()
         await self.journal_base()
-        task_status.started()
-        # the shared pure schedule (xetfs.transport.retry), without jitter: retry_min_s doubling up to retry_max_s
-        policy = RetryPolicy(base_delay_s=self.params.retry_min_s, max_delay_s=self.params.retry_max_s)
-        failures = 0
-        while True:
-            if not self.ready():
-                await self._kicked.wait()
-            await self._debounce()
-            try:
-                await self.commit_once()
-                failures = 0
-            except Conflict as exc:
-                log.info("the branch moved during the commit (%s); retrying", exc)
-            except Exception as exc:   # a bug must not take the mount (and every read) down: log, retry later
-                failures += 1
-                backoff = backoff_delay(failures, policy, jitter=1.0)
-                self.stats.upload_errors += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
-                if isinstance(exc, (XetError, OSError)):
-                    log.warning("upload/commit failed (%s); %d pending, retrying in %.1fs",
-                                self.stats.last_error, self.pending_files(), backoff)
-                else:
-                    log.exception("upload/commit failed unexpectedly; %d pending, retrying in %.1fs",
-                                  self.pending_files(), backoff)
-                await trio.sleep(backoff)
+        async with trio.open_nursery() as streams:
+            self.streams.nursery = streams
+            task_status.started()
+            # the shared pure schedule (xetfs.transport.retry), without jitter: retry_min_s doubling up to retry_max_s
+            policy = RetryPolicy(base_delay_s=self.params.retry_min_s, max_delay_s=self.params.retry_max_s)
+            failures = 0
+            while True:
+                if not self.ready():
+                    await self._kicked.wait()
+                await self._debounce()
+                try:
+                    await self.commit_once()
+                    failures = 0
+                except Conflict as exc:
+                    log.info("the branch moved during the commit (%s); retrying", exc)
+                except Exception as exc:   # a bug must not take the mount (and every read) down: log, retry later
+                    failures += 1
+                    backoff = backoff_delay(failures, policy, jitter=1.0)
+                    self.stats.upload_errors += 1
+                    self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    if isinstance(exc, (XetError, OSError)):
+                        log.warning("upload/commit failed (%s); %d pending, retrying in %.1fs",
+                                    self.stats.last_error, self.pending_files(), backoff)
+                    else:
+                        log.exception("upload/commit failed unexpectedly; %d pending, retrying in %.1fs",
+                                      self.pending_files(), backoff)
+                    await trio.sleep(backoff)
 
     async def _debounce(self) -> None:
         deadline = trio.current_time() + self.params.max_delay_s
@@ -271,12 +262,14 @@ class Writeback:
     async def _ops(self, batch: dict[str, Change]) -> tuple[PreparedCommit, list[CommitOp], UploadStats]:
         dels = [p for p, c in batch.items() if c.kind == "del"]
         base_tree = await self._tree(self.base) if dels else {}
-        files = [(str(self.staging.data / c.staged.id), p) for p, c in batch.items()
-                 if c.kind == "put" and c.staged is not None]
         stats = UploadStats()
+        streamed = await self._streamed(batch, stats)
+        files = [(str(self.staging.data / c.staged.id), p) for p, c in batch.items()
+                 if c.kind == "put" and c.staged is not None and p not in streamed]
         try:
             prepared = await prepare_commit_ops(self.hub, self.branch, files, stats=stats, params=self.params.upload,
-                                                known_shards=await trio.to_thread.run_sync(self.shard_cache.load))
+                                                known_shards=await trio.to_thread.run_sync(self.shard_cache.load),
+                                                answers=self.answers)
         finally:
             self.stats.uploaded_bytes += stats.xorb_bytes_uploaded
             self.stats.new_bytes += stats.new_bytes
@@ -286,10 +279,29 @@ class Writeback:
                 by[source] = by.get(source, 0) + n
         ops: list[CommitOp] = [Delete(p) for p in dels if p in base_tree]
         ops.extend(prepared.ops)
+        for p, res in streamed.items():
+            ops.append(AddXet(p, res.file.sha256, res.file.size))
+            prepared.files[p] = res.file
         for p, c in batch.items():
             if c.kind == "put" and c.remote is not None:
                 ops.append(await self._remote_op(p, c.remote))
         return prepared, ops, stats
+
+    async def _streamed(self, batch: dict[str, Change], stats: UploadStats) -> dict[str, Streamed]:
+        """The files of ``batch`` a stream already stored while they were written (their shards kept)."""
+        out: dict[str, Streamed] = {}
+        for p, c in batch.items():
+            sf = c.staged
+            if c.kind != "put" or sf is None or sf.stream is None:
+                continue
+            res = await sf.stream.wait()
+            if res is None or res.file.size != sf.size:
+                continue
+            out[p] = res
+            stats.add(res.stats)
+            for shard in res.keep():
+                await trio.to_thread.run_sync(self.shard_cache.save, shard)
+        return out
 
     def _intents(self, batch: dict[str, Change], ops: list[CommitOp]) -> list[Record | None]:
         by_path = {op.path: op for op in ops}
@@ -360,7 +372,8 @@ class Writeback:
                 "staging_bytes": self.staging.used_bytes, "staging_limit_bytes": self.staging.limit_bytes,
                 "uploaded_bytes": s.uploaded_bytes, "new_bytes": s.new_bytes,
                 "deduplicated_bytes": s.deduplicated_bytes, "commits": s.commits, "last_commit": s.last_commit,
-                "base_commit": self.base, "files_committed": s.files_committed, "uploading": s.uploading,
+                "base_commit": self.base, "files_committed": s.files_committed,
+                "uploading": s.uploading or self.streams.active > 0,
                 "upload_errors": s.upload_errors, "last_error": s.last_error,
                 "already_committed": s.already_committed,
                 "deduplicated_by_source": dict(sorted(s.deduplicated_by_source.items())),

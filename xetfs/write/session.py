@@ -1,0 +1,351 @@
+"""The per-file upload pipeline: bytes -> chunks -> dedup -> xorbs on the CAS, then the session's shard
+(docs/architecture.md, "The write path"; docs/protocol.md: chunking, xorbs, dedup, shards).
+
+An ``UploadSession`` (write token from the Hub) runs the per-file pipeline ``add_file``: a producer reads the
+file in ``read_block_bytes`` blocks into one reused buffer and chunks + sha256-hashes each block in a worker
+thread (a ``GrowingFile`` is read as a sequential writer appends to it); the consumer asks the CAS about the
+chunks eligible for global dedup (best effort, answers fed to ``DedupSession.add_known_shard``) as soon as a
+block arrives, but packs a block into xorbs (worker thread; compression happens there) only once
+``dedup_lookahead_bytes`` more have been queried, so a dedup answer found late in a xorb still covers the
+xorb's earlier chunks. Completed xorbs go through an unbuffered channel to ``xorb_uploads_in_flight``
+uploader tasks, so memory stays bounded: a few blocks of chunks plus the open xorb plus the xorbs being
+uploaded. CPU work runs behind ONE ``trio.CapacityLimiter`` (docs/architecture.md, "Threads"); the trio
+thread never hashes or compresses.
+
+When the session closes (``upload_session``), the last xorb is uploaded; only after every xorb is stored does
+the shard go up (a shard may only reference stored xorbs). The shard carries each file's sha256 metadata
+extension, which is how the Hub links a commit's ``lfsFile`` sha256 to the Xet file hash.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, fields
+
+import trio
+
+from xetfs.client.cas import CasClient
+from xetfs.core.chunking import Chunk, Chunker
+from xetfs.core.compression import CompressionScheme
+from xetfs.core.dedup import SESSION, DedupSession
+from xetfs.core.hashing import MerkleHash
+from xetfs.core.params import DEFAULT_CHUNKING, DEFAULT_XORB, ChunkingParams, XorbParams
+from xetfs.core.shard import Shard, serialize_upload_shard
+from xetfs.core.xorb import BuiltXorb
+from xetfs.transport.tasks import single_error
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+
+class Answers:
+    """Global-dedup answers shared by the upload sessions of one writable mount, newest ``max_answers`` kept
+    (answers expire with their key): a session seeds itself with the answers others got, so a file written
+    after an earlier commit changed the repo still deduplicates against what the repo held before."""
+
+    def __init__(self, max_answers: int = 64) -> None:
+        self.max_answers = max_answers
+        self.shards: list[Shard] = []
+
+    def add(self, shard: Shard) -> None:
+        self.shards.append(shard)
+        del self.shards[:-self.max_answers]
+
+    def current(self, now: float) -> list[Shard]:
+        self.shards = [s for s in self.shards if s.footer is None or not s.footer.key_expiry
+                       or s.footer.key_expiry > now]
+        return list(self.shards)
+
+
+class GrowingFile:
+    """A file a sequential writer is still appending to: ``UploadSession.add_file`` reads it as it grows
+    (``grew``), in blocks, and ends the file once ``finish`` was called and every byte was read."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.end = 0
+        self.finished = False
+        self._event = trio.Event()
+
+    def grew(self, end: int) -> None:
+        if end > self.end:
+            self.end = end
+            self._wake()
+
+    def finish(self) -> None:
+        self.finished = True
+        self._wake()
+
+    def _wake(self) -> None:
+        self._event.set()
+        self._event = trio.Event()
+
+    async def available(self, pos: int, want: int) -> int:
+        """Wait until ``want`` bytes past ``pos`` exist or the file is finished; returns the end."""
+        while self.end - pos < want and not self.finished:
+            await self._event.wait()
+        return self.end
+
+
+LocalSource = str | os.PathLike[str] | bytes
+Source = LocalSource | GrowingFile
+
+# Where deduplicated bytes were found (``UploadStats.deduped_by_source``).
+FROM_SESSION = SESSION                    # earlier in the same upload
+FROM_SHARD_CACHE = "local_shard_cache"    # shards this machine uploaded or learned before
+FROM_SERVER = "server_global_dedup"       # a global-dedup answer of the CAS
+
+
+@dataclass(frozen=True, slots=True)
+class UploadParams:
+    chunking: ChunkingParams = DEFAULT_CHUNKING
+    xorb: XorbParams = DEFAULT_XORB
+    compression: CompressionScheme | None = None      # None = automatic per chunk
+    read_block_bytes: int = 8 * 1024 * 1024
+    xorb_uploads_in_flight: int = 2
+    dedup_queries_in_flight: int = 4
+    dedup_lookahead_bytes: int = 64 * 1024 * 1024   # one full xorb
+    global_dedup: bool = True
+    cpu_threads: int = 2
+
+
+@dataclass(slots=True)
+class UploadStats:
+    files: int = 0
+    total_bytes: int = 0            # bytes of every file committed
+    regular_bytes: int = 0          # bytes sent inline in the commit
+    new_bytes: int = 0              # uncompressed chunk bytes that went into new xorbs
+    deduped_bytes: int = 0          # uncompressed chunk bytes found already stored (or earlier in the session)
+    xorbs_uploaded: int = 0
+    xorb_bytes_uploaded: int = 0    # serialized xorb bytes sent
+    xorbs_already_stored: int = 0   # uploads the server answered with was_inserted = false
+    shard_bytes: int = 0
+    dedup_queries: int = 0
+    dedup_hits: int = 0
+    deduped_by_source: dict[str, int] = field(default_factory=dict)   # FROM_* -> bytes
+
+    def add(self, other: UploadStats) -> None:
+        """Add the counters of ``other`` (e.g. a stream's) to these."""
+        for f in fields(self):
+            if f.name != "deduped_by_source":
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+        for source, n in other.deduped_by_source.items():
+            self.deduped_by_source[source] = self.deduped_by_source.get(source, 0) + n
+
+
+@dataclass(frozen=True, slots=True)
+class XetFile:
+    file_hash: MerkleHash
+    sha256: str                     # hex
+    size: int
+
+
+
+def _open_source(source: LocalSource) -> io.BufferedIOBase | io.BytesIO:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return io.BytesIO(source)
+    return open(source, "rb")   # noqa: SIM115 - closed by the producer
+
+
+class UploadSession:
+    """Chunks, deduplicates and uploads files into xorbs; ``upload_session`` uploads the shard on exit."""
+
+    def __init__(self, cas: CasClient, params: UploadParams, limiter: trio.CapacityLimiter,
+                 xorb_send: trio.MemorySendChannel[BuiltXorb], stats: UploadStats,
+                 progress: Progress | None) -> None:
+        self.cas, self.params, self.limiter = cas, params, limiter
+        self.dedup = DedupSession(params.xorb, params.compression)
+        self.stats = stats
+        self.shard: Shard | None = None
+        self.learned: Shard | None = None   # xorbs global-dedup answers taught us (plain hashes where matched)
+        self.answers: Answers | None = None
+        self._xorb_send = xorb_send
+        self._progress = progress
+        self._dedup_lock = trio.Lock()   # DedupSession is driven by one task at a time (never across network)
+        self._dedup_limiter = trio.CapacityLimiter(params.dedup_queries_in_flight)
+
+    async def add_file(self, source: Source) -> XetFile:
+        """Run one file through the pipeline; its xorbs are uploaded as they complete."""
+        send, recv = trio.open_memory_channel[list[Chunk]](1)
+        sha = hashlib.sha256()
+        size = [0]
+        with single_error():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._produce_chunks, source, sha, size, send)
+                async with self._dedup_lock:
+                    file_id = self.dedup.start_file()
+                async with recv:
+                    await self._consume_chunks(file_id, recv)
+        async with self._dedup_lock:
+            file_hash = self.dedup.finish_file(file_id, sha.digest())
+        return XetFile(file_hash, sha.hexdigest(), size[0])
+
+    async def _produce_chunks(self, source: Source, sha: "hashlib._Hash", size: list[int],
+                              send: trio.MemorySendChannel[list[Chunk]]) -> None:
+        chunker = Chunker(self.params.chunking)
+        buf = bytearray(self.params.read_block_bytes)
+        view = memoryview(buf)
+        if isinstance(source, GrowingFile):
+            await self._produce_growing(source, chunker, view, sha, size, send)
+            return
+        f = await trio.to_thread.run_sync(_open_source, source, limiter=self.limiter)
+
+        def step() -> tuple[list[Chunk], bool]:
+            n = f.readinto(view)
+            if not n:
+                return chunker.finish(), True
+            sha.update(view[:n])
+            size[0] += n
+            return chunker.feed(view[:n]), False
+
+        async with send:
+            try:
+                while True:
+                    chunks, done = await trio.to_thread.run_sync(step, limiter=self.limiter)
+                    if chunks:
+                        await send.send(chunks)
+                    if done:
+                        return
+            finally:
+                f.close()
+
+    async def _produce_growing(self, source: GrowingFile, chunker: Chunker, view: memoryview,
+                               sha: "hashlib._Hash", size: list[int],
+                               send: trio.MemorySendChannel[list[Chunk]]) -> None:
+        def step(pos: int, n: int) -> tuple[list[Chunk], bool]:
+            if not n:
+                return chunker.finish(), True
+            got = os.preadv(source.fd, [view[:n]], pos)
+            if got != n:
+                raise OSError(f"staged file shrank while streaming ({got} of {n} bytes at {pos})")
+            sha.update(view[:n])
+            size[0] += n
+            return chunker.feed(view[:n]), False
+
+        async with send:
+            while True:
+                end = await source.available(size[0], len(view))
+                n = min(end - size[0], len(view))
+                chunks, done = await trio.to_thread.run_sync(step, size[0], n, limiter=self.limiter)
+                if chunks:
+                    await send.send(chunks)
+                if done:
+                    return
+
+    async def _consume_chunks(self, file_id: int, recv: trio.MemoryReceiveChannel[list[Chunk]]) -> None:
+        """Ask the CAS about a block's eligible chunks ``dedup_lookahead_bytes`` before placing it.
+
+        A global-dedup answer names the xorb holding the queried chunk; the chunks of that xorb that
+        come BEFORE the queried one in the file can only be deduplicated if the answer arrives before they
+        are placed. Looking one xorb (64 MiB) ahead covers every chunk of a re-uploaded xorb.
+        """
+        window: collections.deque[list[Chunk]] = collections.deque()
+        window_bytes = 0
+        lookahead = self.params.dedup_lookahead_bytes if self.params.global_dedup else 0
+        first = True
+        async for chunks in recv:
+            if self.params.global_dedup:
+                async with self._dedup_lock:
+                    queries = self.dedup.dedup_queries(chunks, first)
+                if queries:
+                    await self._query_dedup(queries)
+            first = False
+            window.append(chunks)
+            window_bytes += sum(c.size for c in chunks)
+            while window and window_bytes > lookahead:
+                window_bytes -= await self._place_chunks(file_id, window.popleft())
+        while window:
+            await self._place_chunks(file_id, window.popleft())
+
+    async def _place_chunks(self, file_id: int, chunks: list[Chunk]) -> int:
+        async with self._dedup_lock:
+            completed = await trio.to_thread.run_sync(self.dedup.add_chunks, file_id, chunks, limiter=self.limiter)
+        for xorb in completed:
+            await self._xorb_send.send(xorb)      # blocks while the uploaders are busy: bounded memory
+        placed = sum(c.size for c in chunks)
+        if self._progress is not None:
+            self._progress(placed)
+        return placed
+
+    async def _query_dedup(self, hashes: Sequence[MerkleHash]) -> None:
+        shards: list[Shard] = []
+
+        async def one(h: MerkleHash) -> None:
+            async with self._dedup_limiter:
+                shard = await self.cas.query_dedup(h)
+            if shard is not None:
+                shards.append(shard)
+
+        with single_error():
+            async with trio.open_nursery() as nursery:
+                for h in hashes:
+                    nursery.start_soon(one, h)
+        self.stats.dedup_queries += len(hashes)
+        self.stats.dedup_hits += len(shards)
+        async with self._dedup_lock:
+            for shard in shards:
+                self.dedup.add_known_shard(shard, FROM_SERVER, learn=True)
+                if self.answers is not None:
+                    self.answers.add(shard)
+
+    async def _finish(self) -> list[BuiltXorb]:
+        async with self._dedup_lock:
+            last, shard = await trio.to_thread.run_sync(self.dedup.finish, limiter=self.limiter)
+        self.shard = shard
+        self.stats.new_bytes += self.dedup.stats.new_bytes
+        self.stats.deduped_bytes += self.dedup.stats.deduped_bytes
+        for source, n in self.dedup.stats.deduped_by_source.items():
+            self.stats.deduped_by_source[source] = self.stats.deduped_by_source.get(source, 0) + n
+        learned = self.dedup.learned_xorbs()
+        self.learned = Shard((), learned) if learned else None
+        return last
+
+
+async def _upload_xorbs(cas: CasClient, recv: trio.MemoryReceiveChannel[BuiltXorb], stats: UploadStats) -> None:
+    async with recv:
+        async for xorb in recv:
+            inserted = await cas.upload_xorb(xorb)
+            stats.xorbs_uploaded += 1
+            stats.xorb_bytes_uploaded += len(xorb.data)
+            stats.xorbs_already_stored += 0 if inserted else 1
+
+
+@asynccontextmanager
+async def upload_session(cas: CasClient, params: UploadParams = UploadParams(), *,
+                         stats: UploadStats | None = None, progress: Progress | None = None,
+                         known_shards: Sequence[Shard] = (), answers: Answers | None = None
+                         ) -> AsyncIterator[UploadSession]:
+    """Open a session; on a clean exit the last xorbs, then the shard, are uploaded (``session.shard``).
+    ``known_shards`` (the local shard cache) seed the dedup session, and so do ``answers`` (shared with other
+    sessions: this session's answers join them)."""
+    stats = stats if stats is not None else UploadStats()
+    limiter = trio.CapacityLimiter(params.cpu_threads)
+    send, recv = trio.open_memory_channel[BuiltXorb](0)
+    with single_error():
+        async with trio.open_nursery() as nursery:
+            for _ in range(params.xorb_uploads_in_flight):
+                nursery.start_soon(_upload_xorbs, cas, recv.clone(), stats)
+            recv.close()
+            session = UploadSession(cas, params, limiter, send, stats, progress)
+            for shard in known_shards:
+                session.dedup.add_known_shard(shard, FROM_SHARD_CACHE)
+            if answers is not None:
+                session.answers = answers
+                for shard in answers.current(time.time()):
+                    session.dedup.add_known_shard(shard, FROM_SERVER, learn=True)
+            async with send:
+                yield session
+                for xorb in await session._finish():
+                    await send.send(xorb)
+    assert session.shard is not None
+    if session.shard.files or session.shard.xorbs:
+        data = await trio.to_thread.run_sync(serialize_upload_shard, session.shard, limiter=limiter)
+        await cas.upload_shard(data)
+        stats.shard_bytes += len(data)
