@@ -100,6 +100,7 @@ class State:
         self.meta = meta if meta is not None else Metadata(data_dir / "metadata.sqlite3")
         self.auth = Auth(data_dir, self.meta, admin_token, public_read)
         self.metrics = Metrics()
+        self.uploads: dict[str, int] = {}     # uploads in flight per token (request.upload_slot; event loop only)
         self.audit = AuditLog(data_dir / "audit.log")
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from xetfs.errors import NotFound
+from xetfs.errors import NotFound, XetError
 
 
 class CodedNotFound(NotFound):
@@ -24,6 +24,19 @@ class RevisionNotFound(CodedNotFound):
 
 class EntryNotFound(CodedNotFound):
     code = "EntryNotFound"
+
+
+class RequestTimeout(XetError):
+    """A client stopped sending its body (no bytes for ``request.BODY_IDLE_TIMEOUT_S``)."""
+
+    status = 408
+
+
+class TooManyUploads(XetError):
+    """One token has ``request.MAX_UPLOADS_PER_TOKEN`` uploads in flight already."""
+
+    retryable = True
+    status = 429
 
 
 class StreamAborted(Exception):

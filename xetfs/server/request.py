@@ -4,8 +4,11 @@ Route modules never import each other; what more than one of them needs lives he
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
@@ -14,33 +17,60 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.errors import ValidationError
 from xetfs.server.auth import Principal
 from xetfs.server.context import state_of
-from xetfs.server.errors import RepoNotFound
+from xetfs.server.errors import RepoNotFound, RequestTimeout, TooManyUploads
 from xetfs.server.metadata.store import Repo
 from xetfs.server.names import repo_spec
 from xetfs.server.services.repos import lookup_repo
 
 _LONG_NUMBER = re.compile(r"[0-9]{19,}")
+BODY_IDLE_TIMEOUT_S = 30.0
+JSON_BODY_BYTES = 4 << 20            # paths-info, preupload: batches of paths
+SMALL_JSON_BYTES = 64 << 10          # create/delete repo, branch
+MAX_UPLOADS_PER_TOKEN = 8
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, at most ``limit`` bytes (400 beyond, from ``Content-Length`` before any byte is read); 408 when the client sends nothing for
+    ``BODY_IDLE_TIMEOUT_S``. Call it only after the caller is authenticated."""
     if request.content_length is not None and request.content_length > limit:
         raise ValidationError(f"body of {request.content_length} bytes exceeds {limit}")
     buf = bytearray()
-    while chunk := await request.content.readany():
+    while True:
+        try:
+            async with asyncio.timeout(BODY_IDLE_TIMEOUT_S):
+                chunk = await request.content.readany()
+        except TimeoutError:
+            raise RequestTimeout(f"no body bytes for {BODY_IDLE_TIMEOUT_S:g} s") from None
+        if not chunk:
+            return bytes(buf)
         buf += chunk
         if len(buf) > limit:
             raise ValidationError(f"body exceeds {limit} bytes")
-    return bytes(buf)
 
 
-async def json_body(request: web.Request, limit: int = 16 << 20, empty: bytes = b"{}") -> Any:
+@contextlib.contextmanager
+def upload_slot(request: web.Request, who: str) -> Iterator[None]:
+    """One of the ``MAX_UPLOADS_PER_TOKEN`` concurrent uploads of the token ``who`` (429 beyond)."""
+    uploads = state_of(request).uploads
+    if uploads.get(who, 0) >= MAX_UPLOADS_PER_TOKEN:
+        raise TooManyUploads(f"at most {MAX_UPLOADS_PER_TOKEN} uploads in flight per token")
+    uploads[who] = uploads.get(who, 0) + 1
+    try:
+        yield
+    finally:
+        uploads[who] -= 1
+        if not uploads[who]:
+            del uploads[who]
+
+
+async def json_body(request: web.Request, limit: int = JSON_BODY_BYTES, empty: bytes = b"{}") -> Any:
     try:
         return json.loads(await read_body(request, limit) or empty)
     except (ValueError, RecursionError):
         raise ValidationError("request body is not JSON (or nested too deeply)") from None
 
 
-async def json_object(request: web.Request, limit: int = 16 << 20) -> dict[str, Any]:
+async def json_object(request: web.Request, limit: int = JSON_BODY_BYTES) -> dict[str, Any]:
     body = await json_body(request, limit)
     if not isinstance(body, dict):
         raise ValidationError("request body must be a JSON object")

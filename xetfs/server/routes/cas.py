@@ -33,7 +33,7 @@ from xetfs.errors import NotFound, ValidationError
 from xetfs.server.context import State, state_of
 from xetfs.server.metadata.store import FileRecord
 from xetfs.server.auth import CasClaims
-from xetfs.server.request import base_url, hash_param, json_body, range_header, read_body
+from xetfs.server.request import base_url, hash_param, json_body, range_header, read_body, upload_slot
 from xetfs.server.services.cas import fetch_urls, plan, readable_file, reupload_xorb, store_shard, store_xorb, \
     token_repo
 from xetfs.server.services.dedup import dedup_shard
@@ -107,11 +107,12 @@ async def _post_xorb(request: web.Request) -> web.Response:
     claims = st.auth.cas_claims(request.headers.get("Authorization"), "write")
     xorb = hash_param(request, "hash")
     await st.run(token_repo, st, claims)          # a token of a deleted repo uploads nothing
-    body = await read_body(request, MAX_XORB_BODY_BYTES)
-    if await st.run(st.meta.has_xorb, xorb):
-        return web.json_response({"was_inserted": await st.run(reupload_xorb, st, body, xorb)})
-    valid = await st.run(check_xorb, body, str(xorb))
-    inserted = await st.run(store_xorb, st, valid)
+    with upload_slot(request, claims.sub + ":" + claims.repo):
+        body = await read_body(request, MAX_XORB_BODY_BYTES)
+        if await st.run(st.meta.has_xorb, xorb):
+            return web.json_response({"was_inserted": await st.run(reupload_xorb, st, body, xorb)})
+        valid = await st.run(check_xorb, body, str(xorb))
+        inserted = await st.run(store_xorb, st, valid)
     if inserted:
         st.metrics.inc("xetfs_cas_xorb_upload_bytes_total", len(body))
         st.metrics.inc("xetfs_cas_xorbs_stored_total")

@@ -24,7 +24,8 @@ from xetfs.server.auth import Principal
 from xetfs.server.context import State, state_of
 from xetfs.server.errors import EntryNotFound, RepoNotFound, RevisionNotFound
 from xetfs.server.metadata.store import Commit, Repo
-from xetfs.server.request import base_url, json_body, json_object, principal, read_body, repo_access
+from xetfs.server.request import SMALL_JSON_BYTES, base_url, json_body, json_object, principal, read_body, \
+    repo_access
 from xetfs.server.services import admin, pulls, repos
 from xetfs.server.services.commits import list_tree, make_commit, paths_info, upload_mode
 from xetfs.server.services.repos import iso, resolve_rev
@@ -47,9 +48,10 @@ def _repo_id_from_body(body: Any) -> tuple[str, str]:
 
 async def _create_repo(request: web.Request) -> web.Response:
     st = state_of(request)
-    body = await json_body(request)
+    caller = await principal(request, "write", None)         # authenticated before the body is read
+    body = await json_body(request, SMALL_JSON_BYTES)
     repo_type, repo_id = _repo_id_from_body(body)
-    who = await principal(request, "write", repo_spec(repo_type, repo_id))
+    who = st.auth.require(caller, "write", repo_spec(repo_type, repo_id))
     first = make_commit(f"{repo_type}:{repo_id}", None, {}, "initial commit", "", who.id)
     url = f"{base_url(request)}/{URL_PREFIX[repo_type]}{repo_id}"
     try:
@@ -62,7 +64,8 @@ async def _create_repo(request: web.Request) -> web.Response:
 
 async def _delete_repo(request: web.Request) -> web.Response:
     st = state_of(request)
-    repo_type, repo_id = _repo_id_from_body(await json_body(request))
+    await principal(request, "write", None)                   # authenticated before the body is read
+    repo_type, repo_id = _repo_id_from_body(await json_body(request, SMALL_JSON_BYTES))
     who, repo = await repo_access(request, "write", repo_type, repo_id)
     await st.run(st.meta.delete_repo, repo)
     await st.run(st.audit.write, who.id, repo_id, "delete_repo", repo_type)
@@ -70,8 +73,10 @@ async def _delete_repo(request: web.Request) -> web.Response:
 
 
 async def _validate_yaml(request: web.Request) -> web.Response:
-    """``upload_folder`` checks a README.md's metadata first; this server accepts any."""
-    await read_body(request, 16 << 20)
+    """``upload_folder`` checks a README.md's metadata first; this server accepts any (from a caller who may
+    read)."""
+    await principal(request, "read", None)
+    await read_body(request, 1 << 20)
     return web.json_response({"errors": [], "warnings": []})
 
 
@@ -215,7 +220,7 @@ async def _commits(rr: RepoRequest) -> web.Response:
 async def _create_branch(rr: RepoRequest) -> web.Response:
     _, repo = await repo_access(rr.request, "write", rr.repo_type, rr.repo_id)
     check_branch(rr.rev)
-    body = await json_body(rr.request)
+    body = await json_body(rr.request, SMALL_JSON_BYTES)
     start_at = body.get("startingPoint") if isinstance(body, dict) else None
     start = await rr.st.run(resolve_rev, rr.st, repo, start_at if isinstance(start_at, str) and start_at else "main")
     if rr.rev in await rr.st.run(rr.st.meta.refs, repo):
