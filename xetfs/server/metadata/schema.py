@@ -24,6 +24,8 @@ Versions (the SQLite numbers are those of the first release, where ``PRAGMA user
    (``metadata.repoadmin``).
 6. ``gc_doomed`` (xorb hash, since): xorbs the garbage collector is deleting; no shard may reference one and
    no upload may register one until the collector is done (``metadata.gcstore``).
+7. indexes by file hash (``file_xorbs``, ``sha256_index``, ``repo_uploads``, ``dedup_chunks``) and by xorb hash
+   (``dedup_chunks``), so the collector deletes a file's or a xorb's rows without scanning whole tables.
 
 Trees are stored as zlib-compressed canonical JSON (``encode_tree`` / ``decode_tree``); ``index_tree``
 adds a tree's Xet files to ``repo_files`` (used by commits and by the version-1 backfill).
@@ -97,6 +99,14 @@ _V6 = """
 CREATE TABLE IF NOT EXISTS gc_doomed(xorb_hash TEXT PRIMARY KEY, since {float} NOT NULL);
 """
 
+_V7 = """
+CREATE INDEX IF NOT EXISTS file_xorbs_by_file ON file_xorbs(file_hash);
+CREATE INDEX IF NOT EXISTS sha256_index_by_file ON sha256_index(file_hash);
+CREATE INDEX IF NOT EXISTS repo_uploads_by_file ON repo_uploads(file_hash);
+CREATE INDEX IF NOT EXISTS dedup_chunks_by_file ON dedup_chunks(file_hash);
+CREATE INDEX IF NOT EXISTS dedup_chunks_by_xorb ON dedup_chunks(xorb_hash);
+"""
+
 _TERM_BYTES = 44                    # packed term: raw xorb hash (32), chunk start, chunk end, bytes (u32 each)
 
 
@@ -145,6 +155,7 @@ MIGRATIONS = (
     Migration(4, "discussions and pull requests, with their events", _V4),
     Migration(5, "repo settings (gated) and redirects of moved repos", _V5),
     Migration(6, "gc_doomed: xorbs being garbage-collected", _V6),
+    Migration(7, "indexes by file and xorb hash for the garbage collector", _V7),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
