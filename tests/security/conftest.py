@@ -1,36 +1,17 @@
 """Fixtures of the security tier: a real ``xetfs serve`` on the local store or on S3 (SeaweedFS)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from xetfs.server.stores.base import Storage
 from xetfs.server.stores.local import LocalStorage
 from xetfs.server.stores.s3 import S3Storage
 from xetfs.server.stores.sigv4 import Credentials
 from xetfs.testing.server import ServerHandle, running_server
 from xetfs.testing.services import SeaweedFSHandle
-
-
-@dataclass
-class StoreServer:
-    """A running server, its object store opened beside it, and the flags that name that store."""
-
-    srv: ServerHandle
-    storage: Storage
-    store_args: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-
-    def xetfs(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """Run the ``xetfs`` CLI with this server's store flags appended."""
-        return subprocess.run([sys.executable, "-m", "xetfs.cli.main", *args, *self.store_args],
-                              env={**os.environ, **self.env}, capture_output=True, text=True, timeout=120)
+from xetfs.testing.stores import StoreServer
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -14,8 +14,7 @@ import pytest
 
 from xetfs.testing.cas import build_file, cas_token, upload
 from xetfs.testing.hub import commit, lfs_file
-
-from conftest import StoreServer
+from xetfs.testing.stores import StoreServer
 
 
 def _flip(st: StoreServer, key: str, pos: int) -> None:
