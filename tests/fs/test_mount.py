@@ -143,23 +143,6 @@ def test_parallel_preads_and_mmap_faults_are_correct(repo, tmp_path: Path) -> No
         assert errors == []
 
 
-def test_safetensors_single_tensor_fetches_about_the_tensor(repo, tmp_path: Path) -> None:
-    from safetensors import safe_open
-    from safetensors.numpy import load_file
-
-    server, src = repo
-    assert (src / "x/model.safetensors").stat().st_size >= 512 * MiB
-    with mounted(server, "org/demo", tmp_path / "mnt") as m:
-        before = _served(server)
-        with safe_open(str(m.path / "x/model.safetensors"), framework="np") as f:
-            tensor = f.get_tensor(TENSOR)
-        served = _served(server) - before
-    with safe_open(str(src / "x/model.safetensors"), framework="np") as f:
-        assert np.array_equal(tensor, f.get_tensor(TENSOR))
-    assert tensor.nbytes == TENSOR_BYTES
-    assert served <= 1.25 * TENSOR_BYTES + MiB, served
-
-
 def test_parquet_one_column_reads_a_fraction(repo, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 

@@ -59,7 +59,7 @@ async def _read_all(cas: CasClient, cache_dir: Path, file_hash: object, size: in
         fetcher = Fetcher(cas, ChunkCache(memory_bytes=64 << 20, cache_dir=cache_dir), nursery=nursery,
                           params=XorbParams.tiny())
         reader = FileReader(cas, file_hash, size, fetcher=fetcher)   # type: ignore[arg-type]
-        ahead = Readahead(16 * 1024, 256 * 1024)
+        ahead = Readahead(256 * 1024)
         pos = 0
         while pos < size:
             data = await reader.read(pos, 64 * 1024, fetch_end=ahead.fetch_end(pos, 64 * 1024))

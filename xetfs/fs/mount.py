@@ -6,8 +6,9 @@
 2. the revision is resolved to a commit ONCE (a missing repo/revision or a bad token fails
    here with one line), the tree of that commit is listed, the xet read token fetched;
 3. ``pyfuse3.init`` mounts; the mount's backing-device readahead is raised (``read_ahead_kb``, found
-   through /proc/self/mountinfo so we never stat our own mountpoint before serving it) so the kernel sends
-   1 MiB read requests; ``on_ready(None)`` tells the waiting parent (daemon mode) that the mount is usable;
+   through /proc/self/mountinfo so we never stat our own mountpoint before serving it) to 256 KiB: large
+   ``read`` calls still arrive as requests of up to 1 MiB, while a page fault reads only 256 KiB around it
+   (so loading one tensor spills little into its neighbours; ``xetfs.read.readahead`` fetches the rest); ``on_ready(None)`` tells the waiting parent (daemon mode) that the mount is usable;
 4. ``pyfuse3.main()`` serves until ``fusermount3 -u`` or SIGTERM/SIGINT (-> ``pyfuse3.terminate``); the
    background nursery (readahead fetches) is cancelled and the session closed (unmounting if still mounted).
 
@@ -61,7 +62,7 @@ class MountOptions:
     memory_cache_bytes: int = 512 * MiB
     read_timeout_s: float = 120.0
     fetch_timeout_s: float = 90.0
-    read_ahead_kb: int = 1024
+    read_ahead_kb: int = 256
     readahead_max_bytes: int = 64 * MiB
     max_parallel_fetches: int = 4
     extra_fuse_options: tuple[str, ...] = field(default_factory=tuple)

@@ -271,7 +271,7 @@ class Vfs:
 
     def __init__(self, tree: Tree, backend: Backend, *, mtime_ns: int = 0,
                  stats: Callable[[], dict[str, Any]] | None = None, readers_kept: int = 64,
-                 readahead_min_bytes: int = 1 << 20, readahead_max_bytes: int = 64 << 20) -> None:
+                 readahead_max_bytes: int = 64 << 20) -> None:
         self.tree = tree
         self.backend = backend
         self.mtime_ns = mtime_ns
@@ -281,7 +281,6 @@ class Vfs:
         self._readers: OrderedDict[int, Reader] = OrderedDict()
         self._open_count: dict[int, int] = {}
         self.readers_kept = readers_kept
-        self.readahead_min_bytes = readahead_min_bytes
         self.readahead_max_bytes = readahead_max_bytes
         self.bytes_read = 0
 
@@ -322,7 +321,7 @@ class Vfs:
 
     async def _new_handle(self, ino: int, *, remote: bool, write: bool = False) -> int:
         """A file handle; ``remote``: the bytes come from the repo (a reader is set up now)."""
-        handle = Handle(ino, Readahead(self.readahead_min_bytes, self.readahead_max_bytes), write=write)
+        handle = Handle(ino, Readahead(self.readahead_max_bytes), write=write)
         if ino == STATS_INODE:
             handle.snapshot = (json.dumps(self._stats(), indent=2, sort_keys=True) + "\n").encode()
         elif remote and self.tree.xet_hash(ino) is not None:

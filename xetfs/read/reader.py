@@ -33,6 +33,7 @@ retried once with fresh ones.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.core.reconstruction import FetchRange, ReadPlan, Reconstruction, ReconstructionTerm, plan_read
 from xetfs.errors import Forbidden, FormatError, IntegrityError, TransientError, XetError
 from xetfs.read.fetcher import FetchCancelled, Fetcher, Pending, ReadStats, tune_allocator
+from xetfs.core.params import DEFAULT_XORB
 from xetfs.read.layout import LayoutTerm, decode_layout, encode_layout
 from xetfs.read.readahead import Readahead, parse_safetensors_header, safetensors_boundaries
 
@@ -56,18 +58,31 @@ log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 PREFETCH_MIN_BYTES = 16 * MiB
+MAX_CHUNK_BYTES = DEFAULT_XORB.max_chunk_uncompressed
 DISK_BATCH_BYTES = 8 * MiB
 
 
 @dataclass(slots=True)
 class _Window:
-    """A reconstruction query ``[start, stop)`` and (once answered) its result."""
+    """A reconstruction query ``[start, stop)`` and (once answered) its result. ``[cov_start, cov_end)`` is
+    what it covers: the query while in flight, then the whole chunks the server returned (a superset)."""
 
     start: int
     stop: int
     pending: Pending
     born_s: float
     recon: Reconstruction | None = None
+    cov_start: int = 0
+    cov_end: int = 0
+
+    def covers(self, pos: int) -> bool:
+        return self.cov_start <= pos < self.cov_end
+
+    def answered(self, r: Reconstruction) -> None:
+        """Keep ``r`` re-based on its whole chunks: byte 0 of ``recon`` is file offset ``cov_start``."""
+        self.cov_start = self.start - r.offset_into_first_range
+        self.recon = dataclasses.replace(r, offset_into_first_range=0)
+        self.cov_end = self.cov_start + self.recon.size_bytes
 
 
 @dataclass(slots=True)
@@ -295,16 +310,22 @@ class FileReader:
     # -- 2. reconstructions --------------------------------------------------------------------------------
 
     async def _window_at(self, pos: int, fetch_end: int) -> _Window:
-        """A reconstruction whose query covers ``pos``: cached, in flight, or queried now."""
+        """A reconstruction covering ``pos``: cached, in flight, or queried now. Windows never overlap: a new
+        query stops where the next window's chunks begin, and waits for in-flight queries near it first
+        (their chunk-aligned coverage is not known yet), so no chunk is fetched through two windows."""
         while True:
             now = trio.current_time()
             self._windows = [w for w in self._windows
                              if w.pending.error is None and now - w.born_s < self.reconstruction_ttl_s]
-            for w in self._windows:
-                if w.start <= pos < w.stop:
-                    break
-            else:
-                w = self._new_window(pos, fetch_end)
+            w = self._covering(pos)
+            if w is None:
+                stop = self._free_until(pos, max(fetch_end, pos + 1))
+                near = [v for v in self._windows if v.recon is None
+                        and v.start - MAX_CHUNK_BYTES < stop and pos < v.stop + MAX_CHUNK_BYTES]
+                if near:
+                    await near[0].pending.done.wait()
+                    continue
+                w = self._new_window(pos, stop)
                 await self._query(w)
             await w.pending.done.wait()
             if w.pending.error is None:
@@ -313,8 +334,21 @@ class FileReader:
                 raise w.pending.error
             # the querying task was cancelled (its caller timed out): query again ourselves
 
-    def _new_window(self, pos: int, fetch_end: int) -> _Window:
-        w = _Window(pos, max(fetch_end, pos + 1), Pending(), trio.current_time())
+    def _covering(self, pos: int) -> _Window | None:
+        for w in self._windows:
+            if w.covers(pos):
+                return w
+        return None
+
+    def _free_until(self, pos: int, stop: int) -> int:
+        """``stop``, or the start of the first window's coverage in ``(pos, stop)``."""
+        for w in self._windows:
+            if pos < w.cov_start < stop:
+                stop = w.cov_start
+        return stop
+
+    def _new_window(self, pos: int, stop: int) -> _Window:
+        w = _Window(pos, stop, Pending(), trio.current_time(), cov_start=pos, cov_end=stop)
         self._windows.append(w)
         if len(self._windows) > self.max_windows:
             del self._windows[0]
@@ -323,7 +357,9 @@ class FileReader:
     async def _query(self, w: _Window) -> None:
         self.stats.pending_reconstructions += 1
         try:
-            w.recon = w.pending.value = await self.cas.reconstruction(self.file_hash, (w.start, w.stop))
+            r = await self.cas.reconstruction(self.file_hash, (w.start, w.stop))
+            w.answered(r)
+            w.pending.value = w.recon
             self.stats.reconstructions += 1
         except BaseException as exc:
             w.pending.error = exc
@@ -340,10 +376,9 @@ class FileReader:
         w = await self._window_at(pos, fetch_end)
         r = w.recon
         assert r is not None
-        avail_end = w.start + r.size_bytes
-        if avail_end <= pos:
+        if not w.covers(pos):
             raise FormatError(f"reconstruction for [{w.start}, {w.stop}) does not reach offset {pos}")
-        plan = plan_read(r, pos - w.start, min(end, avail_end) - pos)
+        plan = plan_read(r, pos - w.cov_start, min(end, w.cov_end) - pos)
         decoded = await self._fetch_plan(r, plan)
         term_chunks = [decoded[f][t.chunk_start - f.chunk_start:t.chunk_end - f.chunk_start]
                        for t, f in zip(plan.terms, plan.term_fetch)]
@@ -407,9 +442,9 @@ class FileReader:
     def _prefetch_network(self, start: int, stop: int) -> None:
         assert self.fetcher.nursery is not None
         pos = start
-        for w in sorted(self._windows, key=lambda w: w.start):
-            if w.start <= pos < w.stop:
-                pos = w.stop
+        for w in sorted(self._windows, key=lambda w: w.cov_start):
+            if w.covers(pos):
+                pos = w.cov_end
         # Keep the whole readahead in flight, in windows of at least PREFETCH_MIN_BYTES (few queries).
         if stop - pos >= min(stop - start, PREFETCH_MIN_BYTES) and not self._known_run(pos, pos + 1):
             self.fetcher.nursery.start_soon(self._prefetch_window, pos, stop)
