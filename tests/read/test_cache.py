@@ -5,7 +5,8 @@ import os
 import threading
 from pathlib import Path
 
-from xetfs.read.cache import HEADER_BYTES, ChunkCache
+from xetfs.read.cache import ChunkCache
+from xetfs.read.disk_tier import HEADER_BYTES
 
 X = bytes(range(32))
 Y = bytes(reversed(range(32)))
@@ -77,3 +78,19 @@ def test_two_caches_sharing_a_directory_write_the_same_keys(tmp_path: Path) -> N
     reader = ChunkCache(memory_bytes=1, cache_dir=tmp_path)
     assert all(reader.get(X, i) == d for i, d in data.items())
     assert not [p for p in tmp_path.rglob(".*.tmp")]
+
+
+def test_the_disk_tier_never_stores_a_chunk_twice(tmp_path: Path) -> None:
+    cache = ChunkCache(memory_bytes=1 << 20, cache_dir=tmp_path)
+    disk = cache.disk
+    assert disk is not None
+    chunk = [bytes([i]) * 1000 for i in range(10)]
+    cache.put_disk([((X, i), chunk[i]) for i in range(2, 5)])
+    cache.put_disk([((X, i), chunk[i]) for i in range(0, 8)])        # overlaps both ends of the first
+    cache.put_disk([((X, i), chunk[i]) for i in range(3, 4)])        # held already
+    names = sorted(p.name.split(".")[1] for p in (tmp_path / "chunks").rglob(f"{X.hex()}.*"))
+    assert names == ["0-2", "2-5", "5-8"]
+    stored = sum(p.stat().st_size for p in (tmp_path / "chunks").rglob(f"{X.hex()}.*"))
+    assert stored == disk.size_bytes and stored < 8 * 1000 + 3 * HEADER_BYTES + 8 * 20
+    fresh = ChunkCache(memory_bytes=1 << 20, cache_dir=tmp_path)
+    assert [fresh.get(X, i) for i in range(8)] == chunk[:8]

@@ -240,13 +240,19 @@ def decode_fetched(fetch: FetchRange, data: bytes | memoryview, params: XorbPara
     return chunks
 
 
-def verify_term(term: ReconstructionTerm, chunks: Sequence[bytes]) -> None:
-    """IntegrityError unless ``chunks`` are exactly the term's (size, and verification hash when known)."""
+def verify_term(term: ReconstructionTerm, chunks: Sequence[bytes], hashes: Sequence[MerkleHash] | None = None,
+                *, with_hash: bool = True) -> None:
+    """IntegrityError unless ``chunks`` are exactly the term's: their count and unpacked size, and (when
+    ``with_hash`` and the term has one) its verification hash (§3.2) over ``hashes``, the chunks' hashes
+    (computed here when not given). ``with_hash=False`` is for chunks verified when they entered a cache."""
+    name = f"term {term.xorb_hash}[{term.chunk_start},{term.chunk_end})"
     if len(chunks) != term.chunk_end - term.chunk_start or sum(map(len, chunks)) != term.unpacked_bytes:
-        raise IntegrityError(f"term {term.xorb_hash}[{term.chunk_start},{term.chunk_end}) has the wrong size")
-    if term.verification_hash is not None:
-        if verification_hash(chunk_hash(c) for c in chunks) != term.verification_hash:
-            raise IntegrityError(f"term {term.xorb_hash}[{term.chunk_start},{term.chunk_end}) fails verification")
+        raise IntegrityError(f"{name} has the wrong size")
+    if with_hash and term.verification_hash is not None:
+        if hashes is None:
+            hashes = [chunk_hash(c) for c in chunks]
+        if verification_hash(hashes) != term.verification_hash:
+            raise IntegrityError(f"{name} fails verification")
 
 
 def term_chunks(plan: ReadPlan, decoded: Mapping[FetchRange, Sequence[bytes]]) -> list[Sequence[bytes]]:

@@ -1,66 +1,46 @@
-"""Filesystem semantics of one immutable repo revision, in domain terms (docs/architecture.md, "A read").
+"""Filesystem semantics of one immutable repo revision, in domain terms (docs/architecture.md, "The
+filesystem").
 
 No pyfuse3 here: ``fuse_ops`` unpacks kernel requests and calls this model; tests drive it directly.
 
-- ``Tree``: the inode table built once from the Hub tree listing of a commit. Inodes are dense
-  ints (root = 1); per inode it keeps the parent inode, the name, the size and the Xet file hash in parallel
-  arrays, children as one dict ``(parent, name) -> inode``. Nothing grows after the mount starts, so the
-  table is bounded by the listing (the hf-mount #105 lesson).
-- Handles: ``open`` gives a file handle with its own ``Readahead`` (sequential growth per handle). Xet files
-  are read through one shared ``FileReader`` per inode, kept while open and in a small LRU after release, so
-  the chunk layout it learned survives a reopen. ``.safetensors`` files get their header read at first open
-  and the tensor boundaries steer the readahead.
+- ``Tree`` (``xetfs.fs.tree``): the inode table of the revision.
+- Handles: ``open`` gives a file handle with its own ``Readahead`` (``xetfs.read.readahead``: what to fetch
+  past each read, from the bytes the handle consumed and the file's format). Xet files are read through one
+  shared ``FileReader`` per inode, kept while open and in a small LRU after release, so the chunk layout it
+  learned survives a reopen. ``.safetensors`` files get their header read at first open and the tensor
+  boundaries steer the readahead.
 - Non-Xet files are read through the Hub's resolve route (``Backend.read_regular``).
-- A hidden ``/.xetfs-stats`` file (not listed by readdir) returns the mount's statistics as JSON.
+- A hidden ``/.xetfs-stats`` file (not listed by readdir) returns the mount's statistics as JSON, with a
+  line per open file (``open_files``): bytes read, and the readahead decisions of its handles.
 
 The revision is immutable: attributes and directory entries never change, so fuse_ops may hand the kernel
 long timeouts and ``keep_cache`` and never invalidate anything. Write operations raise ``ReadOnly`` (EROFS)
-here; ``fs.writable.WritableVfs`` (a mounted branch) overrides them and mutates the ``Tree`` (inodes are
-never reused; a removed inode keeps its slot with parent 0).
+here; ``fs.writable.WritableVfs`` (a mounted branch) overrides them and mutates the ``Tree``.
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
 import stat
-from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from xetfs.core.hashing import MerkleHash
-from xetfs.read.reader import Readahead
-from xetfs.errors import AlreadyExists, NotFound, ReadOnly, XetError
+from xetfs.errors import NotFound, ReadOnly, XetError
+from xetfs.fs.tree import (FIRST_INODE, ROOT_INODE, STATS_INODE, STATS_NAME, Entry, IsADirectory, NotADirectory,
+                           Tree)
+from xetfs.read.readahead import Readahead
+
+__all__ = ["Attr", "Backend", "Entry", "FIRST_INODE", "Handle", "IsADirectory", "NotADirectory", "ROOT_INODE",
+           "Reader", "STATS_INODE", "STATS_NAME", "Tree", "Vfs"]
 
 log = logging.getLogger(__name__)
 
-ROOT_INODE = 1
-STATS_NAME = ".xetfs-stats"
-STATS_INODE = 2
-FIRST_INODE = 3
 FILE_MODE = stat.S_IFREG | 0o444
 DIR_MODE = stat.S_IFDIR | 0o555
-
-
-class IsADirectory(XetError):
-    errno = errno.EISDIR
-
-
-class NotADirectory(XetError):
-    errno = errno.ENOTDIR
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """What the tree needs from one Hub listing entry (``xetfs.client.hub.TreeEntry`` fits)."""
-
-    path: str
-    type: str
-    size: int
-    xet_hash: MerkleHash | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,173 +68,6 @@ class Backend(Protocol):
     def reader(self, xet_hash: MerkleHash, size: int) -> Reader: ...
     async def read_regular(self, path: str, file_size: int, offset: int, size: int) -> bytes: ...
     async def safetensors_boundaries(self, reader: Reader) -> list[int] | None: ...
-
-
-class Tree:
-    """Inode table of one revision: parallel arrays indexed by inode."""
-
-    def __init__(self, entries: Iterable[Any]) -> None:
-        self._parent = array("q", [0, 0, ROOT_INODE])
-        self._size = array("q", [0, 0, 0])
-        self._is_dir = bytearray([0, 1, 0])
-        self._names: list[str] = ["", "", STATS_NAME]
-        self._xet: list[MerkleHash | None] = [None, None, None]
-        self._sha256: dict[int, str] = {}
-        self._children: dict[tuple[int, str], int] = {}
-        self._listing: dict[int, list[int]] = {ROOT_INODE: []}
-        for e in sorted(entries, key=lambda e: e.path):
-            parent = self._mkdirs(e.path.strip("/").split("/")[:-1])
-            name = e.path.strip("/").split("/")[-1]
-            if not name:
-                continue
-            if e.type == "directory":
-                self._mkdirs(e.path.strip("/").split("/"))
-            elif (parent, name) not in self._children:
-                ino = self._add(parent, name, False, int(e.size), getattr(e, "xet_hash", None))
-                if getattr(e, "sha256", None):
-                    self._sha256[ino] = e.sha256
-
-    def _add(self, parent: int, name: str, is_dir: bool, size: int, xet: MerkleHash | None) -> int:
-        ino = len(self._names)
-        self._parent.append(parent)
-        self._size.append(size)
-        self._is_dir.append(1 if is_dir else 0)
-        self._names.append(name)
-        self._xet.append(xet)
-        self._children[(parent, name)] = ino
-        self._listing[parent].append(ino)
-        if is_dir:
-            self._listing[ino] = []
-        return ino
-
-    def _mkdirs(self, parts: Sequence[str]) -> int:
-        ino = ROOT_INODE
-        for part in parts:
-            child = self._children.get((ino, part))
-            if child is None:
-                child = self._add(ino, part, True, 0, None)
-            ino = child
-        return ino
-
-    # -- mutation (writable mounts): inodes are never reused; a removed inode keeps its slot, parent 0
-    def add_file(self, parent: int, name: str, size: int = 0) -> int:
-        self._check_free(parent, name)
-        return self._add(parent, name, False, size, None)
-
-    def add_dir(self, parent: int, name: str) -> int:
-        self._check_free(parent, name)
-        return self._add(parent, name, True, 0, None)
-
-    def _check_free(self, parent: int, name: str) -> None:
-        if not self.is_dir(parent):
-            raise NotADirectory(self.path(parent))
-        if (parent, name) in self._children or (parent == ROOT_INODE and name == STATS_NAME):
-            raise AlreadyExists(name)
-
-    def mkdirs(self, parts: Sequence[str]) -> int:
-        return self._mkdirs(parts)
-
-    def remove(self, ino: int) -> None:
-        parent = self._parent[ino]
-        if parent == 0:
-            return
-        del self._children[(parent, self._names[ino])]
-        self._listing[parent].remove(ino)
-        self._parent[ino] = 0
-
-    def move(self, ino: int, parent: int, name: str) -> None:
-        self.remove(ino)
-        self._parent[ino] = parent
-        self._names[ino] = name
-        self._children[(parent, name)] = ino
-        self._listing[parent].append(ino)
-
-    def set_file(self, ino: int, size: int, xet: MerkleHash | None, sha256: str | None) -> None:
-        self._size[ino] = size
-        self._xet[ino] = xet
-        if sha256:
-            self._sha256[ino] = sha256
-        else:
-            self._sha256.pop(ino, None)
-
-    def set_size(self, ino: int, size: int) -> None:
-        self._size[ino] = size
-
-    def sha256(self, ino: int) -> str | None:
-        return self._sha256.get(ino)
-
-    def alive(self, ino: int) -> bool:
-        return ino == ROOT_INODE or self._parent[ino] != 0
-
-    def parent(self, ino: int) -> int:
-        return self._parent[ino]
-
-    def is_under(self, ino: int, ancestor: int) -> bool:
-        while ino > ROOT_INODE:
-            if ino == ancestor:
-                return True
-            ino = self._parent[ino]
-        return ino == ancestor
-
-    def files_under(self, ino: int) -> list[int]:
-        if not self.is_dir(ino):
-            return [ino]
-        out: list[int] = []
-        for k in self._listing[ino]:
-            out.extend(self.files_under(k))
-        return out
-
-    def __len__(self) -> int:
-        return len(self._names) - FIRST_INODE + 1
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(self._size)
-
-    def check(self, ino: int) -> None:
-        if not 0 < ino < len(self._names):
-            raise NotFound(f"no inode {ino}")
-
-    def is_dir(self, ino: int) -> bool:
-        return bool(self._is_dir[ino])
-
-    def size(self, ino: int) -> int:
-        return self._size[ino]
-
-    def xet_hash(self, ino: int) -> MerkleHash | None:
-        return self._xet[ino]
-
-    def lookup(self, parent: int, name: str) -> int:
-        if name == STATS_NAME and parent == ROOT_INODE:
-            return STATS_INODE
-        ino = self._children.get((parent, name))
-        if ino is None:
-            raise NotFound(name)
-        return ino
-
-    def children(self, ino: int) -> list[int]:
-        if not self.is_dir(ino):
-            raise NotADirectory(self.path(ino))
-        return self._listing[ino]
-
-    def resolve(self, path: str) -> int | None:
-        ino = ROOT_INODE
-        for part in path.strip("/").split("/"):
-            child = self._children.get((ino, part))
-            if child is None:
-                return None
-            ino = child
-        return ino
-
-    def name(self, ino: int) -> str:
-        return self._names[ino]
-
-    def path(self, ino: int) -> str:
-        parts = []
-        while ino > ROOT_INODE:
-            parts.append(self._names[ino])
-            ino = self._parent[ino]
-        return "/".join(reversed(parts))
 
 
 @dataclass(slots=True)
@@ -298,7 +111,7 @@ class Vfs:
         if name == ".":
             return self.getattr(parent)
         if name == "..":
-            return self.getattr(ROOT_INODE if parent == ROOT_INODE else self.tree._parent[parent])
+            return self.getattr(ROOT_INODE if parent == ROOT_INODE else self.tree.parent(parent))
         return self.getattr(self.tree.lookup(parent, name))
 
     def readdir(self, ino: int, start: int) -> list[tuple[str, Attr, int]]:

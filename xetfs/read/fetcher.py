@@ -24,132 +24,45 @@ classification underneath.
 """
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import trio
 
-from xetfs.read.cache import ChunkCache, ChunkKey
-from xetfs.core.hashing import MerkleHash, chunk_hash, verification_hash
-from xetfs.core.reconstruction import FetchRange, ReconstructionTerm
+from xetfs.core.hashing import MerkleHash, chunk_hash
+from xetfs.core.params import DEFAULT_XORB, XorbParams
+from xetfs.core.reconstruction import FetchRange, ReconstructionTerm, verify_term
 from xetfs.core.xorb import CHUNK_HEADER_BYTES, decode_record, parse_chunk_records, split_complete_records
 from xetfs.errors import FormatError, IntegrityError, TransientError
-from xetfs.core.params import DEFAULT_XORB, XorbParams
+from xetfs.read.cache import ChunkCache, ChunkKey
+from xetfs.read.flight import ByteBudget, FetchCancelled, Pending, concurrently, maybe_thread, tune_allocator
+from xetfs.read.source import ChunkSource, ReadStats
+
+__all__ = ["DiskJob", "FetchCancelled", "Fetcher", "Pending", "ReadStats", "tune_allocator"]
 
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
-THREAD_MIN_BYTES = 64 * 1024
-
-@dataclass(slots=True)
-class ReadStats:
-    bytes_read: int = 0              # returned to callers (applications)
-    bytes_fetched: int = 0           # xorb bytes received from the network
-    fetches: int = 0
-    reconstructions: int = 0
-    refetches: int = 0               # integrity or expired-URL retries
-    integrity_failures: int = 0
-    read_errors: int = 0
-    pending_fetches: int = 0
-    pending_reconstructions: int = 0
-    layouts_loaded: int = 0          # files whose chunk layout came from the disk tier (no reconstruction)
-
-    def as_dict(self) -> dict[str, int]:
-        return {k: getattr(self, k) for k in self.__slots__}
-
 
 DiskJob = Callable[[], None]   # blocking disk-tier work, run by the writer task in a worker thread
 
 
-class FetchCancelled(TransientError):
-    """The task running a fetch was cancelled (its nursery closed): a waiter starts the fetch again."""
+@dataclass(frozen=True, slots=True)
+class _Flight:
+    """A running fetch, as seen from each of its chunks."""
 
-
-class Pending:
-    """One in-flight operation: waiters ``await done.wait()`` then read ``value`` or ``error``."""
-
-    __slots__ = ("done", "value", "error")
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.value: Any = None
-        self.error: BaseException | None = None
-
-    def result(self) -> Any:
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
-def tune_allocator(mmap_threshold_bytes: int = 64 * MiB, trim_threshold_bytes: int = 128 * MiB) -> bool:
-    """glibc malloc settings for the mount daemon: a fixed mmap threshold so fetch buffers
-    and 1 MiB reply buffers come from the heap and are reused instead of being mmapped, page-faulted and
-    unmapped each time; a trim threshold so freed memory is kept for reuse; one arena, so chunks decoded in
-    worker threads reuse the memory the cache evicted. False when the C library is not glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
-    return all(mallopt(opt, value) == 1 for opt, value in ((m_mmap_threshold, mmap_threshold_bytes),
-                                                           (m_trim_threshold, trim_threshold_bytes),
-                                                           (m_arena_max, 1)))
-
-
-async def _concurrently(*fns: Callable[[], Awaitable[Any]] | None) -> None:
-    """Run the given async callables concurrently; re-raise the first failure as itself (not a group)."""
-    failures: list[Exception] = []
-
-    async def run(fn: Callable[[], Awaitable[Any]]) -> None:
-        try:
-            await fn()
-        except Exception as exc:
-            failures.append(exc)
-
-    async with trio.open_nursery() as nursery:
-        for fn in fns:
-            if fn is not None:
-                nursery.start_soon(run, fn)
-    if failures:
-        raise failures[0]
-
-
-async def _maybe_thread(fn: Any, size: int, limiter: trio.CapacityLimiter, *args: Any) -> Any:
-    if size < THREAD_MIN_BYTES:
-        return fn(*args)
-    return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
-
-
-class _ByteBudget:
-    """At most ``limit_bytes`` of fetch buffers (and their decoded copies) in flight; one oversized fetch may
-    run alone. ``release`` is synchronous, so it is safe in a ``finally`` of a cancelled task."""
-
-    def __init__(self, limit_bytes: int) -> None:
-        self.limit_bytes = limit_bytes
-        self.used_bytes = 0
-        self._changed = trio.Event()
-
-    async def acquire(self, n: int) -> None:
-        while self.used_bytes and self.used_bytes + n > self.limit_bytes:
-            await self._changed.wait()
-        self.used_bytes += n
-
-    def release(self, n: int) -> None:
-        self.used_bytes -= n
-        self._changed.set()
-        self._changed = trio.Event()
+    fr: FetchRange
+    pending: Pending
 
 
 class Fetcher:
     """Shared by every reader of a mount: the CAS client, the chunk cache, the in-flight fetch table."""
 
-    def __init__(self, cas: Any, cache: ChunkCache | None = None, *, nursery: trio.Nursery | None = None,
+    def __init__(self, cas: ChunkSource, cache: ChunkCache | None = None, *, nursery: trio.Nursery | None = None,
                  max_parallel_fetches: int = 8, fetch_timeout_s: float = 60.0,
                  params: XorbParams = DEFAULT_XORB, max_inflight_bytes: int = 96 * MiB,
                  piece_bytes: int = 4 * MiB) -> None:
@@ -161,8 +74,9 @@ class Fetcher:
         self.stats = ReadStats()
         self.cpu = trio.CapacityLimiter(2)
         self._net = trio.CapacityLimiter(max_parallel_fetches)
-        self._budget = _ByteBudget(max_inflight_bytes)   # bounds the RSS of fetch buffers + decoded chunks
-        self._inflight: dict[tuple[bytes, int, int], Pending] = {}
+        self._budget = ByteBudget(max_inflight_bytes)   # bounds the RSS of fetch buffers + decoded chunks
+        self._inflight: dict[tuple[bytes, int, int], Pending] = {}   # running fetches by byte range ...
+        self._flights: dict[ChunkKey, _Flight] = {}                  # ... and by chunk
         self.max_record_bytes = CHUNK_HEADER_BYTES + params.max_chunk_compressed
         self.piece_bytes = max(piece_bytes, self.max_record_bytes)
         self.max_pooled_buffers = 2 * max_parallel_fetches   # two per running fetch: a fixed pool
@@ -192,7 +106,7 @@ class Fetcher:
         the writer took it), or run now (in a thread when large) without a background nursery. After
         ``drain`` closed the queue the job is dropped (the disk tier is a cache)."""
         if self._disk_queue is None:
-            await _maybe_thread(job, size_bytes, self.cpu)
+            await maybe_thread(job, size_bytes, self.cpu)
             return
         self._disk_senders += 1
         try:
@@ -270,14 +184,62 @@ class Fetcher:
         return [have[k] for k in keys] if len(have) == len(keys) else None
 
     def start(self, fr: FetchRange, terms: Sequence[ReconstructionTerm], nursery: trio.Nursery) -> Pending:
-        """The in-flight fetch of ``fr`` (started now unless an identical one is running)."""
+        """The fetch of ``fr``: the running fetch of the same range; else, when running fetches (and the
+        memory tier) hold every chunk of it, a join of them (nothing is fetched twice); else a new fetch."""
         key = (bytes(fr.xorb_hash), fr.byte_start, fr.byte_end)
         pending = self._inflight.get(key)
-        if pending is None:
-            pending = self._inflight[key] = Pending()
-            self.stats.pending_fetches += 1
-            nursery.start_soon(self._run, key, fr, tuple(t for t in terms if fr.contains(t)), pending)
+        if pending is not None:
+            return pending
+        holders = self._holders(fr)
+        if holders is not None:
+            pending = Pending()
+            self.stats.fetches_joined += 1
+            nursery.start_soon(self._join, fr, holders, pending)
+            return pending
+        pending = self._inflight[key] = Pending()
+        flight = _Flight(fr, pending)
+        for i in range(fr.chunk_start, fr.chunk_end):
+            self._flights[(key[0], i)] = flight
+        self.stats.pending_fetches += 1
+        nursery.start_soon(self._run, key, fr, tuple(t for t in terms if fr.contains(t)), pending)
         return pending
+
+    def _holders(self, fr: FetchRange) -> list[_Flight] | None:
+        """The running fetches that, with the memory tier, hold every chunk of ``fr``; None if any chunk is
+        in neither (or none is running: the caller looked in the cache already)."""
+        xorb = bytes(fr.xorb_hash)
+        holders: list[_Flight] = []
+        for i in range(fr.chunk_start, fr.chunk_end):
+            flight = self._flights.get((xorb, i))
+            if flight is None:
+                if not self.cache.in_memory((xorb, i)):
+                    return None
+            elif not holders or holders[-1] is not flight:
+                holders.append(flight)
+        return holders or None
+
+    async def _join(self, fr: FetchRange, holders: list[_Flight], pending: Pending) -> None:
+        """Assemble ``fr`` from the fetches holding its chunks (and the memory tier). If one of them failed or
+        a chunk left the memory tier meanwhile, the waiter is told to start again (``FetchCancelled``)."""
+        try:
+            for holder in holders:
+                await holder.pending.done.wait()
+            got: list[bytes] = []
+            xorb = bytes(fr.xorb_hash)
+            for i in range(fr.chunk_start, fr.chunk_end):
+                h = next((h for h in holders if h.fr.chunk_start <= i < h.fr.chunk_end and h.pending.error is None),
+                         None)
+                data = h.pending.value[i - h.fr.chunk_start] if h is not None else self.cache.get_memory((xorb, i))
+                if data is None:
+                    raise FetchCancelled("a joined fetch failed")
+                got.append(data)
+            pending.value = got
+        except BaseException as exc:
+            pending.error = exc if isinstance(exc, Exception) else FetchCancelled("join cancelled")
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            pending.done.set()
 
     async def _run(self, key: tuple[bytes, int, int], fr: FetchRange, terms: tuple[ReconstructionTerm, ...],
                    pending: Pending) -> None:
@@ -287,7 +249,7 @@ class Fetcher:
                 with trio.fail_after(self.fetch_timeout_s):
                     items, checked = await self._fetch_verified(fr, terms)
                 pending.value = [c for _, c in items]
-                self._finish(key, pending)    # waiters go on now; the disk write follows, still in budget
+                self._finish(key, fr, pending)    # waiters go on now; the disk write follows, still in budget
                 await self._store_disk(fr, items, checked)
             finally:
                 self._budget.release(fr.size_bytes)
@@ -303,11 +265,15 @@ class Fetcher:
                 pending.error = FetchCancelled("fetch cancelled")
             raise
         finally:
-            self._finish(key, pending)
+            self._finish(key, fr, pending)
 
-    def _finish(self, key: tuple[bytes, int, int], pending: Pending) -> None:
+    def _finish(self, key: tuple[bytes, int, int], fr: FetchRange, pending: Pending) -> None:
         if not pending.done.is_set():
             del self._inflight[key]
+            for i in range(fr.chunk_start, fr.chunk_end):
+                mine = self._flights.get((key[0], i))
+                if mine is not None and mine.pending is pending:
+                    del self._flights[(key[0], i)]
             self.stats.pending_fetches -= 1
             pending.done.set()
 
@@ -362,7 +328,7 @@ class Fetcher:
                 fetch = None if n == 0 else functools.partial(
                     self.cas.fetch_range_into, dataclasses.replace(fr, byte_start=pos, byte_end=pos + n - 1),
                     memoryview(buf)[head:head + n])
-                await _concurrently(decode, fetch)
+                await concurrently(decode, fetch)
                 if n == 0:
                     break
                 self.stats.bytes_fetched += n
@@ -381,7 +347,7 @@ class Fetcher:
 
     async def _decode_piece_async(self, view: memoryview, final: bool, chunks: list[bytes],
                                   hashes: list[MerkleHash], consumed: list[int]) -> None:
-        got, got_hashes, consumed[0] = await _maybe_thread(self._decode_piece, len(view), self.cpu, view, final)
+        got, got_hashes, consumed[0] = await maybe_thread(self._decode_piece, len(view), self.cpu, view, final)
         chunks.extend(got)
         hashes.extend(got_hashes)
 
@@ -400,8 +366,4 @@ class Fetcher:
             raise FormatError(f"fetch range of {fr.chunk_end - fr.chunk_start} chunks decoded to {len(chunks)}")
         for t in terms:
             lo, hi = t.chunk_start - fr.chunk_start, t.chunk_end - fr.chunk_start
-            if sum(map(len, chunks[lo:hi])) != t.unpacked_bytes:
-                raise IntegrityError(f"term {t.xorb_hash}[{t.chunk_start},{t.chunk_end}) has the wrong size")
-            if t.verification_hash is not None and verification_hash(hashes[lo:hi]) != t.verification_hash:
-                raise IntegrityError(f"term {t.xorb_hash}[{t.chunk_start},{t.chunk_end}) fails verification")
-
+            verify_term(t, chunks[lo:hi], hashes[lo:hi])

@@ -32,24 +32,21 @@ retried once with fresh ones.
 """
 from __future__ import annotations
 
-import bisect
-import dataclasses
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable
 
 import trio
 
 from xetfs.read.cache import ChunkCache, ChunkKey
 from xetfs.transport.tasks import single_error
 from xetfs.core.hashing import MerkleHash
-from xetfs.core.reconstruction import FetchRange, ReadPlan, Reconstruction, ReconstructionTerm, plan_read
-from xetfs.errors import Forbidden, FormatError, IntegrityError, TransientError, XetError
+from xetfs.core.reconstruction import FetchRange, ReadPlan, Reconstruction, plan_read, verify_term
+from xetfs.errors import Forbidden, FormatError, TransientError, XetError
 from xetfs.read.fetcher import FetchCancelled, Fetcher, Pending, ReadStats, tune_allocator
-from xetfs.core.params import DEFAULT_XORB
-from xetfs.read.layout import LayoutTerm, decode_layout, encode_layout
+from xetfs.read.known import KnownChunks
+from xetfs.read.source import ChunkSource
 from xetfs.read.readahead import Readahead, parse_safetensors_header, safetensors_boundaries
+from xetfs.read.windows import Window, Windows
 
 __all__ = ["DISK_BATCH_BYTES", "FetchCancelled", "Fetcher", "FileReader", "PREFETCH_MIN_BYTES", "ReadStats",
            "Readahead", "parse_safetensors_header", "safetensors_boundaries", "tune_allocator"]
@@ -58,41 +55,10 @@ log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 PREFETCH_MIN_BYTES = 16 * MiB
-MAX_CHUNK_BYTES = DEFAULT_XORB.max_chunk_uncompressed
 DISK_BATCH_BYTES = 8 * MiB
 
 
-@dataclass(slots=True)
-class _Window:
-    """A reconstruction query ``[start, stop)`` and (once answered) its result. ``[cov_start, cov_end)`` is
-    what it covers: the query while in flight, then the whole chunks the server returned (a superset)."""
-
-    start: int
-    stop: int
-    pending: Pending
-    born_s: float
-    recon: Reconstruction | None = None
-    cov_start: int = 0
-    cov_end: int = 0
-
-    def covers(self, pos: int) -> bool:
-        return self.cov_start <= pos < self.cov_end
-
-    def answered(self, r: Reconstruction) -> None:
-        """Keep ``r`` re-based on its whole chunks: byte 0 of ``recon`` is file offset ``cov_start``."""
-        self.cov_start = self.start - r.offset_into_first_range
-        self.recon = dataclasses.replace(r, offset_into_first_range=0)
-        self.cov_end = self.cov_start + self.recon.size_bytes
-
-
-@dataclass(slots=True)
-class _Chunk:
-    xorb_hash: bytes
-    index: int
-    size: int
-
-
-def _slice_chunks(chunks: Any, skip: int, size: int) -> bytes:
+def _slice_chunks(chunks: Iterable[bytes], skip: int, size: int) -> bytes:
     """Bytes ``[skip, skip + size)`` of the concatenated ``chunks`` (short if they end first), copying only those."""
     parts: list[bytes | memoryview] = []
     at = 0
@@ -112,7 +78,7 @@ def _slice_chunks(chunks: Any, skip: int, size: int) -> bytes:
 class FileReader:
     """Random-access reads of one Xet file (file hash + size), any number of concurrent callers."""
 
-    def __init__(self, cas: Any, file_hash: MerkleHash, size: int, cache: ChunkCache | None = None, *,
+    def __init__(self, cas: ChunkSource, file_hash: MerkleHash, size: int, cache: ChunkCache | None = None, *,
                  fetcher: Fetcher | None = None, read_timeout_s: float = 120.0,
                  reconstruction_ttl_s: float = 300.0, max_windows: int = 64) -> None:
         self.file_hash = file_hash
@@ -121,15 +87,9 @@ class FileReader:
         self.cas = self.fetcher.cas
         self.cache = self.fetcher.cache
         self.read_timeout_s = read_timeout_s
-        self.reconstruction_ttl_s = reconstruction_ttl_s
-        self.max_windows = max_windows
-        self._windows: list[_Window] = []
-        self._starts: list[int] = []             # file offsets of known chunks, sorted
-        self._chunks: dict[int, _Chunk] = {}     # file offset -> chunk
+        self._windows = Windows(reconstruction_ttl_s, max_windows)
+        self.known = KnownChunks(file_hash, size, self.fetcher)   # chunks at known file offsets
         self.boundaries: list[int] | None = None  # safetensors tensor boundaries, when known
-        self._terms: dict[int, LayoutTerm] = {}  # file offset -> learned term (persisted as the file's layout)
-        self._layout: Pending | None = None      # the load of the stored layout (once, at the first read)
-        self._saving = self._dirty = False
         self._batches: dict[int, Pending] = {}   # in-flight disk-tier batch loads, by batch index
         self._next_batch = 0                     # sequential disk readahead: the next batch to start
 
@@ -152,12 +112,10 @@ class FileReader:
         except XetError:
             self.stats.read_errors += 1
             raise
-        self.stats.bytes_read += len(data)
         return data
 
     async def _read(self, offset: int, end: int, fetch_end: int) -> bytes:
-        if self._layout is None or not self._layout.done.is_set():
-            await self._load_layout()
+        await self.known.load()
         parts: list[bytes] = []
         pos = offset
         retried = False
@@ -181,23 +139,8 @@ class FileReader:
 
     # -- 1. known layout + cache ---------------------------------------------------------------------------
 
-    def _known_run(self, pos: int, end: int) -> list[tuple[int, _Chunk]]:
-        i = bisect.bisect_right(self._starts, pos) - 1
-        run: list[tuple[int, _Chunk]] = []
-        if i < 0:
-            return run
-        at = self._starts[i]
-        while i < len(self._starts) and self._starts[i] == at and at < end:
-            c = self._chunks[at]
-            if at + c.size <= pos:
-                break
-            run.append((at, c))
-            at += c.size
-            i += 1
-        return run
-
     async def _from_cache(self, pos: int, end: int) -> bytes:
-        run = self._known_run(pos, end)
+        run = self.known.run(pos, end)
         if not run:
             return b""
         datas: list[bytes] = []
@@ -231,101 +174,23 @@ class FileReader:
             out.append(hits[k])
         return out
 
-    def _learn(self, file_offset: int, terms: Sequence[ReconstructionTerm], chunks: Sequence[Sequence[bytes]]) -> None:
-        learned = False
-        for term, datas in zip(terms, chunks):
-            sizes = tuple(map(len, datas))
-            learned |= self._add_term(LayoutTerm(file_offset, bytes(term.xorb_hash), term.chunk_start, sizes,
-                                                 None if term.verification_hash is None
-                                                 else bytes(term.verification_hash)))
-            file_offset += sum(sizes)
-        if learned:
-            self._save_layout_soon()
-
-    def _add_term(self, t: LayoutTerm, *, insort: bool = True) -> bool:
-        if t.file_offset in self._terms:
-            return False
-        self._terms[t.file_offset] = t
-        at = t.file_offset
-        for i, n in enumerate(t.chunk_sizes):
-            if at not in self._chunks:
-                self._chunks[at] = _Chunk(t.xorb_hash, t.chunk_start + i, n)
-                if insort:
-                    bisect.insort(self._starts, at)
-            at += n
-        return True
-
-    # -- 1b. the file's layout in the disk tier --------------------------------------------------------------
-
-    async def _load_layout(self) -> None:
-        """At the first read: learn the stored layout (single-flight; a cancelled load is retried later)."""
-        if self._layout is not None:
-            await self._layout.done.wait()
-            return
-        self._layout = pending = Pending()
-        try:
-            if self.cache.disk is not None:
-                terms = await trio.to_thread.run_sync(self._read_layout, limiter=self.fetcher.cpu)
-                for t in terms:
-                    self._add_term(t, insort=False)
-                self._starts = sorted(self._chunks)
-                self.stats.layouts_loaded += bool(terms)
-        except BaseException:
-            self._layout = None
-            raise
-        finally:
-            pending.done.set()
-
-    def _read_layout(self) -> list[LayoutTerm]:
-        """(worker thread) The stored layout, [] when absent; a damaged one is dropped (relearned)."""
-        disk = self.cache.disk
-        assert disk is not None
-        data = disk.get_layout(self.file_hash)
-        if data is None:
-            return []
-        try:
-            return decode_layout(data, self.file_hash, self.size)
-        except FormatError as exc:
-            log.warning("layout of file %s is damaged (%s); dropping it", self.file_hash, exc)
-            self.cache.stats.disk_corrupt += 1
-            disk.drop_layout(self.file_hash)
-            return []
-
-    def _save_layout_soon(self) -> None:
-        """Write the learned terms back (mount only): one save at a time, coalescing what is learned meanwhile."""
-        self._dirty = True
-        if not self._saving and self.fetcher.nursery is not None and self.cache.disk is not None:
-            self._saving = True
-            self.fetcher.submit_soon(self._next_layout_job)
-
-    def _next_layout_job(self) -> Callable[[], None] | None:
-        disk = self.cache.disk
-        if not self._dirty or disk is None:
-            self._saving = False
-            return None
-        self._dirty = False
-        data = (self.file_hash, self.size, list(self._terms.values()))
-        return lambda: disk.put_layout(self.file_hash, encode_layout(*data))
-
     # -- 2. reconstructions --------------------------------------------------------------------------------
 
-    async def _window_at(self, pos: int, fetch_end: int) -> _Window:
-        """A reconstruction covering ``pos``: cached, in flight, or queried now. Windows never overlap: a new
-        query stops where the next window's chunks begin, and waits for in-flight queries near it first
-        (their chunk-aligned coverage is not known yet), so no chunk is fetched through two windows."""
+    async def _window_at(self, pos: int, fetch_end: int) -> Window:
+        """A reconstruction covering ``pos``: cached, in flight, or queried now (``Windows``: they never
+        overlap, so no chunk is fetched through two of them)."""
         while True:
-            now = trio.current_time()
-            self._windows = [w for w in self._windows
-                             if w.pending.error is None and now - w.born_s < self.reconstruction_ttl_s]
-            w = self._covering(pos)
+            self._windows.expire(trio.current_time())
+            w = self._windows.covering(pos)
             if w is None:
-                stop = self._free_until(pos, max(fetch_end, pos + 1))
-                near = [v for v in self._windows if v.recon is None
-                        and v.start - MAX_CHUNK_BYTES < stop and pos < v.stop + MAX_CHUNK_BYTES]
-                if near:
-                    await near[0].pending.done.wait()
+                stop = self._windows.free_until(pos, max(fetch_end, pos + 1))
+                known = self.known.next_start(pos)   # no query for chunks whose offsets are known
+                stop = stop if known is None else min(stop, known)
+                near = self._windows.pending_near(pos, stop)
+                if near is not None:
+                    await near.pending.done.wait()
                     continue
-                w = self._new_window(pos, stop)
+                w = self._windows.add(pos, stop, trio.current_time())
                 await self._query(w)
             await w.pending.done.wait()
             if w.pending.error is None:
@@ -334,27 +199,7 @@ class FileReader:
                 raise w.pending.error
             # the querying task was cancelled (its caller timed out): query again ourselves
 
-    def _covering(self, pos: int) -> _Window | None:
-        for w in self._windows:
-            if w.covers(pos):
-                return w
-        return None
-
-    def _free_until(self, pos: int, stop: int) -> int:
-        """``stop``, or the start of the first window's coverage in ``(pos, stop)``."""
-        for w in self._windows:
-            if pos < w.cov_start < stop:
-                stop = w.cov_start
-        return stop
-
-    def _new_window(self, pos: int, stop: int) -> _Window:
-        w = _Window(pos, stop, Pending(), trio.current_time(), cov_start=pos, cov_end=stop)
-        self._windows.append(w)
-        if len(self._windows) > self.max_windows:
-            del self._windows[0]
-        return w
-
-    async def _query(self, w: _Window) -> None:
+    async def _query(self, w: Window) -> None:
         self.stats.pending_reconstructions += 1
         try:
             r = await self.cas.reconstruction(self.file_hash, (w.start, w.stop))
@@ -379,16 +224,17 @@ class FileReader:
         if not w.covers(pos):
             raise FormatError(f"reconstruction for [{w.start}, {w.stop}) does not reach offset {pos}")
         plan = plan_read(r, pos - w.cov_start, min(end, w.cov_end) - pos)
-        decoded = await self._fetch_plan(r, plan)
+        decoded = await self._fetch_plan(w, plan)
         term_chunks = [decoded[f][t.chunk_start - f.chunk_start:t.chunk_end - f.chunk_start]
                        for t, f in zip(plan.terms, plan.term_fetch)]
-        for t, cs in zip(plan.terms, term_chunks):
-            if sum(map(len, cs)) != t.unpacked_bytes:
-                raise IntegrityError(f"term {t.xorb_hash}[{t.chunk_start},{t.chunk_end}) has the wrong size")
-        self._learn(pos - plan.skip_bytes, plan.terms, term_chunks)
+        for t, cs in zip(plan.terms, term_chunks):   # hashes were checked when the chunks were fetched
+            verify_term(t, cs, with_hash=False)
+        self.known.learn(pos - plan.skip_bytes, plan.terms, term_chunks)
         return _slice_chunks((c for cs in term_chunks for c in cs), plan.skip_bytes, plan.size_bytes)
 
-    async def _fetch_plan(self, r: Reconstruction, plan: ReadPlan) -> dict[FetchRange, list[bytes]]:
+    async def _fetch_plan(self, w: Window, plan: ReadPlan) -> dict[FetchRange, list[bytes]]:
+        r = w.recon
+        assert r is not None
         decoded: dict[FetchRange, list[bytes]] = {}
         waits: dict[FetchRange, Pending] = {}
         async with trio.open_nursery() as local:
@@ -400,7 +246,7 @@ class FileReader:
                 else:
                     waits[fr] = self.fetcher.start(fr, r.terms, nursery)
             if self.fetcher.nursery is not None:   # the rest of the window, in the background
-                self.fetcher.nursery.start_soon(self._start_all, r)
+                self.fetcher.nursery.start_soon(self._fill, w)
             for fr, pending in waits.items():
                 while True:
                     await pending.done.wait()
@@ -413,21 +259,33 @@ class FileReader:
 
     # -- 4. readahead ----------------------------------------------------------------------------------------
 
-    async def _start_all(self, r: Reconstruction) -> None:
-        """Fetch every range of ``r`` that no cache tier holds (a disk hit is promoted to memory)."""
-        nursery = self.fetcher.nursery
-        assert nursery is not None
-        for ranges in r.fetch.values():
-            for fr in ranges:   # concurrently: disk loads share the CPU limiter, fetches the network one
-                if self.fetcher.cached_chunks(fr) is None:
-                    nursery.start_soon(self._ensure, fr, r)
+    async def _fill(self, w: Window) -> None:
+        """Fetch every range of ``w`` that no cache tier holds (a disk hit is promoted to memory), then learn
+        the offsets of all its chunks, so later reads of them need no reconstruction."""
+        r = w.recon
+        assert r is not None and self.fetcher.nursery is not None
+        pendings: list[Pending] = []
+        async with trio.open_nursery() as nursery:
+            for ranges in r.fetch.values():
+                for fr in ranges:   # concurrently: disk loads share the CPU limiter, fetches the network one
+                    if self.fetcher.cached_chunks(fr) is None:
+                        nursery.start_soon(self._ensure, fr, r, pendings)
+        for pending in pendings:
+            await pending.done.wait()
+        at = w.cov_start
+        for t in r.terms:
+            got = [self.cache.memory.get((bytes(t.xorb_hash), i)) for i in range(t.chunk_start, t.chunk_end)]
+            chunks = [c for c in got if c is not None]
+            if len(chunks) == len(got) and sum(map(len, chunks)) == t.unpacked_bytes:
+                self.known.learn(at, [t], [chunks])
+            at += t.unpacked_bytes
 
-    async def _ensure(self, fr: FetchRange, r: Reconstruction) -> None:
+    async def _ensure(self, fr: FetchRange, r: Reconstruction, pendings: list[Pending]) -> None:
         nursery = self.fetcher.nursery
         assert nursery is not None
         try:
             if await self.fetcher.cached_chunks_any_tier(fr) is None:
-                self.fetcher.start(fr, r.terms, nursery)
+                pendings.append(self.fetcher.start(fr, r.terms, nursery))
         except XetError as exc:
             log.debug("readahead of xorb %s failed: %s", fr.xorb_hash, exc)
 
@@ -435,18 +293,16 @@ class FileReader:
         """Make sure ``[start, stop)`` is being fetched in the background (mount only)."""
         if self.fetcher.nursery is None or start >= stop:
             return
-        if self.cache.disk is not None and self._starts:
+        if self.cache.disk is not None and self.known:
             self._prefetch_disk(start, stop)
         self._prefetch_network(start, stop)
 
     def _prefetch_network(self, start: int, stop: int) -> None:
         assert self.fetcher.nursery is not None
         pos = start
-        for w in sorted(self._windows, key=lambda w: w.cov_start):
-            if w.covers(pos):
-                pos = w.cov_end
+        pos = self._windows.covered_until(pos)
         # Keep the whole readahead in flight, in windows of at least PREFETCH_MIN_BYTES (few queries).
-        if stop - pos >= min(stop - start, PREFETCH_MIN_BYTES) and not self._known_run(pos, pos + 1):
+        if stop - pos >= min(stop - start, PREFETCH_MIN_BYTES) and not self.known.run(pos, pos + 1):
             self.fetcher.nursery.start_soon(self._prefetch_window, pos, stop)
 
     async def _prefetch_window(self, pos: int, stop: int) -> None:
@@ -454,7 +310,7 @@ class FileReader:
             with trio.fail_after(self.read_timeout_s):
                 w = await self._window_at(pos, stop)
             if w.recon is not None:
-                await self._start_all(w.recon)
+                await self._fill(w)
         except (XetError, trio.TooSlowError) as exc:
             log.debug("prefetch of [%d, %d) failed: %s", pos, stop, exc)
 
@@ -477,8 +333,7 @@ class FileReader:
         pending = self._batches[b]
         try:
             lo, hi = b * DISK_BATCH_BYTES, (b + 1) * DISK_BATCH_BYTES
-            found = [(at, self._chunks[at]) for at in self._starts[bisect.bisect_left(self._starts, lo):
-                                                                   bisect.bisect_left(self._starts, hi)]]
+            found = self.known.starting_in(lo, hi)
             keys = [(c.xorb_hash, c.index) for _, c in found]
             want = [k for k in keys if not self.cache.in_memory(k)]
             hits = await trio.to_thread.run_sync(self.cache.get_many_disk, want, limiter=self.fetcher.cpu) \

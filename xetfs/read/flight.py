@@ -1,0 +1,94 @@
+"""In-flight bookkeeping of the read path: single-flight results, the fetch byte budget, worker-thread
+helpers and the daemon's allocator settings (docs/architecture.md, "Reading")."""
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from xetfs.errors import TransientError
+
+MiB = 1024 * 1024
+THREAD_MIN_BYTES = 64 * 1024   # smaller CPU work runs on the trio thread (a thread hop costs more)
+
+
+class FetchCancelled(TransientError):
+    """The task running a fetch was cancelled (its nursery closed): a waiter starts the fetch again."""
+
+
+class Pending:
+    """One in-flight operation: waiters ``await done.wait()`` then read ``value`` or ``error``."""
+
+    __slots__ = ("done", "value", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def tune_allocator(mmap_threshold_bytes: int = 64 * MiB, trim_threshold_bytes: int = 128 * MiB) -> bool:
+    """glibc malloc settings for the mount daemon (docs/architecture.md, "Memory"): a fixed mmap threshold so fetch buffers
+    and 1 MiB reply buffers come from the heap and are reused instead of being mmapped, page-faulted and
+    unmapped each time; a trim threshold so freed memory is kept for reuse; one arena, so chunks decoded in
+    worker threads reuse the memory the cache evicted. False when the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
+    return all(mallopt(opt, value) == 1 for opt, value in ((m_mmap_threshold, mmap_threshold_bytes),
+                                                           (m_trim_threshold, trim_threshold_bytes),
+                                                           (m_arena_max, 1)))
+
+
+async def concurrently(*fns: Callable[[], Awaitable[Any]] | None) -> None:
+    """Run the given async callables concurrently; re-raise the first failure as itself (not a group)."""
+    failures: list[Exception] = []
+
+    async def run(fn: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            await fn()
+        except Exception as exc:
+            failures.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        for fn in fns:
+            if fn is not None:
+                nursery.start_soon(run, fn)
+    if failures:
+        raise failures[0]
+
+
+async def maybe_thread(fn: Any, size: int, limiter: trio.CapacityLimiter, *args: Any) -> Any:
+    if size < THREAD_MIN_BYTES:
+        return fn(*args)
+    return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
+
+
+class ByteBudget:
+    """At most ``limit_bytes`` of fetch buffers (and their decoded copies) in flight; one oversized fetch may
+    run alone. ``release`` is synchronous, so it is safe in a ``finally`` of a cancelled task."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.used_bytes = 0
+        self._changed = trio.Event()
+
+    async def acquire(self, n: int) -> None:
+        while self.used_bytes and self.used_bytes + n > self.limit_bytes:
+            await self._changed.wait()
+        self.used_bytes += n
+
+    def release(self, n: int) -> None:
+        self.used_bytes -= n
+        self._changed.set()
+        self._changed = trio.Event()

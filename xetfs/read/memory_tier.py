@@ -1,0 +1,43 @@
+"""The memory tier of the chunk cache: an LRU bounded in bytes, safe to use from worker threads
+(docs/architecture.md, "The chunk cache")."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+from cachetools import LRUCache
+
+K = TypeVar("K", bound=Hashable)
+
+
+class MemoryTier(Generic[K]):
+    """``key -> bytes``, least recently used first out once ``max_bytes`` is passed; a value larger than
+    the whole bound is not kept."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._lru: LRUCache[K, bytes] = LRUCache(maxsize=max(1, max_bytes), getsizeof=len)
+        self._lock = threading.Lock()   # cachetools is not thread-safe; worker threads put too
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self._lru.maxsize)
+
+    @property
+    def size_bytes(self) -> int:
+        return int(self._lru.currsize)
+
+    def get(self, key: K) -> bytes | None:
+        with self._lock:
+            return self._lru.get(key)
+
+    def __contains__(self, key: K) -> bool:
+        """Held or not, without refreshing its recency."""
+        with self._lock:
+            return key in self._lru
+
+    def put(self, key: K, data: bytes) -> None:
+        if len(data) > self._lru.maxsize:
+            return
+        with self._lock:
+            self._lru[key] = data
