@@ -85,6 +85,8 @@ class DiskTier:
         self._root = str(self.root)
         self._index: dict[bytes, set[tuple[int, int]]] = {}   # xorb -> chunk ranges of its entries (a hint)
         self._touched: dict[str, float] = {}
+        self._used: dict[str, int] = {}   # path -> order of its last use by this process (breaks mtime ties)
+        self._uses = 0
         self._bytes = 0
         for _, path, size in self._scan():
             self._bytes += size
@@ -211,6 +213,7 @@ class DiskTier:
             self._remove(Path(path), st.st_size)
             return None
         now = time.time()
+        self._use(path)
         if now - max(st.st_mtime, self._touched.get(path, 0.0)) > self.touch_interval_s:
             self._touched[path] = now
             with contextlib.suppress(FileNotFoundError):
@@ -233,6 +236,7 @@ class DiskTier:
             return None
         with contextlib.suppress(FileNotFoundError):
             os.utime(path)
+        self._use(path)
         return data
 
     def put_layout(self, file_hash: bytes, data: bytes) -> None:
@@ -243,6 +247,7 @@ class DiskTier:
         except FileNotFoundError:
             old = 0
         if self._write_atomic(path, [data], len(data)):
+            self._use(path)
             with self._lock:
                 self._bytes += len(data) - old
                 over = self._bytes > self.max_bytes
@@ -315,8 +320,10 @@ class DiskTier:
             head += _INDEX.pack(len(d), _checksum(d) if hashes is None else bytes(hashes[i][:CHECKSUM_BYTES]))
         head += _checksum(head)
         total = len(head) + sum(map(len, datas))
-        if not self._write_atomic(self._entry_path(xorb, start, end), [head, *datas], total):
+        path = self._entry_path(xorb, start, end)
+        if not self._write_atomic(path, [head, *datas], total):
             return
+        self._use(path)
         self._note(name)
         with self._lock:
             self._bytes += total
@@ -326,7 +333,9 @@ class DiskTier:
 
     def evict(self) -> None:
         """Delete least recently used entries until the tier is at its low-water mark."""
-        entries = sorted(self._scan())
+        with self._lock:   # least recently used first: by mtime, then (a coarse clock ties) by our own order
+            used = dict(self._used)
+        entries = sorted(self._scan(), key=lambda e: (e[0], used.get(str(e[1]), -1)))
         total = sum(size for _, _, size in entries)
         target = int(self.max_bytes * self.low_water)
         for _, path, size in entries:
@@ -342,8 +351,15 @@ class DiskTier:
     def size_bytes(self) -> int:
         return self._bytes
 
+    def _use(self, path: str) -> None:
+        with self._lock:
+            self._uses += 1
+            self._used[path] = self._uses
+
     def _remove(self, path: Path, size: int) -> None:
         self._forget(path.name)
+        with self._lock:
+            self._used.pop(str(path), None)
         try:
             path.unlink()
         except FileNotFoundError:
