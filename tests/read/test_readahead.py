@@ -55,7 +55,7 @@ def test_one_tensor_loaded_through_page_faults_stays_inside_it() -> None:
             reqs += group
         top = max(ra.fetch_end(o, n) for o, n in reqs)
         assert top == e + 384 * KiB, order              # no more than the kernel asked for
-        assert ra.decisions["cross_tensor"] == 0
+        assert ra.decisions.get("sequential", 0) == 0
 
 
 def test_a_read_inside_a_tensor_fetches_to_its_end() -> None:
@@ -75,7 +75,7 @@ def test_a_reader_walking_the_file_crosses_tensors_and_streams() -> None:
     ra = Readahead(max_bytes=64 * MiB, boundaries=b)
     offsets = range(0, b[3], 256 * KiB)
     ends = [ra.fetch_end(o, 256 * KiB) for o in offsets]
-    assert ra.decisions["cross_tensor"] > 0
+    assert ra.decisions["sequential"] > 0
     run_end = offsets[-1] + 256 * KiB
     assert ends[-1] == 2 * run_end                                   # the run's length ahead, past tensors
 

@@ -32,10 +32,10 @@ from cachetools import LRUCache
 from xetfs.read.cache import ChunkCache
 from xetfs.client.config import RepoRef
 from xetfs.core.hashing import MerkleHash
-from xetfs.read.reader import Fetcher, FileReader, safetensors_boundaries
+from xetfs.read.reader import Fetcher, FileReader
 from xetfs.errors import ValidationError, XetError
 from xetfs.fs.stats import CacheStats, EndpointStats, MountStats, PendingStats
-from xetfs.fs.vfs import Reader, Tree, Vfs
+from xetfs.fs.vfs import Tree, Vfs
 from xetfs.protocol.hub import RepoInfo
 
 if TYPE_CHECKING:
@@ -141,10 +141,6 @@ class RepoBackend:
 
     def reader(self, xet_hash: MerkleHash, size: int) -> FileReader:
         return FileReader(self.fetcher.cas, xet_hash, size, fetcher=self.fetcher, read_timeout_s=self.read_timeout_s)
-
-    async def safetensors_boundaries(self, reader: Reader) -> list[int] | None:
-        assert isinstance(reader, FileReader)
-        return await safetensors_boundaries(reader)
 
     async def read_regular(self, path: str, file_size: int, offset: int, size: int) -> bytes:
         return await self.read_regular_at(self.repo.revision, path, file_size, offset, size)

@@ -7,8 +7,8 @@ No pyfuse3 here: ``fuse_ops`` unpacks kernel requests and calls this model; test
 - Handles: ``open`` gives a file handle with its own ``Readahead`` (``xetfs.read.readahead``: what to fetch
   past each read, from the bytes the handle consumed and the file's format). Xet files are read through one
   shared ``FileReader`` per inode, kept while open and in a small LRU after release, so the chunk layout it
-  learned survives a reopen. ``.safetensors`` files get their header read at first open and the tensor
-  boundaries steer the readahead.
+  learned survives a reopen. ``.safetensors`` and ``.parquet`` files get their header or footer read at
+  first open (``xetfs.read.formats``): tensor and column chunk boundaries steer the readahead.
 - Non-Xet files are read through the Hub's resolve route (``Backend.read_regular``).
 - A hidden ``/.xetfs-stats`` file (not listed by readdir) returns the mount's statistics as JSON, with a
   line per open file (``open_files``): bytes read, and the readahead decisions of its handles.
@@ -32,6 +32,7 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.errors import NotFound, ReadOnly, XetError
 from xetfs.fs.tree import (FIRST_INODE, ROOT_INODE, STATS_INODE, STATS_NAME, Entry, IsADirectory, NotADirectory,
                            Tree)
+from xetfs.read.formats import Regions, file_regions
 from xetfs.read.readahead import Readahead
 
 __all__ = ["Attr", "Backend", "Entry", "FIRST_INODE", "Handle", "IsADirectory", "NotADirectory", "ROOT_INODE",
@@ -57,7 +58,7 @@ class Attr:
 
 
 class Reader(Protocol):
-    boundaries: list[int] | None
+    size: int
 
     async def read(self, offset: int, size: int, *, fetch_end: int | None = None) -> bytes: ...
 
@@ -67,7 +68,6 @@ class Backend(Protocol):
 
     def reader(self, xet_hash: MerkleHash, size: int) -> Reader: ...
     async def read_regular(self, path: str, file_size: int, offset: int, size: int) -> bytes: ...
-    async def safetensors_boundaries(self, reader: Reader) -> list[int] | None: ...
 
 
 @dataclass(slots=True)
@@ -92,6 +92,7 @@ class Vfs:
         self._handles: dict[int, Handle] = {}
         self._next_fh = 1
         self._readers: OrderedDict[int, Reader] = OrderedDict()
+        self._regions: dict[int, Regions | None] = {}   # per kept reader: what its format says of its layout
         self._open_count: dict[int, int] = {}
         self.readers_kept = readers_kept
         self.readahead_max_bytes = readahead_max_bytes
@@ -146,12 +147,15 @@ class Vfs:
 
     async def _attach_reader(self, handle: Handle) -> Reader:
         handle.reader = await self._reader(handle.inode)
-        handle.readahead.boundaries = handle.reader.boundaries
+        regions = self._regions.get(handle.inode)
+        if regions is not None:
+            handle.readahead.set_regions(regions.bounds, regions.kind)
         return handle.reader
 
     def forget_reader(self, ino: int) -> None:
         """The inode's content changed: its cached reader (old file hash) must not serve it again."""
         self._readers.pop(ino, None)
+        self._regions.pop(ino, None)
 
     async def _reader(self, ino: int) -> Reader:
         reader = self._readers.pop(ino, None)
@@ -159,11 +163,10 @@ class Vfs:
             xet = self.tree.xet_hash(ino)
             assert xet is not None
             reader = self.backend.reader(xet, self.tree.size(ino))
-            if self.tree.name(ino).endswith(".safetensors"):
-                try:
-                    reader.boundaries = await self.backend.safetensors_boundaries(reader)
-                except XetError as exc:   # only a hint: the open itself must not fail for it
-                    log.warning("cannot read the safetensors header of %s: %s", self.tree.path(ino), exc)
+            try:
+                self._regions[ino] = await file_regions(reader, self.tree.name(ino))
+            except XetError as exc:   # only a hint: the open itself must not fail for it
+                log.warning("cannot read the format header of %s: %s", self.tree.path(ino), exc)
         self._readers[ino] = reader
         self._open_count[ino] = self._open_count.get(ino, 0) + 1
         while len(self._readers) > self.readers_kept:
@@ -171,6 +174,7 @@ class Vfs:
             if self._open_count.get(old, 0) > 0:
                 break
             del self._readers[old]
+            self._regions.pop(old, None)
         return reader
 
     def handle(self, fh: int) -> Handle:

@@ -9,7 +9,7 @@ requests arrive:
 - **Other files:** the sequential window is at most the length of that run (as kernel readahead grows), up
   to ``max_bytes``: ``fetch_end = run end + min(run length, max_bytes)``. A first, isolated read fetches
   itself plus as much again.
-- **safetensors** (``boundaries``: header end and tensor ends, from ``safetensors_boundaries`` at open)
+- **safetensors** (``boundaries``: header end and tensor ends, read at open by ``xetfs.read.formats``)
   split the file into regions (the header, each tensor). The kernel spills its requests a little over
   region boundaries on its own: a page fault reads up to half of ``read_ahead_kb`` before it, and a reader
   at a tensor's end has the kernel read ahead into the next one. So:
@@ -25,17 +25,15 @@ requests arrive:
     whatever order its requests arrive in (the bytes fetched are the same either way: the tensor's);
   * once the run holds a boundary with more than ``slop_bytes`` consumed on both sides, the reader has
     crossed it itself (it walks the file): the window grows with the run as for other files, across
-    tensors, and reads inside a region also fetch to its end (*cross-tensor*).
+    tensors, and reads inside a region also fetch to its end (*sequential*).
 
-``decisions`` counts each kind, for ``xetfs stats``.
+Parquet files get the same policy with column chunks as regions (*column-aligned*). ``decisions`` counts
+each kind, for ``xetfs stats``.
 """
 from __future__ import annotations
 
 import bisect
-import json
-import struct
 from collections.abc import Sequence
-from typing import Protocol
 
 MiB = 1024 * 1024
 KERNEL_READAHEAD_BYTES = 256 * 1024   # the mount's read_ahead_kb (see fs.mount)
@@ -55,7 +53,17 @@ class Readahead:
         self.max_runs = max_runs
         self._starts: list[int] = []   # consumed runs: sorted, disjoint, not adjacent
         self._ends: list[int] = []
-        self.decisions: dict[str, int] = {"sequential": 0, "tensor_aligned": 0, "cross_tensor": 0, "exact": 0}
+        self.aligned = "tensor_aligned"
+        self.decisions: dict[str, int] = {}   # how many reads got each kind of fetch (``xetfs stats``)
+
+    def set_regions(self, bounds: Sequence[int], kind: str = "tensor") -> None:
+        """Align to these region boundaries (``xetfs.read.formats``: tensors, or parquet column chunks)."""
+        self.boundaries = bounds
+        self.aligned = f"{kind}_aligned"
+
+    def _decide(self, kind: str, fetch_end: int) -> int:
+        self.decisions[kind] = self.decisions.get(kind, 0) + 1
+        return fetch_end
 
     def consume(self, offset: int, end: int) -> tuple[int, int]:
         """Record ``[offset, end)`` as read; returns the merged run that holds it."""
@@ -78,8 +86,7 @@ class Readahead:
         window = min(re - rs, self.max_bytes)
         bounds = self.boundaries
         if not bounds:
-            self.decisions["sequential"] += 1
-            return max(end, re + window)
+            return self._decide("sequential", max(end, re + window))
         i = bisect.bisect_right(bounds, offset)   # the region the read starts in: [lo, hi)
         lo = bounds[i - 1] if i else 0
         hi = bounds[i] if i < len(bounds) else None
@@ -87,47 +94,7 @@ class Readahead:
         aligned = end if hi is None else min(hi, end + self.max_bytes)
         k = bisect.bisect_right(bounds, rs + self.slop_bytes)
         if k < len(bounds) and bounds[k] < re - self.slop_bytes:   # the reader crossed a boundary itself
-            self.decisions["cross_tensor"] += 1
-            return max(end, re + window, aligned if inside else end)
+            return self._decide("sequential", max(end, re + window, aligned if inside else end))
         if inside and 0 <= lo - rs <= self.spill_bytes and re - lo > self.ahead_bytes:   # entered at its start
-            self.decisions["tensor_aligned"] += 1
-            return max(end, aligned if hi is not None else re + window)
-        self.decisions["exact"] += 1
-        return end
-
-
-class _Sized(Protocol):
-    size: int
-
-    async def read(self, offset: int, size: int, *, fetch_end: int | None = None) -> bytes: ...
-
-
-def parse_safetensors_header(prefix: bytes) -> tuple[int, list[int]] | None:
-    """(header end, sorted absolute tensor boundaries) from the start of a .safetensors file, or None."""
-    if len(prefix) < 8:
-        return None
-    (n,) = struct.unpack("<Q", prefix[:8])
-    if len(prefix) < 8 + n:
-        return None
-    try:
-        header = json.loads(prefix[8:8 + n])
-    except ValueError:
-        return None
-    base = 8 + n
-    bounds = {base}
-    for name, info in header.items() if isinstance(header, dict) else ():
-        if name != "__metadata__" and isinstance(info, dict):
-            begin, stop = info.get("data_offsets", (0, 0))
-            bounds.update((base + int(begin), base + int(stop)))
-    return base, sorted(bounds)
-
-
-async def safetensors_boundaries(reader: _Sized, max_header_bytes: int = 64 * MiB) -> list[int] | None:
-    """Read a .safetensors header through ``reader``: the tensor boundaries, or None if it is not one."""
-    if reader.size < 8:
-        return None
-    (n,) = struct.unpack("<Q", await reader.read(0, 8))
-    if n > max_header_bytes or 8 + n > reader.size:
-        return None
-    parsed = parse_safetensors_header(await reader.read(0, 8 + n))
-    return None if parsed is None else parsed[1]
+            return self._decide(self.aligned, max(end, aligned if hi is not None else re + window))
+        return self._decide("exact", end)

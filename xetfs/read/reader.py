@@ -45,11 +45,11 @@ from xetfs.errors import Forbidden, FormatError, TransientError, XetError
 from xetfs.read.fetcher import FetchCancelled, Fetcher, Pending, ReadStats, tune_allocator
 from xetfs.read.known import KnownChunks
 from xetfs.read.source import ChunkSource
-from xetfs.read.readahead import Readahead, parse_safetensors_header, safetensors_boundaries
+from xetfs.read.readahead import Readahead
 from xetfs.read.windows import Window, Windows
 
 __all__ = ["DISK_BATCH_BYTES", "FetchCancelled", "Fetcher", "FileReader", "PREFETCH_MIN_BYTES", "ReadStats",
-           "Readahead", "parse_safetensors_header", "safetensors_boundaries", "tune_allocator"]
+           "Readahead", "tune_allocator"]
 
 log = logging.getLogger(__name__)
 
