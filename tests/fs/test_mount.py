@@ -13,6 +13,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +184,36 @@ def test_stats_cli_prints_json(repo, tmp_path: Path) -> None:
                 "pending"):
         assert key in out
     assert out["bytes_read"] >= 3 * MiB and out["bytes_fetched"] > 0
+
+
+def test_umount_of_a_busy_mount_names_the_holders_and_lazy_detaches(repo, tmp_path: Path) -> None:
+    from xetfs.osutil.process import pid_alive
+
+    server, src = repo
+    with mounted(server, "org/demo", tmp_path / "mnt") as m:
+        fd = os.open(m.path / "x/small.bin", os.O_RDONLY)
+        script = ("import mmap, sys, time; f = open(sys.argv[1], 'rb'); "
+                  "m = mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ); f.close(); print(m[:1].hex(), flush=True); "
+                  "sys.stdin.read()")
+        child = subprocess.Popen([sys.executable, "-c", script, str(m.path / "x/deep/odd.bin")],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout is not None and child.stdout.readline().strip()   # mapped (its fd is closed)
+            busy = xetfs_cli("umount", str(m.path), "--upload-wait", "0", check=False)
+            assert busy.returncode == 1
+            assert "is busy" in busy.stderr and "--lazy" in busy.stderr, busy.stderr
+            assert f"pid {os.getpid()} (" in busy.stderr and f"pid {child.pid} (" in busy.stderr, busy.stderr
+            assert len(busy.stderr.strip().splitlines()) == 1
+            assert os.path.ismount(m.path) and os.pread(fd, 4097, 0) == (src / "x/small.bin").read_bytes()
+            lazy = xetfs_cli("umount", str(m.path), "--lazy", "--upload-wait", "0", check=False)
+            assert lazy.returncode == 0, lazy.stderr
+            assert not os.path.ismount(m.path)
+            assert os.pread(fd, 4097, 0) == (src / "x/small.bin").read_bytes()   # open files still read
+            assert pid_alive(m.pid)
+        finally:
+            os.close(fd)
+            child.communicate("", timeout=60)
+        deadline = time.monotonic() + 60
+        while pid_alive(m.pid) and time.monotonic() < deadline:   # the last file closed: the daemon exits
+            time.sleep(0.05)
+        assert not pid_alive(m.pid)

@@ -164,3 +164,23 @@ def test_loading_every_tensor_fetches_the_file_once(model, order: str) -> None:
         served = fresh.served()
     assert got == digests
     assert served <= 1.03 * path.stat().st_size, (served, path.stat().st_size)
+
+
+def test_stats_show_each_open_file_with_its_fetches_and_decisions(model) -> None:
+    import json
+
+    from safetensors import safe_open
+
+    server, _, digests, file_order, _, tmp = model
+    name = file_order[len(file_order) // 2]
+    with _Fresh(server, tmp, "stats") as fresh:
+        with safe_open(str(fresh.m.path / "model.safetensors"), framework="np") as f:
+            tensor = f.get_tensor(name)
+            out = json.loads(xetfs_cli("stats", str(fresh.m.path)).stdout)
+        after = fresh.m.stats()["open_files"]
+    assert _digest(tensor) == digests[name]
+    [entry] = [e for e in out["open_files"] if e["path"] == "model.safetensors"]
+    assert entry["handles"] >= 1 and entry["bytes_read"] >= tensor.nbytes
+    assert tensor.nbytes <= entry["bytes_fetched"] <= min(out["bytes_fetched"], 1.1 * tensor.nbytes + MiB)
+    assert entry["decisions"].get("tensor_aligned", 0) >= 1 and entry["decisions"].get("sequential", 0) == 0
+    assert [e for e in after if e["path"] == "model.safetensors"] == []   # closed: no longer listed

@@ -6,7 +6,9 @@ Example:
 The mount daemon serves its counters through the hidden file MOUNTPOINT/.xetfs-stats (not listed by ls;
 read fresh at every open): bytes read by applications (bytes_read), bytes fetched from the network
 (bytes_fetched), cache hits/misses per tier, reconstructions, fetches, retries, integrity failures, read
-errors and pending work. A writable mount adds ``write``: pending_files / pending_bytes (closed files not yet
+errors and pending work. ``open_files`` lists each open file: path, handles, bytes_read (by its handles),
+bytes_fetched (for it), whole_file_streams, and the readahead's ``decisions`` (reads fetched sequential,
+tensor_aligned, column_aligned or exact). A writable mount adds ``write``: pending_files / pending_bytes (closed files not yet
 committed), uploaded_bytes (xorb bytes sent), new_bytes, deduplicated_bytes, commits, last_commit, uploading,
 upload_errors / last_error, staging_bytes, conflicts (paths kept staged because the branch changed them
 too), failed (paths the Hub refused for good, with the reason; saving the file again retries it) and

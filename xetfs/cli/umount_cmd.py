@@ -8,7 +8,10 @@ A writable mount first gets up to --upload-wait seconds (default 300) to upload 
 changes (conflicted files excluded); whatever is still pending then stays journaled under the cache dir and
 the next mount of the same repo, branch and cache dir uploads it. Then ``fusermount3 -u MOUNTPOINT`` runs
 (``--lazy`` adds ``-z``: detach now, finish when the last file closes) and the command waits up to --timeout
-seconds for the daemon (its pid comes from MOUNTPOINT/.xetfs-stats) to exit.
+seconds for the daemon (its pid comes from MOUNTPOINT/.xetfs-stats) to exit. When the mount is busy the
+error names the processes that hold files open or mapped under it, or have their working directory there
+(pid and command), and suggests --lazy; --lazy with files still open returns once detached (the daemon exits
+when the last one closes).
 Paths that are not committed (the Hub refused them, or still pending after --upload-wait) are listed on
 stderr and the exit code is 1 even though the unmount succeeded: they stay journaled, and the next mount
 of the same repo, branch and cache dir retries them.
@@ -69,6 +72,36 @@ def wait_for_uploads(mountpoint: Path, timeout_s: float) -> list[str]:
         time.sleep(0.1)
 
 
+def holders(mountpoint: Path, proc: Path = Path("/proc")) -> list[tuple[int, str]]:
+    """(pid, command) of the processes with a file open or mapped under ``mountpoint``, or their working
+    directory or root there (from /proc; processes we may not inspect are skipped)."""
+    root = str(mountpoint)
+
+    def under(path: str) -> bool:
+        path = path.removesuffix(" (deleted)")
+        return path == root or path.startswith(root + "/")
+
+    found: list[tuple[int, str]] = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            links = [os.readlink(entry / name) for name in ("cwd", "root")]
+            links += [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+            maps = (entry / "maps").read_text(errors="replace")
+        except OSError:
+            continue
+        paths = links + [line.split(None, 5)[5] for line in maps.splitlines() if len(line.split(None, 5)) == 6]
+        if any(under(p) for p in paths):
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                command = " ".join(a.decode(errors="replace") for a in argv if a)[:80]
+            except OSError:
+                command = ""
+            found.append((int(entry.name), command or "?"))
+    return sorted(found)
+
+
 def unmount(mountpoint: Path, *, lazy: bool = False, timeout_s: float = 30.0,
             upload_wait_s: float = 300.0) -> list[str]:
     """Unmount; returns the paths left uncommitted (see ``wait_for_uploads``)."""
@@ -79,10 +112,23 @@ def unmount(mountpoint: Path, *, lazy: bool = False, timeout_s: float = 30.0,
         raise ValidationError(f"{mountpoint} is not mounted")
     left = wait_for_uploads(mountpoint, upload_wait_s)
     pid = _pid_of(mountpoint)
+    in_use = lazy and bool(holders(mountpoint))   # after a lazy unmount /proc no longer shows the mountpoint
     cmd = ["fusermount3", "-u", *(["-z"] if lazy else []), str(mountpoint)]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
+        users = holders(mountpoint)
+        if users or "busy" in done.stderr:
+            held = "; ".join(f"pid {p} ({c})" for p, c in users[:10]) or "no process found"
+            more = f" and {len(users) - 10} more" if len(users) > 10 else ""
+            raise XetError(f"{mountpoint} is busy: in use by {held}{more}; close them, or use --lazy to "
+                           "detach now and finish when they are done")
         raise XetError(done.stderr.strip() or f"fusermount3 failed with status {done.returncode}")
+    if in_use:
+        import sys
+
+        print(f"xetfs umount: {mountpoint} is detached; the daemon exits when the last file under it is closed",
+              file=sys.stderr)
+        return left
     deadline = time.monotonic() + timeout_s
     while pid is not None and pid_alive(pid):
         if time.monotonic() > deadline:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from xetfs.errors import ValidationError
+from xetfs.read.source import OpenFileStats
 from xetfs.transport.endpoints import NodeHealth
 
 STATS_NAME = ".xetfs-stats"
@@ -91,6 +92,8 @@ class MountStats:
     integrity_failures: int
     read_errors: int
     pending: PendingStats
+    fetches_joined: int = 0                 # fetches served by running ones that held all their chunks
+    open_files: list[OpenFileStats] = dataclasses.field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

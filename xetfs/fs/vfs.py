@@ -34,6 +34,7 @@ from xetfs.fs.tree import (FIRST_INODE, ROOT_INODE, STATS_INODE, STATS_NAME, Ent
                            Tree)
 from xetfs.read.formats import Regions, file_regions
 from xetfs.read.readahead import Readahead
+from xetfs.read.source import OpenFileStats
 
 __all__ = ["Attr", "Backend", "Entry", "FIRST_INODE", "Handle", "IsADirectory", "NotADirectory", "ROOT_INODE",
            "Reader", "STATS_INODE", "STATS_NAME", "Tree", "Vfs"]
@@ -76,6 +77,7 @@ class Handle:
     readahead: Readahead
     reader: Reader | None = None
     snapshot: bytes | None = None      # stats file contents, fixed at open
+    bytes_read: int = 0
     write: bool = False                # opened for writing (writable mounts)
 
 
@@ -189,6 +191,7 @@ class Vfs:
             return handle.snapshot[offset:offset + size]
         data = await self._read_remote(handle, offset, size)
         self.bytes_read += len(data)
+        handle.bytes_read += len(data)
         return data
 
     async def _read_remote(self, handle: Handle, offset: int, size: int) -> bytes:
@@ -258,3 +261,22 @@ class Vfs:
     @property
     def open_handles(self) -> int:
         return len(self._handles)
+
+    def open_files(self) -> list[OpenFileStats]:
+        """Per open file: its handles, the bytes they read, the bytes fetched for it, and the readahead's
+        decisions (how many reads were fetched sequentially, tensor- or column-aligned, or exactly)."""
+        handles: dict[int, list[Handle]] = {}
+        for h in self._handles.values():
+            if h.snapshot is None:
+                handles.setdefault(h.inode, []).append(h)
+        out = []
+        for ino in sorted(handles):
+            decisions: dict[str, int] = {}
+            for h in handles[ino]:
+                for kind, n in h.readahead.decisions.items():
+                    decisions[kind] = decisions.get(kind, 0) + n
+            counters = getattr(self._readers.get(ino), "counters", None)   # FileReader's (tests' fakes lack it)
+            out.append(OpenFileStats(self.tree.path(ino), len(handles[ino]), sum(h.bytes_read for h in handles[ino]),
+                                     counters.bytes_fetched if counters is not None else 0,
+                                     counters.whole_file_streams if counters is not None else 0, decisions))
+        return out

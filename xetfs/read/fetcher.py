@@ -40,7 +40,7 @@ from xetfs.core.xorb import CHUNK_HEADER_BYTES, decode_record, parse_chunk_recor
 from xetfs.errors import FormatError, IntegrityError, TransientError
 from xetfs.read.cache import ChunkCache, ChunkKey
 from xetfs.read.flight import ByteBudget, FetchCancelled, Pending, concurrently, maybe_thread, tune_allocator
-from xetfs.read.source import ChunkSource, ReadStats
+from xetfs.read.source import ChunkSource, FileCounters, ReadStats
 
 __all__ = ["DiskJob", "FetchCancelled", "Fetcher", "Pending", "ReadStats", "tune_allocator"]
 
@@ -183,7 +183,8 @@ class Fetcher:
         have.update(self.cache.get_many_disk(missing))
         return [have[k] for k in keys] if len(have) == len(keys) else None
 
-    def start(self, fr: FetchRange, terms: Sequence[ReconstructionTerm], nursery: trio.Nursery) -> Pending:
+    def start(self, fr: FetchRange, terms: Sequence[ReconstructionTerm], nursery: trio.Nursery,
+              owner: FileCounters | None = None) -> Pending:
         """The fetch of ``fr``: the running fetch of the same range; else, when running fetches (and the
         memory tier) hold every chunk of it, a join of them (nothing is fetched twice); else a new fetch."""
         key = (bytes(fr.xorb_hash), fr.byte_start, fr.byte_end)
@@ -201,7 +202,7 @@ class Fetcher:
         for i in range(fr.chunk_start, fr.chunk_end):
             self._flights[(key[0], i)] = flight
         self.stats.pending_fetches += 1
-        nursery.start_soon(self._run, key, fr, tuple(t for t in terms if fr.contains(t)), pending)
+        nursery.start_soon(self._run, key, fr, tuple(t for t in terms if fr.contains(t)), pending, owner)
         return pending
 
     def _holders(self, fr: FetchRange) -> list[_Flight] | None:
@@ -242,12 +243,14 @@ class Fetcher:
             pending.done.set()
 
     async def _run(self, key: tuple[bytes, int, int], fr: FetchRange, terms: tuple[ReconstructionTerm, ...],
-                   pending: Pending) -> None:
+                   pending: Pending, owner: FileCounters | None) -> None:
         try:
             await self._budget.acquire(fr.size_bytes)
             try:
                 with trio.fail_after(self.fetch_timeout_s):
                     items, checked = await self._fetch_verified(fr, terms)
+                if owner is not None:
+                    owner.bytes_fetched += fr.size_bytes
                 pending.value = [c for _, c in items]
                 self._finish(key, fr, pending)    # waiters go on now; the disk write follows, still in budget
                 await self._store_disk(fr, items, checked)

@@ -44,7 +44,7 @@ from xetfs.core.reconstruction import FetchRange, ReadPlan, Reconstruction, plan
 from xetfs.errors import Forbidden, FormatError, TransientError, XetError
 from xetfs.read.fetcher import FetchCancelled, Fetcher, Pending, ReadStats, tune_allocator
 from xetfs.read.known import KnownChunks
-from xetfs.read.source import ChunkSource
+from xetfs.read.source import ChunkSource, FileCounters
 from xetfs.read.readahead import Readahead
 from xetfs.read.windows import Window, Windows
 
@@ -89,6 +89,7 @@ class FileReader:
         self.read_timeout_s = read_timeout_s
         self._windows = Windows(reconstruction_ttl_s, max_windows)
         self.known = KnownChunks(file_hash, size, self.fetcher)   # chunks at known file offsets
+        self.counters = FileCounters()
         self.boundaries: list[int] | None = None  # safetensors tensor boundaries, when known
         self._batches: dict[int, Pending] = {}   # in-flight disk-tier batch loads, by batch index
         self._next_batch = 0                     # sequential disk readahead: the next batch to start
@@ -244,14 +245,14 @@ class FileReader:
                 if cached is not None:
                     decoded[fr] = cached
                 else:
-                    waits[fr] = self.fetcher.start(fr, r.terms, nursery)
+                    waits[fr] = self.fetcher.start(fr, r.terms, nursery, self.counters)
             if self.fetcher.nursery is not None:   # the rest of the window, in the background
                 self.fetcher.nursery.start_soon(self._fill, w)
             for fr, pending in waits.items():
                 while True:
                     await pending.done.wait()
                     if isinstance(pending.error, FetchCancelled):
-                        pending = self.fetcher.start(fr, r.terms, nursery)
+                        pending = self.fetcher.start(fr, r.terms, nursery, self.counters)
                         continue
                     decoded[fr] = pending.result()
                     break
@@ -285,7 +286,7 @@ class FileReader:
         assert nursery is not None
         try:
             if await self.fetcher.cached_chunks_any_tier(fr) is None:
-                pendings.append(self.fetcher.start(fr, r.terms, nursery))
+                pendings.append(self.fetcher.start(fr, r.terms, nursery, self.counters))
         except XetError as exc:
             log.debug("readahead of xorb %s failed: %s", fr.xorb_hash, exc)
 
