@@ -85,3 +85,24 @@ def test_consumed_runs_are_bounded() -> None:
     for i in range(100):
         ra.fetch_end(i * 1000, 10)
     assert len(ra._starts) <= 8
+
+
+def test_a_reader_that_loads_the_whole_file_is_recognised() -> None:
+    b = _tensors([1 * MiB] * 40)
+    ra = Readahead(boundaries=b)
+    for k in range(10):                                   # ten tensors, one page each: not yet
+        ra.fetch_end(b[k * 2] + 100, 4096)
+    assert ra.regions_touched() == 10 and not ra.wants_whole_file(b[-1])
+    for k in range(10, 16):
+        ra.fetch_end(b[k * 2] + 100, 4096)
+    assert ra.wants_whole_file(b[-1])                     # sixteen tensors touched
+    other = Readahead()
+    other.fetch_end(0, 40 * MiB)
+    assert other.consumed_bytes == 40 * MiB and not other.wants_whole_file(100 * MiB)
+    other.fetch_end(60 * MiB, 10 * MiB)
+    assert other.wants_whole_file(100 * MiB)              # half of it consumed
+    parquet = Readahead(boundaries=b)
+    parquet.set_regions(b, "column")
+    for k in range(20):
+        parquet.fetch_end(b[k * 2] + 100, 4096)
+    assert not parquet.wants_whole_file(b[-1])            # columns are not tensors: only the share counts

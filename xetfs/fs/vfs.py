@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import stat
 from collections import OrderedDict
 from collections.abc import Callable
@@ -40,6 +41,8 @@ __all__ = ["Attr", "Backend", "Entry", "FIRST_INODE", "Handle", "IsADirectory", 
            "Reader", "STATS_INODE", "STATS_NAME", "Tree", "Vfs"]
 
 log = logging.getLogger(__name__)
+
+SHARD_RE = re.compile(r"^(.*-)(\d+)-of-(\d+)(\.safetensors)$")
 
 FILE_MODE = stat.S_IFREG | 0o444
 DIR_MODE = stat.S_IFDIR | 0o555
@@ -78,6 +81,7 @@ class Handle:
     reader: Reader | None = None
     snapshot: bytes | None = None      # stats file contents, fixed at open
     bytes_read: int = 0
+    streamed: bool = False             # the whole file was asked for in the background
     write: bool = False                # opened for writing (writable mounts)
 
 
@@ -204,7 +208,36 @@ class Vfs:
         if handle.reader is None:
             return await self._read_regular(handle.inode, file_size, offset, size)
         fetch_end = handle.readahead.fetch_end(offset, size)
+        if not handle.streamed and handle.readahead.wants_whole_file(file_size):
+            handle.streamed = True
+            await self._stream(handle.inode)
         return await handle.reader.read(offset, size, fetch_end=fetch_end)
+
+    async def _stream(self, ino: int) -> None:
+        """Stream the rest of this file in the background, and of its sibling shards (``name-00002-of-00003``)
+        which a loader reads next."""
+        inodes = [ino]
+        m = SHARD_RE.match(self.tree.name(ino))
+        if m is not None:
+            parent = self.tree.parent(ino)
+            for k in range(1, int(m.group(3)) + 1):
+                name = f"{m.group(1)}{k:0{len(m.group(2))}d}-of-{m.group(3)}{m.group(4)}"
+                try:
+                    sibling = self.tree.lookup(parent, name)
+                except NotFound:
+                    continue
+                if sibling != ino and self.tree.xet_hash(sibling) is not None:
+                    inodes.append(sibling)
+        for i in inodes:
+            reader = self._readers.get(i)
+            if reader is None:   # kept (not counted as open) so its fetched layout serves the later open
+                reader = await self._reader(i)
+                self._open_count[i] -= 1
+                if self._open_count[i] <= 0:
+                    del self._open_count[i]
+            stream = getattr(reader, "stream_rest", None)
+            if stream is not None:
+                stream()
 
     async def _read_regular(self, ino: int, file_size: int, offset: int, size: int) -> bytes:
         return await self.backend.read_regular(self.tree.path(ino), file_size, offset, size)

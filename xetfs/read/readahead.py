@@ -53,8 +53,25 @@ class Readahead:
         self.max_runs = max_runs
         self._starts: list[int] = []   # consumed runs: sorted, disjoint, not adjacent
         self._ends: list[int] = []
+        self._consumed = 0              # bytes in the runs
+        self._touched: set[int] = set()   # indexes of the regions holding consumed bytes
         self.aligned = "tensor_aligned"
         self.decisions: dict[str, int] = {}   # how many reads got each kind of fetch (``xetfs stats``)
+
+    @property
+    def consumed_bytes(self) -> int:
+        return self._consumed
+
+    def regions_touched(self) -> int:
+        """How many regions (tensors) hold consumed bytes."""
+        return len(self._touched)
+
+    def wants_whole_file(self, size: int, *, share: float = 0.5, tensors: int = 16) -> bool:
+        """Whether the reader looks like it loads the whole file: it consumed ``share`` of it, or (a
+        safetensors file) touched ``tensors`` of its tensors."""
+        if self.consumed_bytes >= share * size:
+            return True
+        return self.aligned == "tensor_aligned" and bool(self.boundaries) and self.regions_touched() >= tensors
 
     def set_regions(self, bounds: Sequence[int], kind: str = "tensor") -> None:
         """Align to these region boundaries (``xetfs.read.formats``: tensors, or parquet column chunks)."""
@@ -72,12 +89,17 @@ class Readahead:
         lo, hi = offset, end
         if i < j:
             lo, hi = min(lo, self._starts[i]), max(hi, self._ends[j - 1])
+        self._consumed += (hi - lo) - sum(self._ends[k] - self._starts[k] for k in range(i, j))
         self._starts[i:j] = [lo]
         self._ends[i:j] = [hi]
         if len(self._starts) > self.max_runs:   # bounded: forget the shortest run (not this one)
             k = min((k for k in range(len(self._starts)) if self._starts[k] != lo),
                     key=lambda k: self._ends[k] - self._starts[k])
+            self._consumed -= self._ends[k] - self._starts[k]
             del self._starts[k], self._ends[k]
+        if self.boundaries and len(self._touched) <= len(self.boundaries):
+            first = bisect.bisect_right(self.boundaries, offset)
+            self._touched.update(range(first, max(first, bisect.bisect_left(self.boundaries, end)) + 1))
         return lo, hi
 
     def fetch_end(self, offset: int, size: int) -> int:

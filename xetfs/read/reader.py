@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 PREFETCH_MIN_BYTES = 16 * MiB
 DISK_BATCH_BYTES = 8 * MiB
+STREAM_WINDOW_BYTES = 32 * MiB
 
 
 def _slice_chunks(chunks: Iterable[bytes], skip: int, size: int) -> bytes:
@@ -90,6 +91,7 @@ class FileReader:
         self._windows = Windows(reconstruction_ttl_s, max_windows)
         self.known = KnownChunks(file_hash, size, self.fetcher)   # chunks at known file offsets
         self.counters = FileCounters()
+        self._streaming = False
         self.boundaries: list[int] | None = None  # safetensors tensor boundaries, when known
         self._batches: dict[int, Pending] = {}   # in-flight disk-tier batch loads, by batch index
         self._next_batch = 0                     # sequential disk readahead: the next batch to start
@@ -114,6 +116,32 @@ class FileReader:
             self.stats.read_errors += 1
             raise
         return data
+
+    def stream_rest(self) -> bool:
+        """Fetch the whole file in file order in the background (mount only; once): windows of
+        ``STREAM_WINDOW_BYTES``, one after the other, each fetched by the shared fetcher (its parallel fetches
+        and byte budget bound the memory). False when it was started before or there is no background."""
+        if self._streaming or self.fetcher.nursery is None:
+            return False
+        self._streaming = True
+        self.counters.whole_file_streams += 1
+        self.fetcher.nursery.start_soon(self._stream)
+        return True
+
+    async def _stream(self) -> None:
+        pos = 0
+        while pos < self.size:
+            pos = self._windows.covered_until(pos)
+            run = self.known.run(pos, pos + 1)
+            if run:
+                pos = run[-1][0] + run[-1][1].size
+                continue
+            if pos >= self.size:
+                break
+            stop = min(self.size, pos + STREAM_WINDOW_BYTES)
+            await self._prefetch_window(pos, stop)
+            w = self._windows.covering(pos)
+            pos = w.cov_end if w is not None and w.cov_end > pos else stop
 
     async def _read(self, offset: int, end: int, fetch_end: int) -> bytes:
         await self.known.load()
