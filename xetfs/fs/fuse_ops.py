@@ -1,12 +1,13 @@
-"""pyfuse3 adapter: unpack kernel requests, call ``Vfs``, reply (docs/architecture.md, "Stages").
+"""pyfuse3 adapter: unpack kernel requests, call ``Vfs``, reply (docs/architecture.md, "A read").
 
 Nothing else lives here. Errors are translated once, in ``_translated``: ``XetError`` -> ``FUSEError(errno)``;
 anything unexpected -> EIO, logged once with its traceback, so one bad read never takes the mount down.
 
 The tree only changes through this mount (a writable mount changes it in its own handlers and returns fresh
 attributes), so entries and attributes get long kernel timeouts and unmodified files ``keep_cache``:
-re-reads come from the page cache and nothing is ever invalidated (no ``FUSE_NOTIFY_INVAL_*``, hf-mount
-#195/#196). Files with staged (local) data are opened without ``keep_cache``. ``direct_io`` is only used for the hidden stats file (its size is unknown up front); regular
+re-reads come from the page cache and nothing is ever invalidated (no ``FUSE_NOTIFY_INVAL_*``: invalidation
+storms are a known failure of other FUSE mounts). Files with staged (local) data are opened without
+``keep_cache``. ``direct_io`` is only used for the hidden stats file (its size is unknown up front); regular
 files go through the page cache so shared mmap works.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The inode table of one repo revision (docs/architecture.md, "The filesystem").
+"""The inode table of one repo revision (docs/architecture.md, "Stages": fs).
 
 ``Tree`` is built once from the Hub tree listing of a commit (docs/protocol.md, "Tree entries"). Inodes are
 dense ints (root = 1, the hidden stats file = 2); per inode it keeps the parent inode, the name, the size and

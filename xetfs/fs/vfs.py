@@ -1,5 +1,5 @@
-"""Filesystem semantics of one immutable repo revision, in domain terms (docs/architecture.md, "The
-filesystem").
+"""Filesystem semantics of one immutable repo revision, in domain terms (docs/architecture.md, "A read"
+and "The write path").
 
 No pyfuse3 here: ``fuse_ops`` unpacks kernel requests and calls this model; tests drive it directly.
 

@@ -1,5 +1,5 @@
-"""Byte-bounded chunk cache: a memory tier over a persistent disk tier (docs/architecture.md, "The chunk
-cache").
+"""Byte-bounded chunk cache: a memory tier over a persistent disk tier (docs/architecture.md, "The read
+path").
 
 Keys are ``(xorb hash, chunk index)`` and values the chunk's *uncompressed* bytes, so any read that overlaps
 a cached chunk hits, whatever window first brought it in (a cache that only hits when one stored range
@@ -102,8 +102,8 @@ class ChunkCache:
         assert self.disk is not None
         begin = 0
         for i in range(1, len(items) + 1):
-            if i == len(items) or items[i][0][0] != items[begin][0][0] or items[i][0][1] != items[begin][0][1] + i - begin:
-                xorb, start = items[begin][0]
+            xorb, start = items[begin][0]
+            if i == len(items) or items[i][0][0] != xorb or items[i][0][1] != start + i - begin:
                 self.disk.put_range(xorb, start, [d for _, d in items[begin:i]],
                                     None if hashes is None else hashes[begin:i])
                 begin = i

@@ -1,5 +1,5 @@
 """The persistent tier of the chunk cache: chunk entries and file layouts on disk (docs/architecture.md,
-"The chunk cache"; docs/protocol.md for chunk hashes).
+"The read path"; docs/protocol.md, "Hashes").
 
 One entry per run of consecutive chunks (normally one fetched range), under
 ``<cache_dir>/chunks/<2 hex>/<xorb hex>.<first chunk>-<end chunk>``:
@@ -49,7 +49,7 @@ MAX_IOV = 512
 
 
 def _checksum(data: bytes | bytearray | memoryview) -> bytes:
-    """The chunk hash (xet-protocol §3.2), truncated: the read path computed it to verify the chunk, so a
+    """The chunk hash (docs/protocol.md, "Hashes"), truncated: the read path computed it to verify the chunk, so a
     write passes it in and nothing is hashed twice."""
     return bytes(chunk_hash(data)[:CHECKSUM_BYTES])
 

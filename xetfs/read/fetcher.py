@@ -1,19 +1,18 @@
 """The shared fetch machinery of the read path: xorb byte ranges -> decoded, verified chunks in the cache
-(docs/protocol.md, "Reconstruction"; docs/architecture.md, "A read", "Threads").
+(docs/architecture.md, "The read path"; docs/protocol.md, "Xorbs" and "Reconstruction").
 
-A ``Fetcher`` is shared by every ``FileReader`` of a mount. ``start(fetch range, terms)`` returns the in-flight
-fetch of that range: a table of ``Pending`` (a ``trio.Event`` + result) keyed by (xorb, byte range) coalesces
-identical fetches; no lock is held across a network await, so any number of readers proceed in parallel.
-A fetch runs in pieces of ``piece_bytes`` received (``CasClient.fetch_range_into``: raw-socket range GETs,
-``xetfs.transport.rangeget``) into two pooled buffers, so while one piece arrives the previous one's complete chunk
-records (``core.xorb.split_complete_records``) are decoded and hashed in a worker thread. Each term is then
-verified against its ``verification_hash``; a mismatch is refetched once, then raises
-``IntegrityError`` (EIO). Verified chunks go to the memory tier, waiters are released, and the chunks go on to
-the disk tier with their chunk hashes as checksums (hashed once) through one writer task (``submit`` queues
-any other disk job -- a file layout -- behind it, so ``drain`` at unmount flushes both).
-
-Disk-tier loads are single-flight too (``load_chunks``: one worker-thread load per set of keys at a time, so a
-read and the readahead never read and hash the same entry twice).
+A ``Fetcher`` is shared by every ``FileReader`` of a mount. ``start(fetch range, terms)`` returns the fetch
+of that range: the running one of the same byte range, else a join of running fetches when they (and the
+memory tier) hold every chunk of it (running fetches are also keyed by chunk), else a new one. No lock is held
+across a network await, so any number of readers proceed in parallel. A fetch runs in pieces of
+``piece_bytes`` received (``ChunkSource.fetch_range_into``: raw-socket range GETs) into two pooled buffers,
+so while one piece arrives the previous one's complete chunk records (``core.xorb.split_complete_records``)
+are decoded and hashed in a worker thread. Each term is then verified (``core.reconstruction.verify_term``,
+with the hashes already computed); a mismatch is refetched once, then raises ``IntegrityError`` (EIO).
+Verified chunks go to the memory tier, waiters are released, and the chunks go on to the disk tier with
+their chunk hashes as checksums (hashed once) through one writer task (``submit`` queues any other disk job
+-- a file layout -- behind it, so ``drain`` at unmount flushes both). Disk-tier loads are single-flight too
+(``cached_chunks_any_tier``).
 
 Memory: the daemon's RSS is the memory tier plus a fixed overhead independent of file size:
 ``max_inflight_bytes`` of decoded chunks not yet handed to the disk writer (a fetch holds its byte budget

@@ -1,5 +1,5 @@
 """In-flight bookkeeping of the read path: single-flight results, the fetch byte budget, worker-thread
-helpers and the daemon's allocator settings (docs/architecture.md, "Reading")."""
+helpers and the daemon's allocator settings (docs/architecture.md, "The read path")."""
 from __future__ import annotations
 
 import ctypes
@@ -35,8 +35,8 @@ class Pending:
 
 
 def tune_allocator(mmap_threshold_bytes: int = 64 * MiB, trim_threshold_bytes: int = 128 * MiB) -> bool:
-    """glibc malloc settings for the mount daemon (docs/architecture.md, "Memory"): a fixed mmap threshold so fetch buffers
-    and 1 MiB reply buffers come from the heap and are reused instead of being mmapped, page-faulted and
+    """glibc malloc settings for the mount daemon (docs/architecture.md, "Performance"): a fixed mmap
+    threshold so fetch buffers and 1 MiB reply buffers come from the heap and are reused instead of being mmapped, page-faulted and
     unmapped each time; a trim threshold so freed memory is kept for reuse; one arena, so chunks decoded in
     worker threads reuse the memory the cache evicted. False when the C library is not glibc."""
     try:

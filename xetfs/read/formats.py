@@ -1,5 +1,5 @@
 """File formats the readahead knows: the regions of safetensors and parquet files (docs/architecture.md,
-"Reading").
+"The read path").
 
 ``file_regions(reader, name)`` reads, at open, what a format says about its own layout and returns the
 region boundaries (sorted absolute offsets) that ``Readahead`` aligns fetches to:

@@ -1,4 +1,5 @@
-"""What a reader knows of its file's layout: chunks at known file offsets (docs/architecture.md, "Reading").
+"""What a reader knows of its file's layout: chunks at known file offsets (docs/architecture.md, "The read
+path").
 
 A ``FileReader`` learns, from the terms of its reconstructions once their chunks are decoded, the file offset
 and size of each chunk (``learn``). A read of known chunks is then a chunk-cache lookup with no reconstruction

@@ -1,4 +1,5 @@
-"""File layouts: which chunks make up a file, persisted beside the chunk cache (docs/protocol.md, "Reconstruction").
+"""File layouts: which chunks make up a file, persisted beside the chunk cache (docs/architecture.md, "The read
+path"; docs/protocol.md, "Reconstruction").
 
 A reconstruction maps a file's bytes to terms: ``(xorb hash, [chunk_start, chunk_end))`` with the
 term's verification hash. A ``FileReader`` that has learned the uncompressed size of every chunk of a term

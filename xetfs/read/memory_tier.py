@@ -1,5 +1,5 @@
 """The memory tier of the chunk cache: an LRU bounded in bytes, safe to use from worker threads
-(docs/architecture.md, "The chunk cache")."""
+(docs/architecture.md, "The read path")."""
 from __future__ import annotations
 
 import threading

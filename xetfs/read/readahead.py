@@ -1,4 +1,4 @@
-"""Per-handle readahead policy and the safetensors header (docs/architecture.md, "Reading").
+"""Per-handle readahead policy and the safetensors header (docs/architecture.md, "The read path").
 
 ``Readahead`` (one per open handle) decides how far past a read to fetch. The answer depends only on the
 bytes the handle has consumed and on the file's format, never on timing or on the order in which the kernel's

@@ -1,34 +1,30 @@
-"""The read path: file window -> file layout / reconstruction -> chunk cache / xorb range fetches -> verified
-bytes (docs/protocol.md, "Reconstruction"; docs/architecture.md, "A read").
+"""FileReader: random-access reads of one Xet file (docs/architecture.md, "The read path"; docs/protocol.md,
+"Reconstruction").
 
-``FileReader.read(offset, size)`` loops over the window:
+``FileReader.read(offset, size, fetch_end=...)`` loops over the window:
 
-1. **Known layout.** Every chunk whose file offset and size the reader has learned (``_chunks``, from the
-   terms of its reconstructions, and at the first read from the file's layout in the disk tier,
-   ``xetfs.read.layout``) is looked up in the ``ChunkCache`` (memory, then disk in a worker thread). Consecutive
-   hits are served with no network round trip at all, not even a reconstruction query: a remount with a warm
-   disk cache reads a file it read before without asking the server anything. Learned terms are written back
-   as the file's layout (through the fetcher's disk writer, coalesced while it is busy).
-2. **Reconstruction.** At the first byte not served from cache, the reader needs a reconstruction covering it.
-   Reconstructions are kept per reader for ``reconstruction_ttl_s`` (below the URL expiry) in a small table of
-   query windows; an in-flight query covering the position is waited for (single-flight), never repeated.
-   A new query asks ``Range = [pos, fetch_end)`` where ``fetch_end`` is the caller's readahead hint.
-3. **Plan and fetch.** ``core.reconstruction.plan_read`` picks the terms and fetch ranges; a fetch range whose
-   chunks are all cached costs nothing; the others go through the shared ``xetfs.read.fetcher.Fetcher`` (coalesced,
-   verified per term, no lock across a network await).
-4. **Readahead** (with a background nursery: the mount's). Known chunks of ``[end, fetch_end)`` are loaded
-   from the disk tier into memory in aligned batches of ``DISK_BATCH_BYTES`` -- one worker-thread load per
-   batch, which a read of the same bytes waits for instead of loading (and hashing) them again; a disk miss
-   falls back to the network. Unknown bytes are fetched through reconstruction windows of at least
-   ``PREFETCH_MIN_BYTES``; their chunks land in the cache.
-Not done: pushing readahead into the kernel page cache with ``notify_store`` was measured
-(docs/architecture.md, "Performance") and did not speed up cold or remount reads on this stack; it stays out.
+1. **Known chunks** (``xetfs.read.known``): every chunk whose file offset the reader has learned, from its
+   reconstructions or from the file's layout saved in the disk tier, is looked up in the ``ChunkCache``
+   (memory, then disk in a worker thread). Consecutive hits are served with no network round trip at all.
+2. **Reconstruction windows** (``xetfs.read.windows``): at the first byte not served from cache the reader
+   needs a reconstruction covering it: one it has (kept below the URL expiry), one in flight (waited for),
+   or a new query ``[pos, fetch_end)``, stopped where another window's or a known chunk begins. Windows never
+   overlap, so no chunk is fetched through two of them.
+3. **Plan and fetch**: ``core.reconstruction.plan_read`` picks the terms and fetch ranges; a range whose
+   chunks are cached costs nothing; the others go through the shared ``Fetcher`` (``xetfs.read.fetcher``:
+   joined when running already, verified per term, no lock across a network await). Each term's chunks are
+   checked against it (``core.reconstruction.verify_term``) before their bytes are used.
+4. **Readahead** (with the mount's background nursery): the rest of the window is fetched in the background
+   and then learned (``_fill``); known chunks of ``[end, fetch_end)`` are loaded from the disk tier in batches
+   of ``DISK_BATCH_BYTES``; unknown bytes get windows of at least ``PREFETCH_MIN_BYTES``. ``stream_rest``
+   fetches the whole file in file order, window after window, for a reader that loads all of it.
+
+Not done: pushing readahead into the kernel page cache (``notify_store``) was measured and did not speed up
+cold or remount reads on this stack; it stays out.
 
 Every wait is bounded: the whole read by ``read_timeout_s`` (-> ``TransientError``), each fetch by
 ``fetch_timeout_s``. A fetch answered 403 (an expired data URL) drops the reader's reconstructions and is
 retried once with fresh ones.
-
-``Fetcher`` (``xetfs.read.fetcher``) and ``Readahead`` / safetensors helpers (``xetfs.read.readahead``) are re-exported.
 """
 from __future__ import annotations
 

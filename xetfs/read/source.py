@@ -1,4 +1,4 @@
-"""The seam between the read path and the CAS: ``ChunkSource`` (docs/architecture.md, "Reading").
+"""The seam between the read path and the CAS: ``ChunkSource`` (docs/architecture.md, "The read path").
 
 ``xetfs.client.cas.CasClient`` is the one the product wires in; tests may pass anything with these two
 methods. ``ReadStats`` are the read path's counters, shared by every reader of one ``Fetcher``;

@@ -1,4 +1,4 @@
-"""The reconstruction windows of one file (docs/architecture.md, "Reading").
+"""The reconstruction windows of one file (docs/architecture.md, "The read path").
 
 A ``Window`` is one reconstruction query ``[start, stop)`` of a file and, once answered, its result re-based on
 the whole chunks the server returned: ``[cov_start, cov_end)``, a superset of the query. ``Windows`` keeps them
