@@ -76,13 +76,17 @@ class KnownChunks:
         return run
 
     def learn(self, file_offset: int, terms: Sequence[ReconstructionTerm], chunks: Sequence[Sequence[bytes]]) -> None:
+        """The terms starting at ``file_offset``, one after the other, with their (verified) chunks."""
+        self.learn_sizes(file_offset, terms, [tuple(map(len, datas)) for datas in chunks])
+
+    def learn_sizes(self, file_offset: int, terms: Sequence[ReconstructionTerm],
+                    sizes: Sequence[Sequence[int]]) -> None:
+        """Like ``learn`` with each chunk's size only."""
         learned = False
-        for term, datas in zip(terms, chunks):
-            sizes = tuple(map(len, datas))
-            learned |= self._add(LayoutTerm(file_offset, bytes(term.xorb_hash), term.chunk_start, sizes,
-                                                 None if term.verification_hash is None
-                                                 else bytes(term.verification_hash)))
-            file_offset += sum(sizes)
+        for term, n in zip(terms, sizes):
+            learned |= self._add(LayoutTerm(file_offset, bytes(term.xorb_hash), term.chunk_start, tuple(n),
+                                            None if term.verification_hash is None else bytes(term.verification_hash)))
+            file_offset += sum(n)
         if learned:
             self._save_soon()
 

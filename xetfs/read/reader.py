@@ -289,28 +289,33 @@ class FileReader:
         the offsets of all its chunks, so later reads of them need no reconstruction."""
         r = w.recon
         assert r is not None and self.fetcher.nursery is not None
-        pendings: list[Pending] = []
+        sizes: dict[ChunkKey, int] = {}   # what the fetches (or the cache) said of each chunk
         async with trio.open_nursery() as nursery:
             for ranges in r.fetch.values():
                 for fr in ranges:   # concurrently: disk loads share the CPU limiter, fetches the network one
-                    if self.fetcher.cached_chunks(fr) is None:
-                        nursery.start_soon(self._ensure, fr, r, pendings)
-        for pending in pendings:
-            await pending.done.wait()
+                    nursery.start_soon(self._ensure, fr, r, sizes)
         at = w.cov_start
         for t in r.terms:
-            got = [self.cache.memory.get((bytes(t.xorb_hash), i)) for i in range(t.chunk_start, t.chunk_end)]
-            chunks = [c for c in got if c is not None]
-            if len(chunks) == len(got) and sum(map(len, chunks)) == t.unpacked_bytes:
-                self.known.learn(at, [t], [chunks])
+            n = [sizes.get((bytes(t.xorb_hash), i)) for i in range(t.chunk_start, t.chunk_end)]
+            known = [k for k in n if k is not None]
+            if len(known) == len(n) and sum(known) == t.unpacked_bytes:
+                self.known.learn_sizes(at, [t], [known])
             at += t.unpacked_bytes
+        w.filled = True   # every chunk of it is known now (or was lost): the window may leave the table
 
-    async def _ensure(self, fr: FetchRange, r: Reconstruction, pendings: list[Pending]) -> None:
+    async def _ensure(self, fr: FetchRange, r: Reconstruction, sizes: dict[ChunkKey, int]) -> None:
+        """``fr``'s chunks in a cache tier, fetched if need be; their sizes go into ``sizes``."""
         nursery = self.fetcher.nursery
         assert nursery is not None
+        xorb = bytes(fr.xorb_hash)
         try:
-            if await self.fetcher.cached_chunks_any_tier(fr) is None:
-                pendings.append(self.fetcher.start(fr, r.terms, nursery, self.counters))
+            chunks = self.fetcher.cached_chunks(fr) or await self.fetcher.cached_chunks_any_tier(fr)
+            while chunks is None:
+                pending = self.fetcher.start(fr, r.terms, nursery, self.counters)
+                await pending.done.wait()
+                if not isinstance(pending.error, FetchCancelled):
+                    chunks = pending.result()
+            sizes.update(((xorb, fr.chunk_start + i), len(c)) for i, c in enumerate(chunks))
         except XetError as exc:
             log.debug("readahead of xorb %s failed: %s", fr.xorb_hash, exc)
 

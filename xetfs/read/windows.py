@@ -2,7 +2,9 @@
 
 A ``Window`` is one reconstruction query ``[start, stop)`` of a file and, once answered, its result re-based on
 the whole chunks the server returned: ``[cov_start, cov_end)``, a superset of the query. ``Windows`` keeps them
-for ``ttl_s`` (below the data URLs' expiry), at most ``max_windows``. They never overlap: a new query stops
+for ``ttl_s`` (below the data URLs' expiry), at most ``max_windows`` of them once filled (all their chunks
+fetched and learned, see ``FileReader._fill``; an unfilled window stays while its fetches run, up to four
+times that bound). They never overlap: a new query stops
 where the next window's chunks begin (``free_until``), and waits first for in-flight queries whose chunk-aligned
 coverage could reach it (``pending_near``), so no chunk is planned, or fetched, through two windows.
 """
@@ -30,6 +32,7 @@ class Window:
     recon: Reconstruction | None = None
     cov_start: int = 0
     cov_end: int = 0
+    filled: bool = False      # all its chunks were fetched and their offsets learned
 
     def covers(self, pos: int) -> bool:
         return self.cov_start <= pos < self.cov_end
@@ -85,6 +88,10 @@ class Windows:
     def add(self, pos: int, stop: int, now: float) -> Window:
         w = Window(pos, stop, Pending(), now, cov_start=pos, cov_end=stop)
         self._all.append(w)
-        if len(self._all) > self.max_windows:
-            del self._all[0]
+        if len(self._all) > self.max_windows:   # the oldest filled one: its chunks are known, a query of them
+            old = next((v for v in self._all if v.filled), None)   # would stop at them; an unfilled one
+            if old is None and len(self._all) > 4 * self.max_windows:   # may still be fetching
+                old = self._all[0]
+            if old is not None:
+                self._all.remove(old)
         return w
