@@ -237,7 +237,7 @@ class Vfs:
                     del self._open_count[i]
             stream = getattr(reader, "stream_rest", None)
             if stream is not None:
-                stream()
+                stream(self.readahead_max_bytes)
 
     async def _read_regular(self, ino: int, file_size: int, offset: int, size: int) -> bytes:
         return await self.backend.read_regular(self.tree.path(ino), file_size, offset, size)

@@ -113,18 +113,19 @@ class FileReader:
             raise
         return data
 
-    def stream_rest(self) -> bool:
+    def stream_rest(self, window_bytes: int = STREAM_WINDOW_BYTES) -> bool:
         """Fetch the whole file in file order in the background (mount only; once): windows of
-        ``STREAM_WINDOW_BYTES``, one after the other, each fetched by the shared fetcher (its parallel fetches
-        and byte budget bound the memory). False when it was started before or there is no background."""
+        at most ``window_bytes`` (the mount passes its readahead bound, a share of the memory tier), one after the
+        other, each fetched by the shared fetcher (its parallel fetches and byte budget bound the memory).
+        False when it was started before or there is no background."""
         if self._streaming or self.fetcher.nursery is None:
             return False
         self._streaming = True
         self.counters.whole_file_streams += 1
-        self.fetcher.nursery.start_soon(self._stream)
+        self.fetcher.nursery.start_soon(self._stream, max(1, min(window_bytes, STREAM_WINDOW_BYTES)))
         return True
 
-    async def _stream(self) -> None:
+    async def _stream(self, window_bytes: int) -> None:
         pos = 0
         while pos < self.size:
             pos = self._windows.covered_until(pos)
@@ -134,7 +135,7 @@ class FileReader:
                 continue
             if pos >= self.size:
                 break
-            stop = min(self.size, pos + STREAM_WINDOW_BYTES)
+            stop = min(self.size, pos + window_bytes)
             await self._prefetch_window(pos, stop)
             w = self._windows.covering(pos)
             pos = w.cov_end if w is not None and w.cov_end > pos else stop
