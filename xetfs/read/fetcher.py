@@ -219,21 +219,27 @@ class Fetcher:
         return holders or None
 
     async def _join(self, fr: FetchRange, holders: list[_Flight], pending: Pending) -> None:
-        """Assemble ``fr`` from the fetches holding its chunks (and the memory tier). If one of them failed or
-        a chunk left the memory tier meanwhile, the waiter is told to start again (``FetchCancelled``)."""
+        """Assemble ``fr`` from the fetches holding its chunks and the cache tiers (a chunk that was in memory
+        may have moved to disk meanwhile). If a chunk is in none of them (a joined fetch failed), the waiter is
+        told to start again (``FetchCancelled``)."""
         try:
             for holder in holders:
                 await holder.pending.done.wait()
-            got: list[bytes] = []
+            found: dict[int, bytes] = {}
             xorb = bytes(fr.xorb_hash)
             for i in range(fr.chunk_start, fr.chunk_end):
                 h = next((h for h in holders if h.fr.chunk_start <= i < h.fr.chunk_end and h.pending.error is None),
                          None)
                 data = h.pending.value[i - h.fr.chunk_start] if h is not None else self.cache.get_memory((xorb, i))
-                if data is None:
-                    raise FetchCancelled("a joined fetch failed")
-                got.append(data)
-            pending.value = got
+                if data is not None:
+                    found[i] = data
+            missing = [(xorb, i) for i in range(fr.chunk_start, fr.chunk_end) if i not in found]
+            if missing and self.cache.disk is not None:
+                hits = await trio.to_thread.run_sync(self.cache.get_many_disk, missing, limiter=self.cpu)
+                found.update((i, data) for (_, i), data in hits.items())
+            if len(found) != fr.chunk_end - fr.chunk_start:
+                raise FetchCancelled("a joined fetch failed")
+            pending.value = [found[i] for i in range(fr.chunk_start, fr.chunk_end)]
         except BaseException as exc:
             pending.error = exc if isinstance(exc, Exception) else FetchCancelled("join cancelled")
             if not isinstance(exc, Exception):

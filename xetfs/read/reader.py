@@ -276,7 +276,11 @@ class FileReader:
             for fr, pending in waits.items():
                 while True:
                     await pending.done.wait()
-                    if isinstance(pending.error, FetchCancelled):
+                    if isinstance(pending.error, FetchCancelled):   # a cache tier may hold it now
+                        cached = await self.fetcher.cached_chunks_any_tier(fr)
+                        if cached is not None:
+                            decoded[fr] = cached
+                            break
                         pending = self.fetcher.start(fr, r.terms, nursery, self.counters)
                         continue
                     decoded[fr] = pending.result()
@@ -316,6 +320,8 @@ class FileReader:
                 await pending.done.wait()
                 if not isinstance(pending.error, FetchCancelled):
                     chunks = pending.result()
+                else:
+                    chunks = await self.fetcher.cached_chunks_any_tier(fr)
             sizes.update(((xorb, fr.chunk_start + i), len(c)) for i, c in enumerate(chunks))
         except XetError as exc:
             log.debug("readahead of xorb %s failed: %s", fr.xorb_hash, exc)
