@@ -40,7 +40,7 @@ def test_xorb_and_file_index(tmp_path):
     meta.close()
     meta = Metadata(tmp_path / "m.db")                       # persisted, re-read from SQLite
     assert meta.xorb(_h(1)) == rec and meta.xorb(_h(9)) is None
-    assert meta.dedup_xorb(_h(3)) == _h(1)
+    assert meta.dedup_entry(_h(3))[0] == _h(1)
     f = FileRecord(_h(4), 300, (StoredTerm(_h(1), 0, 2, 300),), "ab" * 32)
     assert meta.add_shard("s1", 100, [f], [(_h(2), _h(1), _h(4)), (_h(3), _h(1), _h(4))]) is True
     assert meta.add_shard("s1", 100, [f], [(_h(2), _h(1), _h(4))]) is False

@@ -51,7 +51,20 @@ def write_atomic_with(path: Path, fill: Callable[[BinaryIO], object], mode: int 
         tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
+    publish(tmp, path, sync_dir=sync_dir, sync_file=False)
+
+
+def publish(tmp: Path, path: Path, *, sync_dir: bool = True, sync_file: bool = True) -> None:
+    """Make a fully written temp file (from ``temp_path_for``) the new ``path``: fsync it, rename it over
+    ``path``, fsync the directory. For writers that stream into the temp file themselves. On failure the
+    temp file is removed."""
     try:
+        if sync_file:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from xetfs.core.hashing import chunk_hash
+from xetfs.osutil.atomic import publish
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +285,8 @@ class DiskTier:
                     raise OSError(f"short write {written} of {total}")
             finally:
                 os.close(fd)
-            os.rename(tmp, path)
+            # a cache entry is checked against its chunk hashes when loaded, so it needs no fsync
+            publish(Path(tmp), Path(path), sync_dir=False, sync_file=False)
         except OSError as exc:
             log.warning("disk cache write failed: %s", exc)
             with contextlib.suppress(OSError):

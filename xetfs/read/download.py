@@ -9,7 +9,6 @@ into place when complete; a failed or cancelled file leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
-import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -21,6 +20,7 @@ from xetfs.client.config import RepoRef
 from xetfs.client.hub import HubClient
 from xetfs.core.gitblob import git_blob_hasher
 from xetfs.errors import IntegrityError, NotFound, ValidationError
+from xetfs.osutil.atomic import publish, temp_path_for
 from xetfs.protocol.hub import TreeEntry
 from xetfs.read.fetcher import Fetcher
 from xetfs.read.reader import FileReader
@@ -86,7 +86,7 @@ async def _one_file(hub: HubClient, at: RepoRef, fetcher: Fetcher, entry: TreeEn
     async with limiter:
         dest = local_path(root, entry.path)
         await trio.Path(dest.parent).mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.xetfs-{secrets.token_hex(4)}.tmp")
+        tmp = temp_path_for(dest)
         # Xet files are checked by sha256; regular files by their git blob sha1
         digest = hashlib.sha256() if entry.xet_hash is not None else git_blob_hasher(entry.size)
         try:
@@ -104,7 +104,7 @@ async def _one_file(hub: HubClient, at: RepoRef, fetcher: Fetcher, entry: TreeEn
             if size != entry.size or (expected and digest.hexdigest() != expected):
                 raise IntegrityError(f"{entry.path}: downloaded {size} bytes that do not match the listing "
                                      f"({entry.size} bytes, {expected})")
-            await trio.Path(tmp).rename(dest)
+            await trio.to_thread.run_sync(publish, tmp, dest)
         except BaseException:
             with trio.CancelScope(shield=True):
                 await trio.Path(tmp).unlink(missing_ok=True)

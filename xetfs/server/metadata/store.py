@@ -28,9 +28,8 @@ is ONE transaction, so a rejected or interrupted request leaves nothing behind. 
 compare-and-swap on ``refs`` inside the commit's transaction (``add_commit``): of two commits racing on one
 branch — threads of one node or two nodes — exactly one wins and the other gets False (HTTP 412), never a
 lost update. Rows are written in sorted order so concurrent transactions lock them in one order. Stored
-objects are immutable, so xorb records and trees are cached in memory (safe with many nodes).
-
-Every method is synchronous and short: the app calls them through ``asyncio.to_thread``.
+objects are immutable, so xorb records and trees are cached in memory (safe with many nodes). Every method
+is synchronous and short: the app calls them through ``asyncio.to_thread``.
 """
 from __future__ import annotations
 
@@ -215,9 +214,6 @@ class Metadata:
         with self._lock:
             self._xorb_cache.pop(key, None)
         return False
-
-    def dedup_xorb(self, chunk: MerkleHash) -> MerkleHash | None:
-        return self.dedup_entry(chunk)[0]
 
     def dedup_entry(self, chunk: MerkleHash) -> tuple[MerkleHash | None, MerkleHash | None]:
         """-> (xorb holding ``chunk``, file that starts with it) for a global-dedup query."""
