@@ -255,7 +255,7 @@ def parse_commit_ndjson(body: bytes) -> tuple[CommitHeader, list[CommitOp]]:
             continue
         try:
             item = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):      # RecursionError: hostile nesting
             raise ValidationError(f"commit line {n} is not JSON") from None
         if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
             raise ValidationError(f"commit line {n}: expected {{\"key\": ..., \"value\": {{...}}}}")
@@ -264,7 +264,7 @@ def parse_commit_ndjson(body: bytes) -> tuple[CommitHeader, list[CommitOp]]:
         raise ValidationError("a commit starts with a header line")
     head = items[0][2]
     parent = head.get("parentCommit")
-    header = CommitHeader(str(head.get("summary", "")), str(head.get("description") or ""),
+    header = CommitHeader(str(head.get("summary") or ""), str(head.get("description") or ""),
                           str(parent) if parent is not None else None)
     return header, [_parse_op(n, key, value) for n, key, value in items[1:]]
 

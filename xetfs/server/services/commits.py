@@ -16,8 +16,6 @@ Pure functions over dicts, except that ``apply_commit_lines`` takes the two look
 """
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import time
@@ -27,6 +25,7 @@ from typing import Any
 
 from xetfs.errors import Conflict, NotFound, ValidationError
 from xetfs.core.gitblob import git_blob_oid, lfs_pointer
+from xetfs.protocol.hub import AddRegular, AddXet, CommitHeader, parse_commit_ndjson
 from xetfs.server.metadata.store import Commit, FileRecord
 from xetfs.server.names import check_path
 
@@ -55,93 +54,62 @@ def make_commit(repo_key: str, parent: str | None, tree: Tree, title: str, messa
 
 @dataclass
 class AppliedCommit:
-    header: dict[str, Any]
+    header: CommitHeader
     tree: Tree
     changes: list[str] = field(default_factory=list)
     size_bytes: int = 0
 
 
-def _parse_lines(body: bytes) -> list[dict[str, Any]]:
-    items = []
-    for n, line in enumerate(body.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except (ValueError, RecursionError):
-            raise ValidationError(f"commit line {n} is not JSON") from None
-        if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
-            raise ValidationError(f"commit line {n}: expected {{\"key\": ..., \"value\": {{...}}}}")
-        items.append(item)
-    if not items or items[0].get("key") != "header":
-        raise ValidationError("a commit starts with a header line")
-    return items
-
-
 def apply_commit_lines(body: bytes, tree: Tree, head_oid: str,
                        resolve_sha256: Callable[[str], FileRecord | None],
                        put_blob: Callable[[str, bytes], object]) -> AppliedCommit:
-    """Apply NDJSON commit operations to a copy of ``tree``; nothing is written unless all lines are valid
-    (blobs are content-addressed, so writing them first leaves no visible trace on failure)."""
-    items = _parse_lines(body)
-    header = items[0]["value"]
-    parent = header.get("parentCommit")
-    if parent is not None and parent != head_oid:
-        raise Conflict(f"parentCommit {parent} is not the head of the branch ({head_oid})")
+    """Apply NDJSON commit operations (parsed by ``protocol.hub.parse_commit_ndjson``) to a copy of ``tree``;
+    nothing is written unless all lines are valid (blobs are content-addressed, so writing them first
+    leaves no visible trace on failure)."""
+    header, ops = parse_commit_ndjson(body)
+    if header.parent_commit is not None and header.parent_commit != head_oid:
+        raise Conflict(f"parentCommit {header.parent_commit} is not the head of the branch ({head_oid})")
     out = AppliedCommit(header, dict(tree))
     blobs: list[tuple[str, bytes]] = []
-    for item in items[1:]:
-        key, value = item.get("key"), item["value"]
-        if key == "file":
-            path, data = check_path(value.get("path")), _content(value)
+    for op in ops:
+        if isinstance(op, AddRegular):
+            path, data = check_path(op.path), op.content
             oid = git_blob_oid(data)
             out.tree[path] = {"size": len(data), "oid": oid, "sha256": hashlib.sha256(data).hexdigest()}
             blobs.append((oid, data))
             out.size_bytes += len(data)
-        elif key == "lfsFile":
-            path = check_path(value.get("path"))
-            out.tree[path] = _lfs_entry(value, resolve_sha256)
+            key = "file"
+        elif isinstance(op, AddXet):
+            path = check_path(op.path)
+            out.tree[path] = _xet_entry_for(op, resolve_sha256)
             out.size_bytes += out.tree[path]["size"]
-        elif key == "deletedFile":
-            path = check_path(value.get("path"))
+            key = "lfsFile"
+        elif not op.is_folder:
+            path = check_path(op.path)
             if out.tree.pop(path, None) is None:
                 raise NotFound(f"cannot delete {path}: no such file")
-        elif key == "deletedFolder":
-            prefix = check_path(str(value.get("path", "")).rstrip("/")) + "/"
+            key = "deletedFile"
+        else:
+            prefix = check_path(op.path.rstrip("/")) + "/"
             gone = [p for p in out.tree if p.startswith(prefix)]
             if not gone:
                 raise NotFound(f"cannot delete folder {prefix}: no such folder")
             for p in gone:
                 del out.tree[p]
-        else:
-            raise ValidationError(f"unsupported commit operation {key!r}")
-        out.changes.append(f"{key}:{value.get('path')}")
+            key = "deletedFolder"
+        out.changes.append(f"{key}:{op.path}")
     _check_no_file_dir_clash(out.tree)
     for oid, data in blobs:
         put_blob(oid, data)
     return out
 
 
-def _content(value: dict[str, Any]) -> bytes:
-    content = value.get("content", "")
-    if value.get("encoding", "base64") != "base64" or not isinstance(content, str):
-        raise ValidationError("file content must be a base64 string")
-    try:
-        return base64.b64decode(content, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValidationError("file content is not valid base64") from None
-
-
-def _lfs_entry(value: dict[str, Any], resolve_sha256: Callable[[str], FileRecord | None]) -> dict[str, Any]:
-    sha = str(value.get("oid", "")).lower()
-    if value.get("algo", "sha256") != "sha256" or len(sha) != 64:
-        raise ValidationError("lfsFile needs algo sha256 and a 64-hex oid")
-    rec = resolve_sha256(sha)
+def _xet_entry_for(op: AddXet, resolve_sha256: Callable[[str], FileRecord | None]) -> dict[str, Any]:
+    rec = resolve_sha256(op.sha256)
     if rec is None:
-        raise NotFound(f"no uploaded Xet file has sha256 {sha}: upload it through the CAS first")
-    size = value.get("size")
-    if size is not None and size != rec.size:
-        raise ValidationError(f"lfsFile {value.get('path')}: size {size} != uploaded size {rec.size}")
+        raise NotFound(f"no uploaded Xet file has sha256 {op.sha256}: upload it through the CAS first")
+    if op.size is not None and op.size != rec.size:
+        raise ValidationError(f"lfsFile {op.path}: size {op.size} != uploaded size {rec.size}")
     return xet_entry(rec)
 
 

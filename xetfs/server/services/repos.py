@@ -73,9 +73,9 @@ def commit(st: State, who: Principal, repo: Repo, branch: str, body: bytes) -> C
         raise ValidationError(f"commits go to a branch, not {branch}")
     applied = apply_commit_lines(body, st.meta.tree(head.tree), head.oid, lambda sha: repo_file(st, repo, sha),
                                  lambda oid, data: st.storage.put_if_absent(f"blobs/{oid}", data))
-    title = str(applied.header.get("summary") or "update")
+    title = applied.header.summary or "update"
     new = make_commit(repo_key(repo.type, repo.repo_id), head.oid, applied.tree, title,
-                      str(applied.header.get("description") or ""), who.id)
+                      applied.header.description, who.id)
     if not st.meta.add_commit(repo, branch, new, applied.tree):
         raise Conflict(f"branch {branch} moved during the commit; retry")
     st.audit.write(who.id, repo.repo_id, "commit", f"{new.oid} {' '.join(applied.changes)}", applied.size_bytes)
