@@ -184,11 +184,21 @@ class Fetcher:
 
     def start(self, fr: FetchRange, terms: Sequence[ReconstructionTerm], nursery: trio.Nursery,
               owner: FileCounters | None = None) -> Pending:
-        """The fetch of ``fr``: the running fetch of the same range; else, when running fetches (and the
-        memory tier) hold every chunk of it, a join of them (nothing is fetched twice); else a new fetch."""
+        """The fetch of ``fr``: the running fetch of the same range; else, when the memory tier holds every
+        chunk, those chunks; else, when running fetches (and the memory tier) hold every chunk of it, a join of
+        them (nothing is fetched twice); else a new fetch."""
         key = (bytes(fr.xorb_hash), fr.byte_start, fr.byte_end)
         pending = self._inflight.get(key)
         if pending is not None:
+            return pending
+        # A caller looks in the cache tiers before it starts a fetch, but that look awaits (a disk load in a
+        # thread): a fetch of these chunks may have finished meanwhile. Looking again here, with no await
+        # between the look and the start, keeps what is fetched independent of that timing.
+        cached = self.cached_chunks(fr)
+        if cached is not None:
+            pending = Pending()
+            pending.value = cached
+            pending.done.set()
             return pending
         holders = self._holders(fr)
         if holders is not None:
