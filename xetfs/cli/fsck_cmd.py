@@ -16,43 +16,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+
+from xetfs.cli.server_data import add_store_arguments, opened_stores
 
 HELP = "verify stored objects of `xetfs serve` and quarantine bad ones"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path, help="the server's data directory")
-    parser.add_argument("--storage", metavar="URL", help="s3://BUCKET/PREFIX (default: DIR/objects)")
-    parser.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint")
-    parser.add_argument("--db", metavar="URL", help="metadata database (default: SQLite under DIR)")
+    add_store_arguments(parser)
     parser.add_argument("--no-quarantine", action="store_true", help="only report bad objects")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
-    from xetfs.errors import NotFound
-    from xetfs.server.metadata.store import Metadata
     from xetfs.server.services.integrity import QUARANTINE, FsckReport, fsck
-    from xetfs.server.stores.base import Closable
-    from xetfs.server.stores.config import local_store, open_store
 
-    data: Path = args.data
-    if not args.db and not (data / "metadata.sqlite3").is_file():
-        raise NotFound(f"no xetfs serve data directory at {data}")
-    storage = open_store(args.storage, args.s3_endpoint) or local_store(data)
-    meta = Metadata(args.db or data / "metadata.sqlite3")
 
     def progress(r: FsckReport) -> None:
         done = ", ".join(f"{n} {kind}" for kind, n in r.checked.items())
         print(f"fsck: checked {done}; {len(r.bad)} bad", file=sys.stderr, flush=True)
 
-    try:
+    with opened_stores(args) as (storage, meta):
         report = fsck(storage, meta, move_bad=not args.no_quarantine, progress=progress)
-    finally:
-        meta.close()
-        if isinstance(storage, Closable):
-            storage.close()
     for key, why in report.bad:
         print(f"fsck: bad {key}: {why}", file=sys.stderr)
     if args.json:

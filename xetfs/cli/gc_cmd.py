@@ -19,18 +19,15 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 from xetfs.cli.durations import duration, history
+from xetfs.cli.server_data import add_store_arguments, opened_stores
 
 HELP = "delete stored objects of `xetfs serve` that no repo reaches (after a grace period)"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path, help="the server's data directory")
-    parser.add_argument("--storage", metavar="URL", help="s3://BUCKET/PREFIX (default: DIR/objects)")
-    parser.add_argument("--s3-endpoint", metavar="URL", help="S3-compatible endpoint")
-    parser.add_argument("--db", metavar="URL", help="metadata database (default: SQLite under DIR)")
+    add_store_arguments(parser)
     parser.add_argument("--grace", type=duration, default=24 * 3600.0, metavar="DURATION",
                         help="keep anything uploaded more recently than this (default 24h; 0 = nothing)")
     parser.add_argument("--keep-history", type=history, default=None, metavar="N|all",
@@ -41,26 +38,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from xetfs.errors import NotFound
     from xetfs.server.context import AuditLog
-    from xetfs.server.metadata.store import Metadata
     from xetfs.server.services.gc import collect
-    from xetfs.server.stores.base import Closable
-    from xetfs.server.stores.config import local_store, open_store
 
-    data: Path = args.data
-    if not args.db and not (data / "metadata.sqlite3").is_file():
-        raise NotFound(f"no xetfs serve data directory at {data}")
-    storage = open_store(args.storage, args.s3_endpoint) or local_store(data)
-    meta = Metadata(args.db or data / "metadata.sqlite3")
-    try:
-        report = collect(meta, storage, AuditLog(data / "audit.log"), grace_s=args.grace, dry_run=args.dry_run,
-                         now=time.time(), keep_history=args.keep_history,
+    with opened_stores(args) as (storage, meta):
+        report = collect(meta, storage, AuditLog(args.data / "audit.log"), grace_s=args.grace,
+                         dry_run=args.dry_run, now=time.time(), keep_history=args.keep_history,
                          progress=lambda line: print(f"gc: {line}", file=sys.stderr, flush=True))
-    finally:
-        meta.close()
-        if isinstance(storage, Closable):
-            storage.close()
     if args.json:
         out = report.summary()
         if args.dry_run:
