@@ -33,6 +33,7 @@ from xetfs.read.cache import ChunkCache
 from xetfs.client.config import RepoRef
 from xetfs.core.hashing import MerkleHash
 from xetfs.read.reader import Fetcher, FileReader
+from xetfs.read.snapshot import Snapshot, save_snapshot, snapshot_of
 from xetfs.errors import ValidationError, XetError
 from xetfs.fs.stats import CacheStats, EndpointStats, MountStats, PendingStats
 from xetfs.fs.vfs import Tree, Vfs
@@ -215,7 +216,8 @@ async def _serve(opts: MountOptions, on_ready: Ready) -> int:
         hub = HubClient(opts.endpoint, opts.token, client)
         info = await hub.repo_info(opts.repo)
         commit = info.sha
-        writable = not opts.read_only and await _is_branch(hub, opts.repo)
+        is_branch = not opts.read_only and await _is_branch(hub, opts.repo)   # (a read-only mount does not ask)
+        writable = is_branch
         notice = None
         if writable:
             refused = await _write_refused(hub, opts.repo)
@@ -225,7 +227,10 @@ async def _serve(opts: MountOptions, on_ready: Ready) -> int:
                           "with EROFS")
                 log.warning("%s", notice)
         pinned = opts.repo.at(commit)
-        tree = Tree(await hub.list_tree(pinned))
+        entries = await hub.list_tree(pinned)
+        tree = Tree(entries)
+        await _save_snapshot(opts.cache_dir, snapshot_of(opts.repo, commit, entries, last_modified=info.last_modified,
+                                                         is_branch=is_branch))
         tokens = TokenProvider(lambda: hub.xet_token(pinned, "read"))
         cas = CasClient(tokens, client)
         cache = ChunkCache(opts.memory_cache_bytes, opts.cache_dir, opts.disk_cache_bytes)
@@ -261,6 +266,14 @@ async def _serve(opts: MountOptions, on_ready: Ready) -> int:
                 staging.close()
     log.info("unmounted %s", opts.mountpoint)
     return 0
+
+
+async def _save_snapshot(cache_dir: Path, snapshot: Snapshot) -> None:
+    """Record the revision for an offline start later (``xetfs.read.snapshot``); a failure only logs."""
+    try:
+        await trio.to_thread.run_sync(save_snapshot, cache_dir, snapshot)
+    except OSError as exc:
+        log.warning("cannot save the revision snapshot of %s in %s: %s", snapshot.repo, cache_dir, exc)
 
 
 async def _is_branch(hub: HubClient, repo: RepoRef) -> bool:
