@@ -5,6 +5,7 @@ broken; ``--dry-run`` changes nothing; deletions are in the audit log."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,12 @@ import pytest
 
 from xetfs.testing.cas import build_file, upload
 from xetfs.testing.deps import required
-from xetfs.testing.hub import cas_token, commit, lfs_file
+from xetfs.core.gitblob import git_blob_oid
+from xetfs.server.auth import Principal
+from xetfs.server.context import State
+from xetfs.server.services import repos
+from xetfs.server.stores.local import LocalStorage
+from xetfs.testing.hub import add_file, cas_token, commit, commit_body, lfs_file
 from xetfs.testing.server import ServerHandle, env_for_hf, make_bytes, running_server
 
 required("huggingface_hub")
@@ -65,7 +71,7 @@ def test_gc_frees_a_deleted_repo_and_keeps_a_sharing_one(tmp_path: Path) -> None
         assert _bytes(srv.data_dir / "objects") == objects0                # to the byte
         assert _bytes(srv.data_dir) - total0 <= _metadata_bytes(srv)
         audit = [json.loads(line) for line in (srv.data_dir / "audit.log").read_text().splitlines()]
-        assert sum(a["action"] == "gc_delete" for a in audit) == done["xorbs"] + done["shards"]
+        assert sum(a["action"] == "gc_delete" for a in audit) == done["xorbs"] + done["shards"] + done["blobs"]
         assert _gc(srv, "--grace", "0")["xorbs"] == 0                     # nothing left to collect
 
         p = hf_hub_download("t/keep", "x.bin", endpoint=srv.url, token=srv.token, cache_dir=tmp_path / "c")
@@ -152,3 +158,74 @@ def test_keep_history(tmp_path: Path) -> None:
         assert srv.request("GET", "/t/demo/resolve/v0/w.bin")[2] == files[0].data   # a tag is a ref
         status, _, _ = srv.request("GET", f"/t/demo/resolve/{oids[1]}/w.bin")
         assert status >= 400                                             # its data is gone
+
+
+def _rows(srv: ServerHandle, sql: str, args: tuple = ()) -> list[tuple]:
+    with sqlite3.connect(srv.data_dir / "metadata.sqlite3") as db:
+        return db.execute(sql, args).fetchall()
+
+
+def test_gc_frees_a_deleted_repos_regular_files_and_rows(tmp_path: Path) -> None:
+    """Small text files are stored inline as git blobs (``blobs/<oid>``), outside the Xet index: a deleted repo's
+    blobs go, a blob another repo still names stays, and the deleted repo leaves no discussion or settings rows."""
+    with running_server(tmp_path) as srv:
+        api = HfApi(endpoint=srv.url, token=srv.token)
+        shared, notes = b"# a model card both repos hold\n", [b"notes v1\n", b"notes v2, longer\n"]
+        for repo in ("t/keep", "t/gone"):
+            api.create_repo(repo)
+            api.upload_file(path_or_fileobj=shared, path_in_repo="README.md", repo_id=repo)
+        for v in notes:                                                    # history: both versions are roots
+            api.upload_file(path_or_fileobj=v, path_in_repo="notes.txt", repo_id="t/gone")
+        api.upload_file(path_or_fileobj=b'{"a": 1}', path_in_repo="config.json", repo_id="t/gone")
+        api.create_discussion("t/gone", title="a question")
+        api.update_repo_settings("t/gone", gated="auto")
+        blobs = srv.data_dir / "objects" / "blobs"
+        gone = {git_blob_oid(d) for d in [*notes, b'{"a": 1}']}
+        assert gone <= {p.name for p in blobs.rglob("*") if p.is_file()}
+        assert _gc(srv, "--grace", "0")["blobs"] == 0                     # every blob is named by a live commit
+
+        api.delete_repo("t/gone")
+        assert _rows(srv, "SELECT count(*) FROM discussions")[0][0] == 0
+        assert _rows(srv, "SELECT count(*) FROM discussion_events")[0][0] == 0
+        assert _rows(srv, "SELECT count(*) FROM repo_settings")[0][0] == 0
+        assert _gc(srv, "--grace", "0", "--dry-run")["blobs"] == 3
+        assert gone <= {p.name for p in blobs.rglob("*") if p.is_file()}   # a dry run deletes nothing
+        assert _gc(srv, "--grace", "0")["blobs"] == 3
+        left = {p.name for p in blobs.rglob("*") if p.is_file()}
+        assert not gone & left and git_blob_oid(shared) in left
+        assert _gc(srv, "--grace", "0")["blobs"] == 0                     # nothing left to collect
+        audit = [json.loads(line) for line in (srv.data_dir / "audit.log").read_text().splitlines()]
+        assert {a["what"] for a in audit if a["action"] == "gc_delete"} >= {f"blobs/{b}" for b in gone}
+        p = hf_hub_download("t/keep", "README.md", endpoint=srv.url, token=srv.token, cache_dir=tmp_path / "c")
+        assert Path(p).read_bytes() == shared
+
+
+def test_a_commit_adding_a_blob_being_collected_retries_and_stores_it(tmp_path: Path) -> None:
+    """The collector dooms a blob, then deletes it: a commit adding that content meanwhile gets 503 (its first
+    write found the blob stored); one whose transaction lands after the collection stores the blob again."""
+    with running_server(tmp_path) as srv:
+        srv.create_repo("t/demo")
+        data = b"the same small file\n"
+        oid = git_blob_oid(data)
+        assert commit(srv, "t/demo", [add_file("a.txt", data)])[0] == 200
+        _rows(srv, "INSERT INTO gc_doomed_blobs VALUES (?, 0)", (oid,))    # the collector's step 1
+        status, _, body = commit(srv, "t/demo", [add_file("b.txt", data)])
+        assert status == 503 and "garbage-collected" in json.dumps(body)
+        _rows(srv, "DELETE FROM gc_doomed_blobs")
+
+        class CollectedMeanwhile(LocalStorage):
+            """Real storage; a blob found already stored is deleted right after, as a collection that doomed,
+            deleted and released it between the commit's first write and its transaction would."""
+            def put_if_absent(self, key: str, data: bytes | memoryview) -> bool:
+                stored = super().put_if_absent(key, data)
+                if not stored and key == f"blobs/{oid}":
+                    self.delete(key)
+                return stored
+
+        st = State(srv.data_dir, "unused", storage=CollectedMeanwhile(srv.data_dir / "objects"))
+        repo = st.meta.repo("model", "t/demo")
+        assert repo is not None
+        repos.commit(st, Principal("admin", "write"), repo, "main", commit_body([add_file("c.txt", data)]))
+        assert (srv.data_dir / "objects" / "blobs" / oid).read_bytes() == data
+        for path in ("a.txt", "c.txt"):
+            assert srv.request("GET", f"/t/demo/resolve/main/{path}")[2] == data

@@ -1,6 +1,6 @@
 """``xetfs gc`` on a cluster: two ``xetfs serve`` nodes sharing PostgreSQL and a SeaweedFS bucket. A repo
-written through node A is deleted; the collector (``--db``, ``--storage``) removes exactly its xorbs from
-the index and the bucket, a repo written through node B that shares its chunks stays byte-exact on both
+written through node A is deleted; the collector (``--db``, ``--storage``) removes exactly its xorbs (and its
+inline files' blobs) from the index and the bucket, a repo written through node B that shares its chunks stays byte-exact on both
 nodes, and two collectors never run at once (the lease)."""
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from xetfs.core.gitblob import git_blob_oid
 from xetfs.testing.deps import required
 from xetfs.testing.server import ServerHandle, make_bytes
 from xetfs.testing.services import PostgresHandle, SeaweedFSHandle, two_nodes
@@ -62,11 +63,14 @@ def test_gc_across_two_nodes(cluster: tuple[ServerHandle, ServerHandle], weed: S
                           repo_id="t/gone")
     doomed = _xorbs(a) - kept
     assert len(doomed) >= 3
+    notes = b"only t/gone has these notes\n"                             # a regular (inline) file, via node B
+    api_b.upload_file(path_or_fileobj=notes, path_in_repo="notes.txt", repo_id="t/gone")
     api_a.delete_repo("t/gone")
 
     out = _gc(a, weed, "--grace", "0")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["xorbs"] == len(doomed)
+    assert json.loads(out.stdout)["blobs"] == 1
     assert _xorbs(b) == kept
     for name, value in weed.env().items():
         monkeypatch.setenv(name, value)
@@ -75,6 +79,7 @@ def test_gc_across_two_nodes(cluster: tuple[ServerHandle, ServerHandle], weed: S
     try:
         assert [x for x in sorted(doomed) if store.exists(f"xorbs/{x}")] == []
         assert all(store.exists(f"xorbs/{x}") for x in kept)
+        assert not store.exists(f"blobs/{git_blob_oid(notes)}")
     finally:
         store.close()
     for node in (a, b):

@@ -14,6 +14,11 @@ the same xorb), so it goes in three steps, each one transaction:
 2. ``drop_xorbs``: its index row goes, unless a file references it after all (then it is spared).
 3. after the store objects are deleted, ``release``: the doomed rows go; an upload may bring it back.
 
+Regular-file blobs (``blobs/<oid>``) have no index rows: the candidates are the blobs stored trees name (a
+deleted repo's trees stay) minus those root trees name. ``doom_blobs`` enters them in ``gc_doomed_blobs`` unless
+a commit made since the mark names them; while doomed, ``refuse_doomed_blobs`` turns away a commit adding one
+(503); ``release_blobs`` ends it after the store objects are deleted.
+
 ``sweep_files`` deletes a dead file's rows unless a commit made since the mark began names it (read in the
 sweep's transaction; commits are stamped before they are stored, hence a margin). The lock (``acquire``/``release_lock``) is a lease row in ``settings``: one
 collector per database, across nodes.
@@ -27,7 +32,7 @@ from xetfs.errors import TransientError, ValidationError
 from xetfs.server.metadata.database import Database, Tx
 from xetfs.server.metadata.schema import decode_tree
 
-__all__ = ["GcStore", "check_shard_xorbs", "refuse_doomed"]
+__all__ = ["GcStore", "check_shard_xorbs", "refuse_doomed", "refuse_doomed_blobs"]
 
 LOCK_KEY = "gc_lock"
 BATCH = 500                          # rows per statement batch inside one transaction
@@ -38,6 +43,14 @@ def refuse_doomed(tx: Tx, xorbs: Sequence[str]) -> None:
     for x in xorbs:
         if tx.one("SELECT 1 FROM gc_doomed WHERE xorb_hash=?", (x,)) is not None:
             raise TransientError(f"xorb {x} is being garbage-collected; retry")
+
+
+def refuse_doomed_blobs(tx: Tx, oids: Iterable[str]) -> None:
+    """Inside a commit's transaction: 503 if a blob it adds is being collected (the client retries; the
+    retry stores the blob again, after the collector is done)."""
+    for oid in sorted(set(oids)):
+        if tx.one("SELECT 1 FROM gc_doomed_blobs WHERE oid=?", (oid,)) is not None:
+            raise TransientError(f"blob {oid} is being garbage-collected; retry")
 
 
 def check_shard_xorbs(tx: Tx, xorbs: Iterable[str]) -> None:
@@ -95,14 +108,27 @@ class GcStore:
                 oid = row[1]
         return trees
 
-    def root_files(self, keep_history: int | None = None) -> set[str]:
-        """Xet files named by the root trees (``root_trees``)."""
-        live: set[str] = set()
+    def root_files(self, keep_history: int | None = None) -> tuple[set[str], set[str]]:
+        """(Xet files, regular-file blob oids) named by the root trees (``root_trees``)."""
+        files: set[str] = set()
+        blobs: set[str] = set()
         for oid in sorted(self.root_trees(keep_history)):
             row = self._db.one("SELECT data FROM trees WHERE oid=?", (oid,))
             if row is not None:
-                live.update(e["xet"] for e in decode_tree(bytes(row[0])).values() if "xet" in e)
-        return live
+                for e in decode_tree(bytes(row[0])).values():
+                    if "xet" in e:
+                        files.add(e["xet"])
+                    else:
+                        blobs.add(e["oid"])
+        return files, blobs
+
+    def tree_blobs(self) -> dict[str, int]:
+        """Every regular-file blob any stored tree names (a deleted repo's trees stay) -> its size. A blob
+        stored by a commit that never landed is named by no tree, and stays."""
+        out: dict[str, int] = {}
+        for (data,) in self._db.all("SELECT data FROM trees"):
+            out.update((e["oid"], int(e["size"])) for e in decode_tree(bytes(data)).values() if "xet" not in e)
+        return out
 
     def files(self) -> list[tuple[str, bytes, float]]:
         return [(r[0], bytes(r[1]), float(r[2])) for r in self._db.all("SELECT hash, terms, created FROM files")]
@@ -178,6 +204,28 @@ class GcStore:
         for batch in _batches(sorted(doomed)):
             def free(tx: Tx, batch: Sequence[str] = batch) -> None:
                 tx.executemany("DELETE FROM gc_doomed WHERE xorb_hash=?", [(x,) for x in batch])
+            self._db.write(free)
+
+    def doom_blobs(self, dead: Sequence[str], since: float, now: float) -> list[str]:
+        """Mark dead blobs as being collected unless a commit made after ``since`` names them (read in the
+        same transaction); from then on ``refuse_doomed_blobs`` turns away a commit adding one."""
+        doomed: list[str] = []
+        for batch in _batches(sorted(dead)):
+            def mark(tx: Tx, batch: Sequence[str] = batch) -> list[str]:
+                recent: set[str] = set()
+                for (data,) in tx.all("SELECT t.data FROM commits c JOIN trees t ON t.oid = c.tree WHERE c.date >= ?",
+                                      (since,)):
+                    recent.update(e["oid"] for e in decode_tree(bytes(data)).values() if "xet" not in e)
+                out = [b for b in batch if b not in recent]
+                tx.executemany("INSERT INTO gc_doomed_blobs VALUES (?,?) ON CONFLICT DO NOTHING", [(b, now) for b in out])
+                return out
+            doomed += self._db.write(mark)
+        return doomed
+
+    def release_blobs(self, doomed: Sequence[str]) -> None:
+        for batch in _batches(sorted(doomed)):
+            def free(tx: Tx, batch: Sequence[str] = batch) -> None:
+                tx.executemany("DELETE FROM gc_doomed_blobs WHERE oid=?", [(b,) for b in batch])
             self._db.write(free)
 
     def drop_shard(self, shard: str) -> bool:

@@ -26,6 +26,8 @@ Versions (the SQLite numbers are those of the first release, where ``PRAGMA user
    no upload may register one until the collector is done (``metadata.gcstore``).
 7. indexes by file hash (``file_xorbs``, ``sha256_index``, ``repo_uploads``, ``dedup_chunks``) and by xorb hash
    (``dedup_chunks``), so the collector deletes a file's or a xorb's rows without scanning whole tables.
+8. ``gc_doomed_blobs`` (blob oid, since): regular (non-Xet) file contents the collector is deleting; no commit
+   may add one until the collector is done (``metadata.gcstore``).
 
 Trees are stored as zlib-compressed canonical JSON (``encode_tree`` / ``decode_tree``); ``index_tree``
 adds a tree's Xet files to ``repo_files`` (used by commits and by the version-1 backfill).
@@ -107,6 +109,10 @@ CREATE INDEX IF NOT EXISTS dedup_chunks_by_file ON dedup_chunks(file_hash);
 CREATE INDEX IF NOT EXISTS dedup_chunks_by_xorb ON dedup_chunks(xorb_hash);
 """
 
+_V8 = """
+CREATE TABLE IF NOT EXISTS gc_doomed_blobs(oid TEXT PRIMARY KEY, since {float} NOT NULL);
+"""
+
 _TERM_BYTES = 44                    # packed term: raw xorb hash (32), chunk start, chunk end, bytes (u32 each)
 
 
@@ -156,6 +162,7 @@ MIGRATIONS = (
     Migration(5, "repo settings (gated) and redirects of moved repos", _V5),
     Migration(6, "gc_doomed: xorbs being garbage-collected", _V6),
     Migration(7, "indexes by file and xorb hash for the garbage collector", _V7),
+    Migration(8, "gc_doomed_blobs: regular-file blobs being garbage-collected", _V8),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -47,7 +47,7 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.errors import AlreadyExists, NotFound
 from xetfs.server.metadata.connect import open_database
 from xetfs.server.metadata.database import Database, Tx
-from xetfs.server.metadata.gcstore import check_shard_xorbs, refuse_doomed
+from xetfs.server.metadata.gcstore import check_shard_xorbs, refuse_doomed, refuse_doomed_blobs
 from xetfs.server.metadata.schema import SCHEMA_VERSION, decode_tree, encode_tree, index_tree, migrate
 
 __all__ = ["SCHEMA_VERSION", "Commit", "FileRecord", "Metadata", "Repo", "StoredTerm", "TokenRecord",
@@ -55,6 +55,8 @@ __all__ = ["SCHEMA_VERSION", "Commit", "FileRecord", "Metadata", "Repo", "Stored
 
 _TERM = struct.Struct("<32sIII")
 Statement = tuple[str, Sequence[Any]]
+_REPO_ROWS = ("refs", "commits", "repo_files", "repo_uploads", "discussions", "discussion_events", "repo_settings",
+              "repo_redirects")                 # the tables whose rows belong to one repo (column ``repo``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,10 +316,9 @@ class Metadata:
         return Repo(rid, repo_type, repo_id, private, first.date)
 
     def delete_repo(self, repo: Repo) -> None:
-        self._write([("DELETE FROM refs WHERE repo=?", (repo.id,)), ("DELETE FROM commits WHERE repo=?", (repo.id,)),
-                     ("DELETE FROM repo_files WHERE repo=?", (repo.id,)),
-                     ("DELETE FROM repo_uploads WHERE repo=?", (repo.id,)),
-                     ("DELETE FROM repos WHERE id=?", (repo.id,))])
+        """The repo and every row that names it (its trees stay: content-addressed and possibly shared)."""
+        self._write([(f"DELETE FROM {t} WHERE repo=?", (repo.id,)) for t in _REPO_ROWS]
+                    + [("DELETE FROM repos WHERE id=?", (repo.id,))])
 
     def repo(self, repo_type: str, repo_id: str) -> Repo | None:
         row = self._one("SELECT id, type, repo_id, private, created FROM repos WHERE type=? AND repo_id=?",
@@ -362,14 +363,16 @@ class Metadata:
 
     insert_commit = _insert_commit      # for another module's transaction (a pull request's merge commit)
 
-    def add_commit(self, repo: Repo, branch: str, c: Commit, tree: dict[str, Any]) -> bool:
+    def add_commit(self, repo: Repo, branch: str, c: Commit, tree: dict[str, Any], blobs: Sequence[str] = ()) -> bool:
         """Store ``c`` and move ``branch`` to it iff the branch still points at ``c.parent``, in one
         transaction. The compare-and-swap comes first: a loser writes nothing, and in PostgreSQL a
-        concurrent winner's row lock makes the loser wait, re-check the head and see it moved."""
+        concurrent winner's row lock makes the loser wait, re-check the head and see it moved. ``blobs``:
+        the regular-file blobs the commit adds (503 if the collector is deleting one)."""
         def swap(tx: Tx) -> bool:
             if c.parent is None or tx.execute("UPDATE refs SET commit_oid=? WHERE repo=? AND name=? AND commit_oid=?",
                                               (c.oid, repo.id, branch, c.parent)) != 1:
                 return False
+            refuse_doomed_blobs(tx, blobs)
             self._insert_commit(tx, c, repo.id, tree)
             return True
         return self._db.write(swap)

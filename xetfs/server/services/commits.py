@@ -58,6 +58,7 @@ class AppliedCommit:
     tree: Tree
     changes: list[str] = field(default_factory=list)
     size_bytes: int = 0
+    blobs: list[tuple[str, bytes]] = field(default_factory=list)      # regular-file contents: (git blob oid, data)
 
 
 def apply_commit_lines(body: bytes, tree: Tree, head_oid: str,
@@ -70,7 +71,7 @@ def apply_commit_lines(body: bytes, tree: Tree, head_oid: str,
     if header.parent_commit is not None and header.parent_commit != head_oid:
         raise Conflict(f"parentCommit {header.parent_commit} is not the head of the branch ({head_oid})")
     out = AppliedCommit(header, dict(tree))
-    blobs: list[tuple[str, bytes]] = []
+    blobs = out.blobs
     for op in ops:
         if isinstance(op, AddRegular):
             path, data = check_path(op.path), op.content

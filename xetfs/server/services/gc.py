@@ -1,4 +1,5 @@
-"""Garbage collection of xorbs, shards and file records no repo can reach (docs/architecture.md, Garbage collection).
+"""Garbage collection of xorbs, shards, file records and regular-file blobs no repo can reach (docs/architecture.md,
+Garbage collection).
 
 ``collect`` marks, then sweeps (the steps and their races are in ``metadata.gcstore``):
 
@@ -7,7 +8,9 @@
   plus every file registered within the grace period; live xorbs = those the live files' terms use plus
   every xorb stored within the grace period (an upload between its xorbs and its shard keeps its xorbs);
 - **sweep**: dead files' rows, then dead xorbs (doomed, index row dropped, store object deleted, released),
-  then shards older than the grace period whose files are all gone (each shard is read back to list its files).
+  then shards older than the grace period whose files are all gone (each shard is read back to list its files),
+  then regular-file blobs (``blobs/<oid>``) that some stored tree names but no root tree does (doomed, store
+  object deleted, released; a commit adding a doomed blob gets 503 and stores it again on its retry).
 
 Each deleted object is written to the audit log (``gc_delete``). ``dry_run`` marks and reports what would go,
 changing nothing. One collector runs at a time per database (a lease); another one gets Conflict.
@@ -50,13 +53,14 @@ class GcReport:
     files: list[str] = field(default_factory=list)          # deleted (or, dry run, would be)
     xorbs: list[str] = field(default_factory=list)
     shards: list[str] = field(default_factory=list)
+    blobs: list[str] = field(default_factory=list)
     bytes: int = 0
     spared: int = 0                                          # doomed, then found in use: kept
 
     def summary(self) -> dict[str, object]:
         return {"dry_run": self.dry_run, "grace_s": self.grace_s, "live_files": self.live_files,
                 "live_xorbs": self.live_xorbs, "files": len(self.files), "xorbs": len(self.xorbs),
-                "shards": len(self.shards), "bytes": self.bytes, "spared": self.spared}
+                "shards": len(self.shards), "blobs": len(self.blobs), "bytes": self.bytes, "spared": self.spared}
 
 
 def _term_xorbs(terms: bytes) -> set[str]:
@@ -91,7 +95,7 @@ def _collect(gs: GcStore, storage: Storage, audit: AuditLog | None, grace_s: flo
              keep_history: int | None, progress: Callable[[str], None]) -> GcReport:
     report = GcReport(dry_run, grace_s)
     cutoff, started = now - grace_s, time.time()
-    roots = gs.root_files(keep_history)
+    roots, root_blobs = gs.root_files(keep_history)
     live_xorbs: set[str] = set()
     dead_files: list[str] = []
     for h, terms, created in gs.files():
@@ -148,5 +152,29 @@ def _collect(gs: GcStore, storage: Storage, audit: AuditLog | None, grace_s: flo
             storage.delete(f"shards/{shard}")
         report.shards.append(shard)
         gone("shards", shard, size)
+    _collect_blobs(gs, storage, report, root_blobs, now, started, dry_run, gone)
     log.info("gc%s: %s", " (dry run)" if dry_run else "", report.summary())
     return report
+
+
+def _collect_blobs(gs: GcStore, storage: Storage, report: GcReport, live: set[str], now: float, started: float,
+                   dry_run: bool, gone: Callable[[str, str, int], None]) -> None:
+    """Regular-file contents: the blobs stored trees name minus those the root trees name. No grace period
+    applies: a blob named by no tree (a commit still landing) is never a candidate, and one that a commit made
+    since the mark names is spared by ``doom_blobs``. The trees of a deleted repo stay, so a blob already
+    collected is still a candidate: only those still stored count."""
+    sizes = {b: n for b, n in gs.tree_blobs().items() if b not in live}
+    with ThreadPoolExecutor(DELETE_WORKERS) as pool:           # stat calls (local) or HEAD requests (S3)
+        stored = [b for b, there in zip(sorted(sizes), pool.map(storage.exists, [f"blobs/{b}" for b in sorted(sizes)]))
+                  if there]
+        if dry_run:
+            report.blobs = stored
+        else:
+            doomed = gs.doom_blobs(stored, started - COMMIT_MARGIN_S, now)
+            try:
+                list(pool.map(storage.delete, [f"blobs/{b}" for b in doomed]))
+            finally:
+                gs.release_blobs(doomed)
+            report.blobs = doomed
+    for b in report.blobs:
+        gone("blobs", b, sizes[b])

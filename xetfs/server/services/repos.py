@@ -71,13 +71,16 @@ def commit(st: State, who: Principal, repo: Repo, branch: str, body: bytes) -> C
     head = resolve_rev(st, repo, branch)
     if branch not in st.meta.refs(repo) or branch.startswith("refs/tags/"):
         raise ValidationError(f"commits go to a branch, not {branch}")
-    applied = apply_commit_lines(body, st.meta.tree(head.tree), head.oid, lambda sha: repo_file(st, repo, sha),
-                                 lambda oid, data: st.storage.put_if_absent(f"blobs/{oid}", data))
+    def put_blob(oid: str, data: bytes) -> None:
+        st.storage.put_if_absent(f"blobs/{oid}", data)
+    applied = apply_commit_lines(body, st.meta.tree(head.tree), head.oid, lambda sha: repo_file(st, repo, sha), put_blob)
     title = applied.header.summary or "update"
     new = make_commit(repo_key(repo.type, repo.repo_id), head.oid, applied.tree, title,
                       applied.header.description, who.id)
-    if not st.meta.add_commit(repo, branch, new, applied.tree):
+    if not st.meta.add_commit(repo, branch, new, applied.tree, [oid for oid, _ in applied.blobs]):
         raise Conflict(f"branch {branch} moved during the commit; retry")
+    for oid, data in applied.blobs:     # a collection that ended between our first write and the commit may have
+        put_blob(oid, data)             # deleted a blob we found already stored (docs/architecture.md, gc)
     st.audit.write(who.id, repo.repo_id, "commit", f"{new.oid} {' '.join(applied.changes)}", applied.size_bytes)
     return new
 
