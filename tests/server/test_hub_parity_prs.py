@@ -3,6 +3,7 @@
 fast-forward and merge-commit merges, a conflict's 409, close/reopen, downloads of ``refs/pr/N``."""
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -56,12 +57,18 @@ def test_create_pr_merge_and_download(srv: ServerHandle, tmp_path: Path) -> None
     assert [b.name for b in refs.branches] == ["main"] and api.list_repo_refs("t/prs").pull_requests is None
 
     d = api.get_discussion_details("t/prs", 1)
-    assert (d.is_pull_request, d.status, d.title, d.target_branch) == (True, "open", "new weights", "refs/heads/main")
+    # opened empty by the client's pipeline, then committed to: a draft, as on the Hub
+    assert (d.is_pull_request, d.status, d.title, d.target_branch) == (True, "draft", "new weights", "refs/heads/main")
+    old_w = make_bytes("float32", 2 * MiB, 1)
+    pointer = (f"-oid sha256:{hashlib.sha256(old_w).hexdigest()}\n+oid sha256:{hashlib.sha256(new_w).hexdigest()}\n"
+               f" size {len(new_w)}\n")                                   # an LFS file's diff: its pointer
+    assert d.diff.startswith("diff --git a/b.txt b/b.txt\nnew file mode 100644\n") and "+two\n" in d.diff
+    assert "diff --git a/w.bin b/w.bin\nindex " in d.diff and pointer in d.diff and "a.txt" not in d.diff
     # the client's pipeline opens the pull request (its description is the first comment), then commits to it
     assert [(e.type, getattr(e, "oid", None)) for e in d.events] == [("comment", None), ("commit", info.oid)]
     assert d.conflicting_files == []
     listed = list(api.get_repo_discussions("t/prs"))
-    assert [(x.num, x.is_pull_request, x.status) for x in listed] == [(1, True, "open")]
+    assert [(x.num, x.is_pull_request, x.status) for x in listed] == [(1, True, "draft")]
     c = api.comment_discussion("t/prs", 1, "looks good")
     assert c.content == "looks good" and c.author == "admin"
 
@@ -76,6 +83,7 @@ def test_create_pr_merge_and_download(srv: ServerHandle, tmp_path: Path) -> None
     assert api.repo_info("t/prs").sha == info.oid
     d = api.get_discussion_details("t/prs", 1)
     assert d.status == "merged" and d.merge_commit_oid == info.oid
+    assert pointer in d.diff and "+two\n" in d.diff                        # what it brought, after the merge
     assert [e.type for e in d.events] == ["comment", "commit", "comment", "status-change"]
     p = hf_hub_download("t/prs", "w.bin", endpoint=srv.url, token=srv.token, cache_dir=tmp_path / "c3")
     assert Path(p).read_bytes() == new_w
@@ -119,7 +127,9 @@ def test_merge_commit_conflict_close_reopen(srv: ServerHandle, tmp_path: Path) -
     disc = api.create_discussion("t/prs2", "a question", description="why?")
     assert (disc.num, disc.is_pull_request, disc.events[0].content) == (3, False, "why?")
     empty = api.create_pull_request("t/prs2", "empty pr")
-    assert empty.num == 4 and empty.is_pull_request
+    assert (empty.num, empty.is_pull_request, empty.status, empty.diff) == (4, True, "draft", "")
+    api.change_discussion_status("t/prs2", 4, "open")                       # publishing a draft
+    assert api.get_discussion_details("t/prs2", 4).status == "open"
     assert [d.num for d in api.get_repo_discussions("t/prs2", discussion_type="pull_request")] == [4, 2, 1]
     assert [d.num for d in api.get_repo_discussions("t/prs2", discussion_type="discussion")] == [3]
     with pytest.raises(HfHubHTTPError):

@@ -72,19 +72,20 @@ class DiscussionStore:
         self._db = db
 
     def create(self, repo: int, is_pr: bool, title: str, author: str | None, target: str | None,
-               head_oid: str | None, events: list[tuple[str, dict[str, Any]]]) -> Discussion:
+               head_oid: str | None, events: list[tuple[str, dict[str, Any]]], status: str = "open") -> Discussion:
         """Open discussion number max+1 with its first events; a pull request also gets ``refs/pr/{num}`` ->
-        ``head_oid`` (the target's head: the pull request starts with no changes)."""
+        ``head_oid`` (the target's head: the pull request starts with no changes). ``status``: ``open``, or
+        ``draft`` for a pull request opened empty (the Hub's status for those until they are published)."""
         def create(tx: Tx) -> Discussion:
             num = int(tx.one("SELECT coalesce(max(num), 0) + 1 FROM discussions WHERE repo=?", (repo,))[0])
             now = time.time()
             tx.execute(f"INSERT INTO discussions({_COLS}) VALUES (?,?,?,?,?,?,?,?,?)",
-                       (repo, num, int(is_pr), title, "open", author, now, target, None))
+                       (repo, num, int(is_pr), title, status, author, now, target, None))
             if is_pr:
                 tx.execute("INSERT INTO refs VALUES (?,?,?)", (repo, pr_ref(num), head_oid))
             for kind, data in events:
                 _add_event(tx, repo, num, kind, author, data)
-            return Discussion(repo, num, is_pr, title, "open", author, now, target, None)
+            return Discussion(repo, num, is_pr, title, status, author, now, target, None)
         for attempt in range(_NUMBER_ATTEMPTS):
             try:
                 return self._db.write(create)

@@ -3,7 +3,8 @@
 - ``GET  /api/{type}s/{ns}/{name}/discussions?p=&type=&status=&author=`` -> ``{"discussions", "count", "start"}``
   (50 per page, the newest first);
 - ``POST .../discussions`` ``{"title", "description", "pullRequest"}`` -> ``{"num", "url", ...}``;
-- ``GET  .../discussions/{num}`` -> the details with ``events``, ``changes.base``, ``filesWithConflicts``;
+- ``GET  .../discussions/{num}`` -> the details with ``events``, ``diff`` (``services.prdiff``), ``changes.base``,
+  ``filesWithConflicts``; a pull request opened here starts as ``draft`` (``status`` ``open`` publishes it);
 - ``POST .../discussions/{num}/comment`` ``{"comment"}`` -> ``{"newMessage": event}``;
   ``.../status`` ``{"status", "comment"}`` -> ``{"newStatus": event}``; ``.../title`` ``{"title"}`` ->
   ``{"newTitle": event}``; ``.../merge`` ``{"comment"}`` -> ``{"oid": new head}`` (409 on a conflict).
@@ -92,7 +93,7 @@ async def _details(request: web.Request) -> web.Response:
     d = await st.run(pulls.store(st).get, repo.id, num)
     events = await st.run(pulls.store(st).events, repo.id, num)
     out = {**_summary(d, repo, sum(e.type == "comment" for e in events)),
-           "events": [event_json(num, e) for e in events], "diff": ""}
+           "events": [event_json(num, e) for e in events], "diff": await st.run(pulls.diff, st, repo, d)}
     if d.is_pr:
         refs = await st.run(st.meta.refs, repo)
         out["changes"] = {"base": f"refs/heads/{d.target}", "headRef": pr_ref(num),

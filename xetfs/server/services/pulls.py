@@ -22,7 +22,7 @@ from xetfs.server.context import State
 from xetfs.server.metadata.discussions import PR_REF_PREFIX, Discussion, DiscussionStore, Event, pr_ref
 from xetfs.server.metadata.database import Tx
 from xetfs.server.metadata.store import Commit, Metadata, Repo
-from xetfs.server.services import repos
+from xetfs.server.services import prdiff, repos
 from xetfs.server.services.commits import make_commit
 
 MAX_HISTORY = 100_000                # commits walked to find a merge base
@@ -79,7 +79,8 @@ def open_discussion(st: State, who: Principal, repo: Repo, title: str, descripti
         raise ValidationError("a discussion needs a title")
     head = repos.resolve_rev(st, repo, "main") if pull_request else None
     d = store(st).create(repo.id, pull_request, title.strip(), who.id, "main" if pull_request else None,
-                         head.oid if head else None, [("comment", comment_data(description, who.id))])
+                         head.oid if head else None, [("comment", comment_data(description, who.id))],
+                         status="draft" if pull_request else "open")
     st.audit.write(who.id, repo.repo_id, "create_discussion", str(d.num))
     return d
 
@@ -131,6 +132,21 @@ def merge_trees(base: dict[str, Any], ours: dict[str, Any], theirs: dict[str, An
         if pick is not None:
             out[path] = pick
     return out, conflicts
+
+
+def diff(st: State, repo: Repo, d: Discussion) -> str:
+    """What the pull request changes (``prdiff``): from the parent of its first commit (the target's head
+    when it was opened, for an open or a merged one alike) to its head."""
+    if not d.is_pr:
+        return ""
+    first = next((e.data.get("oid") for e in store(st).events(repo.id, d.num) if e.type == "commit"), None)
+    start = st.meta.commit(repo, str(first)) if first else None
+    base = st.meta.commit(repo, start.parent) if start is not None and start.parent else None
+    head_oid = st.meta.refs(repo).get(pr_ref(d.num))
+    head = st.meta.commit(repo, head_oid) if head_oid else None
+    if base is None or head is None:
+        return ""
+    return prdiff.tree_diff(st.storage, st.meta.tree(base.tree), st.meta.tree(head.tree))
 
 
 def conflicting_files(st: State, repo: Repo, d: Discussion) -> list[str]:
