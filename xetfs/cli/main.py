@@ -3,6 +3,7 @@
 Each subcommand module under ``xetfs.cli`` defines ``HELP`` (one line), ``configure(parser)`` and
 ``run(args) -> int``; it imports heavy stacks (trio, httpx, pyfuse3, aiohttp) inside ``run`` so that
 ``xetfs --help`` stays fast. Errors print one line (``xetfs: error: ...``); ``--debug`` shows tracebacks.
+``--log-format json`` writes logs (and that error line) as one JSON object per line (``xetfs.cli.logformat``).
 
 Exit codes: 0 success, 1 failure (the one-line error says why), 2 bad usage, 130 interrupted.
 """
@@ -14,6 +15,8 @@ import logging
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+
+from xetfs.cli.logformat import FORMATS, configure_logging
 
 # subcommand -> module under xetfs.cli
 COMMANDS: dict[str, str] = {
@@ -30,6 +33,9 @@ COMMANDS: dict[str, str] = {
     "umount": "umount_cmd",
     "stats": "stats_cmd",
 }
+
+DAEMONS = {"mount", "serve"}     # long-running commands: their --help shows --log-format
+LOG_FORMAT_HELP = "log lines as text (default) or as one JSON object per line"
 
 
 def _available() -> dict[str, ModuleType]:
@@ -49,11 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Mount Xet-backed model and dataset repositories as directories, and serve a Xet CAS + Hub API.",
     )
     parser.add_argument("--debug", action="store_true", help="verbose logs and full tracebacks")
+    parser.add_argument("--log-format", choices=FORMATS, default="text", help=LOG_FORMAT_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, mod in _available().items():
         p = sub.add_parser(name, help=getattr(mod, "HELP", None), description=mod.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        p.add_argument("--log-format", choices=FORMATS, default=argparse.SUPPRESS,
+                       help=LOG_FORMAT_HELP if name in DAEMONS else argparse.SUPPRESS)
         mod.configure(p)
         p.set_defaults(_run=mod.run)
     return parser
@@ -62,8 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False))
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(debug, args.log_format)
     try:
         return int(args._run(args))
     except KeyboardInterrupt:
@@ -71,7 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one line for users, the traceback with --debug
         if debug:
             raise
-        print(f"xetfs: error: {exc}", file=sys.stderr)
+        if args.log_format == "json":
+            logging.getLogger("xetfs").error("%s", exc)
+        else:
+            print(f"xetfs: error: {exc}", file=sys.stderr)
         return 1
 
 

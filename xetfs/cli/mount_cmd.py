@@ -110,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
     def on_ready(error: str | None, notice: str | None = None) -> None:
         nonlocal ready_fd
         if error is None and notice and ready_fd is None:
-            print(f"xetfs: {notice}", file=sys.stderr)
+            if getattr(args, "log_format", "text") == "json":
+                logging.getLogger("xetfs.fs.mount").warning("%s", notice)
+            else:
+                print(f"xetfs: {notice}", file=sys.stderr)
         if ready_fd is not None:
             line = f"error: {error}" if error is not None else f"ok {notice}" if notice else "ok"
             os.write(ready_fd, f"{' '.join(line.split())}\n".encode())
@@ -128,6 +131,7 @@ def _child_argv(args: argparse.Namespace, opts: "MountOptions", ready_fd: int) -
     argv = [sys.executable, "-m", "xetfs.cli.main"]
     if getattr(args, "debug", False):
         argv.append("--debug")
+    argv += ["--log-format", getattr(args, "log_format", "text")]
     argv += ["mount", args.repo, str(opts.mountpoint), "--foreground", "--ready-fd", str(ready_fd),
              "--endpoint", opts.endpoint, "--cache-dir", str(opts.cache_dir),
              "--cache-size", str(opts.disk_cache_bytes), "--memory-cache-size", str(opts.memory_cache_bytes),

@@ -28,6 +28,9 @@ printed once. Once ready the server prints "listening on http://HOST:PORT" and w
 default 24h; --keep-history N keeps only the data of the newest N commits of each ref, default all); with
 several nodes one collection runs at a time (the others skip theirs).
 
+GET /health answers {"status": "ok"}; GET /metrics serves Prometheus text (names in docs/architecture.md,
+"Metrics"). --log-format json logs one JSON object per line on stderr.
+
 Point huggingface_hub at it with HF_ENDPOINT=http://HOST:PORT and HF_TOKEN=<token>; more tokens with
 `xetfs token create --data DIR --scope read|write [--repo NS/NAME]`.
 """

@@ -6,7 +6,8 @@
   (``stores.base.Presigning``) and without ``proxy_reads``, reconstruction fetch URLs are presigned GETs on
   the object store (data bytes never pass through this node); otherwise None, and the CAS routes hand out
   this node's own signed ``/v1/data`` URLs (served from any backend).
-- ``Metrics``: Prometheus counters, rendered at ``/metrics``.
+- ``Metrics``: the Prometheus counters (``prometheus_client``, one registry per ``State``), served at
+  ``/metrics``.
 - ``AuditLog``: append-only JSON lines (``DIR/audit.log``) for uploads and commits: who, repo, what, bytes.
 
 Blocking work (SQL, file reads, validation, decoding) runs in worker threads via ``State.run``.
@@ -17,13 +18,13 @@ import asyncio
 import json
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Info
 
 from xetfs.server.auth import Auth
 from xetfs.server.metadata.store import Metadata
@@ -33,40 +34,37 @@ from xetfs.server.stores.local import NO_SPACE_ERRNOS, LocalStorage, no_space
 
 T = TypeVar("T")
 
-COUNTERS = ("xetfs_cas_xorb_upload_bytes_total", "xetfs_cas_xorbs_stored_total",
-            "xetfs_cas_shard_upload_bytes_total", "xetfs_cas_data_bytes_served_total",
-            "xetfs_cas_reconstructions_total", "xetfs_cas_dedup_queries_total", "xetfs_cas_dedup_hits_total",
-            "xetfs_hub_commits_total", "xetfs_hub_resolve_bytes_served_total")
+# The server's counters (docs/architecture.md, "Metrics"): name -> help. Call sites count with ``Metrics.inc``.
+COUNTERS: dict[str, str] = {
+    "xetfs_cas_xorb_upload_bytes_total": "serialized xorb bytes received and stored (new xorbs only)",
+    "xetfs_cas_xorbs_stored_total": "new xorbs stored",
+    "xetfs_cas_shard_upload_bytes_total": "shard bytes received",
+    "xetfs_cas_data_bytes_served_total": "xorb bytes served by this node's /v1/data URLs",
+    "xetfs_cas_reconstructions_total": "file reconstructions answered",
+    "xetfs_cas_dedup_queries_total": "global dedup queries",
+    "xetfs_cas_dedup_hits_total": "global dedup queries answered with a shard",
+    "xetfs_hub_commits_total": "commits applied",
+    "xetfs_hub_resolve_bytes_served_total": "file bytes served by the Hub resolve route",
+}
 
 
 class Metrics:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counters: dict[str, float] = {name: 0 for name in COUNTERS}
-        self.requests: dict[tuple[str, int], int] = defaultdict(int)
+    """The server's Prometheus metrics in a registry of their own (``/metrics`` renders it with
+    ``prometheus_client.generate_latest``); thread-safe (worker threads count too)."""
+
+    def __init__(self, region: str | None = None) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._counters = {name: Counter(name, doc, registry=self.registry) for name, doc in COUNTERS.items()}
+        self._requests = Counter("xetfs_http_requests_total", "HTTP requests answered, by method and status",
+                                 ["method", "status"], registry=self.registry)
+        Info("xetfs_node", "this node (its region: xetfs serve --region)",
+             registry=self.registry).info({"region": region or ""})
 
     def inc(self, name: str, value: float = 1) -> None:
-        with self._lock:
-            self.counters[name] = self.counters.get(name, 0) + value
+        self._counters[name].inc(value)
 
     def request(self, method: str, status: int) -> None:
-        with self._lock:
-            self.requests[(method, status)] += 1
-
-    def render(self) -> str:
-        lines = []
-        with self._lock:
-            for name, value in sorted(self.counters.items()):
-                lines += [f"# TYPE {name} counter", f"{name} {_metric_value(value)}"]
-            lines.append("# TYPE xetfs_http_requests_total counter")
-            for (method, status), n in sorted(self.requests.items()):
-                lines.append(f'xetfs_http_requests_total{{method="{method}",status="{status}"}} {n}')
-        return "\n".join(lines) + "\n"
-
-
-def _metric_value(value: float) -> str:
-    """Byte counters are integers: print them exactly (``%g`` keeps only 6 significant digits)."""
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+        self._requests.labels(method, str(status)).inc()
 
 
 class AuditLog:
@@ -99,7 +97,7 @@ class State:
         self.proxy_reads = proxy_reads
         self.meta = meta if meta is not None else Metadata(data_dir / "metadata.sqlite3")
         self.auth = Auth(data_dir, self.meta, admin_token, public_read)
-        self.metrics = Metrics()
+        self.metrics = Metrics(self.regions.region)
         self.uploads: dict[str, int] = {}     # uploads in flight per token (request.upload_slot; event loop only)
         self.audit = AuditLog(data_dir / "audit.log")
 

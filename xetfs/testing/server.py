@@ -228,12 +228,15 @@ HF_CLIENT_ENV = {"HF_HUB_DISABLE_TELEMETRY": "1", "HF_XET_TELEMETRY_ENABLED": "f
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    """Prometheus text exposition -> {"name{labels}": value} (comments skipped)."""
+    """Prometheus text exposition (parsed by ``prometheus_client.parser``) -> {"name{labels}": value}, e.g.
+    ``xetfs_http_requests_total{method="GET",status="200"}`` (labels in the order of the text)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return out
 
 

@@ -1,7 +1,9 @@
-"""Operations routes: ``GET /health`` (status and this node's region) and ``GET /metrics`` (Prometheus text)."""
+"""Operations routes: ``GET /health`` (status and this node's region) and ``GET /metrics`` (Prometheus text
+of the node's registry, ``context.Metrics``; names in docs/architecture.md, "Metrics")."""
 from __future__ import annotations
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from xetfs.server.context import state_of
 
@@ -11,9 +13,8 @@ async def _health(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    st = state_of(request)
-    info = f'# TYPE xetfs_node_info gauge\nxetfs_node_info{{region="{st.regions.region or ""}"}} 1\n'
-    return web.Response(text=st.metrics.render() + info, content_type="text/plain")
+    body = generate_latest(state_of(request).metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def setup(app: web.Application) -> None:
