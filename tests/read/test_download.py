@@ -7,7 +7,7 @@ import pytest
 
 from xetfs.errors import NotFound, ValidationError
 from xetfs.protocol.hub import TreeEntry
-from xetfs.read.download import local_path, select
+from xetfs.read.download import Skipped, local_path, select, split_unsafe
 
 ENTRIES = [TreeEntry("README.md", "file", 5, "a" * 40), TreeEntry("data", "directory", 0, "b" * 40),
            TreeEntry("data/a.bin", "file", 7, "c" * 40), TreeEntry("data/b/c.bin", "file", 9, "d" * 40),
@@ -32,12 +32,25 @@ def test_a_path_that_names_nothing_is_not_found() -> None:
         select(ENTRIES, ["README.md", "dat"])
 
 
-@pytest.mark.parametrize("bad", ["", "/etc/passwd", "../x", "a/../../x", ".."])
-def test_paths_that_would_escape_the_destination_are_refused(tmp_path: Path, bad: str) -> None:
+UNSAFE = ["", "/etc/passwd", "../x", "a/../../x", "..", "a/./b", "a//b", "a/", "n\x00ul", "c\x1bt", "b\\s",
+          "x" * 256, "é" * 128, "/".join(["d" * 255] * 17), "\ud800"]
+
+
+@pytest.mark.parametrize("bad", UNSAFE)
+def test_paths_that_would_escape_the_destination_or_fail_locally_are_refused(tmp_path: Path, bad: str) -> None:
     with pytest.raises(ValidationError, match="unsafe path"):
         local_path(tmp_path, bad)
 
 
 def test_a_safe_path_lands_under_the_destination(tmp_path: Path) -> None:
     assert local_path(tmp_path, "data/b/c.bin") == tmp_path / "data" / "b" / "c.bin"
-    assert local_path(tmp_path, "a/./b") == local_path(tmp_path, "a//b") == tmp_path / "a" / "b"
+    assert local_path(tmp_path, "x" * 255) == tmp_path / ("x" * 255)
+
+
+def test_unsafe_entries_are_split_off_with_their_reason() -> None:
+    entries = [TreeEntry(p, "file", 1, "f" * 40) for p in ["ok.bin", "../x", "a", "a/b", "x" * 256]]
+    safe, skipped = split_unsafe(entries)
+    assert [e.path for e in safe] == ["ok.bin", "a/b"]
+    assert [s.path for s in skipped] == ["../x", "x" * 256, "a"]
+    assert skipped[2] == Skipped("a", "the listing also has files under this path")
+    assert "longer than 255 bytes" in skipped[1].reason

@@ -9,7 +9,10 @@ The revision is resolved to a commit first, so all files come from one commit. X
 the xetfs read path (reconstruction, parallel range fetches, per-term verification) and checked against
 their sha256; other files come from the resolve route and are checked against their git blob id. Each
 file is written to a temporary name in its directory and renamed into place when complete.
-Exit codes: 0 ok, 1 error.
+A listed file whose name is unsafe here (absolute, '..', control characters, a segment over 255 bytes, a path
+over 4096 bytes: names the server refuses, so only a hostile server sends them) is skipped with a warning;
+the others are downloaded, and the command then fails naming how many were skipped.
+Exit codes: 0 ok, 1 error (or files skipped).
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
     from dataclasses import asdict
     from pathlib import Path
 
@@ -44,9 +48,11 @@ def run(args: argparse.Namespace) -> int:
     async def download(endpoint: str, token: str | None, repo: RepoRef) -> DownloadResult:
         with single_error():
             async with open_hub(endpoint, token) as hub:
-                at, files = await plan_download(hub, repo, args.paths)
-                with progress_bar(sum(e.size for e in files), "download") as bar:
-                    return await download_files(hub, at, files, root, bar.update)
+                plan = await plan_download(hub, repo, args.paths)
+                for skip in plan.skipped:
+                    print(f"xetfs: warning: skipping {skip.path[:120]!r}: {skip.reason}", file=sys.stderr)
+                with progress_bar(sum(e.size for e in plan.files), "download") as bar:
+                    return await download_files(hub, plan, root, bar.update)
 
     repo = parse_repo(args.repo, args.repo_type, args.revision)
     root = Path(args.to)
@@ -55,4 +61,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(asdict(result)))
     else:
         print(f"{result.commit}  {result.files} files, {result.bytes} bytes -> {root}")
+    if result.skipped:
+        print(f"xetfs: error: skipped {result.skipped} file(s) with unsafe names (see the warnings above)",
+              file=sys.stderr)
+        return 1
     return 0

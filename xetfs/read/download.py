@@ -5,6 +5,10 @@ The revision is resolved to a commit first, so all files come from one commit. X
 sha256; other files come from the resolve route and are checked against their git blob id
 (docs/protocol.md, "Tree entries"). Each file is written to a temporary name in its directory and renamed
 into place when complete; a failed or cancelled file leaves nothing behind.
+
+A listing can only carry paths the server refused at commit if the server is hostile or broken: such an
+entry (an unsafe path by the rules of ``protocol.paths``, or a file whose path another entry uses as a
+directory) is skipped, never written, and counted in ``DownloadPlan.skipped`` (docs/security.md, "Names").
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from xetfs.core.gitblob import git_blob_hasher
 from xetfs.errors import IntegrityError, NotFound, ValidationError
 from xetfs.osutil.atomic import publish, temp_path_for
 from xetfs.protocol.hub import TreeEntry
+from xetfs.protocol.paths import path_problem
 from xetfs.read.fetcher import Fetcher
 from xetfs.read.reader import FileReader
 
@@ -36,6 +41,20 @@ class DownloadResult:
     commit: str
     files: int
     bytes: int
+    skipped: int = 0             # entries with unsafe names, not downloaded
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadPlan:
+    at: RepoRef                  # the revision pinned to its commit
+    files: list[TreeEntry]       # what to download
+    skipped: list[Skipped]       # listed files whose names are unsafe to write locally
 
 
 def select(entries: Sequence[TreeEntry], paths: Sequence[str]) -> list[TreeEntry]:
@@ -53,23 +72,41 @@ def select(entries: Sequence[TreeEntry], paths: Sequence[str]) -> list[TreeEntry
     return [chosen[k] for k in sorted(chosen)]
 
 
+def split_unsafe(files: Sequence[TreeEntry]) -> tuple[list[TreeEntry], list[Skipped]]:
+    """``files`` -> (the entries safe to write under a local directory, the others with the reason)."""
+    safe: list[TreeEntry] = []
+    skipped: list[Skipped] = []
+    for e in files:
+        problem = path_problem(e.path)
+        if problem is None:
+            safe.append(e)
+        else:
+            skipped.append(Skipped(e.path, problem))
+    dirs = {p[:i] for p in (e.path for e in safe) for i in range(len(p)) if p[i] == "/"}
+    clash = [e for e in safe if e.path in dirs]
+    skipped += [Skipped(e.path, "the listing also has files under this path") for e in clash]
+    return [e for e in safe if e.path not in dirs], skipped
+
+
 def local_path(root: Path, repo_path: str) -> Path:
-    """``root / repo_path``, refusing paths that would escape ``root``."""
-    parts = PurePosixPath(repo_path).parts
-    if not parts or PurePosixPath(repo_path).is_absolute() or any(p in ("..", ".", "") for p in parts):
-        raise ValidationError(f"refusing unsafe path from the server: {repo_path!r}")
-    return root.joinpath(*parts)
+    """``root / repo_path``, refusing paths that would escape ``root`` or that the server should have refused."""
+    problem = path_problem(repo_path)
+    if problem is not None:
+        raise ValidationError(f"refusing unsafe path from the server: {problem}")
+    return root.joinpath(*repo_path.split("/"))
 
 
-async def plan_download(hub: HubClient, repo: RepoRef, paths: Sequence[str]) -> tuple[RepoRef, list[TreeEntry]]:
-    """The revision pinned to its commit, and the files to download from it."""
+async def plan_download(hub: HubClient, repo: RepoRef, paths: Sequence[str]) -> DownloadPlan:
+    """The revision pinned to its commit, the files to download from it, and the files skipped."""
     at = repo.at(await hub.revision_sha(repo))
-    return at, select(await hub.list_tree(at, recursive=True), paths)
+    files, skipped = split_unsafe(select(await hub.list_tree(at, recursive=True), paths))
+    return DownloadPlan(at, files, skipped)
 
 
-async def download_files(hub: HubClient, at: RepoRef, files: Sequence[TreeEntry], root: Path,
+async def download_files(hub: HubClient, plan: DownloadPlan, root: Path,
                          progress: Progress = lambda n: None) -> DownloadResult:
-    """Download ``files`` of the commit ``at`` (from ``plan_download``) under ``root``."""
+    """Download the files of ``plan`` under ``root``."""
+    at, files = plan.at, plan.files
     cas = CasClient(TokenProvider(lambda: hub.xet_token(at, "read")), hub.http, retry=hub.retry)
     limiter = trio.CapacityLimiter(FILES_IN_PARALLEL)
     async with trio.open_nursery() as nursery:
@@ -78,7 +115,8 @@ async def download_files(hub: HubClient, at: RepoRef, files: Sequence[TreeEntry]
             for entry in files:
                 files_nursery.start_soon(_one_file, hub, at, fetcher, entry, root, limiter, progress)
         nursery.cancel_scope.cancel()   # stop readahead still running
-    return DownloadResult(commit=at.revision, files=len(files), bytes=sum(e.size for e in files))
+    return DownloadResult(commit=at.revision, files=len(files), bytes=sum(e.size for e in files),
+                          skipped=len(plan.skipped))
 
 
 async def _one_file(hub: HubClient, at: RepoRef, fetcher: Fetcher, entry: TreeEntry, root: Path,

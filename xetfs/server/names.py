@@ -5,20 +5,17 @@
 - Repo specs (``xetfs token create --repo``): ``NS/NAME`` (a model), ``models/NS/NAME``, ``datasets/NS/NAME``
   or ``spaces/NS/NAME``; canonical spelling: ``NS/NAME``, ``datasets/NS/NAME``, ``spaces/NS/NAME``.
 - Branch names follow git's ref-name rules (``git check-ref-format --branch``), at most 255 bytes.
-- File paths: ``/``-separated, no empty, ``.`` or ``..`` segment, no control character or backslash, each
-  segment at most 255 bytes (UTF-8), the whole path at most 4096 bytes.
+- File paths: the rules of ``protocol.paths`` (shared with clients, which skip other paths in a listing).
 """
 from __future__ import annotations
 
 import re
-import unicodedata
 
 from xetfs.errors import ValidationError
+from xetfs.protocol.paths import has_control, path_problem
 
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 URL_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-MAX_SEGMENT_BYTES = 255
-MAX_PATH_BYTES = 4096
 MAX_BRANCH_BYTES = 255
 _NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?$")
 
@@ -50,13 +47,9 @@ def parse_repo_spec(spec: str) -> str:
     return repo_spec(repo_type, check_repo_id(*parts))
 
 
-def _control(text: str) -> bool:
-    return any(unicodedata.category(c) in ("Cc", "Cs", "Zl", "Zp") for c in text)
-
-
 def check_branch(name: str) -> str:
     """git's ref-name rules for a branch (``git check-ref-format --branch``)."""
-    bad = (not name or len(name.encode("utf-8", "surrogatepass")) > MAX_BRANCH_BYTES or _control(name)
+    bad = (not name or len(name.encode("utf-8", "surrogatepass")) > MAX_BRANCH_BYTES or has_control(name)
            or any(c in name for c in " ~^:?*[\\") or name.startswith(("-", "/")) or name.endswith(("/", ".", ".lock"))
            or ".." in name or "//" in name or "@{" in name or name == "@"
            or any(seg.startswith(".") or seg.endswith(".lock") for seg in name.split("/")))
@@ -66,15 +59,9 @@ def check_branch(name: str) -> str:
 
 
 def check_path(path: object) -> str:
-    if not isinstance(path, str) or not path:
-        raise ValidationError("a path must be a non-empty string")
-    if path.startswith("/") or "\\" in path or _control(path):
-        raise ValidationError(f"invalid path {path[:200]!r}")
-    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
-        raise ValidationError(f"path longer than {MAX_PATH_BYTES} bytes")
-    for seg in path.split("/"):
-        if seg in ("", ".", ".."):
-            raise ValidationError(f"invalid path {path[:200]!r}: empty, '.' or '..' segment")
-        if len(seg.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
-            raise ValidationError(f"path segment longer than {MAX_SEGMENT_BYTES} bytes: {seg[:60]!r}…")
+    """``path`` when it follows the rules of ``protocol.paths``; ValidationError naming the rule otherwise."""
+    problem = path_problem(path)
+    if problem is not None:
+        raise ValidationError(problem)
+    assert isinstance(path, str)
     return path
