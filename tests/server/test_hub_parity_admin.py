@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from xetfs.testing.deps import required
+from xetfs.testing.hub import new_token
 from xetfs.testing.server import ServerHandle, env_for_hf, make_bytes, running_server
 
 required("huggingface_hub")
@@ -116,6 +117,16 @@ def test_move_and_duplicate(srv: ServerHandle, tmp_path: Path) -> None:
         p = hf_hub_download(name, "w.bin", endpoint=srv.url, token=srv.token, cache_dir=tmp_path / name)
         assert Path(p).read_bytes() == data
     assert "t/old-name" not in [m.id for m in api.list_models(author="t")]
+    for limited_to, asked in (("t/new-name", "t/old-name"), ("t/old-name", "t/new-name")):
+        scoped = HfApi(endpoint=srv.url, token=new_token(srv, "read", limited_to))
+        assert scoped.repo_info(asked).id == "t/new-name"                 # a token follows its repo's move
+        p = hf_hub_download(asked, "w.bin", endpoint=srv.url, token=scoped.token, cache_dir=tmp_path / "s" / asked)
+        assert Path(p).read_bytes() == data
+    other = HfApi(endpoint=srv.url, token=new_token(srv, "read", "t/other"))
+    for asked in ("t/new-name", "t/old-name", "t/no-such-repo"):
+        with pytest.raises(HfHubHTTPError) as err:
+            other.repo_info(asked)
+        assert err.value.response.status_code == 403                      # the same answer, existing or not
 
     before = _dir_bytes(srv.data_dir / "objects")
     url = api.duplicate_repo("t/new-name", "t/copy")

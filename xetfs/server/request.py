@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import re
+from dataclasses import replace
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +17,7 @@ from aiohttp import web
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import ValidationError
 from xetfs.server.auth import Principal
-from xetfs.server.context import state_of
+from xetfs.server.context import State, state_of
 from xetfs.server.errors import RepoNotFound, RequestTimeout, TooManyUploads
 from xetfs.server.metadata.store import Repo
 from xetfs.server.names import repo_spec
@@ -77,6 +78,14 @@ async def json_object(request: web.Request, limit: int = JSON_BODY_BYTES) -> dic
     return body
 
 
+def _names_repo(st: State, spec: str, repo: Repo) -> bool:
+    """Does the repo name ``spec`` (``names.repo_spec`` spelling) lead to ``repo`` (its name, or an old one)?"""
+    prefix = next((p for p in ("datasets/", "spaces/") if spec.startswith(p)), "")
+    repo_type = {"": "model", "datasets/": "dataset", "spaces/": "space"}[prefix]
+    found = st.meta.repo(repo_type, spec[len(prefix):])
+    return found is not None and found.id == repo.id
+
+
 def range_header(request: web.Request) -> str | None:
     """The ``Range`` header, refused (400) unless it is short ASCII with numbers of at most 18 digits."""
     value = request.headers.get("Range")
@@ -103,10 +112,21 @@ async def principal(request: web.Request, scope: str, repo: str | None) -> Princ
 
 async def repo_access(request: web.Request, scope: str, repo_type: str, repo_id: str) -> tuple[Principal, Repo]:
     """The caller and the repo, checked for ``scope``. A private repo is, for an anonymous caller, the same
-    404 as a missing one (``--public-read`` never reveals private repos)."""
+    404 as a missing one (``--public-read`` never reveals private repos). A missing repo is 404 only to a
+    caller whose scope covers the name asked for."""
     st = state_of(request)
-    who = await principal(request, scope, repo_spec(repo_type, repo_id))
-    repo = await st.run(lookup_repo, st, repo_type, repo_id)
+    asked = repo_spec(repo_type, repo_id)
+    caller = await st.run(st.auth.hub_principal, request.headers.get("Authorization"))
+    try:
+        repo = await st.run(lookup_repo, st, repo_type, repo_id)
+    except RepoNotFound:
+        st.auth.require(caller, scope, asked)           # out of scope: 401/403 whether or not the repo exists
+        raise
+    # A moved repo answers to its old names, and a token limited to it follows it: the token's name may be the
+    # repo's name now, or any name that leads to it.
+    if caller is not None and caller.repo not in (None, asked) and await st.run(_names_repo, st, caller.repo, repo):
+        caller = replace(caller, repo=asked)
+    who = st.auth.require(caller, scope, asked)
     if repo.private and who.anonymous:
         raise RepoNotFound(f"{repo_type} repository {repo_id} not found")
     return who, repo
