@@ -1,5 +1,6 @@
-"""Arguments shared by commands, not a command: durations (``xetfs gc --grace``, ``xetfs serve
---gc-interval``: ``0``, ``90s``, ``30m``, ``24h``, ``7d`` -> seconds) and history retention (``--keep-history
+"""Arguments shared by commands, not a command: sizes (``--cache-size``, ``xetfs cache prune --max-size``:
+``512M``, ``10G`` -> bytes), durations (``xetfs gc --grace``, ``xetfs serve --gc-interval``, ``xetfs cache prune
+--older-than``: ``0``, ``90s``, ``30m``, ``24h``, ``7d`` -> seconds) and history retention (``--keep-history
 N|all`` -> N, or None for all)."""
 from __future__ import annotations
 
@@ -8,6 +9,15 @@ import re
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([smhd]?)$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+
+
+def size(text: str) -> int:
+    """``10G`` -> 10 * 2**30; plain numbers are bytes."""
+    m = _SIZE.match(text)
+    if m is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 512M, 10G)")
+    return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
 
 
 def duration(text: str) -> float:

@@ -29,6 +29,8 @@ COMMANDS: dict[str, str] = {
     "token": "token_cmd",
     "upload": "upload_cmd",
     "download": "download_cmd",
+    "prefetch": "prefetch_cmd",
+    "cache": "cache_cmd",
     "mount": "mount_cmd",
     "umount": "umount_cmd",
     "stats": "stats_cmd",

@@ -31,31 +31,23 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xetfs.cli.durations import size as parse_size
+
 if TYPE_CHECKING:
     from xetfs.fs.mount import MountOptions
 
 HELP = "mount a repo revision as a directory (a branch mounts writable)"
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 READY_TIMEOUT_S = 300.0
 # glibc: keep freed memory for reuse rather than returning it and page-faulting later copies
 # (docs/architecture.md, "Performance").
 MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(256 << 20), "MALLOC_TOP_PAD_": str(64 << 20)}
-
-
-def parse_size(text: str) -> int:
-    """``10G`` -> 10 * 2**30; plain numbers are bytes."""
-    m = _SIZE_RE.match(text)
-    if m is None:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 512M, 10G)")
-    return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,9 @@
 """The read path: the chunk source seam (``source``), the chunk cache (``cache`` over ``memory_tier`` and
 ``disk_tier``), file layouts (``layout``, ``known``), reconstruction windows (``windows``), the fetcher
 (``fetcher``, ``flight``), ``FileReader`` (``reader``), file formats and readahead (``formats``,
-``readahead``) and snapshot download (``download``). See docs/architecture.md, "A read".
+``readahead``), snapshot download (``download``), revision snapshots (``snapshot``) and cache management: the
+tier's files (``disk_files``), pins (``pins``), ``prefetch``, ``cache_admin`` and bundles (``bundle``). See
+docs/architecture.md, "A read" and "Cache management".
 
 May import: ``xetfs.core``, ``xetfs.protocol``, ``xetfs.transport``, ``xetfs.client``, ``xetfs.osutil``,
 ``xetfs.errors``.

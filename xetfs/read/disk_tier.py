@@ -16,10 +16,13 @@ One entry per run of consecutive chunks (normally one fetched range), under
 - the size bound is kept by a running byte count (seeded by one scan at start-up); when it passes the bound,
   a rescan of the directory (the truth, including the other mount's writes) deletes the oldest entries until
   the tier is at ``low_water`` of its bound. Deleting an entry another process just read is harmless.
+- pinned files (``xetfs.read.pins``, read afresh at each eviction) are never evicted: neither their layouts nor
+  the entries overlapping the chunk ranges those layouts name; their bytes are not counted against the bound.
 
 File layouts (``xetfs.read.layout``, which chunks make up a file) live beside the entries under
 ``<cache_dir>/layouts/<2 hex>/<file hash hex>.layout``: written atomically the same way, checked by the reader,
-counted in the same byte bound and evicted by the same LRU scan.
+counted in the same byte bound and evicted by the same LRU scan; ``update_layout`` merges with the stored one
+under a directory ``flock`` shared by every process (docs/architecture.md, "Cache management").
 
 Every method does blocking file I/O and is thread-safe: the read path calls them from worker threads.
 """
@@ -28,45 +31,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import struct
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from xetfs.core.hashing import chunk_hash
-from xetfs.osutil.atomic import publish
+from xetfs.read.disk_files import (CHECKSUM_BYTES, HEADER_BYTES, checksum, dir_lock, encode_header, header_bytes,
+                                   parse_header, parse_name, scan, write_file)
+from xetfs.read.pins import protection
+
+__all__ = ["CHECKSUM_BYTES", "HEADER_BYTES", "ChunkKey", "DamagedEntry", "DiskTier"]
 
 log = logging.getLogger(__name__)
 
 ChunkKey = tuple[bytes, int]          # (raw 32-byte xorb hash, chunk index)
-
-MAGIC = b"XFC3"
-_COUNT = struct.Struct("<I")
-_INDEX = struct.Struct("<I16s")       # uncompressed size, chunk hash[:16]
-CHECKSUM_BYTES = 16
-HEADER_BYTES = len(MAGIC) + _COUNT.size + _INDEX.size + CHECKSUM_BYTES   # the header of a one-chunk entry
-MAX_IOV = 512
-
-
-def _checksum(data: bytes | bytearray | memoryview) -> bytes:
-    """The chunk hash (docs/protocol.md, "Hashes"), truncated: the read path computed it to verify the chunk, so a
-    write passes it in and nothing is hashed twice."""
-    return bytes(chunk_hash(data)[:CHECKSUM_BYTES])
-
-
-def _header_bytes(n: int) -> int:
-    return len(MAGIC) + _COUNT.size + n * _INDEX.size + CHECKSUM_BYTES
-
-
-def _parse_name(name: str) -> tuple[bytes, int, int] | None:
-    """``<xorb hex>.<start>-<end>`` -> (raw xorb hash, start, end), None for anything else."""
-    try:
-        hexed, span = name.split(".", 1)
-        start, end = span.split("-", 1)
-        return bytes.fromhex(hexed), int(start), int(end)
-    except ValueError:
-        return None
 
 
 class DiskTier:
@@ -74,6 +52,7 @@ class DiskTier:
 
     def __init__(self, root: Path, max_bytes: int, *, low_water: float = 0.9,
                  touch_interval_s: float = 60.0) -> None:
+        self.cache_dir = Path(root)
         self.root = Path(root) / "chunks"
         self.root.mkdir(parents=True, exist_ok=True)
         self.layout_root = Path(root) / "layouts"
@@ -82,15 +61,15 @@ class DiskTier:
         self.low_water = low_water
         self.touch_interval_s = touch_interval_s
         self._lock = threading.Lock()
-        self._dirs: set[str] = set()
         self._root = str(self.root)
         self._index: dict[bytes, set[tuple[int, int]]] = {}   # xorb -> chunk ranges of its entries (a hint)
         self._touched: dict[str, float] = {}
         self._used: dict[str, int] = {}   # path -> order of its last use by this process (breaks mtime ties)
         self._uses = 0
         self._bytes = 0
+        keep = protection(self.cache_dir)
         for _, path, size in self._scan():
-            self._bytes += size
+            self._bytes += 0 if keep.covers(path) else size   # the bound counts unpinned bytes only
             self._note(path.name)
         self.evictions = 0
 
@@ -101,13 +80,13 @@ class DiskTier:
         return os.path.join(self._root, hexed[:2], f"{hexed}.{start}-{end}")
 
     def _note(self, name: str) -> None:
-        parsed = _parse_name(name)
+        parsed = parse_name(name)
         if parsed is not None:
             with self._lock:
                 self._index.setdefault(parsed[0], set()).add(parsed[1:])
 
     def _forget(self, name: str) -> None:
-        parsed = _parse_name(name)
+        parsed = parse_name(name)
         if parsed is not None:
             with self._lock:
                 ranges = self._index.get(parsed[0])
@@ -121,7 +100,7 @@ class DiskTier:
             names = [n for n in os.listdir(os.path.join(self._root, hexed[:2])) if n.startswith(hexed + ".")]
         except FileNotFoundError:
             names = []
-        found = {p[1:] for p in map(_parse_name, names) if p is not None}
+        found = {p[1:] for p in map(parse_name, names) if p is not None}
         with self._lock:
             self._index[xorb] = found
 
@@ -187,23 +166,19 @@ class DiskTier:
         try:
             st = os.fstat(fd)
             n = end - start
-            header_bytes = _header_bytes(n)
-            head = os.pread(fd, header_bytes, 0)
-            ok = (len(head) == header_bytes and head[:len(MAGIC)] == MAGIC
-                  and _COUNT.unpack_from(head, len(MAGIC))[0] == n
-                  and _checksum(head[:-CHECKSUM_BYTES]) == head[-CHECKSUM_BYTES:])
+            index = parse_header(os.pread(fd, header_bytes(n), 0), n)
             out: dict[int, bytes] = {}
-            if ok:
-                index = list(_INDEX.iter_unpack(head[len(MAGIC) + _COUNT.size:-CHECKSUM_BYTES]))
-                offsets = [header_bytes]
+            ok = index is not None
+            if index is not None:
+                offsets = [header_bytes(n)]
                 for size, _ in index:
                     offsets.append(offsets[-1] + size)
                 ok = offsets[-1] == st.st_size
-            if ok:
+            if ok and index is not None:
                 for i in need:   # one pread per chunk: the bytes land in their own object, copied once
                     j = i - start
                     data = os.pread(fd, index[j][0], offsets[j])
-                    if len(data) != index[j][0] or _checksum(data) != index[j][1]:
+                    if len(data) != index[j][0] or checksum(data) != index[j][1]:
                         ok = False
                         break
                     out[i] = data
@@ -247,7 +222,7 @@ class DiskTier:
             old = os.stat(path).st_size
         except FileNotFoundError:
             old = 0
-        if self._write_atomic(path, [data], len(data)):
+        if write_file(path, [data], len(data)):
             self._use(path)
             with self._lock:
                 self._bytes += len(data) - old
@@ -255,44 +230,34 @@ class DiskTier:
             if over:
                 self.evict()
 
+    def update_layout(self, file_hash: bytes, merge: Callable[[bytes | None], bytes | None]) -> None:
+        """Replace the layout of a file by ``merge(stored layout or None)`` (None: keep it), under a lock shared
+        with the other processes using the directory, so what another one stored meanwhile is not lost."""
+        path = self._layout_path(file_hash)
+        with dir_lock(os.path.dirname(path)):
+            try:
+                with open(path, "rb") as f:
+                    old: bytes | None = f.read()
+            except FileNotFoundError:
+                old = None
+            data = merge(old)
+            if data is not None and data != old:
+                self.put_layout(file_hash, data)
+
+    def check_entry(self, path: Path) -> bool | None:
+        """``xetfs cache verify``: re-hash every chunk of one entry. True when sound, False when damaged (it
+        is deleted), None when it is gone or not an entry."""
+        parsed = parse_name(path.name)
+        if parsed is None:
+            return None
+        got = self._read_entry(parsed[0], parsed[1], parsed[2], list(range(parsed[1], parsed[2])))
+        return None if got == {} else got is not None
+
     def drop_layout(self, file_hash: bytes) -> None:
         """Delete a damaged layout (the reader relearns it from reconstructions)."""
         path = Path(self._layout_path(file_hash))
         with contextlib.suppress(FileNotFoundError):
             self._remove(path, path.stat().st_size)
-
-    def _write_atomic(self, path: str, bufs: list[bytes | bytearray], total: int) -> bool:
-        """Write ``bufs`` to a unique temp file beside ``path``, then rename it over ``path``. False (logged)
-        on any OS error: a full disk must not fail a read, the cache is best effort."""
-        sub, name = os.path.split(path)
-        if sub not in self._dirs:
-            os.makedirs(sub, exist_ok=True)
-            self._dirs.add(sub)
-        tmp = os.path.join(sub, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                written = 0
-                while bufs:
-                    n = os.writev(fd, bufs[:MAX_IOV])
-                    written += n
-                    while bufs and n >= len(bufs[0]):
-                        n -= len(bufs[0])
-                        bufs.pop(0)
-                    if n:
-                        bufs[0] = bufs[0][n:]
-                if written != total:
-                    raise OSError(f"short write {written} of {total}")
-            finally:
-                os.close(fd)
-            # a cache entry is checked against its chunk hashes when loaded, so it needs no fsync
-            publish(Path(tmp), Path(path), sync_dir=False, sync_file=False)
-        except OSError as exc:
-            log.warning("disk cache write failed: %s", exc)
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            return False
-        return True
 
     # -- writes --------------------------------------------------------------------------------------------
 
@@ -317,13 +282,10 @@ class DiskTier:
     def _put_entry(self, xorb: bytes, start: int, datas: Sequence[bytes], hashes: Sequence[bytes] | None) -> None:
         end = start + len(datas)
         name = f"{xorb.hex()}.{start}-{end}"
-        head = bytearray(MAGIC + _COUNT.pack(len(datas)))
-        for i, d in enumerate(datas):
-            head += _INDEX.pack(len(d), _checksum(d) if hashes is None else bytes(hashes[i][:CHECKSUM_BYTES]))
-        head += _checksum(head)
+        head = encode_header(datas, hashes)
         total = len(head) + sum(map(len, datas))
         path = self._entry_path(xorb, start, end)
-        if not self._write_atomic(path, [head, *datas], total):
+        if not write_file(path, [head, *datas], total):
             return
         self._use(path)
         self._note(name)
@@ -334,10 +296,14 @@ class DiskTier:
             self.evict()
 
     def evict(self) -> None:
-        """Delete least recently used entries until the tier is at its low-water mark."""
+        """Delete least recently used entries until the tier is at its low-water mark. Pinned files' layouts
+        and chunks (``xetfs.read.pins``, read afresh: another process may have pinned) are skipped and not
+        counted."""
         with self._lock:   # least recently used first: by mtime, then (a coarse clock ties) by our own order
             used = dict(self._used)
-        entries = sorted(self._scan(), key=lambda e: (e[0], used.get(str(e[1]), -1)))
+        keep = protection(self.cache_dir)
+        entries = sorted((e for e in self._scan() if not keep.covers(e[1])),
+                         key=lambda e: (e[0], used.get(str(e[1]), -1)))
         total = sum(size for _, _, size in entries)
         target = int(self.max_bytes * self.low_water)
         for _, path, size in entries:
@@ -370,19 +336,7 @@ class DiskTier:
             self._bytes -= size
 
     def _scan(self) -> Iterable[tuple[float, Path, int]]:
-        subs = [*self.root.iterdir(), *self.layout_root.iterdir()]
-        for sub in subs:
-            if not sub.is_dir():
-                continue
-            with os.scandir(sub) as it:
-                for entry in it:
-                    if entry.name.startswith("."):
-                        continue
-                    try:
-                        st = entry.stat()
-                    except FileNotFoundError:
-                        continue
-                    yield st.st_mtime, Path(entry.path), st.st_size
+        return scan([self.root, self.layout_root])
 
 
 class DamagedEntry(Exception):

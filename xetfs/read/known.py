@@ -5,8 +5,9 @@ A ``FileReader`` learns, from the terms of its reconstructions once their chunks
 and size of each chunk (``learn``). A read of known chunks is then a chunk-cache lookup with no reconstruction
 query at all. The learned terms are persisted as the file's layout in the disk tier (``xetfs.read.layout``
 encodes them; one save at a time through the fetcher's disk writer, coalescing what is learned meanwhile),
-and loaded back at the first read (``load``), so a remount with a warm disk cache reads a file it read before
-without asking the server anything.
+merged with what another process stored meanwhile (``DiskTier.update_layout``), and loaded back at the first
+read (``load``), so a remount with a warm disk cache reads a file it read before without asking the server
+anything.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from xetfs.core.reconstruction import ReconstructionTerm
 from xetfs.errors import FormatError
 from xetfs.read.fetcher import Fetcher
 from xetfs.read.flight import Pending
-from xetfs.read.layout import LayoutTerm, decode_layout, encode_layout
+from xetfs.read.layout import LayoutTerm, decode_layout, merge_into
 
 log = logging.getLogger(__name__)
 
@@ -151,5 +152,5 @@ class KnownChunks:
             self._saving = False
             return None
         self._dirty = False
-        data = (self.file_hash, self.size, list(self._terms.values()))
-        return lambda: disk.put_layout(self.file_hash, encode_layout(*data))
+        terms = list(self._terms.values())
+        return lambda: disk.update_layout(self.file_hash, lambda old: merge_into(old, self.file_hash, self.size, terms))

@@ -68,6 +68,14 @@ def encode_layout(file_hash: bytes, file_size: int, terms: Iterable[LayoutTerm])
     return bytes(out)
 
 
+def peek_layout(data: bytes) -> tuple[bytes, int] | None:
+    """(file hash, file size) from a layout's head, unchecked (``decode_layout`` checks it); None if not a layout."""
+    if len(data) < _HEAD.size or data[:len(MAGIC)] != MAGIC:
+        return None
+    _, file_hash, size, _ = _HEAD.unpack_from(data, 0)
+    return bytes(file_hash), int(size)
+
+
 def decode_layout(data: bytes, file_hash: bytes, file_size: int) -> list[LayoutTerm]:
     """The terms of a layout written by ``encode_layout`` for this file; ``FormatError`` when it is damaged
     or belongs to another file (a layout is only a hint: the caller drops it and relearns)."""
@@ -94,3 +102,16 @@ def decode_layout(data: bytes, file_hash: bytes, file_size: int) -> list[LayoutT
     if at != body_end:
         raise FormatError("file layout has trailing bytes")
     return terms
+
+
+def merge_into(stored: bytes | None, file_hash: bytes, file_size: int, terms: Iterable[LayoutTerm]) -> bytes:
+    """The layout of ``terms`` plus those of the ``stored`` layout (another process may have stored terms this
+    one did not learn; a damaged one is ignored), one term per file offset, ours first."""
+    by_offset: dict[int, LayoutTerm] = {}
+    if stored is not None:
+        try:
+            by_offset = {t.file_offset: t for t in decode_layout(stored, file_hash, file_size)}
+        except FormatError:
+            pass
+    by_offset.update((t.file_offset, t) for t in terms)
+    return encode_layout(file_hash, file_size, by_offset.values())

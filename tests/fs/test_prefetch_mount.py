@@ -1,0 +1,89 @@
+"""``xetfs prefetch`` and ``xetfs cache`` with real mounts of a real ``xetfs serve``: a prefetched, pinned 256 MiB
+file reads through a mount byte-exact with nothing fetched; a pinned file survives the eviction pressure of a
+mount with a small --cache-size; a bundle exported, imported into an empty cache dir, serves a mount."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from xetfs.testing.files import write_tree
+from xetfs.testing.mount import mounted, xetfs_cli
+from xetfs.testing.server import ServerHandle, make_bytes
+
+pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
+
+MiB = 1024 * 1024
+
+
+def _seed(srv: ServerHandle, repo: str, tmp_path: Path, files: dict[str, bytes]) -> None:
+    srv.create_repo(repo)
+    write_tree(tmp_path / "seed", files)
+    xetfs_cli("upload", repo, str(tmp_path / "seed"), "--endpoint", srv.url, "--token", srv.token)
+
+
+def _prefetch(srv: ServerHandle, repo: str, cache: Path, *args: str) -> dict[str, int]:
+    done = xetfs_cli("prefetch", repo, *args, "--cache-dir", str(cache), "--json", "--endpoint", srv.url,
+                     "--token", srv.token)
+    return dict(json.loads(done.stdout))
+
+
+def _sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(8 * MiB):
+            h.update(block)
+    return h.hexdigest()
+
+
+def test_a_prefetched_pinned_256_mib_file_reads_through_a_mount_with_nothing_fetched(server: ServerHandle,
+                                                                                      tmp_path: Path) -> None:
+    data = make_bytes("random", 256 * MiB, 5)
+    want = hashlib.sha256(data).hexdigest()
+    _seed(server, "org/big", tmp_path, {"big.bin": data})
+    del data
+    cache = tmp_path / "cache"
+    out = _prefetch(server, "org/big", cache, "--pin")
+    assert (out["files"], out["bytes"], out["pinned"]) == (1, 256 * MiB, 1)
+    with mounted(server, "org/big", tmp_path / "mnt", cache_dir=cache, args=["--memory-cache-size", "64M"]) as m:
+        assert _sha256_of(m.path / "big.bin") == want
+        stats = m.stats()
+        assert stats["bytes_fetched"] == 0 and stats["reconstructions"] == 0
+        assert stats["bytes_read"] >= 256 * MiB
+
+
+def test_a_pinned_file_survives_the_eviction_pressure_of_a_small_cache(server: ServerHandle, tmp_path: Path) -> None:
+    files = {"pinned.bin": make_bytes("random", 8 * MiB, 1), "o1.bin": make_bytes("random", 12 * MiB, 2),
+             "o2.bin": make_bytes("random", 12 * MiB, 3)}
+    _seed(server, "org/pressure", tmp_path, files)
+    cache = tmp_path / "cache"
+    _prefetch(server, "org/pressure", cache, "pinned.bin", "--pin")
+    with mounted(server, "org/pressure", tmp_path / "mnt", cache_dir=cache, args=["--cache-size", "10M"]) as m:
+        for name in ("o1.bin", "o2.bin"):
+            assert (m.path / name).read_bytes() == files[name]
+        stats = m.stats()
+        assert stats["cache"]["disk"]["evictions"] > 0 and stats["bytes_fetched"] >= 24 * MiB
+    listed = json.loads(xetfs_cli("cache", "ls", "--cache-dir", str(cache), "--json").stdout)
+    cached = {f["path"]: (f["cached_bytes"], f["pinned"]) for f in listed[0]["files"]}
+    assert cached["pinned.bin"] == (8 * MiB, True)
+    assert cached["o1.bin"][0] < 12 * MiB                       # the pressure was real: unpinned bytes went
+    with mounted(server, "org/pressure", tmp_path / "mnt", cache_dir=cache, args=["--cache-size", "10M"]) as m:
+        assert (m.path / "pinned.bin").read_bytes() == files["pinned.bin"]
+        assert m.stats()["bytes_fetched"] == 0
+
+
+def test_an_exported_bundle_imported_into_an_empty_cache_dir_serves_a_mount(server: ServerHandle,
+                                                                           tmp_path: Path) -> None:
+    files = {"model.safetensors": make_bytes("random", 6 * MiB, 7), "sub/data.bin": make_bytes("random", 3 * MiB, 8)}
+    _seed(server, "org/bundle", tmp_path, files)
+    warm, bundle, fresh = tmp_path / "warm", tmp_path / "rev.tar", tmp_path / "fresh"
+    _prefetch(server, "org/bundle", warm)
+    xetfs_cli("cache", "export", "org/bundle", "-o", str(bundle), "--cache-dir", str(warm))
+    xetfs_cli("cache", "import", str(bundle), "--cache-dir", str(fresh))
+    with mounted(server, "org/bundle", tmp_path / "mnt", cache_dir=fresh) as m:
+        for name, data in files.items():
+            assert (m.path / name).read_bytes() == data
+        stats = m.stats()
+        assert stats["bytes_fetched"] == 0 and stats["reconstructions"] == 0
