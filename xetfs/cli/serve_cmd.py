@@ -28,6 +28,9 @@ printed once. Once ready the server prints "listening on http://HOST:PORT" and w
 default 24h; --keep-history N keeps only the data of the newest N commits of each ref, default all); with
 several nodes one collection runs at a time (the others skip theirs).
 
+A client gets --header-timeout (default 30s) to send a request's line and headers; idle keep-alive
+connections close after 75 s and a request body that stops for 30 s gets 408 (docs/security.md, "Limits").
+
 GET /health answers {"status": "ok"}; GET /metrics serves Prometheus text (names in docs/architecture.md,
 "Metrics"). --log-format json logs one JSON object per line on stderr.
 
@@ -73,6 +76,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--regions", metavar="FILE", type=Path,
                         help='the region map as JSON: {"region": NAME, "networks": {CIDR: REGION}, '
                              '"cas_urls": {REGION: URL}} (flags add to it)')
+    parser.add_argument("--header-timeout", type=duration, default=30.0, metavar="DURATION",
+                        help="close a connection that takes longer to send a request's line and headers "
+                             "(default 30s; 0 = no limit)")
     parser.add_argument("--gc-interval", type=duration, default=0.0, metavar="DURATION",
                         help="run the garbage collector (as `xetfs gc`) every DURATION, e.g. 6h (default: never)")
     parser.add_argument("--gc-grace", type=duration, default=24 * 3600.0, metavar="DURATION",
@@ -151,6 +157,7 @@ async def _serve(args: argparse.Namespace, storage: Any, meta: Any, regions: Any
 
     from xetfs.osutil.atomic import write_atomic
     from xetfs.server.app import HANDLER_LIMITS, State, make_app
+    from xetfs.server.connection import HeadTimeoutRunner
     from xetfs.server.middleware import AccessLogger
 
     data_dir: Path = args.data.resolve()
@@ -164,9 +171,9 @@ async def _serve(args: argparse.Namespace, storage: Any, meta: Any, regions: Any
         log.info("%s", regions.describe())
     log.info("objects in %s; reads %s", storage or data_dir / "objects",
              "direct from the store" if state.direct_reads else "through this server")
-    runner = web.AppRunner(make_app(state), access_log_class=AccessLogger,
-                           access_log=logging.getLogger("xetfs.server.access"), handle_signals=False,
-                           **HANDLER_LIMITS)
+    runner = HeadTimeoutRunner(make_app(state), header_timeout_s=args.header_timeout, access_log_class=AccessLogger,
+                               access_log=logging.getLogger("xetfs.server.access"), handle_signals=False,
+                               **HANDLER_LIMITS)
     await runner.setup()
     site = web.TCPSite(runner, args.host, args.port)
     await site.start()
