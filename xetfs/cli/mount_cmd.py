@@ -22,7 +22,9 @@ apart); if the mount stops first, the next mount of the same repo, branch and ca
 Without --foreground the command returns once the mount is ready; the daemon logs to
 <cache-dir>/logs/mount-<time>-<pid>.log. `xetfs umount MOUNTPOINT` waits for pending uploads (bounded) and
 unmounts (or SIGTERM/SIGINT to the daemon: pending changes stay journaled). `xetfs stats MOUNTPOINT` prints
-the mount's counters (read from the hidden file MOUNTPOINT/.xetfs-stats).
+the mount's counters (read from the hidden file MOUNTPOINT/.xetfs-stats). --metrics-addr HOST:PORT serves
+the same counters, cache hits per tier and fetch/reconstruction latency histograms as Prometheus text at
+http://HOST:PORT/metrics (names in docs/architecture.md, "Metrics"); --log-format json logs JSON lines.
 
 Exit codes: 0 mounted (or unmounted cleanly in --foreground), 1 error (one line says why), 2 bad usage.
 """
@@ -70,7 +72,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="closes within this delay share one commit (default 0.5)")
     parser.add_argument("--upload-retry-max", type=float, default=30.0, metavar="SECONDS",
                         help="longest wait between retries of a failed upload (default 30)")
+    parser.add_argument("--metrics-addr", type=_addr, default=None, metavar="HOST:PORT",
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9100)")
     parser.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def _addr(text: str) -> tuple[str, int]:
+    from xetfs.fs.metrics import parse_addr
+
+    try:
+        return parse_addr(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _options(args: argparse.Namespace) -> "MountOptions":
@@ -85,7 +98,7 @@ def _options(args: argparse.Namespace) -> "MountOptions":
         disk_cache_bytes=args.cache_size, memory_cache_bytes=args.memory_cache_size,
         read_timeout_s=args.read_timeout, fetch_timeout_s=max(1.0, args.read_timeout * 0.75),
         read_only=args.read_only, staging_bytes=args.staging_size, commit_delay_s=args.commit_delay,
-        retry_max_s=args.upload_retry_max)
+        retry_max_s=args.upload_retry_max, metrics_addr=args.metrics_addr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,6 +145,9 @@ def _child_argv(args: argparse.Namespace, opts: "MountOptions", ready_fd: int) -
              "--commit-delay", str(opts.commit_delay_s), "--upload-retry-max", str(opts.retry_max_s)]
     if opts.read_only:
         argv.append("--read-only")
+    if opts.metrics_addr is not None:
+        host, port = opts.metrics_addr
+        argv += ["--metrics-addr", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
     return argv
 
 

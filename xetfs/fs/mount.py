@@ -35,9 +35,11 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.read.reader import Fetcher, FileReader
 from xetfs.read.snapshot import Snapshot, save_snapshot, snapshot_of
 from xetfs.errors import ValidationError, XetError
+from xetfs.fs.metrics import sampler, serve_metrics
 from xetfs.fs.stats import CacheStats, EndpointStats, MountStats, PendingStats
 from xetfs.fs.vfs import Tree, Vfs
 from xetfs.protocol.hub import RepoInfo
+from xetfs.transport.tasks import single_error
 
 if TYPE_CHECKING:
     from xetfs.fs.writable import WritableVfs
@@ -71,6 +73,7 @@ class MountOptions:
     staging_bytes: int = 50 * 1024 * MiB    # --staging-size: staged files beyond it -> ENOSPC
     commit_delay_s: float = 0.5             # --commit-delay: closes within it share one commit
     retry_max_s: float = 30.0               # --upload-retry-max: backoff cap of failed uploads
+    metrics_addr: tuple[str, int] | None = None   # --metrics-addr: Prometheus text there (fs.metrics)
 
 
 def staging_dir(opts: MountOptions) -> Path:
@@ -201,7 +204,8 @@ class Ready(Protocol):
 
 def run_mount(opts: MountOptions, on_ready: Ready) -> int:
     check_mountpoint(opts.mountpoint)
-    return trio.run(_serve, opts, on_ready)
+    with single_error():     # an error raised in the mount's nursery (e.g. a busy --metrics-addr) as itself
+        return trio.run(_serve, opts, on_ready)
 
 
 async def _serve(opts: MountOptions, on_ready: Ready) -> int:
@@ -241,6 +245,8 @@ async def _serve(opts: MountOptions, on_ready: Ready) -> int:
                                   max_parallel_fetches=opts.max_parallel_fetches)
                 backend = RepoBackend(hub, pinned, fetcher, opts.read_timeout_s)
                 vfs, writeback = _make_vfs(opts, hub, tree, backend, staging, commit, info, fetcher)
+                if opts.metrics_addr is not None:
+                    await nursery.start(serve_metrics, opts.metrics_addr, sampler(vfs.stats, fetcher.stats))
                 fuse_options = set(pyfuse3.default_options) | {f"fsname=xetfs:{opts.repo.repo_id}",
                                                                "subtype=xetfs", *opts.extra_fuse_options}
                 if writeback is None:

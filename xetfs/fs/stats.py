@@ -32,6 +32,7 @@ class MemoryTierStats:
     hits: int
     misses: int
     bytes: int
+    evictions: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,8 @@ class CacheStats:
     @classmethod
     def of(cls, snapshot: Mapping[str, int]) -> CacheStats:
         """From ``ChunkCache.snapshot()`` (the disk keys are absent without a disk tier)."""
-        return cls(MemoryTierStats(snapshot["memory_hits"], snapshot["memory_misses"], snapshot["memory_bytes"]),
+        return cls(MemoryTierStats(snapshot["memory_hits"], snapshot["memory_misses"], snapshot["memory_bytes"],
+                                   snapshot.get("memory_evictions", 0)),
                    DiskTierStats(snapshot["disk_hits"], snapshot["disk_misses"], snapshot["disk_corrupt"],
                                  snapshot.get("disk_bytes", 0), snapshot.get("disk_evictions", 0)))
 

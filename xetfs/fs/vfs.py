@@ -291,6 +291,10 @@ class Vfs:
         handle = self._handles.get(fh)
         return handle is not None and handle.snapshot is not None
 
+    def stats(self) -> dict[str, Any]:
+        """The object ``.xetfs-stats`` serves (also read by ``fs.metrics`` at each scrape)."""
+        return self._stats()
+
     @property
     def open_handles(self) -> int:
         return len(self._handles)

@@ -115,6 +115,7 @@ class ChunkCache:
     def snapshot(self) -> dict[str, int]:
         out = self.stats.as_dict()
         out["memory_bytes"] = self.memory_bytes
+        out["memory_evictions"] = self.memory.evictions
         out["disk_bytes"] = self.disk.size_bytes if self.disk is not None else 0
         out["disk_evictions"] = self.disk.evictions if self.disk is not None else 0
         return out

@@ -309,7 +309,9 @@ class Fetcher:
         for attempt in range(2):
             try:
                 async with self._net:
+                    started = trio.current_time()
                     chunks, hashes = await self._fetch_pieces(fr)
+                    self.stats.fetch_seconds.observe(trio.current_time() - started)
                 self._verify(fr, terms, chunks, hashes)
             except (IntegrityError, FormatError) as exc:
                 self.stats.integrity_failures += 1

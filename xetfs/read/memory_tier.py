@@ -11,12 +11,23 @@ from cachetools import LRUCache
 K = TypeVar("K", bound=Hashable)
 
 
+class _CountingLRU(LRUCache[K, bytes]):
+    """An ``LRUCache`` that counts its evictions (cachetools evicts through ``popitem``)."""
+
+    evictions = 0
+
+    def popitem(self) -> tuple[K, bytes]:
+        item = super().popitem()
+        self.evictions += 1
+        return item
+
+
 class MemoryTier(Generic[K]):
     """``key -> bytes``, least recently used first out once ``max_bytes`` is passed; a value larger than
-    the whole bound is not kept."""
+    the whole bound is not kept. ``evictions`` counts the values pushed out."""
 
     def __init__(self, max_bytes: int) -> None:
-        self._lru: LRUCache[K, bytes] = LRUCache(maxsize=max(1, max_bytes), getsizeof=len)
+        self._lru: _CountingLRU[K] = _CountingLRU(maxsize=max(1, max_bytes), getsizeof=len)
         self._lock = threading.Lock()   # cachetools is not thread-safe; worker threads put too
 
     @property
@@ -26,6 +37,10 @@ class MemoryTier(Generic[K]):
     @property
     def size_bytes(self) -> int:
         return int(self._lru.currsize)
+
+    @property
+    def evictions(self) -> int:
+        return self._lru.evictions
 
     def get(self, key: K) -> bytes | None:
         with self._lock:

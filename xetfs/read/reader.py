@@ -228,7 +228,9 @@ class FileReader:
     async def _query(self, w: Window) -> None:
         self.stats.pending_reconstructions += 1
         try:
+            started = trio.current_time()
             r = await self.cas.reconstruction(self.file_hash, (w.start, w.stop))
+            self.stats.reconstruction_seconds.observe(trio.current_time() - started)
             w.answered(r)
             w.pending.value = w.recon
             self.stats.reconstructions += 1

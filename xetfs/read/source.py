@@ -1,12 +1,14 @@
 """The seam between the read path and the CAS: ``ChunkSource`` (docs/architecture.md, "The read path").
 
 ``xetfs.client.cas.CasClient`` is the one the product wires in; tests may pass anything with these two
-methods. ``ReadStats`` are the read path's counters, shared by every reader of one ``Fetcher``;
-``FileCounters`` those of one file.
+methods. ``ReadStats`` are the read path's counters, shared by every reader of one ``Fetcher``, with two
+``Latencies`` (fetch and reconstruction histograms, served by ``xetfs.fs.metrics``); ``FileCounters`` those of
+one file.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from bisect import bisect_left
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from xetfs.core.hashing import MerkleHash
@@ -22,6 +24,31 @@ class ChunkSource(Protocol):
     async def fetch_range_into(self, fr: FetchRange, out: bytearray | memoryview) -> int: ...
 
 
+# Upper bounds (seconds) of the latency buckets: a 1 MiB fetch on loopback takes milliseconds, a slow link seconds.
+LATENCY_BOUNDS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass(slots=True)
+class Latencies:
+    """A latency histogram without cumulative sums: ``counts[i]`` durations fell in ``(bounds[i-1], bounds[i]]``,
+    the last count past every bound; ``sum_s`` their total (docs/architecture.md, "Metrics")."""
+
+    bounds: tuple[float, ...] = LATENCY_BOUNDS_S
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_S) + 1))
+    sum_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if len(self.counts) != len(self.bounds) + 1:
+            self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(self.bounds, seconds)] += 1
+        self.sum_s += seconds
+
+    def copy(self) -> Latencies:
+        return Latencies(self.bounds, list(self.counts), self.sum_s)
+
+
 @dataclass(slots=True)
 class ReadStats:
     bytes_fetched: int = 0           # xorb bytes received from the network
@@ -34,6 +61,8 @@ class ReadStats:
     pending_fetches: int = 0
     pending_reconstructions: int = 0
     layouts_loaded: int = 0          # files whose chunk layout came from the disk tier (no reconstruction)
+    fetch_seconds: Latencies = field(default_factory=Latencies)            # each xorb range fetch attempt
+    reconstruction_seconds: Latencies = field(default_factory=Latencies)   # each answered reconstruction query
 
 
 @dataclass(slots=True)

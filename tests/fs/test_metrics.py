@@ -1,0 +1,115 @@
+"""``xetfs mount --metrics-addr`` (fs/metrics.py) on real FUSE and a real ``xetfs serve``: a scrape in the middle
+of a large read and one after it show the bytes-fetched counter growing, every documented name is served, and
+the write side counts a commit. Scrapes are plain HTTP GETs (urllib), parsed by prometheus_client's parser."""
+from __future__ import annotations
+
+import re
+import socket
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from xetfs.fs.metrics import NAMES, parse_addr
+from xetfs.testing.mount import mounted, seeded_server, wait_committed, xetfs_cli
+from xetfs.testing.server import make_bytes
+from xetfs.testing.services import free_port
+
+
+MiB = 1024 * 1024
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
+
+
+def scrape(port: int) -> dict[str, float]:
+    """GET /metrics -> {"name{label=value,...}": value}, every sample of every family."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as resp:
+        assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
+        text = resp.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    return out
+
+
+def served_names(samples: dict[str, float]) -> set[str]:
+    names = {key.partition("{")[0] for key in samples}
+    return names | {n.removesuffix(suffix) for n in names for suffix in ("_bucket", "_count", "_sum")}
+
+
+@pytest.mark.fuse
+@pytest.mark.usefixtures("fuse")
+def test_a_scrape_during_a_read_and_after_it_shows_the_fetched_bytes_growing(tmp_path: Path) -> None:
+    size = 40 * MiB
+    data = make_bytes("random", size, seed=21)
+    port = free_port()
+    with seeded_server(tmp_path, "t/metrics", {"big.bin": data}) as (srv, _):
+        # a 16 MiB memory tier keeps the readahead at 4 MiB: the first fifth of the file does not fetch the rest
+        args = ["--metrics-addr", f"127.0.0.1:{port}", "--memory-cache-size", "16M"]
+        with mounted(srv, "t/metrics", tmp_path / "mnt", args=args) as m:
+            before = scrape(port)
+            assert before["xetfs_mount_fetched_bytes_total"] == 0
+            with open(m.path / "big.bin", "rb", buffering=0) as f:
+                head = f.read(8 * MiB)
+                during = scrape(port)
+                rest = f.read()
+            after = scrape(port)
+            assert head + rest == data
+
+            assert 0 < during["xetfs_mount_fetched_bytes_total"] < size / 2, "only the head was fetched yet"
+            assert after["xetfs_mount_fetched_bytes_total"] >= size > during["xetfs_mount_fetched_bytes_total"]
+            assert during["xetfs_mount_read_bytes_total"] >= 8 * MiB
+            assert after["xetfs_mount_read_bytes_total"] >= size
+            assert after["xetfs_mount_fetch_seconds_count"] == after["xetfs_mount_fetches_total"] >= 1
+            assert after["xetfs_mount_fetch_seconds_bucket{le=+Inf}"] == after["xetfs_mount_fetch_seconds_count"]
+            assert after["xetfs_mount_reconstruction_seconds_count"] == after["xetfs_mount_reconstructions_total"] >= 1
+            assert after["xetfs_mount_cache_misses_total{tier=memory}"] > 0
+            assert during["xetfs_mount_open_handles"] >= 1, "big.bin is open"
+            assert after["xetfs_mount_integrity_failures_total"] == after["xetfs_mount_retries_total"] == 0
+            stats = m.stats()
+            assert after["xetfs_mount_fetched_bytes_total"] == stats["bytes_fetched"], "the same counter"
+            assert after[f"xetfs_mount_info{{commit={stats['commit']},mountpoint={m.path},repo=t/metrics@main,"
+                         "writable=true}"] == 1
+
+            for sample in (before, during, after):
+                assert set(NAMES) <= served_names(sample), set(NAMES) - served_names(sample)
+
+            # the write side: one file written, committed once
+            (m.path / "new.bin").write_bytes(make_bytes("random", 2 * MiB, seed=22))
+            wait_committed(m)
+            written = scrape(port)
+            assert written["xetfs_mount_write_commits_total"] == 1
+            assert written["xetfs_mount_write_uploaded_bytes_total"] >= 2 * MiB
+            assert written["xetfs_mount_write_pending_files"] == written["xetfs_mount_write_conflicts"] == 0
+
+
+def test_every_served_name_is_documented() -> None:
+    table = set(re.findall(r"^\| `(xetfs_mount_[a-z_]+)", DOCS.read_text(), re.MULTILINE))
+    assert table == set(NAMES)
+
+
+@pytest.mark.fuse
+@pytest.mark.usefixtures("fuse")
+def test_a_metrics_address_in_use_fails_the_mount_with_one_line(tmp_path: Path) -> None:
+    with seeded_server(tmp_path, "t/busy", {"a.bin": b"a" * 1000}) as (srv, _), socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "mnt").mkdir()
+        done = xetfs_cli("mount", "t/busy", str(tmp_path / "mnt"), "--endpoint", srv.url, "--cache-dir",
+                         str(tmp_path / "cache"), "--metrics-addr", f"127.0.0.1:{port}", check=False,
+                         env={"XETFS_TOKEN": srv.token})
+        assert done.returncode == 1
+        assert done.stderr.strip().splitlines() == [f"xetfs: error: cannot serve metrics at 127.0.0.1:{port}: "
+                                                    "Address already in use"]
+        assert not any(Path(tmp_path / "mnt").iterdir()) and not (tmp_path / "mnt").is_mount()
+
+
+def test_metrics_addresses_parse() -> None:
+    assert parse_addr("127.0.0.1:9100") == ("127.0.0.1", 9100)
+    assert parse_addr("[::1]:0") == ("::1", 0)
+    for bad in ("9100", ":9100", "host:", "host:port", "host:70000"):
+        with pytest.raises(ValueError, match="not HOST:PORT"):
+            parse_addr(bad)
