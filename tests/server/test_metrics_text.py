@@ -2,6 +2,9 @@
 Prometheus text with the documented names (docs/architecture.md, "Metrics"), and counters that count."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from xetfs.server.context import COUNTERS
@@ -37,3 +40,9 @@ def test_byte_counters_stay_exact_past_six_significant_digits(server: ServerHand
     metrics = server.metrics()
     assert metrics["xetfs_cas_xorb_upload_bytes_total"] == len(f.xorb.data)
     assert metrics["xetfs_cas_xorbs_stored_total"] == 1
+
+
+def test_every_server_metric_is_documented() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
+    table = set(re.findall(r"^\| `(xetfs_(?:cas|hub|http|node)_[a-z_]+)", docs.read_text(), re.MULTILINE))
+    assert table == set(COUNTERS) | {"xetfs_http_requests_total", "xetfs_node_info"}
