@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import socket
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,46 @@ def test_metrics_addresses_parse() -> None:
     for bad in ("9100", ":9100", "host:", "host:port", "host:70000"):
         with pytest.raises(ValueError, match="not HOST:PORT"):
             parse_addr(bad)
+
+
+def test_a_read_only_mount_serves_every_name_with_zero_write_metrics() -> None:
+    """The families of one sample, through a real registry and the text format (no mount needed)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import Metric
+    from prometheus_client.registry import Collector
+
+    from xetfs.fs.metrics import MountSample, families
+    from xetfs.read.source import Latencies
+
+    fetch = Latencies()
+    for seconds in (0.0005, 0.003, 0.003, 100.0):
+        fetch.observe(seconds)
+    stats = {"writable": False, "write": None, "endpoints": None, "repo": "o/r@v1", "commit": "c" * 40,
+             "mountpoint": "/mnt", "bytes_read": 5, "bytes_fetched": 2**53,
+             "cache": {"memory": {"hits": 1, "misses": 2, "bytes": 3, "evictions": 4},
+                       "disk": {"hits": 5, "misses": 6, "corrupt_entries": 7, "bytes": 8, "evictions": 9}},
+             "pending": {"fetches": 1, "reconstructions": 0, "open_handles": 2, "files": 0, "bytes": 0}}
+
+    class One(Collector):
+        def collect(self) -> Iterator[Metric]:
+            return families(MountSample(stats, fetch, Latencies()))
+
+    registry = CollectorRegistry()
+    registry.register(One())
+    samples: dict[str, float] = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for s in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            samples[f"{s.name}{{{labels}}}" if labels else s.name] = s.value
+    assert set(NAMES) <= served_names(samples)
+    assert samples["xetfs_mount_fetched_bytes_total"] == 2**53, "exact up to 2**53"
+    assert samples["xetfs_mount_cache_evictions_total{tier=memory}"] == 4
+    assert samples["xetfs_mount_cache_evictions_total{tier=disk}"] == 9
+    assert samples["xetfs_mount_cache_corrupt_entries_total"] == 7
+    assert samples["xetfs_mount_failovers_total"] == 0
+    assert all(v == 0 for k, v in samples.items() if k.startswith("xetfs_mount_write_") and "_created" not in k)
+    assert [samples[f"xetfs_mount_fetch_seconds_bucket{{le={le}}}"] for le in ("0.001", "0.0025", "0.005", "60.0",
+                                                                                  "+Inf")] == [1, 1, 3, 3, 4]
+    assert samples["xetfs_mount_fetch_seconds_count"] == 4
+    assert samples["xetfs_mount_fetch_seconds_sum"] == 0.0005 + 0.003 + 0.003 + 100.0
+    assert samples[f"xetfs_mount_info{{commit={'c' * 40},mountpoint=/mnt,repo=o/r@v1,writable=false}}"] == 1
