@@ -43,14 +43,15 @@ def test_prefetch_then_ls_du_and_verify_finding_a_damaged_entry(seeded: str, cli
     assert (first["files"], first["bytes"], first["pinned"], first["already_cached"]) == (1, 3 * MiB, 1, 0)
     assert first["fetched_bytes"] >= 3 * MiB
     every = _json(cli("prefetch", seeded, "--cache-dir", str(cache), "--json"))
-    assert (every["files"], every["already_cached"], every["regular_files"]) == (2, 1, 1)
+    assert (every["files"], every["already_cached"], every["regular_files"], every["uncached_files"]) == (2, 1, 1, 0)
     assert _json(cli("prefetch", seeded, "--cache-dir", str(cache), "--json"))["fetched_bytes"] == 0
 
     files = _files(cli, cache)
     assert {p: (f["cached_bytes"], f["size"], f["pinned"]) for p, f in files.items()} == {
-        "a.bin": (3 * MiB, 3 * MiB, True), "d/b.bin": (2 * MiB, 2 * MiB, False), "README.md": (0, 7, False)}
+        "a.bin": (3 * MiB, 3 * MiB, True), "d/b.bin": (2 * MiB, 2 * MiB, False), "README.md": (7, 7, False)}
     du = _json(cli("cache", "du", "--cache-dir", str(cache), "--json"))
     assert du["chunk_bytes"] >= 5 * MiB and du["layouts"] == 2 and du["snapshots"] == 1
+    assert (du["regular_files"], du["regular_bytes"]) == (1, 7)
     assert 3 * MiB <= du["pinned_bytes"] < 5 * MiB and du["pinned_files"] == 1
     assert _json(cli("cache", "verify", "--cache-dir", str(cache), "--json"))["bad"] == []
 
@@ -59,18 +60,23 @@ def test_prefetch_then_ls_du_and_verify_finding_a_damaged_entry(seeded: str, cli
     raw = bytearray(victim.read_bytes())
     raw[-1000] ^= 0x40                      # a byte of chunk data, not of the header
     victim.write_bytes(raw)
+    readme = next(p for p in (cache / "regular").rglob("*") if p.is_file())
+    readme.write_bytes(b"# DEMO\n")             # same size, other bytes: not its git blob id
     dry = cli("cache", "verify", "--cache-dir", str(cache), "--dry-run")
     assert dry.code == 1 and f"damaged: chunks/{victim.parent.name}/{victim.name}" in dry.out and victim.exists()
     found = cli("cache", "verify", "--cache-dir", str(cache), "--json")
-    assert found.code == 1 and json.loads(found.out)["bad"] == [f"chunks/{victim.parent.name}/{victim.name}"]
-    assert not victim.exists()
+    assert found.code == 1 and json.loads(found.out)["bad"] == [f"chunks/{victim.parent.name}/{victim.name}",
+                                                                f"regular/{readme.parent.name}/{readme.name}"]
+    assert not victim.exists() and not readme.exists()
     assert _json(cli("cache", "verify", "--cache-dir", str(cache), "--json"))["bad"] == []
-    assert _files(cli, cache)["d/b.bin"]["cached_bytes"] < 2 * MiB
+    files = _files(cli, cache)
+    assert files["d/b.bin"]["cached_bytes"] < 2 * MiB and files["README.md"]["cached_bytes"] == 0
     assert _json(cli("cache", "du", "--cache-dir", str(cache), "--json"))["chunk_bytes"] < du["chunk_bytes"]
 
     again = _json(cli("prefetch", seeded, "--cache-dir", str(cache), "--json"))   # refetches what went
     assert again["already_cached"] == 1 and 0 < again["fetched_bytes"] <= 2 * MiB + 4096
-    assert _files(cli, cache)["d/b.bin"]["cached_bytes"] == 2 * MiB
+    assert {p: f["cached_bytes"] for p, f in _files(cli, cache).items()} == {"a.bin": 3 * MiB, "d/b.bin": 2 * MiB,
+                                                                            "README.md": 7}
 
 
 def test_prune_and_clear_spare_pins(seeded: str, cli: Callable[..., Any], tmp_path: Path) -> None:
@@ -110,6 +116,7 @@ def test_export_import_round_trip_and_tampered_bundles(seeded: str, cli: Callabl
     assert got["commit"] == out["commit"]
     files = _files(cli, fresh)
     assert files["a.bin"]["cached_bytes"] == 3 * MiB and files["a.bin"]["pinned"] and files["d/b.bin"]["pinned"]
+    assert files["README.md"]["cached_bytes"] == 7
     assert _json(cli("cache", "verify", "--cache-dir", str(fresh), "--json"))["bad"] == []
 
     with tarfile.open(bundle) as tar:

@@ -12,17 +12,20 @@ Examples:
 
 ls      every revision with a snapshot in the cache dir (written by each mount and by `xetfs prefetch`): repo,
         revision, commit, and per file its cached bytes against its size and whether it is pinned.
-du      bytes of the chunk entries, layouts and snapshots; how much of it is pinned.
+du      bytes of the chunk entries, layouts, regular files and snapshots; how much of it is pinned.
 prune   frees space: unpinned entries last used before --older-than, then the least recently used ones until
-        the unpinned bytes fit in --max-size (default: 10G, a mount's default --cache-size). Pinned files stay.
-verify  re-hashes every chunk of every entry, checks every layout and snapshot; damaged ones are removed (the
-        next read refetches them) or only listed with --dry-run. Exit 1 when any was damaged.
-clear   empties the read cache: entries, layouts, snapshots. Pins stay (the next `xetfs prefetch` of a pinned
-        file warms it again) unless --pins. A writable mount's staging area (changes not uploaded yet), the
-        shard cache and the logs are never touched.
+        the unpinned bytes fit in --max-size (default: 10G, a mount's default --cache-size). Pinned files,
+        small regular files and snapshots stay.
+verify  re-hashes every chunk of every entry and every regular file, checks every layout and snapshot;
+        damaged ones are removed (the next read refetches them) or only listed with --dry-run. Exit 1 when
+        any was damaged.
+clear   empties the read cache: entries, layouts, regular files, snapshots. Pins stay (the next
+        `xetfs prefetch` of a pinned file warms it again) unless --pins. A writable mount's staging area
+        (changes not uploaded yet), the shard cache and the logs are never touched.
 unpin   releases pinned files: of REPO at --revision (PATHs: only those), or all with --all.
-export  writes a bundle (a tar) of one revision: its snapshot, layouts and chunk entries, each re-hashed while
-        written; every Xet file of the revision must be wholly cached (`xetfs prefetch` first).
+export  writes a bundle (a tar) of one revision: its snapshot, layouts, chunk entries and small regular
+        files, each re-hashed while written; every file of the revision must be cached (`xetfs prefetch`
+        first; regular files over 4 MiB are left out).
 import  checks every member of a bundle and installs it (--pin pins its files); a mount of that revision then
         starts from the cache dir with the server unreachable.
 
@@ -116,7 +119,8 @@ def _du(args: argparse.Namespace, cache_dir: Path) -> int:
     u = usage(cache_dir)
     _print(args, {**asdict(u), "total_bytes": u.total_bytes},
            f"{u.total_bytes} bytes in {cache_dir}: {u.chunk_bytes} in {u.chunk_entries} chunk entries, "
-           f"{u.layout_bytes} in {u.layouts} layouts, {u.snapshot_bytes} in {u.snapshots} snapshots; "
+           f"{u.layout_bytes} in {u.layouts} layouts, {u.regular_bytes} in {u.regular_files} regular files, "
+           f"{u.snapshot_bytes} in {u.snapshots} snapshots; "
            f"{u.pinned_bytes} pinned ({u.pinned_files} files)")
     return 0
 

@@ -13,7 +13,8 @@ them with no network request. Files already complete in the cache are skipped; a
 It does not mount, and may run while mounts use the same cache dir: every cache write is an atomic rename and
 layouts are merged under a lock. --pin pins the files: the disk cache's LRU never evicts them (in any process
 using the cache dir); pinned bytes do not count against --cache-size. `xetfs cache unpin` releases them,
-`xetfs cache ls` shows them. Regular (non-Xet) files are not cached on disk; they are only counted.
+`xetfs cache ls` shows them. Regular (non-Xet) files up to 4 MiB are kept too (checked against their git blob
+id); larger ones are not cached (a mount reads them from the server).
 Exit codes: 0 ok, 1 error (one line says why), 2 bad usage.
 """
 from __future__ import annotations
@@ -70,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(asdict(result)))
     else:
-        print(f"{result.commit}  {result.files} files, {result.bytes} bytes cached in {cache_dir} "
+        print(f"{result.commit}  {result.files} Xet files, {result.bytes} bytes, {result.regular_files} regular files cached in {cache_dir} "
               f"({result.already_cached} already, {result.fetched_bytes} bytes fetched"
               f"{f', {result.pinned} newly pinned' if args.pin else ''})"
-              f"{f'; {result.regular_files} regular files not cached' if result.regular_files else ''}")
+              f"{f'; {result.uncached_files} large regular files not cached' if result.uncached_files else ''}")
     return 0

@@ -2,7 +2,7 @@
 ``disk_tier``), file layouts (``layout``, ``known``), reconstruction windows (``windows``), the fetcher
 (``fetcher``, ``flight``), ``FileReader`` (``reader``), file formats and readahead (``formats``,
 ``readahead``), snapshot download (``download``), revision snapshots (``snapshot``) and cache management: the
-tier's files (``disk_files``), pins (``pins``), ``prefetch``, ``cache_admin`` and bundles (``bundle``). See
+tier's files (``disk_files``), pins (``pins``), small regular files (``regular_store``), ``prefetch``, ``cache_admin`` and bundles (``bundle``). See
 docs/architecture.md, "A read" and "Cache management".
 
 May import: ``xetfs.core``, ``xetfs.protocol``, ``xetfs.transport``, ``xetfs.client``, ``xetfs.osutil``,

@@ -7,6 +7,7 @@ A bundle is an uncompressed tar (chunk entries hold chunk bytes that rarely comp
                                                         files, bytes, entries}
     chunks/<2 hex>/<xorb hex>.<start>-<end>            chunk entries, byte for byte as in the disk tier
     layouts/<2 hex>/<file hash hex>.layout             the layouts of the revision's Xet files
+    regular/<2 hex>/<git blob id>                      its regular files (up to ``regular_store.MAX_BYTES``)
     snapshot                                           the revision snapshot (``xetfs.read.snapshot``)
 
 Export takes every Xet file of the revision's snapshot, which must be complete in the cache (``xetfs prefetch``
@@ -34,6 +35,7 @@ from xetfs.read.cache_admin import CHUNKS, LAYOUTS, CacheIndex, layout_path, loa
 from xetfs.read.disk_files import dir_lock, entry_ok, parse_layout_name, parse_name, write_file
 from xetfs.read.layout import decode_layout, merge_into, peek_layout
 from xetfs.read.pins import PinNote, add_pins
+from xetfs.read.regular_store import MAX_BYTES, REGULAR, get_regular, has_regular, put_regular
 from xetfs.read.snapshot import Snapshot, decode_snapshot, encode_snapshot, load_snapshot, save_snapshot
 
 FORMAT = 1
@@ -42,6 +44,7 @@ SNAPSHOT = "snapshot"
 MAX_MEMBER_BYTES = 1 << 30
 _CHUNK_NAME = re.compile(r"^chunks/([0-9a-f]{2})/([0-9a-f]{64}\.[0-9]+-[0-9]+)$")
 _LAYOUT_NAME = re.compile(r"^layouts/([0-9a-f]{2})/([0-9a-f]{64}\.layout)$")
+_REGULAR_NAME = re.compile(r"^regular/([0-9a-f]{2})/([0-9a-f]{40}|[0-9a-f]{64})$")
 
 Progress = Callable[[int], object]
 
@@ -79,6 +82,8 @@ def export_bundle(cache_dir: Path, repo: RepoRef, out: Path, progress: Progress 
         if cached < e.size:
             short.append(e.path)
         entries |= held
+    regular = [e for e in snap.files if e.xet_hash is None and e.size <= MAX_BYTES]
+    short += [e.path for e in regular if not has_regular(cache_dir, e.oid)]
     if short:
         raise NotFound(f"{len(short)} files of {repo.repo_id}@{repo.revision} are not wholly cached (first: "
                        f"{short[0]}): run xetfs prefetch first")
@@ -103,6 +108,11 @@ def export_bundle(cache_dir: Path, repo: RepoRef, out: Path, progress: Progress 
                 data = layout.read_bytes()
                 decode_layout(data, e.xet_hash, e.size)   # FormatError: damaged
                 _add(tar, f"{LAYOUTS}/{layout.parent.name}/{layout.name}", data)
+            for e in regular:
+                data = get_regular(cache_dir, e.oid, e.size) or b""
+                if len(data) != e.size:
+                    raise IntegrityError(f"cached regular file {e.path} is damaged: run xetfs prefetch")
+                _add(tar, f"{REGULAR}/{e.oid[:2]}/{e.oid}", data)
             _add(tar, SNAPSHOT, encode_snapshot(snap))
         publish(tmp, Path(out))
     except BaseException:
@@ -142,6 +152,9 @@ def import_bundle(bundle: Path, cache_dir: Path, *, pin: bool = False,
                 entries += 1
             elif (m := _LAYOUT_NAME.match(name)) is not None:
                 if not _install_layout(cache_dir, m.group(1), m.group(2), data):
+                    bad.append(name)
+            elif (m := _REGULAR_NAME.match(name)) is not None:
+                if m.group(1) != m.group(2)[:2] or not put_regular(cache_dir, m.group(2), data):
                     bad.append(name)
             elif name == SNAPSHOT:
                 try:

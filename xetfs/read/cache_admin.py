@@ -2,7 +2,8 @@
 ``xetfs prefetch`` (docs/architecture.md, "Cache management").
 
 A cache dir (``--cache-dir``) holds the disk tier (``chunks/``, ``layouts/``: ``xetfs.read.disk_tier``), the
-revision snapshots (``snapshots/``: ``xetfs.read.snapshot``) and the pins (``pins/``: ``xetfs.read.pins``); it
+revision snapshots (``snapshots/``: ``xetfs.read.snapshot``), small regular files (``regular/``:
+``xetfs.read.regular_store``) and the pins (``pins/``: ``xetfs.read.pins``); it
 also holds what this module never touches: a writable mount's ``staging/`` (changes not uploaded yet), the
 shard cache and the daemon ``logs/``.
 
@@ -27,6 +28,7 @@ from xetfs.read.disk_files import LAYOUT_SUFFIX, entry_ok, parse_layout_name, pa
 from xetfs.read.disk_tier import DiskTier
 from xetfs.read.layout import LayoutTerm, decode_layout, peek_layout
 from xetfs.read.pins import PINS_DIR, pinned, protection
+from xetfs.read.regular_store import REGULAR, has_regular, regular_sound
 from xetfs.read.snapshot import Snapshot, decode_snapshot, list_snapshots
 
 CHUNKS, LAYOUTS, SNAPSHOTS = "chunks", "layouts", "snapshots"
@@ -89,13 +91,13 @@ class FileState:
 
 def file_states(cache_dir: Path, index: CacheIndex, entries: Iterable[TreeEntry],
                 pins: set[bytes] | None = None) -> list[FileState]:
-    """Cached bytes and pin of each file (regular files are never in the disk tier: 0 cached)."""
+    """Cached bytes and pin of each file (a regular file is cached whole in the regular-file store, or not)."""
     pins = pinned(cache_dir) if pins is None else pins
     out = []
     for e in entries:
         if not e.is_file:
             continue
-        cached = 0
+        cached = e.size if e.xet_hash is None and has_regular(cache_dir, e.oid) else 0
         if e.xet_hash is not None:
             terms = load_layout(cache_dir, e.xet_hash, e.size)
             cached = e.size if e.size == 0 else min(e.size, index.file_coverage(terms or [])[0])
@@ -122,10 +124,12 @@ class Usage:
     pinned_files: int = 0
     snapshots: int = 0
     snapshot_bytes: int = 0
+    regular_files: int = 0
+    regular_bytes: int = 0
 
     @property
     def total_bytes(self) -> int:
-        return self.chunk_bytes + self.layout_bytes + self.snapshot_bytes
+        return self.chunk_bytes + self.layout_bytes + self.snapshot_bytes + self.regular_bytes
 
 
 def usage(cache_dir: Path) -> Usage:
@@ -143,6 +147,9 @@ def usage(cache_dir: Path) -> Usage:
     for path in (Path(cache_dir) / SNAPSHOTS).rglob("*.snapshot"):
         u.snapshots += 1
         u.snapshot_bytes += path.stat().st_size
+    for _, path, size in scan([Path(cache_dir) / REGULAR]):
+        u.regular_files += 1
+        u.regular_bytes += size
     return u
 
 
@@ -158,8 +165,9 @@ class Pruned:
 def prune(cache_dir: Path, *, max_bytes: int | None = None, older_than_s: float | None = None,
           now: float | None = None) -> Pruned:
     """Free space: delete unpinned chunk entries and layouts last used more than ``older_than_s`` ago, then the
-    least recently used ones until the unpinned bytes fit in ``max_bytes``; pinned files stay. Temp files a
-    crashed writer left (older than an hour) go too."""
+    least recently used ones until the unpinned bytes fit in ``max_bytes``; pinned files stay, and so do the
+    small regular files and the snapshots (outside the LRU, like pins). Temp files a crashed writer left (older
+    than an hour) go too."""
     now = time.time() if now is None else now
     out = Pruned()
     keep = protection(cache_dir)
@@ -187,7 +195,7 @@ def prune(cache_dir: Path, *, max_bytes: int | None = None, older_than_s: float 
 
 def _drop_stale_temps(cache_dir: Path, now: float) -> int:
     n = 0
-    for part in (CHUNKS, LAYOUTS, SNAPSHOTS, PINS_DIR):
+    for part in (CHUNKS, LAYOUTS, SNAPSHOTS, REGULAR, PINS_DIR):
         for path in (cache_dir / part).rglob(f".*{TMP_SUFFIX}"):
             with contextlib.suppress(FileNotFoundError):
                 if now - path.stat().st_mtime > STALE_TEMP_S:
@@ -204,37 +212,44 @@ class Verified:
 
 
 def verify(cache_dir: Path, *, remove: bool = True, progress: Callable[[int], object] = lambda n: None) -> Verified:
-    """Re-hash every chunk entry (each chunk against its stored hash), check every layout and snapshot. A damaged
-    file is deleted (``remove``) or only reported. Pinned files whose data went bad are listed too."""
+    """Re-hash every chunk entry (each chunk against its stored hash) and regular file (against its git blob id),
+    check every layout and snapshot. A damaged file is deleted (``remove``) or only reported."""
     cache_dir = Path(cache_dir)
     out = Verified()
     tier = DiskTier(cache_dir, max_bytes=1 << 62) if remove else None
-    for _, path, size in scan([cache_dir / CHUNKS]):
-        out.checked += 1
-        out.checked_bytes += size
-        ok = tier.check_entry(path) if tier is not None else _entry_sound(path)
-        if ok is False or (ok is None and path.exists()):
-            out.bad.append(str(path.relative_to(cache_dir)))
-            if remove:
-                path.unlink(missing_ok=True)
-        progress(size)
-    for _, path, size in scan([cache_dir / LAYOUTS]):
-        out.checked += 1
-        out.checked_bytes += size
-        if not _layout_sound(path):
-            out.bad.append(str(path.relative_to(cache_dir)))
-            if remove:
-                path.unlink(missing_ok=True)
-        progress(size)
-    for path in sorted((cache_dir / SNAPSHOTS).rglob("*.snapshot")):
-        out.checked += 1
-        try:
-            decode_snapshot(path.read_bytes())
-        except FormatError:
-            out.bad.append(str(path.relative_to(cache_dir)))
-            if remove:
-                path.unlink(missing_ok=True)
+
+    def chunk_sound(path: Path) -> bool:
+        if tier is None:
+            return _entry_sound(path)
+        ok = tier.check_entry(path)   # deletes a damaged entry itself
+        return ok is True or (ok is None and not path.exists())
+
+    checks: list[tuple[str, Callable[[Path], bool]]] = [(CHUNKS, chunk_sound), (LAYOUTS, _layout_sound),
+                                                         (REGULAR, regular_sound), (SNAPSHOTS, _snapshot_sound)]
+    for part, sound in checks:
+        for _, path, size in sorted(scan([cache_dir / part]) if part != SNAPSHOTS else _snapshot_files(cache_dir)):
+            out.checked += 1
+            out.checked_bytes += size
+            if not sound(path):
+                out.bad.append(str(path.relative_to(cache_dir)))
+                if remove:
+                    path.unlink(missing_ok=True)
+            progress(size)
     return out
+
+
+def _snapshot_files(cache_dir: Path) -> list[tuple[float, Path, int]]:
+    return [(0.0, p, p.stat().st_size) for p in (cache_dir / SNAPSHOTS).rglob("*.snapshot")]
+
+
+def _snapshot_sound(path: Path) -> bool:
+    try:
+        decode_snapshot(path.read_bytes())
+    except FormatError:
+        return False
+    except FileNotFoundError:
+        pass
+    return True
 
 
 def _entry_sound(path: Path) -> bool:
@@ -262,10 +277,11 @@ def _layout_sound(path: Path) -> bool:
 
 
 def clear(cache_dir: Path, *, pins: bool = False) -> int:
-    """Empty the read cache: chunk entries, layouts and snapshots (and the pins with ``pins``). Never touches a
+    """Empty the read cache: chunk entries, layouts, regular files and snapshots (and the pins with ``pins``).
+    Never touches a
     writable mount's staging area, the shard cache or the logs. Returns the bytes freed."""
     freed = 0
-    parts = [CHUNKS, LAYOUTS, SNAPSHOTS] + ([PINS_DIR] if pins else [])
+    parts = [CHUNKS, LAYOUTS, REGULAR, SNAPSHOTS] + ([PINS_DIR] if pins else [])
     for part in parts:
         root = Path(cache_dir) / part
         for dirpath, _, names in os.walk(root):

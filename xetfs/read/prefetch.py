@@ -12,7 +12,8 @@ management"; used by ``xetfs prefetch``).
    whole entries or none.
 3. The files are checked again; one that fell short (an eviction by a mount meanwhile) is read once more.
 
-Regular (non-Xet) files are not cached on disk (mounts read them from the server): they are counted, not read.
+Regular (non-Xet) files up to ``regular_store.MAX_BYTES`` are fetched whole, checked against their git blob id
+and kept in the cache dir's regular-file store (``xetfs.read.regular_store``); larger ones are only counted.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from xetfs.read.download import Progress, select
 from xetfs.read.fetcher import Fetcher
 from xetfs.read.pins import PinNote, add_pins
 from xetfs.read.reader import FileReader
+from xetfs.read.regular_store import MAX_BYTES, has_regular, put_regular
 from xetfs.read.snapshot import save_snapshot, snapshot_of
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,8 @@ class PrefetchResult:
     bytes: int                 # their total size
     already_cached: int        # files that were complete before
     fetched_bytes: int         # xorb bytes received from the network
-    regular_files: int         # not cached on disk (mounts read them from the server)
+    regular_files: int         # regular files now in the regular-file store
+    uncached_files: int        # regular files too large for it (mounts read them from the server)
     pinned: int                # pins added (0 without --pin)
 
 
@@ -91,13 +94,21 @@ async def prefetch(hub: HubClient, repo: RepoRef, paths: Sequence[str], cache_di
                                                                         is_branch=is_branch))
     chosen = select(entries, paths)
     xet = [e for e in chosen if e.xet_hash is not None]
+    regular = [e for e in chosen if e.xet_hash is None]
+    small = [e for e in regular if e.size <= MAX_BYTES]
+    at = repo.at(commit)
+    for e in small:
+        if not await trio.to_thread.run_sync(has_regular, cache_dir, e.oid):
+            data = await hub.resolve(at, e.path)
+            if not await trio.to_thread.run_sync(put_regular, cache_dir, e.oid, data):
+                raise IntegrityError(f"{e.path}: the server's bytes do not match the tree (git blob {e.oid}) "
+                                     f"or cannot be written to {cache_dir}")
     added = 0
     if pin:
         notes = [(bytes(e.xet_hash), PinNote(repo.repo_id, repo.revision, e.path)) for e in xet if e.xet_hash]
         added = await trio.to_thread.run_sync(add_pins, cache_dir, notes)
     todo = await trio.to_thread.run_sync(incomplete, cache_dir, xet)
     on_plan(sum(e.size for e in todo))
-    at = repo.at(commit)
     cas = CasClient(TokenProvider(lambda: hub.xet_token(at, "read")), hub.http, retry=hub.retry)
     cache = ChunkCache(memory_bytes, cache_dir, disk_bytes)
     fetched, first = 0, len(todo)
@@ -113,7 +124,7 @@ async def prefetch(hub: HubClient, repo: RepoRef, paths: Sequence[str], cache_di
                              "is --cache-size too small for them? (--pin keeps them)")
     return PrefetchResult(commit=commit, files=len(xet), bytes=sum(e.size for e in xet),
                           already_cached=len(xet) - first, fetched_bytes=fetched,
-                          regular_files=len(chosen) - len(xet), pinned=added)
+                          regular_files=len(small), uncached_files=len(regular) - len(small), pinned=added)
 
 
 async def _read_files(cas: CasClient, cache: ChunkCache, files: Sequence[TreeEntry], progress: Progress) -> int:
