@@ -1,6 +1,7 @@
 """``xetfs prefetch`` and ``xetfs cache`` with real mounts of a real ``xetfs serve``: a prefetched, pinned 256 MiB
 file reads through a mount byte-exact with nothing fetched; a pinned file survives the eviction pressure of a
-mount with a small --cache-size; a bundle exported, imported into an empty cache dir, serves a mount."""
+mount with a small --cache-size; a bundle exported, imported into an empty cache dir, serves a mount; prefetch
+runs alongside a mount of the same cache dir."""
 from __future__ import annotations
 
 import hashlib
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from xetfs.testing.files import write_tree
+from xetfs.testing.files import pread, write_tree
 from xetfs.testing.mount import mounted, xetfs_cli
 from xetfs.testing.server import ServerHandle, make_bytes
+from xetfs.testing.sync import wait_until
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 
@@ -87,3 +89,23 @@ def test_an_exported_bundle_imported_into_an_empty_cache_dir_serves_a_mount(serv
             assert (m.path / name).read_bytes() == data
         stats = m.stats()
         assert stats["bytes_fetched"] == 0 and stats["reconstructions"] == 0
+
+
+def test_prefetch_alongside_a_running_mount_and_their_layouts_merge(server: ServerHandle, tmp_path: Path) -> None:
+    """The mount learns part of a file, prefetch stores all of it meanwhile, then the mount learns more and saves
+    its layout again: the stored layout stays whole (merged under the lock, not overwritten)."""
+    files = {"a.bin": make_bytes("random", 8 * MiB, 11), "b.bin": make_bytes("random", 4 * MiB, 12)}
+    _seed(server, "org/shared", tmp_path, files)
+    cache = tmp_path / "cache"
+    with mounted(server, "org/shared", tmp_path / "mnt", cache_dir=cache) as m:
+        assert pread(m.path / "a.bin", 0, MiB) == files["a.bin"][:MiB]
+        wait_until(lambda: list((cache / "layouts").rglob("*.layout")), "the mount's layout of a.bin")
+        out = _prefetch(server, "org/shared", cache)
+        assert out["files"] == 2 and 0 < out["fetched_bytes"] < 12 * MiB
+        before = m.stats()["bytes_fetched"]
+        assert pread(m.path / "a.bin", 5 * MiB, 256 * 1024) == files["a.bin"][5 * MiB:5 * MiB + 256 * 1024]
+        assert (m.path / "b.bin").read_bytes() == files["b.bin"]
+        assert m.stats()["bytes_fetched"] == before     # served from what prefetch stored
+    listed = json.loads(xetfs_cli("cache", "ls", "--cache-dir", str(cache), "--json").stdout)
+    assert {f["path"]: f["cached_bytes"] for f in listed[0]["files"]} == {"a.bin": 8 * MiB, "b.bin": 4 * MiB}
+    assert json.loads(xetfs_cli("cache", "verify", "--cache-dir", str(cache), "--json").stdout)["bad"] == []
