@@ -217,23 +217,27 @@ class DiskTier:
 
     def put_layout(self, file_hash: bytes, data: bytes) -> None:
         """Replace the layout of a file (atomic: another mount sees the old or the new one, whole)."""
-        path = self._layout_path(file_hash)
+        if self._store_layout(self._layout_path(file_hash), data):
+            self.evict()
+
+    def _store_layout(self, path: str, data: bytes) -> bool:
+        """Write a layout; whether the tier is now over its bound."""
         try:
             old = os.stat(path).st_size
         except FileNotFoundError:
             old = 0
-        if write_file(path, [data], len(data)):
-            self._use(path)
-            with self._lock:
-                self._bytes += len(data) - old
-                over = self._bytes > self.max_bytes
-            if over:
-                self.evict()
+        if not write_file(path, [data], len(data)):
+            return False
+        self._use(path)
+        with self._lock:
+            self._bytes += len(data) - old
+            return self._bytes > self.max_bytes
 
     def update_layout(self, file_hash: bytes, merge: Callable[[bytes | None], bytes | None]) -> None:
         """Replace the layout of a file by ``merge(stored layout or None)`` (None: keep it), under a lock shared
         with the other processes using the directory, so what another one stored meanwhile is not lost."""
         path = self._layout_path(file_hash)
+        over = False
         with dir_lock(os.path.dirname(path)):
             try:
                 with open(path, "rb") as f:
@@ -242,7 +246,9 @@ class DiskTier:
                 old = None
             data = merge(old)
             if data is not None and data != old:
-                self.put_layout(file_hash, data)
+                over = self._store_layout(path, data)
+        if over:   # not under the lock: an eviction rescans the whole tier
+            self.evict()
 
     def check_entry(self, path: Path) -> bool | None:
         """``xetfs cache verify``: re-hash every chunk of one entry. True when sound, False when damaged (it

@@ -110,7 +110,7 @@ async def prefetch(hub: HubClient, repo: RepoRef, paths: Sequence[str], cache_di
     todo = await trio.to_thread.run_sync(incomplete, cache_dir, xet)
     on_plan(sum(e.size for e in todo))
     cas = CasClient(TokenProvider(lambda: hub.xet_token(at, "read")), hub.http, retry=hub.retry)
-    cache = ChunkCache(memory_bytes, cache_dir, disk_bytes)
+    cache = await trio.to_thread.run_sync(ChunkCache, memory_bytes, cache_dir, disk_bytes)   # scans the tier
     fetched, first = 0, len(todo)
     for attempt in range(PASSES):
         if not todo:
