@@ -68,7 +68,7 @@ def test_a_scrape_during_a_read_and_after_it_shows_the_fetched_bytes_growing(tmp
             assert after["xetfs_mount_reconstruction_seconds_count"] == after["xetfs_mount_reconstructions_total"] >= 1
             assert after["xetfs_mount_cache_misses_total{tier=memory}"] > 0
             assert during["xetfs_mount_open_handles"] >= 1, "big.bin is open"
-            assert after["xetfs_mount_integrity_failures_total"] == after["xetfs_mount_retries_total"] == 0
+            assert after["xetfs_mount_integrity_failures_total"] == after["xetfs_mount_fetch_retries_total"] == 0
             stats = m.stats()
             assert after["xetfs_mount_fetched_bytes_total"] == stats["bytes_fetched"], "the same counter"
             assert after[f"xetfs_mount_info{{commit={stats['commit']},mountpoint={m.path},repo=t/metrics@main,"
@@ -128,7 +128,7 @@ def test_a_read_only_mount_serves_every_name_with_zero_write_metrics() -> None:
     fetch = Latencies()
     for seconds in (0.0005, 0.003, 0.003, 100.0):
         fetch.observe(seconds)
-    stats = {"writable": False, "write": None, "endpoints": None, "repo": "o/r@v1", "commit": "c" * 40,
+    stats = {"writable": False, "write": None, "endpoints": {"urls": ["http://a:1"], "failovers": 3, "retries": 2}, "repo": "o/r@v1", "commit": "c" * 40,
              "mountpoint": "/mnt", "bytes_read": 5, "bytes_fetched": 2**53,
              "cache": {"memory": {"hits": 1, "misses": 2, "bytes": 3, "evictions": 4},
                        "disk": {"hits": 5, "misses": 6, "corrupt_entries": 7, "bytes": 8, "evictions": 9}},
@@ -150,7 +150,7 @@ def test_a_read_only_mount_serves_every_name_with_zero_write_metrics() -> None:
     assert samples["xetfs_mount_cache_evictions_total{tier=memory}"] == 4
     assert samples["xetfs_mount_cache_evictions_total{tier=disk}"] == 9
     assert samples["xetfs_mount_cache_corrupt_entries_total"] == 7
-    assert samples["xetfs_mount_failovers_total"] == 0
+    assert samples["xetfs_mount_failovers_total"] == 3 and samples["xetfs_mount_request_retries_total"] == 2
     assert all(v == 0 for k, v in samples.items() if k.startswith("xetfs_mount_write_") and "_created" not in k)
     assert [samples[f"xetfs_mount_fetch_seconds_bucket{{le={le}}}"] for le in ("0.001", "0.0025", "0.005", "60.0",
                                                                                   "+Inf")] == [1, 1, 3, 3, 4]

@@ -28,7 +28,7 @@ def test_the_served_object_has_the_documented_keys() -> None:
     obj = json.loads(json.dumps(_stats({"pending_files": 20, "pending_bytes": 21}).to_json()))
     assert obj == {
         "writable": True, "write": {"pending_files": 20, "pending_bytes": 21},
-        "endpoints": {"urls": ["http://a:1", "http://b:2"], "failovers": 2,
+        "endpoints": {"urls": ["http://a:1", "http://b:2"], "failovers": 2, "retries": 0,
                       "nodes": {"http://a:1": {"latency_s": 0.5, "down": False, "failures": 1}}},
         "pid": 42, "repo": "org/m@main", "commit": "c" * 40, "mountpoint": "/mnt", "bytes_read": 10,
         "bytes_fetched": 11,

@@ -116,3 +116,23 @@ def test_a_hanging_attempt_is_cut_at_the_deadline() -> None:
         return trio.current_time() - start
 
     assert run_mock(main) == pytest.approx(30.0)
+
+
+def test_each_repeated_attempt_is_reported_once() -> None:
+    flaky = Flaky(TransientError("503"), TransientError("reset"))
+    retried: list[int] = []
+
+    async def main() -> str:
+        return await retry_call(flaky, POLICY, jitter=lambda: 1.0, on_retry=lambda: retried.append(len(flaky.times)))
+
+    assert run_mock(main) == "ok"
+    assert retried == [1, 2], "after the first and the second failed attempt"
+    final = Flaky(NotFound("404"))
+    retried.clear()
+
+    async def once() -> None:
+        with pytest.raises(NotFound):
+            await retry_call(final, POLICY, on_retry=lambda: retried.append(1))
+
+    run_mock(once)
+    assert retried == []

@@ -130,7 +130,8 @@ class CasClient:
                     raise
 
             try:
-                return await retry_call(attempt, policy or self.retry, what=f"{method} {path}")
+                return await retry_call(attempt, policy or self.retry, what=f"{method} {path}",
+                                        on_retry=self.failover.retried)
             except Unauthorized:
                 if refreshed:
                     raise
@@ -181,7 +182,8 @@ class CasClient:
                 raise
 
         try:
-            return await retry_call(attempt, self.retry, what=f"fetch {fr.xorb_hash} bytes {fr.byte_start}-{fr.byte_end}")
+            return await retry_call(attempt, self.retry, what=f"fetch {fr.xorb_hash} bytes {fr.byte_start}-{fr.byte_end}",
+                                    on_retry=self.failover.retried)
         except Forbidden as exc:
             raise FetchUrlExpired(str(exc)) from exc
 

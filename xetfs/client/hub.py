@@ -83,7 +83,7 @@ class HubClient:
         async def attempt() -> httpx.Response:   # _ONCE calls (commits) move only if never received
             return await self.failover.call(self.http, urls, send, idempotent=policy is not _ONCE)
 
-        return await retry_call(attempt, policy or self.retry, what=f"{method} {path}")
+        return await retry_call(attempt, policy or self.retry, what=f"{method} {path}", on_retry=self.failover.retried)
 
     async def _json(self, method: str, path: str, *, policy: RetryPolicy | None = None,
                     headers: dict[str, str] | None = None, content: bytes | None = None, json: object = None,

@@ -43,8 +43,10 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "xetfs_mount_reconstructions_total": ("reconstruction queries answered", ("reconstructions",)),
     "xetfs_mount_integrity_failures_total": ("fetched xorb ranges whose chunk hashes did not match",
                                              ("integrity_failures",)),
-    "xetfs_mount_retries_total": ("fetches retried (after an integrity failure or an expired data URL)",
-                                  ("retries",)),
+    "xetfs_mount_fetch_retries_total": ("xorb range fetches started again after an integrity failure or an "
+                                        "expired data URL", ("retries",)),
+    "xetfs_mount_request_retries_total": ("Hub and CAS request attempts repeated by the retry schedule "
+                                          "(transient errors: 5xx, timeouts, resets)", ("endpoints", "retries")),
     "xetfs_mount_read_errors_total": ("reads answered with an error (EIO)", ("read_errors",)),
     "xetfs_mount_failovers_total": ("requests moved to another node", ("endpoints", "failovers")),
     "xetfs_mount_cache_corrupt_entries_total": ("disk cache entries found damaged (dropped, refetched)",

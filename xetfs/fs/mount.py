@@ -175,7 +175,8 @@ def _mtime_ns(info: RepoInfo) -> int:
 def endpoints_snapshot(hub: HubClient) -> EndpointStats:
     """Failover health of the Hub/CAS nodes (``xetfs.transport.endpoints``; empty ``nodes`` until several are used)."""
     health = hub.failover.health
-    return EndpointStats(urls=list(hub.endpoints), nodes=health.snapshot(), failovers=health.failovers)
+    return EndpointStats(urls=list(hub.endpoints), nodes=health.snapshot(), failovers=health.failovers,
+                         retries=health.retries)
 
 
 def stats_snapshot(opts: MountOptions, commit: str, vfs: Vfs, fetcher: Fetcher,

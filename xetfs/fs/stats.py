@@ -60,11 +60,13 @@ class CacheStats:
 
 @dataclass(frozen=True, slots=True)
 class EndpointStats:
-    """The configured Hub nodes, the health of each node used so far, and how many requests moved."""
+    """The configured Hub nodes, the health of each node used so far, how many requests moved, and how many
+    request attempts the retry schedule repeated (Hub and CAS, one node or several)."""
 
     urls: list[str]
     nodes: dict[str, NodeHealth]
     failovers: int
+    retries: int = 0
 
 
 @dataclass(frozen=True, slots=True)

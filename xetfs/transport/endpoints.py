@@ -134,6 +134,7 @@ class EndpointHealth:
         self.has_alternatives = False       # some endpoint list names several nodes
         self.last_probe_s: float | None = None
         self.failovers = 0
+        self.retries = 0                    # attempts repeated by the retry schedule (``Failover.retried``)
 
     def _state(self, url: str) -> _NodeState:
         return self._states.setdefault(node_of(url), _NodeState())
@@ -276,6 +277,10 @@ class Failover:
         self.health.failovers += 1
         log.warning("node %s failed (%s); moving to another node", node_of(url), exc)
         return True
+
+    def retried(self) -> None:
+        """One request of a client on this pool is tried again (``retry_call``'s ``on_retry``)."""
+        self.health.retries += 1
 
     def should_switch(self, cas_url: str) -> bool:
         """The token's CAS node is down and other nodes are known: fetch a new token first."""

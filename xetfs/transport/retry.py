@@ -71,8 +71,10 @@ def retry_after_of(exc: BaseException) -> float | None:
 
 
 async def retry_call(attempt: Callable[[], Awaitable[T]], policy: RetryPolicy = DEFAULT_RETRY, *,
-                     what: str = "request", jitter: Callable[[], float] = random.random) -> T:
-    """Run ``attempt`` until it succeeds, raises a final error, or the policy's bounds are reached."""
+                     what: str = "request", jitter: Callable[[], float] = random.random,
+                     on_retry: Callable[[], None] | None = None) -> T:
+    """Run ``attempt`` until it succeeds, raises a final error, or the policy's bounds are reached.
+    ``on_retry`` is called once per repeated attempt (the clients count them: ``Failover.retried``)."""
     start = trio.current_time()
     deadline = start + policy.max_total_s
     failures = 0
@@ -90,4 +92,6 @@ async def retry_call(attempt: Callable[[], Awaitable[T]], policy: RetryPolicy = 
             if trio.current_time() + delay > deadline:
                 raise
             log.info("%s failed (%s); retry %d in %.2f s", what, exc, failures, delay)
+            if on_retry is not None:
+                on_retry()
             await trio.sleep(delay)
