@@ -5,7 +5,8 @@
   path, other method) becomes 404, because hf_xet treats 405 as fatal where 404 means "fall back"; every
   unknown route is a JSON 404; anything unexpected is a logged 500. ``errors.StreamAborted`` (a streamed
   answer failed after its status was sent) passes through: aiohttp then drops the connection.
-- ``AccessLogger``: one INFO line per request (method, path, status, bytes, duration) and request counters.
+- ``AccessLogger``: one INFO line per request (method, path, status, bytes, duration; as fields of their own
+  in ``--log-format json``) and request counters.
 """
 from __future__ import annotations
 
@@ -59,4 +60,6 @@ class AccessLogger(AbstractAccessLogger):
             state.metrics.request(request.method, response.status)
         size = response.content_length if response.content_length is not None else response.body_length
         self.logger.info("%s %s %d %dB %.1fms", request.method, request.path, response.status, size,
-                         duration_s * 1000)
+                         duration_s * 1000, extra={"method": request.method, "path": request.path,
+                                                   "status": response.status, "bytes": size,
+                                                   "duration_ms": round(duration_s * 1000, 3)})
