@@ -20,6 +20,9 @@ def test_memory_tier_is_bounded_in_bytes_and_lru() -> None:
     assert cache.get(X, 0) is None and cache.get(X, 1) is None
     assert cache.get(X, 4) == bytes([4]) * 3000
     assert cache.stats.memory_hits == 1 and cache.stats.memory_misses == 2
+    assert cache.memory.evictions == 2 and cache.snapshot()["memory_evictions"] == 2   # 0 and 1 pushed out
+    cache.put(X, 4, bytes([4]) * 3000)                                                  # a replacement is none
+    assert cache.memory.evictions == 2
 
 
 def test_disk_tier_survives_a_new_instance(tmp_path: Path) -> None:
