@@ -109,3 +109,17 @@ def test_prefetch_alongside_a_running_mount_and_their_layouts_merge(server: Serv
     listed = json.loads(xetfs_cli("cache", "ls", "--cache-dir", str(cache), "--json").stdout)
     assert {f["path"]: f["cached_bytes"] for f in listed[0]["files"]} == {"a.bin": 8 * MiB, "b.bin": 4 * MiB}
     assert json.loads(xetfs_cli("cache", "verify", "--cache-dir", str(cache), "--json").stdout)["bad"] == []
+
+
+def test_cache_clear_under_a_running_mount(server: ServerHandle, tmp_path: Path) -> None:
+    files = {"a.bin": make_bytes("random", 3 * MiB, 21), "b.bin": make_bytes("random", 3 * MiB, 22)}
+    _seed(server, "org/cleared", tmp_path, files)
+    cache = tmp_path / "cache"
+    with mounted(server, "org/cleared", tmp_path / "mnt", cache_dir=cache) as m:
+        assert (m.path / "a.bin").read_bytes() == files["a.bin"]
+        cleared = json.loads(xetfs_cli("cache", "clear", "--cache-dir", str(cache), "--json").stdout)
+        assert cleared["freed_bytes"] >= 3 * MiB and not (cache / "chunks").exists()
+        assert (m.path / "b.bin").read_bytes() == files["b.bin"]     # the mount keeps caching after a clear
+        assert pread(m.path / "a.bin", MiB, 4096) == files["a.bin"][MiB:MiB + 4096]
+    assert sum(p.stat().st_size for p in (cache / "chunks").rglob("*-*")) >= 3 * MiB
+    assert json.loads(xetfs_cli("cache", "verify", "--cache-dir", str(cache), "--json").stdout)["bad"] == []
