@@ -9,11 +9,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from xetfs.server.context import COUNTERS
 from xetfs.testing.cas import build_file, cas_token
-from xetfs.testing.server import ServerHandle, parse_metrics
+from xetfs.testing.server import ServerHandle
+from xetfs.testing.sync import wait_until
 
 
 def test_metrics_is_valid_prometheus_text_with_the_documented_names(server: ServerHandle) -> None:
     server.create_repo("t/m")
+    wait_until(lambda: server.metrics().get('xetfs_http_requests_total{method="POST",status="200"}') == 1,
+               "the create_repo request counted")
     status, headers, body = server.request("GET", "/metrics", token=None)
     assert status == 200 and headers["Content-Type"].startswith("text/plain; version=")
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
@@ -29,6 +32,15 @@ def test_metrics_is_valid_prometheus_text_with_the_documented_names(server: Serv
     assert families["xetfs_node_info"].type == "gauge"
     assert [(s.name, s.labels, s.value) for s in families["xetfs_node_info"].samples] == \
         [("xetfs_node_info", {"region": ""}, 1.0)]
+
+
+def test_request_methods_are_a_fixed_set_of_label_values(server: ServerHandle) -> None:
+    for method in ("PROPFIND", "MKCOL"):
+        assert server.request(method, "/health", token=None)[0] == 404
+    other = 'xetfs_http_requests_total{method="OTHER",status="404"}'
+    # the access log (which counts) runs once the answer is sent: wait for it, not for time
+    counted = wait_until(lambda: (m := server.metrics()).get(other) == 2 and m, "both requests counted")
+    assert not any("PROPFIND" in k or "MKCOL" in k for k in counted)
 
 
 def test_byte_counters_stay_exact_past_six_significant_digits(server: ServerHandle) -> None:

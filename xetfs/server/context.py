@@ -47,6 +47,8 @@ COUNTERS: dict[str, str] = {
     "xetfs_hub_resolve_bytes_served_total": "file bytes served by the Hub resolve route",
 }
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
 
 class Metrics:
     """The server's Prometheus metrics in a registry of their own (``/metrics`` renders it with
@@ -64,7 +66,9 @@ class Metrics:
         self._counters[name].inc(value)
 
     def request(self, method: str, status: int) -> None:
-        self._requests.labels(method, str(status)).inc()
+        """Count one answered request; an unusual method counts as ``OTHER`` (callers choose methods: the
+        label's values stay a fixed set)."""
+        self._requests.labels(method if method in METHODS else "OTHER", str(status)).inc()
 
 
 class AuditLog:
