@@ -28,6 +28,8 @@ Versions (the SQLite numbers are those of the first release, where ``PRAGMA user
    (``dedup_chunks``), so the collector deletes a file's or a xorb's rows without scanning whole tables.
 8. ``gc_doomed_blobs`` (blob oid, since): regular (non-Xet) file contents the collector is deleting; no commit
    may add one until the collector is done (``metadata.gcstore``).
+9. an index of ``files`` by sha256: a commit's ``lfsFile`` resolves among the files with that (verified) sha256
+   the repo can read, as several files may share one sha256 (``Metadata.file_by_sha256``).
 
 Trees are stored as zlib-compressed canonical JSON (``encode_tree`` / ``decode_tree``); ``index_tree``
 adds a tree's Xet files to ``repo_files`` (used by commits and by the version-1 backfill).
@@ -113,6 +115,10 @@ _V8 = """
 CREATE TABLE IF NOT EXISTS gc_doomed_blobs(oid TEXT PRIMARY KEY, since {float} NOT NULL);
 """
 
+_V9 = """
+CREATE INDEX IF NOT EXISTS files_by_sha256 ON files(sha256);
+"""
+
 _TERM_BYTES = 44                    # packed term: raw xorb hash (32), chunk start, chunk end, bytes (u32 each)
 
 
@@ -163,6 +169,7 @@ MIGRATIONS = (
     Migration(6, "gc_doomed: xorbs being garbage-collected", _V6),
     Migration(7, "indexes by file and xorb hash for the garbage collector", _V7),
     Migration(8, "gc_doomed_blobs: regular-file blobs being garbage-collected", _V8),
+    Migration(9, "files indexed by sha256 (commits resolve lfsFile among the files a repo can read)", _V9),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

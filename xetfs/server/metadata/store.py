@@ -5,7 +5,9 @@ CAS index (docs/protocol.md):
   uncompressed chunk sizes (u32) and serialized record offsets (u64, n + 1 values), so a reconstruction is
   planned without re-reading the xorb;
 - ``files``: file hash -> terms (packed 44-byte records: raw xorb hash, chunk start, chunk end, unpacked
-  bytes), size, sha256 (hex); ``sha256_index``: sha256 hex -> file hash (Hub commits name Xet files by sha256);
+  bytes), size, sha256 (hex, recomputed by the server before it is stored: services.claims; indexed, Hub
+  commits name Xet files by sha256); ``sha256_index``: sha256 hex -> the first file registered with it (kept
+  for older readers; lookups use ``files``);
 - ``dedup_chunks``: eligible chunk hash -> xorb hash (file-start chunks and ``hash % 1024 == 0``), and
   for a file-start chunk the file, so a dedup answer can list every xorb of that file;
 - ``file_xorbs``: xorb hash -> the files whose terms reference it (a dedup answer's neighbours).
@@ -240,7 +242,9 @@ class Metadata:
         stmts: list[Statement] = [("INSERT INTO shards VALUES (?,?,?) ON CONFLICT DO NOTHING",
                                    (shard_hash, size, now))]
         ordered = sorted(files, key=lambda f: bytes(f.hash))
-        stmts += [("INSERT INTO files VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
+        # a file's sha256 is verified before registration (services.claims), so a new one replaces a missing one
+        stmts += [("INSERT INTO files VALUES (?,?,?,?,?) ON CONFLICT(hash) DO UPDATE SET sha256=excluded.sha256 "
+                   "WHERE excluded.sha256 IS NOT NULL AND (files.sha256 IS NULL OR files.sha256 <> excluded.sha256)",
                    (str(f.hash), f.size, pack_terms(f.terms), f.sha256, now)) for f in ordered]
         stmts += [("INSERT INTO file_xorbs VALUES (?,?) ON CONFLICT DO NOTHING", (x, f))
                   for x, f in sorted({(str(t.xorb_hash), str(f.hash)) for f in ordered for t in f.terms})]
@@ -266,8 +270,18 @@ class Metadata:
             return None
         return FileRecord(MerkleHash(bytes(file_hash)), int(row[0]), unpack_terms(bytes(row[1])), row[2])
 
-    def file_by_sha256(self, sha256_hex: str) -> FileRecord | None:
-        row = self._one("SELECT file_hash FROM sha256_index WHERE sha256=?", (sha256_hex.lower(),))
+    def file_by_sha256(self, sha256_hex: str, readable_by: int | None = None) -> FileRecord | None:
+        """The earliest registered file with this sha256; with ``readable_by``, only among the files a token of
+        that repo may read (``file_reachable``). Several files can share a sha256: one content, chunked
+        differently by different clients."""
+        sha = sha256_hex.lower()
+        if readable_by is None:
+            row = self._one("SELECT hash FROM files WHERE sha256=? ORDER BY created, hash LIMIT 1", (sha,))
+        else:
+            row = self._one("SELECT f.hash FROM files f WHERE f.sha256=? AND (EXISTS (SELECT 1 FROM repo_files rf "
+                            "WHERE rf.repo=? AND rf.file_hash=f.hash) OR EXISTS (SELECT 1 FROM repo_uploads ru "
+                            "WHERE ru.repo=? AND ru.file_hash=f.hash)) ORDER BY f.created, f.hash LIMIT 1",
+                            (sha, readable_by, readable_by))
         return self.file(MerkleHash.from_hex(row[0])) if row else None
 
     def file_reachable(self, repo: int | None, file_hash: MerkleHash) -> bool:

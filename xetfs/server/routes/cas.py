@@ -36,6 +36,7 @@ from xetfs.server.auth import CasClaims
 from xetfs.server.request import base_url, hash_param, json_body, range_header, read_body, upload_slot
 from xetfs.server.services.cas import fetch_urls, plan, readable_file, reupload_xorb, store_shard, store_xorb, \
     token_repo
+from xetfs.server.services.claims import verify_sha256_claims
 from xetfs.server.services.dedup import dedup_shard
 from xetfs.server.services.validation import MAX_SHARD_BODY_BYTES, MAX_XORB_BODY_BYTES, ValidShard, \
     check_shard, check_xorb
@@ -126,6 +127,7 @@ async def _accept_shard(request: web.Request) -> tuple[ValidShard, bool]:
     await st.run(token_repo, st, claims)          # a token of a deleted repo registers nothing
     body = await read_body(request, MAX_SHARD_BODY_BYTES)
     valid = await st.run(check_shard, body, st.meta.xorb)
+    await st.run(verify_sha256_claims, st, valid)
     new = await st.run(store_shard, st, valid, body, claims)
     st.metrics.inc("xetfs_cas_shard_upload_bytes_total", len(body))
     files = ",".join(str(f.hash) for f in valid.files)

@@ -4,11 +4,13 @@ Plan the range from the metadata, then per term read the serialized chunk record
 the stored xorb in batches of ~8 MiB, decode them in a worker thread, check every chunk against its indexed hash (a damaged stored copy is an
 ``IntegrityError``, never wrong bytes) and yield them, skipping
 ``offset_into_first_range`` and cutting the tail. Memory stays bounded by the batch size whatever the file
-size.
+size. ``file_sha256`` walks a whole file the same way, synchronously (for a worker thread), to recompute the
+sha256 a shard claims for it (``services.claims``).
 """
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import hashlib
+from collections.abc import AsyncIterator, Iterator, Sequence
 
 from xetfs.core.hashing import MerkleHash, chunk_hash
 from xetfs.core.xorb import decode_chunks
@@ -20,7 +22,7 @@ from xetfs.server.services.cas import indexed_xorb, plan, xorb_key
 DECODE_BATCH_BYTES = 8 * 1024 * 1024
 
 
-def _decode_span(st: State, xorb: str, start: int, end: int, want: Sequence[MerkleHash]) -> bytes:
+def decode_span(st: State, xorb: str, start: int, end: int, want: Sequence[MerkleHash]) -> bytes:
     """Decode the chunk records in serialized bytes ``[start, end)`` of a stored xorb and check each chunk
     against its indexed hash: IntegrityError for a damaged stored copy."""
     try:
@@ -32,20 +34,41 @@ def _decode_span(st: State, xorb: str, start: int, end: int, want: Sequence[Merk
     return b"".join(chunks)
 
 
+def _batches(offsets: Sequence[int], start: int, end: int) -> Iterator[tuple[int, int]]:
+    """Chunk index spans ``[s, e)`` covering ``[start, end)``, each ~``DECODE_BATCH_BYTES`` serialized (or one chunk)."""
+    s = start
+    while s < end:
+        e = s + 1
+        while e < end and offsets[e + 1] - offsets[s] <= DECODE_BATCH_BYTES:
+            e += 1
+        yield s, e
+        s = e
+
+
+def file_sha256(st: State, rec: FileRecord) -> str:
+    """sha256 hex of the whole file ``rec`` from the stored xorbs, every chunk checked against its hash (blocking;
+    memory bounded by one batch)."""
+    digest = hashlib.sha256()
+    for term in rec.terms:
+        xrec = indexed_xorb(st, term.xorb_hash)
+        for s, e in _batches(xrec.chunk_offsets, term.chunk_start, term.chunk_end):
+            digest.update(decode_span(st, str(term.xorb_hash), xrec.chunk_offsets[s], xrec.chunk_offsets[e],
+                                      xrec.chunk_hashes[s:e]))
+    return digest.hexdigest()
+
+
 async def xet_range(st: State, rec: FileRecord, start: int, end: int) -> AsyncIterator[memoryview]:
     """File bytes ``[start, end)`` of ``rec``, in pieces of at most ~``DECODE_BATCH_BYTES``."""
     r = await st.run(plan, st, rec, (start, end), False)
     skip, remaining = r.offset_into_first_range, end - start
     for term in r.terms:
         xrec = await st.run(indexed_xorb, st, term.xorb_hash)
-        offsets, s = xrec.chunk_offsets, term.chunk_start
-        while s < term.chunk_end and remaining > 0:
-            e = s + 1
-            while e < term.chunk_end and offsets[e + 1] - offsets[s] <= DECODE_BATCH_BYTES:
-                e += 1
-            data = await st.run(_decode_span, st, str(term.xorb_hash), offsets[s], offsets[e],
+        offsets = xrec.chunk_offsets
+        for s, e in _batches(offsets, term.chunk_start, term.chunk_end):
+            if remaining <= 0:
+                break
+            data = await st.run(decode_span, st, str(term.xorb_hash), offsets[s], offsets[e],
                                 xrec.chunk_hashes[s:e])
-            s = e
             if skip >= len(data):
                 skip -= len(data)
                 continue

@@ -62,8 +62,7 @@ def repo_file(st: State, repo: Repo, sha256_hex: str) -> FileRecord | None:
     """An ``lfsFile`` may name only a Xet file this repo can already read (uploaded with one of its CAS tokens
     or in one of its commits): knowing a sha256 must not let a writer of repo B commit, and then read, a
     file that only repo A holds. Anything else is "not uploaded" (404), whether or not it exists."""
-    rec = st.meta.file_by_sha256(sha256_hex)
-    return rec if rec is not None and st.meta.file_reachable(repo.id, rec.hash) else None
+    return st.meta.file_by_sha256(sha256_hex, readable_by=repo.id)
 
 
 def commit(st: State, who: Principal, repo: Repo, branch: str, body: bytes) -> Commit:

@@ -1,0 +1,30 @@
+"""The sha256 a shard claims for a file is recomputed before the server keeps it (docs/security.md).
+
+A Hub commit names a Xet file by sha256 (``lfsFile``), and that sha256 becomes the tree entry's ``lfs.oid`` and
+the ``ETag`` of ``/resolve``. So the claim in a shard's metadata extension is checked against the bytes: the
+server reads the file from its stored xorbs (``assemble.file_sha256``: ~8 MiB batches, every chunk checked
+against its hash, in the upload's worker thread) and refuses the shard (400) when the sha256 differs. A file
+already registered with the same sha256 is not read again: one content has one sha256, and every claim stored
+since this check was added was verified. A wrong claim therefore never reaches the index, whoever made it
+(no squatting of another file's sha256, no real content under a fake sha256).
+"""
+from __future__ import annotations
+
+from xetfs.errors import IntegrityError
+from xetfs.server.context import State
+from xetfs.server.services.assemble import file_sha256
+from xetfs.server.services.validation import ValidShard
+
+
+def verify_sha256_claims(st: State, valid: ValidShard) -> None:
+    """IntegrityError (400) unless every sha256 ``valid`` gives is the sha256 of its file's stored bytes."""
+    for rec in valid.files:
+        if rec.sha256 is None:
+            continue
+        known = st.meta.file(rec.hash)
+        if known is not None and known.sha256 == rec.sha256:
+            continue
+        actual = file_sha256(st, rec)
+        if actual != rec.sha256:
+            raise IntegrityError(f"file {rec.hash}: the shard gives sha256 {rec.sha256}, but its content hashes "
+                                 f"to {actual}")
