@@ -22,6 +22,7 @@ from xetfs.core.shard import (
     parse_shard,
     serialize_full_shard,
     serialize_upload_shard,
+    upload_encoding_problem,
     xorb_info_from_built,
 )
 from xetfs.core.xorb import built_from_chunks
@@ -243,3 +244,51 @@ def test_inspect_cli(tmp_path, capsys) -> None:
     assert cli_main(["inspect", str(path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("xetfs: error:") and err.count("\n") == 1
+
+
+def _problem(raw: bytes) -> str | None:
+    return upload_encoding_problem(raw, parse_shard(raw))
+
+
+def test_the_accepted_upload_encodings() -> None:
+    assert _problem(GOLDEN_HELLO) is None
+    assert _problem(GOLDEN_HELLO[:40] + struct.pack("<Q", 200) + GOLDEN_HELLO[48:]) is None
+    shard = parse_shard(GOLDEN_HELLO)
+    assert _problem(serialize_full_shard(shard, creation_timestamp=NOW, key_expiry=LATER)) is None
+
+
+def _with(raw: bytes, pos: int, fmt: str, value: int) -> bytes:
+    out = bytearray(raw)
+    struct.pack_into(fmt, out, pos, value)
+    return bytes(out)
+
+
+def test_encodings_that_say_the_same_in_other_bytes_are_refused() -> None:
+    a, b = shard_for_file(b"first file" * 50), shard_for_file(b"second file" * 70)
+    merged = serialize_upload_shard(Shard(a.files + b.files, a.xorbs + b.xorbs))
+    first, second = parse_shard(merged).files
+    size_first = 48 * (1 + 2 * len(first.terms) + 1)
+    swapped = merged[:48] + merged[48 + size_first:48 + size_first + 48 * (2 + 2 * len(second.terms))] \
+        + merged[48:48 + size_first] + merged[48 + size_first + 48 * (2 + 2 * len(second.terms)):]
+    assert parse_shard(swapped).files == (second, first)
+    keyed = serialize_full_shard(parse_shard(GOLDEN_HELLO), hmac_key=b"k" * 32, creation_timestamp=NOW,
+                                 key_expiry=LATER)
+    bad = {
+        "trailing bytes": GOLDEN_HELLO + b"trailing junk",
+        "files out of order": swapped,
+        "reserved u64 of a file header": _with(GOLDEN_HELLO, 48 + 40, "<Q", 1),
+        "undefined file flag bit": _with(GOLDEN_HELLO, 48 + 32, "<I", 0xC0000001),
+        "bookend tail": _with(GOLDEN_HELLO, len(GOLDEN_HELLO) - 8, "<Q", 5),
+        "reserved u32 of a chunk entry": _with(GOLDEN_HELLO, len(GOLDEN_HELLO) - 48 - 4, "<I", 7),
+        "keyed full shard": keyed,
+        "partial footer": GOLDEN_HELLO[:40] + struct.pack("<Q", 200) + GOLDEN_HELLO[48:] + bytes(100),
+    }
+    for what, raw in bad.items():
+        assert _problem(raw) is not None, what
+
+
+@given(shards)
+@SETTINGS
+def test_every_serialized_upload_is_its_canonical_encoding(shard: Shard) -> None:
+    raw = serialize_upload_shard(shard)
+    assert upload_encoding_problem(raw, parse_shard(raw)) is None

@@ -321,6 +321,31 @@ def serialize_shard_footer(footer: ShardFooter) -> bytes:
         raise FormatError(f"shard footer field out of range: {exc}") from None
 
 
+def upload_encoding_problem(data: bytes | memoryview, shard: Shard) -> str | None:
+    """Why ``data`` (which parsed as ``shard``) is not the one encoding of ``shard`` an upload may have, or None.
+
+    Accepted: the upload form (``serialize_upload_shard``), the same with ``footer_size = 200`` and no footer, or
+    the full shard with a zero HMAC key (``serialize_full_shard`` with the footer's timestamps). So files come
+    sorted by hash and xorbs by hash, once each; reserved fields, padding and bookend tails are zero; file flags
+    carry only the two defined bits; nothing follows the sections but that exact footer. The values of the
+    remaining fields (term, xorb and chunk flags, sizes, offsets) are the caller's to check against what they
+    mean."""
+    raw = bytes(data)
+    sections = serialize_upload_shard(shard)
+    if raw == sections:
+        return None
+    with_size = _header(SHARD_FOOTER_BYTES) + sections[SHARD_HEADER_BYTES:]
+    if raw == with_size:
+        return None
+    f = shard.footer
+    if f is not None and not any(bytes(f.hmac_key)) and raw == serialize_full_shard(
+            shard, creation_timestamp=f.creation_timestamp, key_expiry=f.key_expiry):
+        return None
+    if len(raw) != len(sections) and raw[:len(with_size)] in (sections, with_size):
+        return f"{len(raw) - len(sections)} bytes after the sections that are not the shard's footer"
+    return "not the canonical encoding of its content (order, duplicates, reserved bits, padding or lengths)"
+
+
 def xorb_info_from_built(x: BuiltXorb) -> XorbInfo:
     """The xorb block hf_xet uploads for a new xorb: uncompressed offsets, ``num_bytes_on_disk = 0``."""
     entries, start = [], 0

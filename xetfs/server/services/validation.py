@@ -8,11 +8,16 @@ Xorb: ``core.xorb.validate_xorb`` decodes every chunk record, recomputes every c
 hash and compares it with the hash in the URL; the server keeps the chunk hashes, uncompressed sizes and
 serialized offsets for planning and indexes the chunks with ``hash % 1024 == 0`` for global dedup.
 
-Shard: every xorb it lists or references must be stored, with the same chunk hashes and sizes; every
-term's chunk range must lie inside its xorb, its ``unpacked_bytes`` must equal the chunk sizes, its
-verification hash must equal the range hash of the stored chunk hashes; the file hash must equal the file
-hash of the concatenated chunks. Registration indexes file -> terms, sha256 -> file, and the first
-chunk of every file for global dedup.
+Shard: the body must be the one canonical encoding of what it parses to (``core.shard.upload_encoding_problem``:
+order, no duplicates, zero reserved bytes and padding, defined flag bits only, no trailing bytes). Every xorb it
+lists or references must be stored; a listed xorb must give the stored chunk hashes and sizes, chunk offsets
+that are the running sum of the sizes, ``num_bytes_in_xorb`` equal to their total, ``num_bytes_on_disk`` 0 (what
+clients send) or the stored size, and zero flags. Every term's chunk range must lie inside its xorb, its flags
+must be zero, its ``unpacked_bytes`` must equal the chunk sizes, its verification hash must equal the range hash
+of the stored chunk hashes; the file hash must equal the file hash of the concatenated chunks. So a shard is
+accepted only when each field says what the stored xorbs say (the sha256 claim is checked against the bytes
+by ``services.claims``). Registration indexes file -> terms, sha256 -> file, and the first chunk of every file
+for global dedup.
 """
 from __future__ import annotations
 
@@ -21,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from xetfs.core.hashing import MerkleHash, file_hash, verification_hash
-from xetfs.core.shard import FileInfo, XorbInfo, parse_shard
+from xetfs.core.shard import FileInfo, XorbInfo, parse_shard, upload_encoding_problem
 from xetfs.core.xorb import validate_xorb
-from xetfs.errors import IntegrityError, ValidationError
+from xetfs.errors import FormatError, IntegrityError, ValidationError
 from xetfs.core.params import DEFAULT_XORB, GLOBAL_DEDUP_MODULUS, MAX_SHARD_BYTES
 from xetfs.server.metadata.store import FileRecord, StoredTerm, XorbRecord
 
@@ -61,6 +66,9 @@ def check_shard(body: bytes, lookup: XorbLookup) -> ValidShard:
     if len(body) > MAX_SHARD_BODY_BYTES:
         raise ValidationError(f"shard of {len(body)} bytes exceeds {MAX_SHARD_BODY_BYTES}")
     shard = parse_shard(body)
+    problem = upload_encoding_problem(body, shard)
+    if problem is not None:
+        raise FormatError(f"shard: {problem}")
     for info in shard.xorbs:
         _check_listed_xorb(info, lookup)
     files, dedup = [], []
@@ -87,9 +95,14 @@ def _check_listed_xorb(info: XorbInfo, lookup: XorbLookup) -> None:
     if len(info.chunks) != len(rec.chunk_hashes):
         raise IntegrityError(f"shard lists {len(info.chunks)} chunks for xorb {info.xorb_hash}, "
                              f"stored: {len(rec.chunk_hashes)}")
+    start = 0
     for i, c in enumerate(info.chunks):
-        if c.chunk_hash != rec.chunk_hashes[i] or c.unpacked_bytes != rec.chunk_sizes[i]:
+        if c.chunk_hash != rec.chunk_hashes[i] or c.unpacked_bytes != rec.chunk_sizes[i] \
+                or c.byte_range_start != start or c.flags:
             raise IntegrityError(f"shard chunk {i} of xorb {info.xorb_hash} disagrees with the stored xorb")
+        start += c.unpacked_bytes
+    if info.num_bytes_in_xorb != start or info.num_bytes_on_disk not in (0, rec.stored_bytes) or info.flags:
+        raise IntegrityError(f"shard xorb {info.xorb_hash}: sizes or flags disagree with the stored xorb")
 
 
 def _check_file(f: FileInfo, lookup: XorbLookup) -> FileRecord:
@@ -100,6 +113,8 @@ def _check_file(f: FileInfo, lookup: XorbLookup) -> FileRecord:
     for i, t in enumerate(f.terms):
         rec = _stored(lookup, t.xorb_hash)
         n = len(rec.chunk_hashes)
+        if t.flags:
+            raise ValidationError(f"file {f.file_hash} term {i}: unknown flags {t.flags:#x}")
         if not 0 <= t.chunk_start < t.chunk_end <= n:
             raise ValidationError(f"file {f.file_hash} term {i}: chunks [{t.chunk_start},{t.chunk_end}) "
                                   f"out of bounds for xorb {t.xorb_hash} ({n} chunks)")
