@@ -157,3 +157,23 @@ def test_a_read_only_mount_serves_every_name_with_zero_write_metrics() -> None:
     assert samples["xetfs_mount_fetch_seconds_count"] == 4
     assert samples["xetfs_mount_fetch_seconds_sum"] == 0.0005 + 0.003 + 0.003 + 100.0
     assert samples[f"xetfs_mount_info{{commit={'c' * 40},mountpoint=/mnt,repo=o/r@v1,writable=false}}"] == 1
+    assert [samples[f"xetfs_mount_link_state{{state={s}}}"] for s in ("online", "offline", "degraded")] == [1, 0, 0]
+    assert samples["xetfs_mount_follow_last_check_timestamp_seconds"] == 0
+
+
+def test_link_and_follow_sections_become_metrics() -> None:
+    from xetfs.fs.metrics import MountSample, families
+    from xetfs.read.source import Latencies
+
+    stats = {"link": {"state": "degraded", "degraded_switches": 2, "reconnects": 1, "probes": 5},
+             "follow": {"checks": 7, "failures": 1, "changes": 3, "last_checked": "2026-01-02T03:04:05Z"}}
+    values = {}
+    for family in families(MountSample(stats, Latencies(), Latencies())):
+        for s in family.samples:
+            values[s.name + "".join(f"{{{v}}}" for v in s.labels.values())] = s.value
+    assert [values[f"xetfs_mount_link_state{{{s}}}"] for s in ("online", "offline", "degraded")] == [0, 0, 1]
+    assert (values["xetfs_mount_link_degraded_switches_total"], values["xetfs_mount_link_reconnects_total"],
+            values["xetfs_mount_link_probes_total"]) == (2, 1, 5)
+    assert (values["xetfs_mount_follow_checks_total"], values["xetfs_mount_follow_check_failures_total"],
+            values["xetfs_mount_follow_changes_total"]) == (7, 1, 3)
+    assert values["xetfs_mount_follow_last_check_timestamp_seconds"] == 1767323045.0

@@ -13,6 +13,7 @@ generated in the HTTP thread.
 """
 from __future__ import annotations
 
+import datetime
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -59,6 +60,15 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "xetfs_mount_write_commits_total": ("commits made by the writeback", ("write", "commits")),
     "xetfs_mount_write_upload_errors_total": ("failed upload or commit attempts of the writeback",
                                               ("write", "upload_errors")),
+    "xetfs_mount_link_degraded_switches_total": ("times the running mount lost the server (went degraded)",
+                                                 ("link", "degraded_switches")),
+    "xetfs_mount_link_reconnects_total": ("times the server came back (from offline or degraded)",
+                                          ("link", "reconnects")),
+    "xetfs_mount_link_probes_total": ("reconnect probes sent while offline or degraded", ("link", "probes")),
+    "xetfs_mount_follow_checks_total": ("checks of the followed branch's head", ("follow", "checks")),
+    "xetfs_mount_follow_check_failures_total": ("checks or tree listings of the followed branch that failed",
+                                                ("follow", "failures")),
+    "xetfs_mount_follow_changes_total": ("new heads of the followed branch swapped in", ("follow", "changes")),
 }
 GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "xetfs_mount_fetches_in_flight": ("xorb range fetches running now", ("pending", "fetches")),
@@ -78,7 +88,11 @@ HISTOGRAMS: dict[str, str] = {
     "xetfs_mount_fetch_seconds": "duration of each xorb range fetch attempt (network and decoding)",
     "xetfs_mount_reconstruction_seconds": "duration of each answered reconstruction query",
 }
+LINK_STATES = ("online", "offline", "degraded")     # ``xetfs.transport.reachability``
 OTHERS = {"xetfs_mount_write_conflicts": "staged changes in conflict with the branch (kept, not committed)",
+          "xetfs_mount_link_state": "1 for the mount's link state (online, offline, degraded), 0 for the others",
+          "xetfs_mount_follow_last_check_timestamp_seconds": "Unix time of the last successful check of the "
+                                                             "followed branch's head (0: none yet, or not following)",
           "xetfs_mount_info": "always 1: the mount's repo, commit, mountpoint and whether it is writable"}
 NAMES = (*COUNTERS, *GAUGES, *PER_TIER, *HISTOGRAMS, *OTHERS)
 
@@ -102,6 +116,16 @@ def _at(stats: Mapping[str, Any], path: tuple[str, ...]) -> float:
     for key in path:
         value = value.get(key) if isinstance(value, Mapping) else None
     return float(value) if isinstance(value, (int, float)) else 0.0   # e.g. no ``write`` on a read-only mount
+
+
+def _unix_s(iso: object) -> float:
+    """An ISO 8601 time of the stats object as Unix seconds (0 when absent or unreadable)."""
+    if not isinstance(iso, str):
+        return 0.0
+    try:
+        return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
 
 
 def _histogram(name: str, lat: Latencies) -> HistogramMetricFamily:
@@ -132,6 +156,16 @@ def families(sample: MountSample) -> Iterator[Metric]:
     conflicts = write.get("conflicts") if isinstance(write, Mapping) else None
     yield GaugeMetricFamily("xetfs_mount_write_conflicts", OTHERS["xetfs_mount_write_conflicts"],
                             value=len(conflicts) if isinstance(conflicts, list) else 0)
+    link = s.get("link")
+    state = link.get("state") if isinstance(link, Mapping) else "online"
+    states = GaugeMetricFamily("xetfs_mount_link_state", OTHERS["xetfs_mount_link_state"], labels=["state"])
+    for name in LINK_STATES:
+        states.add_metric([name], 1.0 if name == state else 0.0)
+    yield states
+    follow = s.get("follow")
+    yield GaugeMetricFamily("xetfs_mount_follow_last_check_timestamp_seconds",
+                            OTHERS["xetfs_mount_follow_last_check_timestamp_seconds"],
+                            value=_unix_s(follow.get("last_checked") if isinstance(follow, Mapping) else None))
     info = GaugeMetricFamily("xetfs_mount_info", OTHERS["xetfs_mount_info"],
                              labels=["repo", "commit", "mountpoint", "writable"])
     info.add_metric([str(s.get("repo", "")), str(s.get("commit", "")), str(s.get("mountpoint", "")),
