@@ -38,7 +38,8 @@ def test_the_served_object_has_the_documented_keys() -> None:
         "pending": {"fetches": 17, "reconstructions": 18, "open_handles": 19, "files": 20, "bytes": 21},
         "fetches_joined": 22,
         "open_files": [{"path": "m.safetensors", "handles": 1, "bytes_read": 23, "bytes_fetched": 24,
-                        "whole_file_streams": 0, "decisions": {"tensor_aligned": 2}}]}
+                        "whole_file_streams": 0, "decisions": {"tensor_aligned": 2}}],
+        "follow": None}
 
 
 def test_a_cache_without_a_disk_tier_reports_zero_disk_bytes() -> None:

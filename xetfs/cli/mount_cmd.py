@@ -6,10 +6,16 @@ Examples:
   xetfs mount org/model /mnt/model --read-only
   xetfs umount /mnt/model
 
-The revision is resolved to one commit at mount time; files are fetched lazily, chunk by chunk, and kept in
-a memory cache (--memory-cache-size, default 512M) and a disk cache (--cache-dir, default ~/.cache/xetfs;
---cache-size, default 10G) that survives remounts and may be shared by several mounts. Sizes accept K, M,
-G, T suffixes (powers of 1024).
+The revision is resolved to one commit at mount time. A branch or a pull request (refs/pr/N) is then
+followed: its head is checked every --poll-interval seconds (default 30, 0 turns it off; one small request
+each) and a new commit is swapped in at once: new opens and listings show it, removed files vanish, while a
+file that is already open keeps reading the revision it was opened at until it is closed (a writable mount
+moves once its own changes are committed). A tag or a commit sha never polls. `xetfs stats` shows the
+commit shown and when the head was last checked (follow).
+
+Files are fetched lazily, chunk by chunk, and kept in a memory cache (--memory-cache-size, default 512M) and
+a disk cache (--cache-dir, default ~/.cache/xetfs; --cache-size, default 10G) that survives remounts and may
+be shared by several mounts. Sizes accept K, M, G, T suffixes (powers of 1024).
 
 Writes: a branch (e.g. main) mounts writable; a commit sha, a tag or --read-only mounts read-only (EROFS).
 Files are staged under <cache-dir>/staging (--staging-size bounds it, default 50G; past it writes fail with
@@ -39,7 +45,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xetfs.cli.durations import size as parse_size
+from xetfs.cli.durations import duration, size as parse_size
 
 if TYPE_CHECKING:
     from xetfs.fs.mount import MountOptions
@@ -74,6 +80,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="longest wait between retries of a failed upload (default 30)")
     parser.add_argument("--metrics-addr", type=_addr, default=None, metavar="HOST:PORT",
                         help="serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9100)")
+    parser.add_argument("--poll-interval", type=duration, default=30.0, metavar="SECONDS",
+                        help="a mounted branch or refs/pr/N checks its head this often and shows new commits "
+                             "(files open keep their revision until closed); 0: never (default 30; a tag or "
+                             "commit never polls)")
     parser.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
 
 
@@ -98,7 +108,8 @@ def _options(args: argparse.Namespace) -> "MountOptions":
         disk_cache_bytes=args.cache_size, memory_cache_bytes=args.memory_cache_size,
         read_timeout_s=args.read_timeout, fetch_timeout_s=max(1.0, args.read_timeout * 0.75),
         read_only=args.read_only, staging_bytes=args.staging_size, commit_delay_s=args.commit_delay,
-        retry_max_s=args.upload_retry_max, metrics_addr=args.metrics_addr)
+        retry_max_s=args.upload_retry_max, metrics_addr=args.metrics_addr,
+        poll_interval_s=args.poll_interval)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,7 +153,8 @@ def _child_argv(args: argparse.Namespace, opts: "MountOptions", ready_fd: int) -
              "--cache-size", str(opts.disk_cache_bytes), "--memory-cache-size", str(opts.memory_cache_bytes),
              "--read-timeout", str(args.read_timeout), "--repo-type", opts.repo.repo_type,
              "--revision", opts.repo.revision, "--staging-size", str(opts.staging_bytes),
-             "--commit-delay", str(opts.commit_delay_s), "--upload-retry-max", str(opts.retry_max_s)]
+             "--commit-delay", str(opts.commit_delay_s), "--upload-retry-max", str(opts.retry_max_s),
+             "--poll-interval", str(opts.poll_interval_s)]
     if opts.read_only:
         argv.append("--read-only")
     if opts.metrics_addr is not None:

@@ -13,7 +13,9 @@ committed), uploaded_bytes (xorb bytes sent), new_bytes, deduplicated_bytes, com
 upload_errors / last_error, staging_bytes, conflicts (paths kept staged because the branch changed them
 too), failed (paths the Hub refused for good, with the reason; saving the file again retries it) and
 already_committed (resumed changes the branch already held). ``endpoints`` shows the configured nodes, their
-health and latency, and how many requests failed over. Exit codes: 0 ok, 1 not a xetfs mount.
+health and latency, and how many requests failed over. ``commit`` is the commit the mount shows; a mount that
+follows its branch adds ``follow``: poll_interval_s, last_checked (UTC), checks, failures / last_error,
+changes / last_change (new heads swapped in), waiting_head (a writable mount with pending changes). Exit codes: 0 ok, 1 not a xetfs mount.
 """
 from __future__ import annotations
 

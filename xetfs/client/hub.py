@@ -29,8 +29,9 @@ from xetfs.client.config import RepoRef, quote_path, quote_revision
 from xetfs.transport.endpoints import failover_for, join_endpoints, parse_endpoints
 from xetfs.errors import AlreadyExists, RemoteError, ValidationError
 from xetfs.protocol.hub import (CommitInfo, CommitOp, PreuploadAnswer, PreuploadFile, RepoInfo, TreeEntry, XetToken,
-                                commit_ndjson, parse_branches, parse_commit_answer, parse_preupload_answer,
-                                parse_repo_info, parse_tree_entry, parse_xet_token, preupload_body)
+                                commit_ndjson, parse_branches, parse_commit_answer, parse_movable_refs,
+                                parse_preupload_answer, parse_repo_info, parse_tree_entry, parse_xet_token,
+                                preupload_body)
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,11 @@ class HubClient:
     async def branches(self, repo: RepoRef) -> dict[str, str]:
         """Branch name -> head commit (``GET .../refs``)."""
         return parse_branches(await self._json("GET", f"{repo.api_path}/refs"), f"refs of {repo}")
+
+    async def movable_refs(self, repo: RepoRef) -> dict[str, str]:
+        """Branches and pull requests (``refs/pr/N``) -> head commit: one small request, the follow poll's."""
+        resp = await self._call("GET", f"{repo.api_path}/refs", params={"include_prs": "1"})
+        return parse_movable_refs(http.json_body(resp, f"GET refs of {repo}"), f"refs of {repo}")
 
     async def list_tree(self, repo: RepoRef, path: str = "", *, recursive: bool = True) -> list[TreeEntry]:
         sub = f"/{quote_path(path.strip('/'))}" if path.strip("/") else ""

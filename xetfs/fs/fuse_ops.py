@@ -3,12 +3,13 @@
 Nothing else lives here. Errors are translated once, in ``_translated``: ``XetError`` -> ``FUSEError(errno)``;
 anything unexpected -> EIO, logged once with its traceback, so one bad read never takes the mount down.
 
-The tree only changes through this mount (a writable mount changes it in its own handlers and returns fresh
-attributes), so entries and attributes get long kernel timeouts and unmodified files ``keep_cache``:
-re-reads come from the page cache and nothing is ever invalidated (no ``FUSE_NOTIFY_INVAL_*``: invalidation
-storms are a known failure of other FUSE mounts). Files with staged (local) data are opened without
-``keep_cache``. ``direct_io`` is only used for the hidden stats file (its size is unknown up front); regular
-files go through the page cache so shared mmap works.
+An inode's content never changes (a writable mount changes it in its own handlers and returns fresh
+attributes; a followed branch gives a changed file a new inode, ``xetfs.fs.follow``), so entries and
+attributes get long kernel timeouts and unmodified files ``keep_cache``: re-reads come from the page cache.
+The only invalidation is ``invalidate_entries``: the directory entries a new head changed, once per head move
+(never per read: invalidation storms are a known failure of other FUSE mounts). Files with staged (local)
+data are opened without ``keep_cache``. ``direct_io`` is only used for the hidden stats file (its size is
+unknown up front); regular files go through the page cache so shared mmap works.
 """
 from __future__ import annotations
 
@@ -172,3 +173,14 @@ class FuseOps(pyfuse3.Operations):
         st.f_ffree = st.f_favail = 0
         st.f_namemax = 255
         return st
+
+
+def invalidate_entries(dentries: list[tuple[int, str, int]]) -> None:
+    """Make the kernel forget ``(parent inode, name, inode or 0)`` entries. Blocking: call it from a worker
+    thread, never from a request handler (pyfuse3's rule). An entry the kernel never looked up is fine."""
+    for parent, name, ino in dentries:
+        try:
+            pyfuse3.invalidate_entry(parent, os.fsencode(name), deleted=ino)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+                log.warning("cannot invalidate the kernel entry %s in inode %d: %s", name, parent, exc)

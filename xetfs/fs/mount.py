@@ -17,7 +17,6 @@ All background work (prefetch fetches) lives in one nursery owned here. ``RepoBa
 """
 from __future__ import annotations
 
-import datetime
 import logging
 import os
 import signal
@@ -36,6 +35,7 @@ from xetfs.read.reader import Fetcher, FileReader
 from xetfs.read.snapshot import Snapshot, save_snapshot, snapshot_of
 from xetfs.errors import ValidationError, XetError
 from xetfs.fs.metrics import sampler, serve_metrics
+from xetfs.fs.follow import Follower, commit_mtime_ns, follower_for
 from xetfs.fs.stats import CacheStats, EndpointStats, MountStats, PendingStats
 from xetfs.fs.vfs import Tree, Vfs
 from xetfs.protocol.hub import RepoInfo
@@ -74,6 +74,7 @@ class MountOptions:
     commit_delay_s: float = 0.5             # --commit-delay: closes within it share one commit
     retry_max_s: float = 30.0               # --upload-retry-max: backoff cap of failed uploads
     metrics_addr: tuple[str, int] | None = None   # --metrics-addr: Prometheus text there (fs.metrics)
+    poll_interval_s: float = 30.0           # --poll-interval: check a branch's head (0: never; fs.follow)
 
 
 def staging_dir(opts: MountOptions) -> Path:
@@ -162,16 +163,6 @@ class RepoBackend:
         return data[offset:offset + size]
 
 
-def _mtime_ns(info: RepoInfo) -> int:
-    text = info.last_modified
-    if text is not None:
-        try:
-            return int(datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1e9)
-        except ValueError:
-            pass
-    return 0
-
-
 def endpoints_snapshot(hub: HubClient) -> EndpointStats:
     """Failover health of the Hub/CAS nodes (``xetfs.transport.endpoints``; empty ``nodes`` until several are used)."""
     health = hub.failover.health
@@ -179,9 +170,10 @@ def endpoints_snapshot(hub: HubClient) -> EndpointStats:
                          retries=health.retries)
 
 
-def stats_snapshot(opts: MountOptions, commit: str, vfs: Vfs, fetcher: Fetcher,
-                   writeback: Writeback | None = None, hub: HubClient | None = None) -> MountStats:
+def stats_snapshot(opts: MountOptions, commit: str, vfs: Vfs, fetcher: Fetcher, writeback: Writeback | None = None,
+                   hub: HubClient | None = None, follow: Follower | None = None) -> MountStats:
     s = fetcher.stats
+    commit = follow.commit if follow is not None and writeback is None else commit
     write = writeback.snapshot() if writeback is not None else None
     return MountStats(
         writable=writeback is not None, write=write,
@@ -190,7 +182,7 @@ def stats_snapshot(opts: MountOptions, commit: str, vfs: Vfs, fetcher: Fetcher,
         bytes_read=vfs.bytes_read, bytes_fetched=s.bytes_fetched, cache=CacheStats.of(fetcher.cache.snapshot()),
         reconstructions=s.reconstructions, fetches=s.fetches, retries=s.refetches,
         integrity_failures=s.integrity_failures, read_errors=s.read_errors, fetches_joined=s.fetches_joined,
-        open_files=vfs.open_files(),
+        open_files=vfs.open_files(), follow=follow.stats() if follow is not None else None,
         pending=PendingStats(fetches=s.pending_fetches, reconstructions=s.pending_reconstructions,
                              open_handles=vfs.open_handles,
                              files=int(write["pending_files"]) if write else 0,
@@ -214,7 +206,7 @@ async def _serve(opts: MountOptions, on_ready: Ready) -> int:
 
     from xetfs.client.cas import CasClient, TokenProvider
     from xetfs.transport.http import make_http_client
-    from xetfs.fs.fuse_ops import FuseOps
+    from xetfs.fs.fuse_ops import FuseOps, invalidate_entries
     from xetfs.client.hub import HubClient
 
     async with make_http_client() as client:
@@ -234,6 +226,9 @@ async def _serve(opts: MountOptions, on_ready: Ready) -> int:
         pinned = opts.repo.at(commit)
         entries = await hub.list_tree(pinned)
         tree = Tree(entries)
+        follower = await follower_for(hub, opts.repo, commit, entries, opts.poll_interval_s,
+                                      None if opts.read_only else is_branch, list_timeout_s=opts.read_timeout_s,
+                                      invalidate=invalidate_entries)
         await _save_snapshot(opts.cache_dir, snapshot_of(opts.repo, commit, entries, last_modified=info.last_modified,
                                                          is_branch=is_branch))
         tokens = TokenProvider(lambda: hub.xet_token(pinned, "read"))
@@ -245,7 +240,7 @@ async def _serve(opts: MountOptions, on_ready: Ready) -> int:
                 fetcher = Fetcher(cas, cache, nursery=nursery, fetch_timeout_s=opts.fetch_timeout_s,
                                   max_parallel_fetches=opts.max_parallel_fetches)
                 backend = RepoBackend(hub, pinned, fetcher, opts.read_timeout_s)
-                vfs, writeback = _make_vfs(opts, hub, tree, backend, staging, commit, info, fetcher)
+                vfs, writeback = _make_vfs(opts, hub, tree, backend, staging, commit, info, fetcher, follower)
                 if opts.metrics_addr is not None:
                     await nursery.start(serve_metrics, opts.metrics_addr, sampler(vfs.stats, fetcher.stats))
                 fuse_options = set(pyfuse3.default_options) | {f"fsname=xetfs:{opts.repo.repo_id}",
@@ -259,6 +254,8 @@ async def _serve(opts: MountOptions, on_ready: Ready) -> int:
                         await nursery.start(writeback.run)
                         if staging is not None and staging.pending:
                             writeback.kick()   # resume what the previous mount left journaled
+                    if follower is not None:
+                        nursery.start_soon(follower.run, vfs, writeback)
                     nursery.start_soon(_announce, opts, commit, len(tree), on_ready, notice)
                     await pyfuse3.main()
                 finally:
@@ -317,11 +314,12 @@ def _open_staging(opts: MountOptions) -> Staging:
 
 
 def _make_vfs(opts: MountOptions, hub: HubClient, tree: Tree, backend: RepoBackend, staging: Staging | None,
-              commit: str, info: RepoInfo, fetcher: Fetcher) -> tuple[Vfs, Writeback | None]:
+              commit: str, info: RepoInfo, fetcher: Fetcher, follower: Follower | None
+              ) -> tuple[Vfs, Writeback | None]:
     readahead_max = min(opts.readahead_max_bytes, max(MiB, opts.memory_cache_bytes // 4))
     if staging is None:
-        ro = Vfs(tree, backend, mtime_ns=_mtime_ns(info), readahead_max_bytes=readahead_max,
-                 stats=lambda: stats_snapshot(opts, commit, ro, fetcher, hub=hub).to_json())
+        ro = Vfs(tree, backend, mtime_ns=commit_mtime_ns(info), readahead_max_bytes=readahead_max,
+                 stats=lambda: stats_snapshot(opts, commit, ro, fetcher, hub=hub, follow=follower).to_json())
         return ro, None
     from xetfs.transport.retry import RetryPolicy
     from xetfs.fs.writable import WritableVfs
@@ -331,9 +329,10 @@ def _make_vfs(opts: MountOptions, hub: HubClient, tree: Tree, backend: RepoBacke
 
     vfs: WritableVfs       # both named by the stats callback before they exist
     writeback: Writeback
-    vfs = WritableVfs(tree, backend, staging, commit=commit, mtime_ns=_mtime_ns(info),
+    vfs = WritableVfs(tree, backend, staging, commit=commit, mtime_ns=commit_mtime_ns(info),
                       readahead_max_bytes=readahead_max,
-                      stats=lambda: stats_snapshot(opts, writeback.base, vfs, fetcher, writeback, hub).to_json())
+                      stats=lambda: stats_snapshot(opts, writeback.base, vfs, fetcher, writeback, hub,
+                                                   follower).to_json())
     vfs.apply_pending()
     base = staging.base_commit if staging.pending and staging.base_commit else commit
     params = WritebackParams(commit_delay_s=opts.commit_delay_s, max_delay_s=max(5.0, opts.commit_delay_s * 4),

@@ -21,8 +21,9 @@ No pyfuse3 here (``fuse_ops`` calls these methods). Theory of operation:
 - The writeback calls ``materialize`` (fetch all remaining base ranges) before uploading. chmod/utime are
   kept in memory (``self.meta``); the repo has no modes or mtimes.
 
-Kernel caching: ``keep_cache`` only for inodes without staged data; every operation returns fresh attributes,
-and the tree only changes through this mount, so no kernel invalidation is ever needed.
+Kernel caching: ``keep_cache`` only for inodes without staged data; every operation returns fresh attributes.
+The tree changes through this mount, and through ``fs.follow`` (which moves the view to a new head only while
+nothing is staged or pending, and invalidates the directory entries it changed).
 """
 from __future__ import annotations
 
@@ -66,7 +67,6 @@ class StagedVfs(Vfs):
         self.kick = kick
         self.staged: dict[int, StagedFile] = {}
         self.meta: dict[int, list[int]] = {}                  # ino -> [permission bits, mtime_ns]
-        self.origin: dict[int, tuple[str, str]] = {}          # regular file ino -> (commit, path) of its bytes
         self._open: dict[int, int] = {}                       # open handles per inode
         self._write_failed: set[int] = set()                  # handles that saw a failed write
         self._wrote: set[int] = set()                         # handles with a successful write
@@ -80,7 +80,7 @@ class StagedVfs(Vfs):
         if ino == STATS_INODE:
             return super().getattr(ino)
         meta = self.meta.get(ino)
-        mtime = meta[1] if meta else self.mtime_ns
+        mtime = meta[1] if meta else self.mtimes.get(ino, self.mtime_ns)
         if self.tree.is_dir(ino):
             return Attr(ino, stat.S_IFDIR | (meta[0] if meta else 0o755), 0, mtime, 2)
         sf = self.staged.get(ino)
@@ -88,7 +88,8 @@ class StagedVfs(Vfs):
         return Attr(ino, stat.S_IFREG | (meta[0] if meta else 0o644), size, mtime, 1)
 
     def _touch(self, ino: int, mode: int | None = None, mtime_ns: int | None = None) -> None:
-        meta = self.meta.setdefault(ino, [0o755 if self.tree.is_dir(ino) else 0o644, self.mtime_ns])
+        mtime = self.mtimes.get(ino, self.mtime_ns)
+        meta = self.meta.setdefault(ino, [0o755 if self.tree.is_dir(ino) else 0o644, mtime])
         if mode is not None:
             meta[0] = mode & 0o7777
         meta[1] = time.time_ns() if mtime_ns is None else mtime_ns
@@ -199,12 +200,6 @@ class StagedVfs(Vfs):
 
     async def materialize(self, sf: StagedFile) -> None:
         await self._fill(sf, 0, sf.size)
-
-    async def _read_regular(self, ino: int, file_size: int, offset: int, size: int) -> bytes:
-        origin = self.origin.get(ino)
-        if origin is None:
-            return await super()._read_regular(ino, file_size, offset, size)
-        return await self.backend.read_regular_at(origin[0], origin[1], file_size, offset, size)
 
     # -- handles
     async def open(self, ino: int, flags: int) -> int:

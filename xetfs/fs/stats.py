@@ -79,6 +79,23 @@ class PendingStats:
 
 
 @dataclass(frozen=True, slots=True)
+class FollowStats:
+    """A mount that follows its branch (``xetfs.fs.follow``): the commit shown and the polls of the head."""
+
+    revision: str
+    poll_interval_s: float
+    commit: str                     # the commit the mount shows
+    last_checked: str | None        # ISO time (UTC) of the last successful check of the head
+    checks: int
+    failures: int                   # checks or listings that failed (they only log)
+    last_error: str | None
+    changes: int                    # new heads swapped in
+    last_change: str | None
+    last_change_check: int          # the check (``checks`` then) that saw the last change
+    waiting_head: str | None        # a head not shown yet (a writable mount with pending changes)
+
+
+@dataclass(frozen=True, slots=True)
 class MountStats:
     writable: bool
     write: Mapping[str, object] | None      # the writeback's own section (``Writeback.snapshot()``)
@@ -98,6 +115,7 @@ class MountStats:
     pending: PendingStats
     fetches_joined: int = 0                 # fetches served by running ones that held all their chunks
     open_files: list[OpenFileStats] = dataclasses.field(default_factory=list)
+    follow: FollowStats | None = None       # None: a tag or commit, or --poll-interval 0
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

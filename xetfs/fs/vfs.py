@@ -13,9 +13,12 @@ No pyfuse3 here: ``fuse_ops`` unpacks kernel requests and calls this model; test
 - A hidden ``/.xetfs-stats`` file (not listed by readdir) returns the mount's statistics as JSON, with a
   line per open file (``open_files``): bytes read, and the readahead decisions of its handles.
 
-The revision is immutable: attributes and directory entries never change, so fuse_ops may hand the kernel
-long timeouts and ``keep_cache`` and never invalidate anything. Write operations raise ``ReadOnly`` (EROFS)
-here; ``fs.writable.WritableVfs`` (a mounted branch) overrides them and mutates the ``Tree``.
+An inode's content never changes: a mount that follows its branch (``fs.follow``) shows a changed file as a
+new inode (the old one keeps serving the handles opened on it) and sets the new one's ``mtimes`` and, for a
+regular file, its ``origin`` (the commit its bytes are read at); so fuse_ops may hand the kernel long timeouts
+and ``keep_cache``, and only the directory entries a poll changed are invalidated. Write operations raise
+``ReadOnly`` (EROFS) here; ``fs.writable.WritableVfs`` (a mounted branch) overrides them and mutates the
+``Tree``.
 """
 from __future__ import annotations
 
@@ -72,6 +75,7 @@ class Backend(Protocol):
 
     def reader(self, xet_hash: MerkleHash, size: int) -> Reader: ...
     async def read_regular(self, path: str, file_size: int, offset: int, size: int) -> bytes: ...
+    async def read_regular_at(self, commit: str, path: str, file_size: int, offset: int, size: int) -> bytes: ...
 
 
 @dataclass(slots=True)
@@ -94,6 +98,8 @@ class Vfs:
         self.tree = tree
         self.backend = backend
         self.mtime_ns = mtime_ns
+        self.mtimes: dict[int, int] = {}                      # inodes whose mtime is not ``mtime_ns``
+        self.origin: dict[int, tuple[str, str]] = {}          # regular file ino -> (commit, path) of its bytes
         self._stats = stats or (lambda: {})
         self._handles: dict[int, Handle] = {}
         self._next_fh = 1
@@ -110,8 +116,8 @@ class Vfs:
         if ino == STATS_INODE:
             return Attr(ino, FILE_MODE, 0, self.mtime_ns, 1)
         if self.tree.is_dir(ino):
-            return Attr(ino, DIR_MODE, 0, self.mtime_ns, 2)
-        return Attr(ino, FILE_MODE, self.tree.size(ino), self.mtime_ns, 1)
+            return Attr(ino, DIR_MODE, 0, self.mtimes.get(ino, self.mtime_ns), 2)
+        return Attr(ino, FILE_MODE, self.tree.size(ino), self.mtimes.get(ino, self.mtime_ns), 1)
 
     def lookup(self, parent: int, name: str) -> Attr:
         self.tree.check(parent)
@@ -240,7 +246,13 @@ class Vfs:
                 stream(self.readahead_max_bytes)
 
     async def _read_regular(self, ino: int, file_size: int, offset: int, size: int) -> bytes:
-        return await self.backend.read_regular(self.tree.path(ino), file_size, offset, size)
+        origin = self.origin.get(ino)
+        if origin is None:
+            return await self.backend.read_regular(self.tree.path(ino), file_size, offset, size)
+        return await self.backend.read_regular_at(origin[0], origin[1], file_size, offset, size)
+
+    def open_inodes(self) -> set[int]:
+        return {h.inode for h in self._handles.values()}
 
     def release(self, fh: int) -> None:
         handle = self._handles.pop(fh, None)

@@ -106,6 +106,17 @@ def parse_branches(obj: object, what: str) -> dict[str, str]:
     return {str(b["name"]): str(b.get("targetCommit", "")) for b in listed if isinstance(b, dict) and "name" in b}
 
 
+def parse_movable_refs(obj: object, what: str) -> dict[str, str]:
+    """``GET .../refs?include_prs=1`` -> the refs that move (branches by name, pull requests as ``refs/pr/N``)
+    -> head commit. Tags are left out: a tag names one commit for good."""
+    heads = parse_branches(obj, what)
+    prs = obj.get("pullRequests") if isinstance(obj, dict) else None
+    for p in prs if isinstance(prs, list) else []:
+        if isinstance(p, dict) and isinstance(p.get("ref") or p.get("name"), str):
+            heads[str(p.get("ref") or p["name"])] = str(p.get("targetCommit", ""))
+    return heads
+
+
 # ---------------------------------------------------------------------------------------------- preupload
 
 @dataclass(frozen=True, slots=True)
