@@ -77,3 +77,21 @@ def test_a_file_spread_over_several_xorbs_is_verified_whole(server: ServerHandle
     assert _upload_claiming(srv, f, wrong, tok) == 400
     assert upload(srv, f, tok) == (200, 200)
     _commit_and_check(srv, "org/a", f, "multi.bin")
+
+
+def test_a_repeated_wrong_claim_costs_one_read(server: ServerHandle) -> None:
+    srv = server
+    srv.create_repo("org/a")
+    srv.create_repo("org/b")
+    f = build_file(size=70_000, seed=305)
+    fake = hashlib.sha256(b"fake").hexdigest()
+    tok_b = cas_token(srv, "org/b")
+
+    def read_back() -> float:
+        return srv.metrics().get("xetfs_cas_sha256_verified_bytes_total", 0.0)
+
+    assert [_upload_claiming(srv, f, fake, tok_b) for _ in range(5)] == [400] * 5
+    assert read_back() == len(f.data), "the file is read back once"
+    assert upload(srv, f, cas_token(srv, "org/a")) == (200, 200)
+    assert upload(srv, f, tok_b) == (200, 200)
+    assert read_back() == len(f.data), "the true claim is known without reading again"

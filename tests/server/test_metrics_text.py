@@ -56,5 +56,5 @@ def test_byte_counters_stay_exact_past_six_significant_digits(server: ServerHand
 
 def test_every_server_metric_is_documented() -> None:
     docs = Path(__file__).resolve().parents[2] / "docs" / "architecture.md"
-    table = set(re.findall(r"^\| `(xetfs_(?:cas|hub|http|node)_[a-z_]+)", docs.read_text(), re.MULTILINE))
+    table = set(re.findall(r"^\| `(xetfs_(?:cas|hub|http|node)_[a-z0-9_]+)", docs.read_text(), re.MULTILINE))
     assert table == set(COUNTERS) | {"xetfs_http_requests_total", "xetfs_node_info"}

@@ -6,6 +6,9 @@ change: its connections give a client ``header_timeout_s`` from the first byte o
 connection's opening) to the end of its headers, then close. The timer is armed when the connection opens and
 when the first byte of a later keep-alive request arrives, and disarmed when aiohttp has parsed a message;
 bytes of a request's body never arm it (body stalls have their own timeout, ``request.BODY_IDLE_TIMEOUT_S``).
+Two cases are left to aiohttp's idle timeout (``keepalive_timeout``) instead: a partial head pipelined behind a
+complete request, and a keep-alive connection that falls idle right after body bytes its handler left unread
+(those bytes arm the timer, which may then close it before the idle timeout would).
 """
 from __future__ import annotations
 

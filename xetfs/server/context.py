@@ -39,6 +39,7 @@ COUNTERS: dict[str, str] = {
     "xetfs_cas_xorb_upload_bytes_total": "serialized xorb bytes received and stored (new xorbs only)",
     "xetfs_cas_xorbs_stored_total": "new xorbs stored",
     "xetfs_cas_shard_upload_bytes_total": "shard bytes received",
+    "xetfs_cas_sha256_verified_bytes_total": "file bytes read back to check the sha256 a shard claims",
     "xetfs_cas_data_bytes_served_total": "xorb bytes served by this node's /v1/data URLs",
     "xetfs_cas_reconstructions_total": "file reconstructions answered",
     "xetfs_cas_dedup_queries_total": "global dedup queries",
