@@ -1,10 +1,12 @@
-"""``xetfs gc`` against a real ``xetfs serve`` (SQLite, local store): a deleted repo's 3 versions of a 64 MiB
+"""``xetfs gc`` against a real ``xetfs serve`` (SQLite and a local store; the first two tests also on a cluster
+of two nodes sharing PostgreSQL and a SeaweedFS bucket, ``xetfs.testing.hubs``): a deleted repo's 3 versions of a 64 MiB
 file are freed to the byte while a repo sharing their chunks stays byte-exact; an upload between its xorbs
 and its shard survives a collection (grace period), and with no grace its shard is refused, not accepted
 broken; ``--dry-run`` changes nothing; deletions are in the audit log."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from xetfs.server.context import State
 from xetfs.server.services import repos
 from xetfs.server.stores.local import LocalStorage
 from xetfs.testing.hub import add_file, cas_token, commit, commit_body, lfs_file
+from xetfs.testing.hubs import BACKENDS, hub
 from xetfs.testing.server import ServerHandle, env_for_hf, make_bytes, running_server
 
 required("huggingface_hub")
@@ -29,8 +32,9 @@ MiB = 1024 * 1024
 
 
 def _gc(srv: ServerHandle, *args: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "xetfs.cli.main", "gc", "--data", str(srv.data_dir), "--json", *args],
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, "-m", "xetfs.cli.main", "gc", "--data", str(srv.data_dir), "--json",
+                          *srv.cli_args, *args], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, **srv.cli_env})
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -45,31 +49,34 @@ def _metadata_bytes(srv: ServerHandle) -> int:
 
 
 @pytest.mark.usefixtures("hf_client_env")
-def test_gc_frees_a_deleted_repo_and_keeps_a_sharing_one(tmp_path: Path) -> None:
-    with running_server(tmp_path) as srv:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gc_frees_a_deleted_repo_and_keeps_a_sharing_one(backend: str, tmp_path: Path,
+                                                         request: pytest.FixtureRequest) -> None:
+    with hub(backend, tmp_path, request) as srv:
         api = HfApi(endpoint=srv.url, token=srv.token)
         api.create_repo("t/keep")
         shared = make_bytes("float32", 16 * MiB, 1)
         api.upload_file(path_or_fileobj=shared, path_in_repo="x.bin", repo_id="t/keep")
-        objects0, total0 = _bytes(srv.data_dir / "objects"), _bytes(srv.data_dir)
+        objects0, total0 = srv.objects_bytes(), _bytes(srv.data_dir)
 
         api.create_repo("t/big")
         versions = [shared + make_bytes("float32", 48 * MiB, 2), make_bytes("float32", 64 * MiB, 3),
                     make_bytes("float32", 64 * MiB, 4)]
         api.upload_file(path_or_fileobj=versions[0], path_in_repo="w.bin", repo_id="t/big")
-        assert _bytes(srv.data_dir / "objects") - objects0 < 56 * MiB      # v1 reuses t/keep's chunks
+        assert srv.objects_bytes() - objects0 < 56 * MiB      # v1 reuses t/keep's chunks
         for v in versions[1:]:
             api.upload_file(path_or_fileobj=v, path_in_repo="w.bin", repo_id="t/big")
-        assert _bytes(srv.data_dir / "objects") - objects0 > 150 * MiB
+        assert srv.objects_bytes() - objects0 > 150 * MiB
 
         assert _gc(srv, "--grace", "0")["xorbs"] == 0                     # every version is history of t/big
         api.delete_repo("t/big")
         dry = _gc(srv, "--grace", "0", "--dry-run")
-        assert dry["xorbs"] > 0 and _bytes(srv.data_dir / "objects") - objects0 > 150 * MiB
+        assert dry["xorbs"] > 0 and srv.objects_bytes() - objects0 > 150 * MiB
         done = _gc(srv, "--grace", "0")
         assert (done["xorbs"], done["shards"], done["spared"]) == (dry["xorbs"], dry["shards"], 0)
-        assert _bytes(srv.data_dir / "objects") == objects0                # to the byte
-        assert _bytes(srv.data_dir) - total0 <= _metadata_bytes(srv)
+        assert srv.objects_bytes() == objects0                # to the byte
+        if backend == "local":                                             # (a cluster's metadata is in PostgreSQL)
+            assert _bytes(srv.data_dir) - total0 <= _metadata_bytes(srv)
         audit = [json.loads(line) for line in (srv.data_dir / "audit.log").read_text().splitlines()]
         assert sum(a["action"] == "gc_delete" for a in audit) == done["xorbs"] + done["shards"] + done["blobs"]
         assert _gc(srv, "--grace", "0")["xorbs"] == 0                     # nothing left to collect
@@ -87,8 +94,9 @@ def test_gc_frees_a_deleted_repo_and_keeps_a_sharing_one(tmp_path: Path) -> None
         assert Path(p).read_bytes() == versions[2]
 
 
-def test_gc_between_xorbs_and_shard(tmp_path: Path) -> None:
-    with running_server(tmp_path) as srv:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gc_between_xorbs_and_shard(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    with hub(backend, tmp_path, request) as srv:
         srv.create_repo("t/demo")
         token = cas_token(srv)
         f = build_file(size=3 * MiB, seed=31, xorbs=2)

@@ -13,7 +13,8 @@ import pytest
 
 from xetfs.testing.deps import required
 from xetfs.testing.hub import new_token
-from xetfs.testing.server import ServerHandle, env_for_hf, make_bytes, running_server
+from xetfs.testing.hubs import BACKENDS, hub
+from xetfs.testing.server import ServerHandle, env_for_hf, make_bytes
 
 required("huggingface_hub")
 from huggingface_hub import HfApi, hf_hub_download  # noqa: E402
@@ -23,9 +24,10 @@ MiB = 1024 * 1024
 pytestmark = pytest.mark.usefixtures("hf_client_env")
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    with running_server(tmp_path_factory.mktemp("srv"), public_read=True) as s:
+@pytest.fixture(scope="module", params=BACKENDS)
+def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The same tests on one local server and on a cluster of two nodes (PostgreSQL + SeaweedFS)."""
+    with hub(request.param, tmp_path_factory.mktemp("srv"), request, public_read=True) as s:
         yield s
 
 
@@ -33,10 +35,6 @@ def _hf(srv: ServerHandle, tmp: Path, *args: str) -> subprocess.CompletedProcess
     hf = Path(sys.executable).with_name("hf")
     return subprocess.run([str(hf), *args], env=env_for_hf(tmp / "hf_home", srv.url, srv.token),
                           capture_output=True, text=True, timeout=300)
-
-
-def _dir_bytes(root: Path) -> int:
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
 def test_list_models_250_repos_all_pages(srv: ServerHandle, tmp_path: Path) -> None:
@@ -128,10 +126,10 @@ def test_move_and_duplicate(srv: ServerHandle, tmp_path: Path) -> None:
             other.repo_info(asked)
         assert err.value.response.status_code == 403                      # the same answer, existing or not
 
-    before = _dir_bytes(srv.data_dir / "objects")
+    before = srv.objects_bytes()
     url = api.duplicate_repo("t/new-name", "t/copy")
     assert url.repo_id == "t/copy"
-    after = _dir_bytes(srv.data_dir / "objects")
+    after = srv.objects_bytes()
     assert after - before < 64 * 1024                                   # no xorb copied: metadata only
     p = hf_hub_download("t/copy", "w.bin", endpoint=srv.url, token=srv.token, cache_dir=tmp_path / "copy")
     assert Path(p).read_bytes() == data

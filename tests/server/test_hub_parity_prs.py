@@ -12,7 +12,8 @@ import pytest
 
 from xetfs.testing.deps import required
 from xetfs.testing.files import write_tree
-from xetfs.testing.server import ServerHandle, env_for_hf, make_bytes, running_server
+from xetfs.testing.hubs import BACKENDS, hub
+from xetfs.testing.server import ServerHandle, env_for_hf, make_bytes
 
 required("huggingface_hub")
 from huggingface_hub import HfApi, hf_hub_download  # noqa: E402
@@ -22,9 +23,10 @@ MiB = 1024 * 1024
 pytestmark = pytest.mark.usefixtures("hf_client_env")
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    with running_server(tmp_path_factory.mktemp("srv")) as s:
+@pytest.fixture(scope="module", params=BACKENDS)
+def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The same tests on one local server and on a cluster of two nodes (PostgreSQL + SeaweedFS)."""
+    with hub(request.param, tmp_path_factory.mktemp("srv"), request) as s:
         yield s
 
 

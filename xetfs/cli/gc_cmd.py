@@ -1,4 +1,5 @@
-"""Delete the xorbs, shards and file records of a `xetfs serve` store that no repo reaches any more.
+"""Delete the xorbs, shards, file records and regular-file blobs of a `xetfs serve` store that no repo reaches
+any more.
 
 Live: every Xet file named by any commit of any repo (every branch, tag and pull request ref, and all their
 history), and everything uploaded within the grace period (an upload in flight keeps its xorbs). The rest

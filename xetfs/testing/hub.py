@@ -73,7 +73,8 @@ def cas_token(srv: ServerHandle, repo: str = "t/demo", scope: str = "write", hub
 
 def new_token(srv: ServerHandle, scope: str, repo: str | None = None) -> str:
     """``xetfs token create`` on the server's data directory -> the new Hub token."""
-    cmd = [sys.executable, "-m", "xetfs.cli.main", "token", "create", "--data", str(srv.data_dir), "--scope", scope]
+    db = list(srv.cli_args[srv.cli_args.index("--db"):][:2]) if "--db" in srv.cli_args else ["--data", str(srv.data_dir)]
+    cmd = [sys.executable, "-m", "xetfs.cli.main", "token", "create", *db, "--scope", scope]
     done = subprocess.run(cmd + (["--repo", repo] if repo else []), capture_output=True, text=True, check=True)
     return done.stdout.strip()
 

@@ -6,6 +6,9 @@ client -> server (``hold_up``) or server -> client (``hold_down``) it forwards n
 node, kill a mount), and calls ``release()``: the gate opens for good and the held bytes move on. ``hold(way)``
 closes the gate at once (a server that hangs mid-answer, its connections open). ``close()`` stops everything.
 
+``GatedProxy([port_a, port_b])`` sends each new connection to the next port in turn (several nodes of one
+cluster behind one address; ``xetfs.testing.hubs``).
+
 Point a client at ``proxy.url``: the server builds its URLs from the Host header, so follow-up requests
 (signed data URLs, the token's casUrl) come through the proxy too.
 """
@@ -13,14 +16,16 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections.abc import Sequence
 from types import TracebackType
 
 _PIECE = 64 * 1024
 
 
 class GatedProxy:
-    def __init__(self, port: int, hold_up: int | None = None, hold_down: int | None = None) -> None:
-        self.target = ("127.0.0.1", port)
+    def __init__(self, port: int | Sequence[int], hold_up: int | None = None, hold_down: int | None = None) -> None:
+        self.targets = [("127.0.0.1", p) for p in ([port] if isinstance(port, int) else port)]
+        self.connections = 0
         self.limits = {"up": hold_up, "down": hold_down}
         self.moved = {"up": 0, "down": 0}
         self.held = threading.Event()
@@ -83,10 +88,11 @@ class GatedProxy:
                 return
             self._track(client)
             try:
-                upstream = socket.create_connection(self.target, timeout=10)
+                upstream = socket.create_connection(self.targets[self.connections % len(self.targets)], timeout=10)
             except OSError:
                 client.close()
                 continue
+            self.connections += 1
             upstream.settimeout(None)
             self._track(upstream)
             for src, dst, way in ((client, upstream, "up"), (upstream, client, "down")):

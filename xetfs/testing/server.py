@@ -68,10 +68,16 @@ class ServerHandle:
         self.env = dict(env or {})
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        self.cli_args: list[str] = []       # what `xetfs gc` / `xetfs token` need besides --data (a cluster: --db ...)
+        self.cli_env: dict[str, str] = {}
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def objects_bytes(self) -> int:
+        """The bytes of every stored object (xorbs, shards, blobs) under the data directory."""
+        return sum(p.stat().st_size for p in (self.data_dir / "objects").rglob("*") if p.is_file())
 
     def start(self, timeout_s: float = 30.0) -> "ServerHandle":
         if self.proc is not None and self.proc.poll() is None:
