@@ -16,8 +16,12 @@ Prints one JSON object:
   d_safetensors: one 16 MiB tensor from a 512 MiB file: bytes served / tensor bytes
   e_random_4k:  random 4 KiB preads per second, cold (fresh mount + cache) and cached (same offsets again)
   f_peak_rss:   peak RSS of the mount daemon during (a)
+  h_poll_cost:  an idle mount following its branch (docs/architecture.md, "Following a branch"), at the default
+                --poll-interval (30 s) and at 1 s: requests per minute counted at the server
+                (``xetfs_http_requests_total``) over a window of several intervals; ``ratio`` = requests per
+                minute / checks per minute the interval implies (target <= 1.0: one request per check)
 
-Usage: .venv/bin/python scripts/bench_mount.py [--size-mib 1024] [--workdir DIR]
+Usage: .venv/bin/python scripts/bench_mount.py [--size-mib 1024] [--workdir DIR] [--only h_poll_cost]
 """
 from __future__ import annotations
 
@@ -43,6 +47,8 @@ SERVED = "xetfs_cas_data_bytes_served_total"
 
 
 READ_BLOCKS = (1 * MiB, 4 * MiB, 16 * MiB)
+REQUESTS = "xetfs_http_requests_total{"
+POLL_WINDOWS_S = {30.0: 150.0, 1.0: 30.0}   # --poll-interval -> idle window measured (5 and 30 checks)
 
 
 def read_seq(path: Path, block: int = BLOCK) -> float:
@@ -118,14 +124,51 @@ def make_safetensors(path: Path) -> int:
     return 16 * MiB
 
 
+def server_requests(server) -> float:
+    """Requests the server answered so far (this metrics request is counted after it, by the next one)."""
+    return sum(v for k, v in server.metrics().items() if k.startswith(REQUESTS))
+
+
+def poll_cost(server, tmp: Path) -> dict[str, object]:
+    """Requests per minute at the server while an idle mount of a branch polls its head."""
+    from xetfs.testing.sync import wait_until
+
+    out: dict[str, object] = {}
+    for interval, window in POLL_WINDOWS_S.items():
+        args = ["--read-only", "--poll-interval", f"{interval:g}"]
+        with mounted(server, "org/bench", tmp / f"mnt-poll-{interval:g}", cache_dir=tmp / "cache-poll",
+                     args=args) as m:
+            before, checks0 = server_requests(server), m.stats()["follow"]["checks"]
+            t0 = time.monotonic()
+            wait_until(lambda: time.monotonic() - t0 >= window, "the idle window", timeout_s=window + 60, poll_s=1.0)
+            elapsed = time.monotonic() - t0
+            requests = server_requests(server) - before - 1          # minus the first metrics request
+            checks = m.stats()["follow"]["checks"] - checks0
+        per_min = requests / elapsed * 60
+        out[f"interval_{interval:g}s"] = {"window_s": round(elapsed, 1), "requests": requests, "checks": checks,
+                                          "requests_per_min": per_min, "ratio": per_min / (60 / interval),
+                                          "target_max": 1.0}
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--preads", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3, help="passes of each warm read (best counts)")
+    ap.add_argument("--only", choices=["h_poll_cost"], default=None, help="run only this figure")
     args = ap.parse_args()
     tmp = Path(args.workdir or tempfile.mkdtemp(prefix="xetfs-bench-"))
+    if args.only == "h_poll_cost":
+        shutil.rmtree(tmp / "server", ignore_errors=True)
+        with running_server(tmp / "server") as server:
+            server.create_repo("org/bench")
+            (tmp / "small").mkdir(parents=True, exist_ok=True)
+            (tmp / "small" / "a.txt").write_bytes(b"a\n")
+            xetfs_cli("upload", "org/bench", str(tmp / "small"), "--endpoint", server.url, "--token", server.token)
+            print(json.dumps({"h_poll_cost": poll_cost(server, tmp)}, indent=2))
+        return 0
     src = tmp / "src"
     src.mkdir(parents=True, exist_ok=True)
     size = args.size_mib * MiB
@@ -185,6 +228,7 @@ def main() -> int:
             cold = random_preads(m.path / "big.bin", offsets)
             cached = random_preads(m.path / "big.bin", offsets)
         out["e_random_4k"] = {"cold_per_s": cold, "cached_per_s": cached}
+        out["h_poll_cost"] = poll_cost(server, tmp)
     print(json.dumps(out, indent=2))
     return 0
 

@@ -122,3 +122,39 @@ def test_a_writable_mount_follows_and_its_saves_apply_to_what_it_shows(tmp_path:
             assert Path(api.hf_hub_download(REPO, "a.txt", cache_dir=tmp_path / "dl")).read_bytes() == b"v3 saved here\n"
             wait_until(lambda: _follow(m)["commit"] == head, "the mount to show its own commit", timeout_s=30)
             assert a.read_bytes() == b"v3 saved here\n" and m.stats()["commit"] == head
+
+
+def test_a_writable_mount_with_a_change_in_progress_waits_then_follows(tmp_path: Path) -> None:
+    """While a file is being written the view keeps its commit (the head is shown as waiting); once the
+    change is committed (rebased over the upstream commit) the view moves to the branch's head."""
+    with running_server(tmp_path / "srv") as srv:
+        api = HfApi(endpoint=srv.url, token=srv.token)
+        api.create_repo(REPO)
+        api.upload_file(path_or_fileobj=b"a1\n", path_in_repo="a.txt", repo_id=REPO)
+        with mounted(srv, REPO, tmp_path / "m", args=["--poll-interval", "1", "--commit-delay", "0"]) as m:
+            a = m.path / "a.txt"
+            with open(m.path / "b.txt", "wb") as writer:
+                writer.write(b"b, written here\n")
+                upstream = api.upload_file(path_or_fileobj=b"a2 upstream\n", path_in_repo="a.txt",
+                                           repo_id=REPO).oid
+                wait_until(lambda: _follow(m)["waiting_head"] == upstream, "the new head to wait", timeout_s=30)
+                assert a.read_bytes() == b"a1\n"
+            write = wait_committed(m)
+            assert (write["conflicts"], write["commits"]) == ([], 1)
+            head = api.list_repo_refs(REPO).branches[0].target_commit
+            wait_until(lambda: _follow(m)["commit"] == head, "the view to move to the head", timeout_s=30)
+            assert (a.read_bytes(), (m.path / "b.txt").read_bytes()) == (b"a2 upstream\n", b"b, written here\n")
+            assert _follow(m)["waiting_head"] is None
+
+
+def test_a_pull_request_mount_follows_the_pull_request(tmp_path: Path) -> None:
+    with running_server(tmp_path / "srv") as srv:
+        api = HfApi(endpoint=srv.url, token=srv.token)
+        api.create_repo(REPO)
+        api.upload_file(path_or_fileobj=b"main\n", path_in_repo="a.txt", repo_id=REPO)
+        pr = api.upload_file(path_or_fileobj=b"pr 1\n", path_in_repo="a.txt", repo_id=REPO, create_pr=True)
+        with mounted(srv, REPO, tmp_path / "m", revision=pr.pr_revision, args=["--poll-interval", "1"]) as m:
+            assert (m.path / "a.txt").read_bytes() == b"pr 1\n"
+            api.upload_file(path_or_fileobj=b"pr 2\n", path_in_repo="a.txt", repo_id=REPO, revision=pr.pr_revision)
+            _shows_within_two_polls(m, m.path / "a.txt", b"pr 2\n")
+            assert _follow(m)["revision"] == "refs/pr/1"
