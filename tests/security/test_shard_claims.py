@@ -1,7 +1,7 @@
 """Class 4, shard metadata (issue 12): the sha256 a shard claims for a file is recomputed from the stored
 xorbs before it is kept. A writer of repo B can neither squat the sha256 of repo A's file with junk (A's later
 honest upload and commit still work) nor register real content under a fake sha256 (later commits carry the
-true ``lfs.oid`` and ``ETag``)."""
+true ``lfs.oid`` and ``ETag``). Both on the local store and on S3 (the check reads the xorbs back from either)."""
 from __future__ import annotations
 
 import dataclasses
@@ -41,8 +41,8 @@ def _commit_and_check(srv: ServerHandle, repo: str, f: BuiltFile, path: str) -> 
     assert headers["ETag"] == f'"{f.sha256}"'
 
 
-def test_junk_under_another_files_sha256_is_refused_and_the_honest_upload_works(server: ServerHandle) -> None:
-    srv = server
+def test_junk_under_another_files_sha256_is_refused_and_the_honest_upload_works(any_store_server: ServerHandle) -> None:
+    srv = any_store_server
     srv.create_repo("org/a")
     srv.create_repo("org/b")
     real, junk = build_file(size=50_000, seed=301), build_file(size=30_000, seed=302)
@@ -53,8 +53,8 @@ def test_junk_under_another_files_sha256_is_refused_and_the_honest_upload_works(
     _commit_and_check(srv, "org/a", real, "model.bin")
 
 
-def test_real_content_under_a_fake_sha256_never_reaches_a_commit(server: ServerHandle) -> None:
-    srv = server
+def test_real_content_under_a_fake_sha256_never_reaches_a_commit(any_store_server: ServerHandle) -> None:
+    srv = any_store_server
     srv.create_repo("org/a")
     srv.create_repo("org/b")
     real = build_file(size=50_000, seed=303)
