@@ -10,6 +10,7 @@ from xetfs.errors import ValidationError
 from xetfs.fs.stats import STATS_NAME, CacheStats, EndpointStats, MountStats, PendingStats, read_stats
 from xetfs.read.source import OpenFileStats
 from xetfs.transport.endpoints import NodeHealth
+from xetfs.transport.reachability import LinkStats
 
 
 def _stats(write: dict[str, object] | None) -> MountStats:
@@ -21,7 +22,8 @@ def _stats(write: dict[str, object] | None) -> MountStats:
         pid=42, repo="org/m@main", commit="c" * 40, mountpoint="/mnt", bytes_read=10, bytes_fetched=11,
         cache=cache, reconstructions=12, fetches=13, retries=14, integrity_failures=15, read_errors=16,
         pending=PendingStats(fetches=17, reconstructions=18, open_handles=19, files=20, bytes=21),
-        fetches_joined=22, open_files=[OpenFileStats("m.safetensors", 1, 23, 24, 0, {"tensor_aligned": 2})])
+        fetches_joined=22, open_files=[OpenFileStats("m.safetensors", 1, 23, 24, 0, {"tensor_aligned": 2})],
+        link=LinkStats("degraded", 25.5, 3, 1, 0, 2, "cannot reach a:1"))
 
 
 def test_the_served_object_has_the_documented_keys() -> None:
@@ -39,7 +41,9 @@ def test_the_served_object_has_the_documented_keys() -> None:
         "fetches_joined": 22,
         "open_files": [{"path": "m.safetensors", "handles": 1, "bytes_read": 23, "bytes_fetched": 24,
                         "whole_file_streams": 0, "decisions": {"tensor_aligned": 2}}],
-        "follow": None}
+        "follow": None,
+        "link": {"state": "degraded", "since_unix_s": 25.5, "failures_in_row": 3, "degraded_switches": 1,
+                 "reconnects": 0, "probes": 2, "last_error": "cannot reach a:1"}}
 
 
 def test_a_cache_without_a_disk_tier_reports_zero_disk_bytes() -> None:

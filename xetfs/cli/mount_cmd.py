@@ -25,6 +25,12 @@ chunked, deduplicated, uploaded and committed in the background — closes withi
 apart); if the mount stops first, the next mount of the same repo, branch and cache dir resumes them.
 `xetfs stats` shows pending files/bytes, uploaded and deduplicated bytes, the last commit and conflicts.
 
+Offline: when the server cannot be reached at mount time (connection refused, timeout, 5xx; not 401/403/404)
+and the cache dir holds the revision from an earlier mount (or `xetfs cache import`), the mount starts offline
+and says so in one line: files whose chunks are cached are served and verified, other reads fail with EIO at
+once. A server lost while mounted makes the mount degraded after a few failed requests (same behaviour). The
+mount probes the server in the background and reconnects by itself; `xetfs stats` shows the state (`link`).
+
 Without --foreground the command returns once the mount is ready; the daemon logs to
 <cache-dir>/logs/mount-<time>-<pid>.log. `xetfs umount MOUNTPOINT` waits for pending uploads (bounded) and
 unmounts (or SIGTERM/SIGINT to the daemon: pending changes stay journaled). `xetfs stats MOUNTPOINT` prints

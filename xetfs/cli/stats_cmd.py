@@ -15,7 +15,10 @@ too), failed (paths the Hub refused for good, with the reason; saving the file a
 already_committed (resumed changes the branch already held). ``endpoints`` shows the configured nodes, their
 health and latency, and how many requests failed over. ``commit`` is the commit the mount shows; a mount that
 follows its branch adds ``follow``: poll_interval_s, last_checked (UTC), checks, failures / last_error,
-changes / last_change (new heads swapped in), waiting_head (a writable mount with pending changes). Exit codes: 0 ok, 1 not a xetfs mount.
+changes / last_change (new heads swapped in), waiting_head (a writable mount with pending changes).
+``link`` says whether the server is reachable: state (online; offline: started from the cache without the
+server; degraded: lost it while mounted) and since when (since_unix_s), failures_in_row, degraded_switches,
+reconnects, probes and last_error. Exit codes: 0 ok, 1 not a xetfs mount.
 """
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ on the v1 route; once v1 has worked the choice is remembered for this client (a 
 on v2, so v1 is only remembered when it succeeds). Global dedup queries are best effort: any error
 or a 404 means "no dedup" and they are never retried.
 
+Every request attempt's outcome goes to ``Failover.observe`` (a mount's reachability, ``xetfs.transport.reachability``).
+
 Byte ranges of files are ``[start, end)``; ``FetchRange.byte_end`` is inclusive like the wire.
 Retries follow ``xetfs.transport.retry`` (transient errors only); statuses map to errors in ``xetfs.transport.http``.
 """
@@ -124,10 +126,13 @@ class CasClient:
                 hdrs = {"Authorization": f"Bearer {token.access_token}", "X-Xet-Session-Id": self.session_id,
                         **(headers or {})}
                 try:
-                    return parse(await http.send(self.http, method, url, headers=hdrs, content=content))
+                    result = parse(await http.send(self.http, method, url, headers=hdrs, content=content))
                 except XetError as exc:
+                    self.failover.observe(exc)
                     self.failover.node_failed(token.cas_url, exc)
                     raise
+                self.failover.observe(None)
+                return result
 
             try:
                 return await retry_call(attempt, policy or self.retry, what=f"{method} {path}",
@@ -175,11 +180,14 @@ class CasClient:
 
         async def attempt() -> int:
             try:
-                return await self._fetch_once(fr, view)
+                n = await self._fetch_once(fr, view)
             except XetError as exc:
+                self.failover.observe(exc)
                 if self.failover.node_failed(fr.url, exc):   # a proxied data URL on a dead node
                     raise FetchUrlExpired(f"{exc} (its node is down: query the reconstruction again)") from exc
                 raise
+            self.failover.observe(None)
+            return n
 
         try:
             return await retry_call(attempt, self.retry, what=f"fetch {fr.xorb_hash} bytes {fr.byte_start}-{fr.byte_end}",

@@ -2,6 +2,8 @@
 
 Nothing else lives here. Errors are translated once, in ``_translated``: ``XetError`` -> ``FUSEError(errno)``;
 anything unexpected -> EIO, logged once with its traceback, so one bad read never takes the mount down.
+A read refused because the mount is offline (``ServerOffline``) is logged at debug level only: the switch to
+offline was logged once (``xetfs.fs.offline``).
 
 An inode's content never changes (a writable mount changes it in its own handlers and returns fresh
 attributes; a followed branch gives a changed file a new inode, ``xetfs.fs.follow``), so entries and
@@ -24,6 +26,7 @@ import pyfuse3
 
 from xetfs.errors import XetError
 from xetfs.fs.vfs import Attr, Vfs
+from xetfs.transport.reachability import ServerOffline
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,8 @@ def _translated(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any
             log.warning("%s: %s", fn.__name__, exc)
             raise pyfuse3.FUSEError(errno.ENOSPC) from None
         except XetError as exc:
-            log.log(logging.DEBUG if exc.errno == errno.ENOENT else logging.WARNING,
+            quiet = exc.errno == errno.ENOENT or isinstance(exc, ServerOffline)
+            log.log(logging.DEBUG if quiet else logging.WARNING,
                     "%s: %s: %s", fn.__name__, type(exc).__name__, exc)
             raise pyfuse3.FUSEError(exc.errno) from None
         except Exception:

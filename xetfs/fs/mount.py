@@ -32,8 +32,8 @@ from xetfs.read.cache import ChunkCache
 from xetfs.client.config import RepoRef
 from xetfs.core.hashing import MerkleHash
 from xetfs.read.reader import Fetcher, FileReader
-from xetfs.read.snapshot import Snapshot, save_snapshot, snapshot_of
-from xetfs.errors import ValidationError, XetError
+from xetfs.errors import ValidationError
+from xetfs.fs.offline import Gate, GatedSource, ReconnectParams, arm, probe_of, reconnect, resolve_start
 from xetfs.fs.metrics import sampler, serve_metrics
 from xetfs.fs.follow import Follower, commit_mtime_ns, follower_for
 from xetfs.fs.stats import CacheStats, EndpointStats, MountStats, PendingStats
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 REGULAR_CACHE_BYTES = 64 * MiB
 REGULAR_WHOLE_MAX_BYTES = 4 * MiB
+RECONNECT = ReconnectParams()
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +138,10 @@ async def raise_readahead(mountpoint: Path, kb: int, attempts: int = 50) -> None
 class RepoBackend:
     """Bytes for the VFS: FileReader for Xet files, the resolve route for the rest."""
 
-    def __init__(self, hub: HubClient, repo: RepoRef, fetcher: Fetcher, read_timeout_s: float) -> None:
+    def __init__(self, hub: HubClient, repo: RepoRef, fetcher: Fetcher, read_timeout_s: float,
+                 gate: Gate | None = None) -> None:
         self.hub = hub
+        self.gate = gate
         self.repo = repo
         self.fetcher = fetcher
         self.read_timeout_s = read_timeout_s
@@ -155,12 +158,17 @@ class RepoBackend:
         repo = self.repo.at(commit)
         with trio.fail_after(self.read_timeout_s):
             if file_size > REGULAR_WHOLE_MAX_BYTES:
-                return await self.hub.resolve(repo, path, (offset, offset + size))
+                return await self._resolve(repo, path, (offset, offset + size))
             data = self._regular.get((commit, path))
             if data is None:
-                data = await self.hub.resolve(repo, path)
+                data = await self._resolve(repo, path, None)
                 self._regular[(commit, path)] = data
         return data[offset:offset + size]
+
+    async def _resolve(self, repo: RepoRef, path: str, byte_range: tuple[int, int] | None) -> bytes:
+        if self.gate is None:
+            return await self.hub.resolve(repo, path, byte_range)
+        return await self.gate.run(f"reading {path}", lambda: self.hub.resolve(repo, path, byte_range))
 
 
 def endpoints_snapshot(hub: HubClient) -> EndpointStats:
@@ -183,6 +191,7 @@ def stats_snapshot(opts: MountOptions, commit: str, vfs: Vfs, fetcher: Fetcher, 
         reconstructions=s.reconstructions, fetches=s.fetches, retries=s.refetches,
         integrity_failures=s.integrity_failures, read_errors=s.read_errors, fetches_joined=s.fetches_joined,
         open_files=vfs.open_files(), follow=follow.stats() if follow is not None else None,
+        link=hub.failover.reach.snapshot() if hub is not None and hub.failover.reach is not None else None,
         pending=PendingStats(fetches=s.pending_fetches, reconstructions=s.pending_reconstructions,
                              open_handles=vfs.open_handles,
                              files=int(write["pending_files"]) if write else 0,
@@ -211,35 +220,24 @@ async def _serve(opts: MountOptions, on_ready: Ready) -> int:
 
     async with make_http_client() as client:
         hub = HubClient(opts.endpoint, opts.token, client)
-        info = await hub.repo_info(opts.repo)
-        commit = info.sha
-        is_branch = not opts.read_only and await _is_branch(hub, opts.repo)   # (a read-only mount does not ask)
-        writable = is_branch
-        notice = None
-        if writable:
-            refused = await _write_refused(hub, opts.repo)
-            if refused is not None:
-                writable = False
-                notice = (f"the token cannot write to {opts.repo} ({refused}): mounted read-only, writes fail "
-                          "with EROFS")
-                log.warning("%s", notice)
+        start = await resolve_start(hub, opts.repo, opts.cache_dir, read_only=opts.read_only)
+        info, commit, writable, notice = start.info, start.info.sha, start.writable, start.notice
+        reach = arm(client, start.offline, RECONNECT)
+        gate = Gate(reach)
         pinned = opts.repo.at(commit)
-        entries = await hub.list_tree(pinned)
-        tree = Tree(entries)
-        follower = await follower_for(hub, opts.repo, commit, entries, opts.poll_interval_s,
-                                      None if opts.read_only else is_branch, list_timeout_s=opts.read_timeout_s,
-                                      invalidate=invalidate_entries)
-        await _save_snapshot(opts.cache_dir, snapshot_of(opts.repo, commit, entries, last_modified=info.last_modified,
-                                                         is_branch=is_branch))
+        tree = Tree(start.entries)
+        follower = await follower_for(hub, opts.repo, commit, start.entries, opts.poll_interval_s,
+                                      start.is_branch if start.offline or not opts.read_only else None,
+                                      list_timeout_s=opts.read_timeout_s, invalidate=invalidate_entries)
         tokens = TokenProvider(lambda: hub.xet_token(pinned, "read"))
-        cas = CasClient(tokens, client)
+        cas = GatedSource(CasClient(tokens, client), gate)
         cache = ChunkCache(opts.memory_cache_bytes, opts.cache_dir, opts.disk_cache_bytes)
         staging = _open_staging(opts) if writable else None
         try:
             async with trio.open_nursery() as nursery:
                 fetcher = Fetcher(cas, cache, nursery=nursery, fetch_timeout_s=opts.fetch_timeout_s,
                                   max_parallel_fetches=opts.max_parallel_fetches)
-                backend = RepoBackend(hub, pinned, fetcher, opts.read_timeout_s)
+                backend = RepoBackend(hub, pinned, fetcher, opts.read_timeout_s, gate)
                 vfs, writeback = _make_vfs(opts, hub, tree, backend, staging, commit, info, fetcher, follower)
                 if opts.metrics_addr is not None:
                     await nursery.start(serve_metrics, opts.metrics_addr, sampler(vfs.stats, fetcher.stats))
@@ -250,6 +248,7 @@ async def _serve(opts: MountOptions, on_ready: Ready) -> int:
                 pyfuse3.init(FuseOps(vfs), str(opts.mountpoint), fuse_options)
                 try:
                     nursery.start_soon(_on_signals, pyfuse3.terminate)
+                    nursery.start_soon(reconnect, reach, probe_of(hub, opts.repo), RECONNECT)
                     if writeback is not None:
                         await nursery.start(writeback.run)
                         if staging is not None and staging.pending:
@@ -270,36 +269,6 @@ async def _serve(opts: MountOptions, on_ready: Ready) -> int:
                 staging.close()
     log.info("unmounted %s", opts.mountpoint)
     return 0
-
-
-async def _save_snapshot(cache_dir: Path, snapshot: Snapshot) -> None:
-    """Record the revision for an offline start later (``xetfs.read.snapshot``); a failure only logs."""
-    try:
-        await trio.to_thread.run_sync(save_snapshot, cache_dir, snapshot)
-    except OSError as exc:
-        log.warning("cannot save the revision snapshot of %s in %s: %s", snapshot.repo, cache_dir, exc)
-
-
-async def _is_branch(hub: HubClient, repo: RepoRef) -> bool:
-    """Writable only for a branch (a commit sha or a tag mounts read-only: EROFS)."""
-    try:
-        return repo.revision in await hub.branches(repo)
-    except XetError as exc:
-        log.info("cannot list the branches of %s (%s); mounting read-only", repo, exc)
-        return False
-
-
-async def _write_refused(hub: HubClient, repo: RepoRef) -> str | None:
-    """Why the token cannot write to ``repo`` (the Hub refuses it a write token), or None."""
-    from xetfs.transport.http import http_status_of
-
-    try:
-        await hub.xet_token(repo, "write")
-    except XetError as exc:
-        if http_status_of(exc) in (401, 403):
-            return str(exc)
-        log.info("cannot check write access to %s (%s); mounting writable", repo, exc)
-    return None
 
 
 def _open_staging(opts: MountOptions) -> Staging:

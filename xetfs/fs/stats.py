@@ -23,6 +23,7 @@ from typing import Any
 from xetfs.errors import ValidationError
 from xetfs.read.source import OpenFileStats
 from xetfs.transport.endpoints import NodeHealth
+from xetfs.transport.reachability import LinkStats
 
 STATS_NAME = ".xetfs-stats"
 
@@ -116,6 +117,7 @@ class MountStats:
     fetches_joined: int = 0                 # fetches served by running ones that held all their chunks
     open_files: list[OpenFileStats] = dataclasses.field(default_factory=list)
     follow: FollowStats | None = None       # None: a tag or commit, or --poll-interval 0
+    link: LinkStats | None = None           # online / offline / degraded (xetfs.transport.reachability)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

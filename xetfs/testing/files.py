@@ -1,6 +1,7 @@
 """Local files for tests: a whole tree as ``{relative path: bytes}`` and back, and one positioned read."""
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -31,3 +32,13 @@ def pread(path: Path, offset: int, size: int) -> bytes:
         return os.pread(fd, size, offset)
     finally:
         os.close(fd)
+
+
+def pread_unless_eio(path: Path, offset: int, size: int) -> bytes | None:
+    """``pread``, or None when it fails with EIO (an offline mount's answer; other errors raise)."""
+    try:
+        return pread(path, offset, size)
+    except OSError as exc:
+        if exc.errno != errno.EIO:
+            raise
+        return None

@@ -35,6 +35,7 @@ class Mount:
     path: Path
     pid: int
     cache_dir: Path
+    stderr: str = ""          # what ``xetfs mount`` printed (a notice line such as an offline start)
 
     def stats(self) -> dict[str, Any]:
         obj = json.loads((self.path / STATS_NAME).read_bytes())
@@ -121,11 +122,11 @@ def mounted(server: Any, repo: str, mountpoint: Path | str, *, cache_dir: Path |
     if revision is not None:
         argv += ["--revision", revision]
     tok = token if token is not None else getattr(server, "token", None)
-    xetfs_cli(*argv, env={**(env or {}), **({"XETFS_TOKEN": tok} if tok else {})})
+    done = xetfs_cli(*argv, env={**(env or {}), **({"XETFS_TOKEN": tok} if tok else {})})
     pid = None
     try:
         pid = int(json.loads((path / STATS_NAME).read_bytes())["pid"])
-        yield Mount(path, pid, cache)
+        yield Mount(path, pid, cache, done.stderr)
     except BaseException:
         print(f"--- xetfs mount log ({cache / 'logs'}) ---\n{Mount(path, pid or 0, cache).logs()[-20000:]}",
               file=sys.stderr)

@@ -34,6 +34,9 @@ first use, again when ``reprobe_s`` passed while a node is down, and every ``ref
 runs in the task of the request that needs it (others go on with the current order), so no task outlives its
 caller (docs/architecture.md, "Threads"). Health belongs to one HTTP client (``failover_for(client)``): the
 Hub and CAS clients sharing a connection pool share what they learned. With a single endpoint nothing of this runs.
+
+Reachability (``xetfs.transport.reachability``): a mount arms ``Failover.reach``; every request attempt of the
+Hub (``call``) and CAS clients is then reported to it (``observe``), single endpoint or several.
 """
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ import httpx
 import trio
 
 from xetfs.errors import TransientError, ValidationError, XetError
+from xetfs.transport.reachability import Reachability
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +232,21 @@ class Failover:
         self.params = params
         self.health = EndpointHealth(params)
         self._probing = False
+        self.reach: Reachability | None = None     # armed by a mount
+
+    def observe(self, exc: BaseException | None) -> None:
+        """Report one request attempt's outcome (None: answered fine) to the armed ``Reachability``."""
+        if self.reach is not None:
+            self.reach.observe(exc)
+
+    async def _observed(self, attempt: Callable[[str], Awaitable[T]], url: str) -> T:
+        try:
+            result = await attempt(url)
+        except XetError as exc:
+            self.observe(exc)
+            raise
+        self.observe(None)
+        return result
 
     async def ensure_probed(self, client: httpx.AsyncClient, urls: Sequence[str]) -> None:
         if self._probing or not self.health.needs_probe(urls, trio.current_time()):
@@ -246,12 +265,12 @@ class Failover:
                    *, idempotent: bool = True) -> T:
         """``attempt(endpoint)`` on the best node; on a node failure, at once on the next one."""
         if len(urls) == 1:
-            return await attempt(urls[0])
+            return await self._observed(attempt, urls[0])
         await self.ensure_probed(client, urls)
         last: XetError | None = None
         for url in self.health.order(urls, trio.current_time()):
             try:
-                result = await attempt(url)
+                result = await self._observed(attempt, url)
             except XetError as exc:
                 if not node_failure(exc):
                     raise
