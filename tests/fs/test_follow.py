@@ -79,6 +79,8 @@ def test_a_reader_keeps_its_revision_while_two_commits_land(tmp_path: Path, mode
             assert got2 == v2
             assert w.stat().st_size == len(v3)
             assert kept.stat().st_ino == kept_ino and kept.read_bytes() == b"kept\n"
+            dates = {c.title: int(c.created_at.timestamp()) for c in api.list_repo_commits(REPO)}
+            assert (int(w.stat().st_mtime), int(kept.stat().st_mtime)) == (dates["three"], dates["one"])
             head = api.list_repo_refs(REPO).branches[0].target_commit
             follow = _follow(m)
             assert (m.stats()["commit"], follow["commit"], follow["changes"]) == (head, head, 2)
