@@ -16,6 +16,7 @@ from xetfs.fs.metrics import NAMES, parse_addr
 from xetfs.testing.mount import mounted, seeded_server, wait_committed, xetfs_cli
 from xetfs.testing.server import make_bytes
 from xetfs.testing.services import free_port
+from xetfs.testing.sync import wait_until
 
 
 MiB = 1024 * 1024
@@ -48,7 +49,7 @@ def test_a_scrape_during_a_read_and_after_it_shows_the_fetched_bytes_growing(tmp
     port = free_port()
     with seeded_server(tmp_path, "t/metrics", {"big.bin": data}) as (srv, _):
         # a 16 MiB memory tier keeps the readahead at 4 MiB: the first fifth of the file does not fetch the rest
-        args = ["--metrics-addr", f"127.0.0.1:{port}", "--memory-cache-size", "16M"]
+        args = ["--metrics-addr", f"127.0.0.1:{port}", "--memory-cache-size", "16M", "--poll-interval", "1"]
         with mounted(srv, "t/metrics", tmp_path / "mnt", args=args) as m:
             before = scrape(port)
             assert before["xetfs_mount_fetched_bytes_total"] == 0
@@ -76,6 +77,13 @@ def test_a_scrape_during_a_read_and_after_it_shows_the_fetched_bytes_growing(tmp
 
             for sample in (before, during, after):
                 assert set(NAMES) <= served_names(sample), set(NAMES) - served_names(sample)
+            assert after["xetfs_mount_link_state{state=online}"] == 1 and after["xetfs_mount_link_state{state=offline}"] == 0
+
+            # the followed branch's polls (the head does not move)
+            polled = wait_until(lambda: (p := scrape(port))["xetfs_mount_follow_checks_total"] >= 2 and p,
+                                "two checks of the head")
+            assert polled["xetfs_mount_follow_last_check_timestamp_seconds"] > 0
+            assert polled["xetfs_mount_follow_changes_total"] == polled["xetfs_mount_follow_check_failures_total"] == 0
 
             # the write side: one file written, committed once
             (m.path / "new.bin").write_bytes(make_bytes("random", 2 * MiB, seed=22))
