@@ -13,7 +13,8 @@ committed), uploaded_bytes (xorb bytes sent), new_bytes, deduplicated_bytes, com
 upload_errors / last_error, staging_bytes, conflicts (paths kept staged because the branch changed them
 too), failed (paths the Hub refused for good, with the reason; saving the file again retries it) and
 already_committed (resumed changes the branch already held). ``endpoints`` shows the configured nodes, their
-health and latency, and how many requests failed over. ``commit`` is the commit the mount shows; a mount that
+health and latency, how many requests failed over, and how many request attempts were retried (retries).
+The cache tiers count evictions too. `xetfs mount --metrics-addr` serves the same counters to Prometheus. ``commit`` is the commit the mount shows; a mount that
 follows its branch adds ``follow``: poll_interval_s, last_checked (UTC), checks, failures / last_error,
 changes / last_change (new heads swapped in), waiting_head (a writable mount with pending changes).
 ``link`` says whether the server is reachable: state (online; offline: started from the cache without the
