@@ -185,3 +185,31 @@ def test_link_and_follow_sections_become_metrics() -> None:
     assert (values["xetfs_mount_follow_checks_total"], values["xetfs_mount_follow_check_failures_total"],
             values["xetfs_mount_follow_changes_total"]) == (7, 1, 3)
     assert values["xetfs_mount_follow_last_check_timestamp_seconds"] == 1767323045.0
+
+
+def test_every_metric_path_names_a_number_of_the_stats_object() -> None:
+    """A renamed stats field must fail here, not turn its metric into a silent 0. (``write`` is the writeback's
+    own mapping: the FUSE test above checks it on a real writable mount.)"""
+    from xetfs.fs.metrics import COUNTERS, GAUGES, PER_TIER, TIERS
+    from xetfs.fs.stats import CacheStats, EndpointStats, FollowStats, MountStats, PendingStats
+    from xetfs.transport.reachability import LinkStats
+
+    snapshot = {k: 1 for k in ("memory_hits", "memory_misses", "memory_bytes", "memory_evictions", "disk_hits",
+                               "disk_misses", "disk_corrupt", "disk_bytes", "disk_evictions")}
+    stats = MountStats(
+        writable=False, write=None, endpoints=EndpointStats(["http://a:1"], {}, 1, 1), pid=1, repo="o/r@main",
+        commit="c" * 40, mountpoint="/mnt", bytes_read=1, bytes_fetched=1, cache=CacheStats.of(snapshot),
+        reconstructions=1, fetches=1, retries=1, integrity_failures=1, read_errors=1,
+        pending=PendingStats(1, 1, 1, 1, 1), fetches_joined=1,
+        follow=FollowStats("main", 1.0, "c" * 40, "2026-01-02T03:04:05+00:00", 1, 1, None, 1, None, 1, None),
+        link=LinkStats("online", 0.0, 1, 1, 1, 1, None)).to_json()
+    paths = [p for _, p in (*COUNTERS.values(), *GAUGES.values())]
+    paths += [("cache", tier, key) for _, key in PER_TIER.values() for tier in TIERS]
+    for path in paths:
+        if path[0] == "write":
+            continue
+        value: object = stats
+        for key in path:
+            assert isinstance(value, dict) and key in value, path
+            value = value[key]
+        assert value == 1, path
