@@ -16,12 +16,17 @@ Prints one JSON object:
   d_safetensors: one 16 MiB tensor from a 512 MiB file: bytes served / tensor bytes
   e_random_4k:  random 4 KiB preads per second, cold (fresh mount + cache) and cached (same offsets again)
   f_peak_rss:   peak RSS of the mount daemon during (a)
+  g_offline_remount: a remount that starts offline (server stopped) from a cache filled by ``xetfs prefetch``
+                vs the local copy with its pages dropped (POSIX_FADV_DONTNEED)        -> ratio (target >= 0.5)
+                ``ratio``: the cache dir's pages dropped too (both sides read from disk, like for like);
+                ``ratio_warm_cache_pages``: the cache files' pages left as prefetch left them;
+                ``start_s``: how long ``xetfs mount`` took to come up offline; ``bytes_fetched`` must be 0
   h_poll_cost:  an idle mount following its branch (docs/architecture.md, "Following a branch"), at the default
                 --poll-interval (30 s) and at 1 s: requests per minute counted at the server
                 (``xetfs_http_requests_total``) over a window of several intervals; ``ratio`` = requests per
                 minute / checks per minute the interval implies (target <= 1.0: one request per check)
 
-Usage: .venv/bin/python scripts/bench_mount.py [--size-mib 1024] [--workdir DIR] [--only h_poll_cost]
+Usage: .venv/bin/python scripts/bench_mount.py [--size-mib 1024] [--workdir DIR] [--only h_poll_cost|g_offline_remount]
 """
 from __future__ import annotations
 
@@ -151,13 +156,46 @@ def poll_cost(server, tmp: Path) -> dict[str, object]:
     return out
 
 
+def offline_remount(tmp: Path, size: int) -> dict[str, object]:
+    """(g): prefetch into an empty cache dir, stop the server, mount (offline start) and read sequentially."""
+    big = tmp / "src" / "big.bin"
+    for stale in ("server-g", "cache-g"):
+        shutil.rmtree(tmp / stale, ignore_errors=True)
+    cache = tmp / "cache-g"
+    with running_server(tmp / "server-g") as server:
+        server.create_repo("org/bench")
+        xetfs_cli("upload", "org/bench", str(big), "--endpoint", server.url, "--token", server.token)
+        xetfs_cli("prefetch", "org/bench", "--cache-dir", str(cache), "--endpoint", server.url,
+                  "--token", server.token)
+        server.stop()
+        out: dict[str, object] = {}
+        for label, drop in (("warm_cache_pages", False), ("cold", True)):
+            drop_page_cache(big)
+            local_s = read_seq(big)
+            if drop:
+                drop_tree_page_cache(cache)
+            t0 = time.perf_counter()
+            with mounted(server, "org/bench", tmp / f"mnt-g-{label}", cache_dir=cache) as m:
+                start_s = time.perf_counter() - t0
+                assert "OFFLINE" in m.stderr, m.stderr
+                mount_s = read_seq(m.path / "big.bin")
+                stats = m.stats()
+            out[label] = {"mount_GBps": size / mount_s / 1e9, "local_cold_GBps": size / local_s / 1e9,
+                          "ratio": local_s / mount_s, "start_s": round(start_s, 2),
+                          "bytes_fetched": stats["bytes_fetched"], "link": stats["link"]["state"]}
+    cold, warm = out["cold"], out["warm_cache_pages"]
+    assert isinstance(cold, dict) and isinstance(warm, dict)
+    return {"ratio": cold["ratio"], "ratio_warm_cache_pages": warm["ratio"], "target": 0.5, **out}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--preads", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3, help="passes of each warm read (best counts)")
-    ap.add_argument("--only", choices=["h_poll_cost"], default=None, help="run only this figure")
+    ap.add_argument("--only", choices=["g_offline_remount", "h_poll_cost"], default=None,
+                    help="run only this figure")
     args = ap.parse_args()
     tmp = Path(args.workdir or tempfile.mkdtemp(prefix="xetfs-bench-"))
     if args.only == "h_poll_cost":
@@ -175,6 +213,9 @@ def main() -> int:
     big = src / "big.bin"
     if not big.exists() or big.stat().st_size != size:
         big.write_bytes(np.random.default_rng(1).bytes(size))
+    if args.only == "g_offline_remount":
+        print(json.dumps({"file_bytes": size, "g_offline_remount": offline_remount(tmp, size)}, indent=2))
+        return 0
     tensor_bytes = make_safetensors(src / "model.safetensors")
     out: dict[str, object] = {"file_bytes": size}
     for stale in ("server", "cache", "cache3", "cache4", "hfdl", "hf_home"):
@@ -229,6 +270,7 @@ def main() -> int:
             cached = random_preads(m.path / "big.bin", offsets)
         out["e_random_4k"] = {"cold_per_s": cold, "cached_per_s": cached}
         out["h_poll_cost"] = poll_cost(server, tmp)
+    out["g_offline_remount"] = offline_remount(tmp, size)
     print(json.dumps(out, indent=2))
     return 0
 
