@@ -1,23 +1,26 @@
 """``xetfs prefetch`` and ``xetfs cache`` with real mounts of a real ``xetfs serve``: a prefetched, pinned 256 MiB
-file reads through a mount byte-exact with nothing fetched; a pinned file survives the eviction pressure of a
-mount with a small --cache-size; a bundle exported, imported into an empty cache dir, serves a mount; prefetch
-runs alongside a mount of the same cache dir."""
+file reads through a mount started with the server stopped, byte-exact, nothing fetched; a pinned file survives
+the eviction pressure of a mount with a small --cache-size; a bundle exported, imported into an empty cache dir,
+serves an offline mount; prefetch runs alongside a mount of the same cache dir."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from xetfs.testing.files import pread, write_tree
-from xetfs.testing.mount import mounted, xetfs_cli
+from xetfs.testing.mount import mounted, seeded_server, xetfs_cli
 from xetfs.testing.server import ServerHandle, make_bytes
 from xetfs.testing.sync import wait_until
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 
 MiB = 1024 * 1024
+CONFIG = b'{"model_type": "demo", "hidden_size": 8}\n'      # a regular (non-Xet) file
 
 
 def _seed(srv: ServerHandle, repo: str, tmp_path: Path, files: dict[str, bytes]) -> None:
@@ -40,20 +43,23 @@ def _sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def test_a_prefetched_pinned_256_mib_file_reads_through_a_mount_with_nothing_fetched(server: ServerHandle,
-                                                                                      tmp_path: Path) -> None:
+def test_a_prefetched_pinned_256_mib_file_reads_with_the_server_stopped_and_nothing_fetched(tmp_path: Path) -> None:
     data = make_bytes("random", 256 * MiB, 5)
     want = hashlib.sha256(data).hexdigest()
-    _seed(server, "org/big", tmp_path, {"big.bin": data})
-    del data
     cache = tmp_path / "cache"
-    out = _prefetch(server, "org/big", cache, "--pin")
-    assert (out["files"], out["bytes"], out["pinned"]) == (1, 256 * MiB, 1)
-    with mounted(server, "org/big", tmp_path / "mnt", cache_dir=cache, args=["--memory-cache-size", "64M"]) as m:
-        assert _sha256_of(m.path / "big.bin") == want
-        stats = m.stats()
-        assert stats["bytes_fetched"] == 0 and stats["reconstructions"] == 0
-        assert stats["bytes_read"] >= 256 * MiB
+    with seeded_server(tmp_path, "org/big", {"big.bin": data, "config.json": CONFIG}) as (srv, _):
+        del data
+        out = _prefetch(srv, "org/big", cache, "--pin")
+        assert (out["files"], out["bytes"], out["pinned"], out["regular_files"]) == (1, 256 * MiB, 1, 1)
+        srv.stop()
+        with mounted(srv, "org/big", tmp_path / "mnt", cache_dir=cache, args=["--memory-cache-size", "64M"]) as m:
+            assert m.stderr.startswith("xetfs: OFFLINE"), m.stderr
+            assert _sha256_of(m.path / "big.bin") == want
+            assert (m.path / "config.json").read_bytes() == CONFIG
+            stats = json.loads(xetfs_cli("stats", str(m.path)).stdout)
+            assert stats["link"]["state"] == "offline"
+            assert stats["bytes_fetched"] == 0 and stats["reconstructions"] == 0
+            assert stats["bytes_read"] >= 256 * MiB
 
 
 def test_a_pinned_file_survives_the_eviction_pressure_of_a_small_cache(server: ServerHandle, tmp_path: Path) -> None:
@@ -76,19 +82,22 @@ def test_a_pinned_file_survives_the_eviction_pressure_of_a_small_cache(server: S
         assert m.stats()["bytes_fetched"] == 0
 
 
-def test_an_exported_bundle_imported_into_an_empty_cache_dir_serves_a_mount(server: ServerHandle,
-                                                                           tmp_path: Path) -> None:
-    files = {"model.safetensors": make_bytes("random", 6 * MiB, 7), "sub/data.bin": make_bytes("random", 3 * MiB, 8)}
-    _seed(server, "org/bundle", tmp_path, files)
+def test_an_exported_bundle_imported_into_an_empty_cache_dir_serves_an_offline_mount(tmp_path: Path) -> None:
+    files = {"model.safetensors": make_bytes("random", 6 * MiB, 7), "sub/data.bin": make_bytes("random", 3 * MiB, 8),
+             "config.json": CONFIG}
     warm, bundle, fresh = tmp_path / "warm", tmp_path / "rev.tar", tmp_path / "fresh"
-    _prefetch(server, "org/bundle", warm)
-    xetfs_cli("cache", "export", "org/bundle", "-o", str(bundle), "--cache-dir", str(warm))
-    xetfs_cli("cache", "import", str(bundle), "--cache-dir", str(fresh))
-    with mounted(server, "org/bundle", tmp_path / "mnt", cache_dir=fresh) as m:
-        for name, data in files.items():
-            assert (m.path / name).read_bytes() == data
-        stats = m.stats()
-        assert stats["bytes_fetched"] == 0 and stats["reconstructions"] == 0
+    with seeded_server(tmp_path, "org/bundle", files) as (srv, _):
+        _prefetch(srv, "org/bundle", warm)
+        srv.stop()
+        xetfs_cli("cache", "export", "org/bundle", "-o", str(bundle), "--cache-dir", str(warm))
+        xetfs_cli("cache", "import", str(bundle), "--cache-dir", str(fresh))
+        with mounted(srv, "org/bundle", tmp_path / "mnt", cache_dir=fresh) as m:
+            assert m.stderr.startswith("xetfs: OFFLINE"), m.stderr
+            assert sorted(os.listdir(m.path)) == ["config.json", "model.safetensors", "sub"]
+            for name, data in files.items():
+                assert (m.path / name).read_bytes() == data
+            stats = m.stats()
+            assert stats["bytes_fetched"] == 0 and stats["reconstructions"] == 0
 
 
 def test_prefetch_alongside_a_running_mount_and_their_layouts_merge(server: ServerHandle, tmp_path: Path) -> None:
@@ -109,6 +118,20 @@ def test_prefetch_alongside_a_running_mount_and_their_layouts_merge(server: Serv
     listed = json.loads(xetfs_cli("cache", "ls", "--cache-dir", str(cache), "--json").stdout)
     assert {f["path"]: f["cached_bytes"] for f in listed[0]["files"]} == {"a.bin": 8 * MiB, "b.bin": 4 * MiB}
     assert json.loads(xetfs_cli("cache", "verify", "--cache-dir", str(cache), "--json").stdout)["bad"] == []
+
+
+def test_a_regular_file_a_mount_read_is_kept_in_the_cache_dir_and_served_offline(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with seeded_server(tmp_path, "org/regular", {"config.json": CONFIG, "README.md": b"# unread\n"}) as (srv, _):
+        with mounted(srv, "org/regular", tmp_path / "mnt", cache_dir=cache) as m:
+            assert (m.path / "config.json").read_bytes() == CONFIG
+        srv.stop()
+        with mounted(srv, "org/regular", tmp_path / "mnt", cache_dir=cache) as m:
+            assert m.stderr.startswith("xetfs: OFFLINE"), m.stderr
+            assert (m.path / "config.json").read_bytes() == CONFIG
+            with pytest.raises(OSError) as caught:
+                (m.path / "README.md").read_bytes()
+            assert caught.value.errno == errno.EIO
 
 
 def test_cache_clear_under_a_running_mount(server: ServerHandle, tmp_path: Path) -> None:

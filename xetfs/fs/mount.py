@@ -13,14 +13,15 @@
    background nursery (readahead fetches) is cancelled and the session closed (unmounting if still mounted).
 
 All background work (prefetch fetches) lives in one nursery owned here. ``RepoBackend`` wires the VFS to
-``FileReader`` (Xet files, one shared ``Fetcher``) and the Hub resolve route (other files, small LRU).
+``FileReader`` (Xet files, one shared ``Fetcher``) and the Hub resolve route (other files: a small LRU, and the
+cache dir's regular-file store, ``xetfs.read.regular_store``, for the small files of the mounted commit).
 """
 from __future__ import annotations
 
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -32,13 +33,14 @@ from xetfs.read.cache import ChunkCache
 from xetfs.client.config import RepoRef
 from xetfs.core.hashing import MerkleHash
 from xetfs.read.reader import Fetcher, FileReader
+from xetfs.read.regular_store import MAX_BYTES as REGULAR_WHOLE_MAX_BYTES, get_regular, put_regular
 from xetfs.errors import ValidationError
 from xetfs.fs.offline import Gate, GatedSource, ReconnectParams, arm, probe_of, reconnect, resolve_start
 from xetfs.fs.metrics import sampler, serve_metrics
 from xetfs.fs.follow import Follower, commit_mtime_ns, follower_for
 from xetfs.fs.stats import CacheStats, EndpointStats, MountStats, PendingStats
 from xetfs.fs.vfs import Tree, Vfs
-from xetfs.protocol.hub import RepoInfo
+from xetfs.protocol.hub import RepoInfo, TreeEntry
 from xetfs.transport.tasks import single_error
 
 if TYPE_CHECKING:
@@ -51,7 +53,6 @@ log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 REGULAR_CACHE_BYTES = 64 * MiB
-REGULAR_WHOLE_MAX_BYTES = 4 * MiB
 RECONNECT = ReconnectParams()
 
 
@@ -139,8 +140,12 @@ class RepoBackend:
     """Bytes for the VFS: FileReader for Xet files, the resolve route for the rest."""
 
     def __init__(self, hub: HubClient, repo: RepoRef, fetcher: Fetcher, read_timeout_s: float,
-                 gate: Gate | None = None) -> None:
+                 gate: Gate | None = None, *, cache_dir: Path | None = None, entries: Iterable[TreeEntry] = ()) -> None:
         self.hub = hub
+        self.cache_dir = cache_dir
+        # the small regular files of the mounted commit, path -> git blob id: the cache dir's regular-file store
+        # may hold them (xetfs.read.regular_store; kept by earlier reads and by xetfs prefetch, served offline)
+        self._oids = {e.path: e.oid for e in entries if e.is_file and e.xet_hash is None}
         self.gate = gate
         self.repo = repo
         self.fetcher = fetcher
@@ -161,9 +166,20 @@ class RepoBackend:
                 return await self._resolve(repo, path, (offset, offset + size))
             data = self._regular.get((commit, path))
             if data is None:
-                data = await self._resolve(repo, path, None)
+                data = await self._whole_regular(repo, path, file_size)
                 self._regular[(commit, path)] = data
         return data[offset:offset + size]
+
+    async def _whole_regular(self, repo: RepoRef, path: str, file_size: int) -> bytes:
+        """A small regular file: from the regular-file store when it holds it, else fetched and kept there."""
+        oid = self._oids.get(path) if repo.revision == self.repo.revision else None
+        if oid is None or self.cache_dir is None:
+            return await self._resolve(repo, path, None)
+        data = await trio.to_thread.run_sync(get_regular, self.cache_dir, oid, file_size)
+        if data is None:
+            data = await self._resolve(repo, path, None)
+            await trio.to_thread.run_sync(put_regular, self.cache_dir, oid, data)   # checks it is that blob
+        return data
 
     async def _resolve(self, repo: RepoRef, path: str, byte_range: tuple[int, int] | None) -> bytes:
         if self.gate is None:
@@ -237,7 +253,8 @@ async def _serve(opts: MountOptions, on_ready: Ready) -> int:
             async with trio.open_nursery() as nursery:
                 fetcher = Fetcher(cas, cache, nursery=nursery, fetch_timeout_s=opts.fetch_timeout_s,
                                   max_parallel_fetches=opts.max_parallel_fetches)
-                backend = RepoBackend(hub, pinned, fetcher, opts.read_timeout_s, gate)
+                backend = RepoBackend(hub, pinned, fetcher, opts.read_timeout_s, gate, cache_dir=opts.cache_dir,
+                                      entries=start.entries)
                 vfs, writeback = _make_vfs(opts, hub, tree, backend, staging, commit, info, fetcher, follower)
                 if opts.metrics_addr is not None:
                     await nursery.start(serve_metrics, opts.metrics_addr, sampler(vfs.stats, fetcher.stats))
