@@ -102,6 +102,8 @@ def test_prune_and_clear_spare_pins(seeded: str, cli: Callable[..., Any], tmp_pa
 def test_export_import_round_trip_and_tampered_bundles(seeded: str, cli: Callable[..., Any],
                                                       tmp_path: Path) -> None:
     cache, bundle = tmp_path / "cache", tmp_path / "rev.tar"
+    write_tree(tmp_path / "more", {"copy-of-a.bin": FILES["a.bin"], "empty.txt": b""})   # a file twice, an empty one
+    assert cli("upload", seeded, str(tmp_path / "more")).code == 0
     refused = cli("cache", "export", seeded, "-o", str(bundle), "--cache-dir", str(tmp_path))
     assert refused.code == 1 and "no snapshot" in refused.err
     _json(cli("prefetch", seeded, "a.bin", "--cache-dir", str(cache), "--json"))
@@ -109,7 +111,7 @@ def test_export_import_round_trip_and_tampered_bundles(seeded: str, cli: Callabl
     assert partial.code == 1 and "not wholly cached" in partial.err and not bundle.exists()
     _json(cli("prefetch", seeded, "--cache-dir", str(cache), "--json"))
     out = _json(cli("cache", "export", seeded, "-o", str(bundle), "--cache-dir", str(cache), "--json"))
-    assert (out["files"], out["bytes"]) == (2, 5 * MiB)
+    assert (out["files"], out["bytes"]) == (3, 8 * MiB)
 
     fresh = tmp_path / "fresh"
     got = _json(cli("cache", "import", str(bundle), "--pin", "--cache-dir", str(fresh), "--json"))
@@ -117,6 +119,7 @@ def test_export_import_round_trip_and_tampered_bundles(seeded: str, cli: Callabl
     files = _files(cli, fresh)
     assert files["a.bin"]["cached_bytes"] == 3 * MiB and files["a.bin"]["pinned"] and files["d/b.bin"]["pinned"]
     assert files["README.md"]["cached_bytes"] == 7
+    assert files["copy-of-a.bin"]["cached_bytes"] == 3 * MiB and files["empty.txt"]["size"] == 0
     assert _json(cli("cache", "verify", "--cache-dir", str(fresh), "--json"))["bad"] == []
 
     with tarfile.open(bundle) as tar:

@@ -41,7 +41,7 @@ from xetfs.read.snapshot import Snapshot, decode_snapshot, encode_snapshot, load
 FORMAT = 1
 MANIFEST = "xetfs-bundle.json"
 SNAPSHOT = "snapshot"
-MAX_MEMBER_BYTES = 1 << 30
+MAX_MEMBER_BYTES = 256 * 1024 * 1024   # an entry is at most one xorb (64 MiB); a snapshot of a huge repo, tens of MB
 _CHUNK_NAME = re.compile(r"^chunks/([0-9a-f]{2})/([0-9a-f]{64}\.[0-9]+-[0-9]+)$")
 _LAYOUT_NAME = re.compile(r"^layouts/([0-9a-f]{2})/([0-9a-f]{64}\.layout)$")
 _REGULAR_NAME = re.compile(r"^regular/([0-9a-f]{2})/([0-9a-f]{40}|[0-9a-f]{64})$")
@@ -102,13 +102,13 @@ def export_bundle(cache_dir: Path, repo: RepoRef, out: Path, progress: Progress 
                                          "xetfs prefetch")
                 _add(tar, f"{CHUNKS}/{path.parent.name}/{path.name}", data)
                 progress(len(data))
-            for e in files:
-                assert e.xet_hash is not None
+            for e in {bytes(e.xet_hash): e for e in files if e.xet_hash is not None and e.size}.values():
+                assert e.xet_hash is not None   # (an empty file needs no layout; a file held twice, one)
                 layout = layout_path(cache_dir, e.xet_hash)
                 data = layout.read_bytes()
                 decode_layout(data, e.xet_hash, e.size)   # FormatError: damaged
                 _add(tar, f"{LAYOUTS}/{layout.parent.name}/{layout.name}", data)
-            for e in regular:
+            for e in {e.oid: e for e in regular}.values():
                 data = get_regular(cache_dir, e.oid, e.size) or b""
                 if len(data) != e.size:
                     raise IntegrityError(f"cached regular file {e.path} is damaged: run xetfs prefetch")
