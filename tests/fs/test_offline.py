@@ -2,8 +2,8 @@
 
 - a repo is mounted and some files read, the mount stopped, the server stopped: the next mount comes up
   offline from the cache dir (one notice line), serves the read files byte-exact with nothing fetched, an
-  unread file gives EIO at once; after the server restarts (same data, same port) the unread file becomes
-  readable without a remount;
+  unread file gives EIO at once (small regular files alike: those read before come from the cache dir);
+  after the server restarts (same data, same port) the unread file becomes readable without a remount;
 - with no snapshot in the cache dir the server's error stands; a refusal (401) is never taken for "offline";
 - a server that goes away under a running mount: after the first failures the mount is degraded, reads of
   uncached files fail at once, cached files are served, and it comes back by itself;
@@ -27,7 +27,8 @@ pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 
 MiB = 1024 * 1024
 FILES = {"read.bin": make_bytes("random", 3 * MiB, 1), "sub/also-read.bin": make_bytes("float16", 2 * MiB, 2),
-         "unread.bin": make_bytes("random", 2 * MiB + 17, 3)}
+         "unread.bin": make_bytes("random", 2 * MiB + 17, 3), "config.json": b'{"model_type": "offline"}\n',
+         "README.md": b"# never read before the server went away\n"}
 
 
 def eio_within(path: Path, bound_s: float) -> float:
@@ -61,6 +62,7 @@ def test_offline_start_serves_what_was_read_and_reconnects_when_the_server_retur
             assert m.stats()["link"]["state"] == "online" and not m.stderr
             assert (m.path / "read.bin").read_bytes() == FILES["read.bin"]
             assert (m.path / "sub/also-read.bin").read_bytes() == FILES["sub/also-read.bin"]
+            assert (m.path / "config.json").read_bytes() == FILES["config.json"]     # a regular (non-Xet) file
         # a refusal is an answer: with a snapshot in the cache dir, a bad token still fails the mount
         denied = xetfs_cli("mount", "org/offline", str(tmp_path / "mnt"), "--endpoint", srv.url,
                            "--cache-dir", str(cache), env={"XETFS_TOKEN": "not-a-token"}, check=False)
@@ -72,11 +74,13 @@ def test_offline_start_serves_what_was_read_and_reconnects_when_the_server_retur
             assert len(lines) == 1 and lines[0].startswith("xetfs: OFFLINE:"), m.stderr
             link = m.stats()["link"]
             assert link["state"] == "offline" and link["reconnects"] == 0, link
-            assert sorted(os.listdir(m.path)) == ["read.bin", "sub", "unread.bin"]
+            assert sorted(os.listdir(m.path)) == ["README.md", "config.json", "read.bin", "sub", "unread.bin"]
             assert (m.path / "unread.bin").stat().st_size == len(FILES["unread.bin"])
             assert (m.path / "read.bin").read_bytes() == FILES["read.bin"]
             assert (m.path / "sub/also-read.bin").read_bytes() == FILES["sub/also-read.bin"]
+            assert (m.path / "config.json").read_bytes() == FILES["config.json"]     # from the regular-file store
             eio_within(m.path / "unread.bin", 1.0)
+            eio_within(m.path / "README.md", 1.0)
             stats = m.stats()
             assert stats["bytes_fetched"] == 0 and stats["integrity_failures"] == 0, stats
 
@@ -84,6 +88,7 @@ def test_offline_start_serves_what_was_read_and_reconnects_when_the_server_retur
             size = len(FILES["unread.bin"])
             got = wait_until(lambda: pread_unless_eio(m.path / "unread.bin", 0, size), "the unread file readable")
             assert got == FILES["unread.bin"]
+            assert (m.path / "README.md").read_bytes() == FILES["README.md"]
             link = m.stats()["link"]
             assert link["state"] == "online" and link["reconnects"] == 1, link
             assert m.stats()["bytes_fetched"] > 0

@@ -27,8 +27,8 @@ apart); if the mount stops first, the next mount of the same repo, branch and ca
 
 Offline: when the server cannot be reached at mount time (connection refused, timeout, 5xx; not 401/403/404)
 and the cache dir holds the revision from an earlier mount (or `xetfs cache import`), the mount starts offline
-and says so in one line: files whose chunks are cached are served and verified, other reads fail with EIO at
-once. A server lost while mounted makes the mount degraded after a few failed requests (same behaviour). The
+and says so in one line: files whose chunks are cached (and small regular files read before) are served and
+verified, other reads fail with EIO at once. A server lost while mounted makes the mount degraded after a few failed requests (same behaviour). The
 mount probes the server in the background and reconnects by itself; `xetfs stats` shows the state (`link`).
 
 Without --foreground the command returns once the mount is ready; the daemon logs to
