@@ -150,3 +150,14 @@ def test_export_import_round_trip_and_tampered_bundles(seeded: str, cli: Callabl
     truncated.write_bytes(bundle.read_bytes()[:bundle.stat().st_size // 2])
     cut = cli("cache", "import", str(truncated), "--cache-dir", str(tmp_path / "bad-cut"))
     assert cut.code == 1 and not list((tmp_path / "bad-cut").rglob("*.snapshot"))
+
+
+def test_pinned_bytes_are_outside_the_bound_unpinned_ones_must_fit(seeded: str, cli: Callable[..., Any],
+                                                                  tmp_path: Path) -> None:
+    small = cli("prefetch", seeded, "--cache-size", "1M", "--cache-dir", str(tmp_path / "a"))
+    assert small.code == 1 and "do not fit in --cache-size" in small.err
+    pinned = _json(cli("prefetch", seeded, "--pin", "--cache-size", "1M", "--cache-dir", str(tmp_path / "b"),
+                       "--json"))
+    assert (pinned["files"], pinned["pinned"]) == (2, 2)
+    files = _files(cli, tmp_path / "b")
+    assert files["a.bin"]["cached_bytes"] == 3 * MiB and files["d/b.bin"]["cached_bytes"] == 2 * MiB

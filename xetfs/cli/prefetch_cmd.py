@@ -12,7 +12,8 @@ them with no network request. Files already complete in the cache are skipped; a
 
 It does not mount, and may run while mounts use the same cache dir: every cache write is an atomic rename and
 layouts are merged under a lock. --pin pins the files: the disk cache's LRU never evicts them (in any process
-using the cache dir); pinned bytes do not count against --cache-size. `xetfs cache unpin` releases them,
+using the cache dir); pinned bytes do not count against --cache-size, so a selection larger than it needs --pin
+(without it, prefetch refuses it up front). `xetfs cache unpin` releases them,
 `xetfs cache ls` shows them. Regular (non-Xet) files up to 4 MiB are kept too (checked against their git blob
 id); larger ones are not cached (a mount reads them from the server).
 Exit codes: 0 ok, 1 error (one line says why), 2 bad usage.

@@ -10,6 +10,8 @@ management"; used by ``xetfs prefetch``).
    entries and their layouts are stored, merged under a lock with what running mounts store
    (``DiskTier.update_layout``). Every disk write is an atomic rename: mounts sharing the cache dir meanwhile see
    whole entries or none.
+   The tier's bound (``--cache-size``, on unpinned bytes) is applied after each pass, once the layouts that
+   make the pins protect the new chunks are stored; a selection that cannot fit unpinned is refused up front.
 3. The files are checked again; one that fell short (an eviction by a mount meanwhile) is read once more.
 
 Regular (non-Xet) files up to ``regular_store.MAX_BYTES`` are fetched whole, checked against their git blob id
@@ -27,7 +29,7 @@ import trio
 from xetfs.client.cas import CasClient, TokenProvider
 from xetfs.client.config import RepoRef
 from xetfs.client.hub import HubClient
-from xetfs.errors import IntegrityError, XetError
+from xetfs.errors import IntegrityError, ValidationError, XetError
 from xetfs.protocol.hub import TreeEntry
 from xetfs.read.cache import ChunkCache
 from xetfs.read.cache_admin import CacheIndex, load_layout
@@ -44,6 +46,7 @@ MiB = 1024 * 1024
 BLOCK_BYTES = 16 * MiB
 FILES_IN_PARALLEL = 2
 PASSES = 2
+UNBOUNDED = 1 << 62
 
 
 
@@ -108,14 +111,25 @@ async def prefetch(hub: HubClient, repo: RepoRef, paths: Sequence[str], cache_di
         notes = [(bytes(e.xet_hash), PinNote(repo.repo_id, repo.revision, e.path)) for e in xet if e.xet_hash]
         added = await trio.to_thread.run_sync(add_pins, cache_dir, notes)
     todo = await trio.to_thread.run_sync(incomplete, cache_dir, xet)
+    if not pin and sum(e.size for e in todo) > disk_bytes:
+        raise ValidationError(f"{sum(e.size for e in todo)} bytes to prefetch do not fit in --cache-size "
+                              f"{disk_bytes}: raise it, or --pin them (pinned bytes are outside the bound)")
     on_plan(sum(e.size for e in todo))
     cas = CasClient(TokenProvider(lambda: hub.xet_token(at, "read")), hub.http, retry=hub.retry)
-    cache = await trio.to_thread.run_sync(ChunkCache, memory_bytes, cache_dir, disk_bytes)   # scans the tier
+    # No eviction while reading: a file's chunks are written before its layout (which makes a pin protect them);
+    # the bound is enforced once the layouts are stored, after each pass.
+    cache = await trio.to_thread.run_sync(ChunkCache, memory_bytes, cache_dir, UNBOUNDED)   # scans the tier
+    disk = cache.disk
+    assert disk is not None
     fetched, first = 0, len(todo)
     for attempt in range(PASSES):
         if not todo:
             break
         fetched += await _read_files(cas, cache, todo, progress)
+        if disk.size_bytes > disk_bytes:
+            disk.max_bytes = disk_bytes
+            await trio.to_thread.run_sync(disk.evict)
+            disk.max_bytes = UNBOUNDED
         todo = await trio.to_thread.run_sync(incomplete, cache_dir, todo)
         if todo and attempt + 1 < PASSES:
             log.info("%d files fell short (evicted meanwhile?); reading them again", len(todo))
