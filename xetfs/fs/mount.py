@@ -3,8 +3,9 @@
 ``run_mount(options, on_ready)``:
 1. cheap preconditions (``check_mountpoint``): the mountpoint exists, is an empty directory, /dev/fuse is
    usable — before any network I/O;
-2. the revision is resolved to a commit ONCE (a missing repo/revision or a bad token fails
-   here with one line), the tree of that commit is listed, the xet read token fetched;
+2. the revision is resolved to a commit (a missing repo/revision or a bad token fails here with one line),
+   the tree of that commit is listed, the xet read token fetched; a branch or ``refs/pr/N`` is then followed
+   by ``fs.follow`` (its head polled every ``--poll-interval``, new commits swapped in);
 3. ``pyfuse3.init`` mounts; the mount's backing-device readahead is raised (``read_ahead_kb``, found
    through /proc/self/mountinfo so we never stat our own mountpoint before serving it) to 256 KiB: large
    ``read`` calls still arrive as requests of up to 1 MiB, while a page fault reads only 256 KiB around it
@@ -12,7 +13,7 @@
 4. ``pyfuse3.main()`` serves until ``fusermount3 -u`` or SIGTERM/SIGINT (-> ``pyfuse3.terminate``); the
    background nursery (readahead fetches) is cancelled and the session closed (unmounting if still mounted).
 
-All background work (prefetch fetches) lives in one nursery owned here. ``RepoBackend`` wires the VFS to
+All background work (prefetch fetches, the follow poll) lives in one nursery owned here. ``RepoBackend`` wires the VFS to
 ``FileReader`` (Xet files, one shared ``Fetcher``) and the Hub resolve route (other files: a small LRU, and the
 cache dir's regular-file store, ``xetfs.read.regular_store``, for the small files of the mounted commit).
 """
