@@ -98,3 +98,25 @@ def test_a_swap_back_and_forth_keeps_the_bookkeeping_bounded() -> None:
         live = set(files.values())                                     # no entries of dead, closed inodes
         assert set(vfs.origin) <= live and set(vfs.mtimes) <= live
     trio.run(main)
+
+
+def test_a_removed_inode_the_kernel_still_knows_keeps_its_revision_until_forgotten() -> None:
+    """The kernel may open a removed inode again (a dentry being invalidated): it must still read the old
+    commit, not the mount's first one; once forgotten and closed its bookkeeping goes."""
+    async def main() -> None:
+        c2 = {e.path: e for e in _entries(C2)}
+        vfs = Vfs(Tree(_entries(C1)), Backend(), mtime_ns=1)
+        swap(vfs, {e.path: e for e in _entries(C1)}, "c1", list(c2.values()), "c2", mtime_ns=2)
+        ino = _walk(vfs)["r.txt"]                          # a regular file of c2: read at c2
+        vfs.looked_up(ino)
+        c3 = {**c2, "r.txt": TreeEntry("r.txt", "file", 3, "0" * 40)}
+        swap(vfs, c2, "c2", list(c3.values()), "c3", mtime_ns=3)
+        assert not vfs.tree.alive(ino) and vfs.origin[ino] == ("c2", "r.txt")
+        fh = await vfs.open(ino, 0)
+        assert await _read_all(vfs, fh) == C2["r.txt"]
+        vfs.forget(ino, 1)
+        assert ino in vfs.origin                           # still open
+        vfs.release(fh)
+        swap(vfs, c3, "c3", list(c2.values()), "c2", mtime_ns=4)   # the next swap lets go of it
+        assert ino not in vfs.origin and ino not in vfs.mtimes
+    trio.run(main)

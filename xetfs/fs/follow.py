@@ -168,7 +168,7 @@ def swap(vfs: Vfs, old_files: dict[str, TreeEntry], old_commit: str, entries: li
         tree.mkdirs(d.split("/"))      # empty directories the listing names
     keep = vfs.open_inodes()
     for table in (vfs.origin, vfs.mtimes):
-        for ino in [i for i in table if not tree.alive(i) and i not in keep]:
+        for ino in [i for i in table if not tree.alive(i) and i not in keep and not vfs.known(i)]:
             del table[ino]
     return stale
 
@@ -268,12 +268,6 @@ class Follower:
         vfs, old = self.vfs, self.commit
         stale = swap(vfs, self.files, old, entries, head, mtime_ns)
         self.files = {e.path.strip("/"): e for e in entries if e.is_file}
-        self.commit = head
-        c = self.counters
-        c.changes += 1
-        c.last_change = time.time()
-        c.last_change_check = c.checks
-        c.last_error = None
         if isinstance(vfs, WritableVfs):   # its writeback's base moves with the view (journaled)
             vfs.repo_paths = set(self.files)
             vfs.commit = head
@@ -281,6 +275,13 @@ class Follower:
             line = self.writeback.staging.set_base(head)
             self.writeback.base = head
             await self.writeback.staging.persist([line])
-        log.info("%s moved from %s to %s: %d paths changed", self.repo, old, head, len(stale))
         if stale:
             await trio.to_thread.run_sync(self.invalidate, stale)
+        # reported once the kernel forgot the old entries: a path opened from now on is the new commit's
+        self.commit = head
+        c = self.counters
+        c.changes += 1
+        c.last_change = time.time()
+        c.last_change_check = c.checks
+        c.last_error = None
+        log.info("%s moved from %s to %s: %d paths changed", self.repo, old, head, len(stale))

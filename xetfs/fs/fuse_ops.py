@@ -84,7 +84,16 @@ class FuseOps(pyfuse3.Operations):
 
     @_translated
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> pyfuse3.EntryAttributes:
-        return entry_attributes(self.vfs.lookup(parent_inode, os.fsdecode(name)))
+        return self._entry(self.vfs.lookup(parent_inode, os.fsdecode(name)))
+
+    def _entry(self, a: Attr) -> pyfuse3.EntryAttributes:
+        """An entry the kernel now knows (its lookup count grows by one: ``Vfs.looked_up``)."""
+        self.vfs.looked_up(a.inode)
+        return entry_attributes(a)
+
+    async def forget(self, inode_list: Any) -> None:
+        for inode, nlookup in inode_list:
+            self.vfs.forget(inode, nlookup)
 
     @_translated
     async def getattr(self, inode: int, ctx: Any = None) -> pyfuse3.EntryAttributes:
@@ -100,6 +109,7 @@ class FuseOps(pyfuse3.Operations):
         for name, attr, next_id in self.vfs.readdir(fh, start_id):
             if not pyfuse3.readdir_reply(token, os.fsencode(name), entry_attributes(attr), next_id):
                 break
+            self.vfs.looked_up(attr.inode)   # (readdirplus: the kernel counts a lookup per entry)
 
     def _file_info(self, fh: int) -> pyfuse3.FileInfo:
         stats = self.vfs.is_stats(fh)
@@ -122,7 +132,7 @@ class FuseOps(pyfuse3.Operations):
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int,
                      ctx: Any) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
         fh, attr = await self.vfs.create(parent_inode, os.fsdecode(name), mode, flags)
-        return self._file_info(fh), entry_attributes(attr)
+        return self._file_info(fh), self._entry(attr)
 
     @_translated
     async def write(self, fh: int, off: int, buf: bytes) -> int:
@@ -146,7 +156,7 @@ class FuseOps(pyfuse3.Operations):
 
     @_translated
     async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx: Any) -> pyfuse3.EntryAttributes:
-        return entry_attributes(await self.vfs.mkdir(parent_inode, os.fsdecode(name), mode))
+        return self._entry(await self.vfs.mkdir(parent_inode, os.fsdecode(name), mode))
 
     @_translated
     async def unlink(self, parent_inode: int, name: bytes, ctx: Any) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+from array import array
 import os
 import re
 import stat
@@ -100,6 +101,7 @@ class Vfs:
         self.mtime_ns = mtime_ns
         self.mtimes: dict[int, int] = {}                      # inodes whose mtime is not ``mtime_ns``
         self.origin: dict[int, tuple[str, str]] = {}          # regular file ino -> (commit, path) of its bytes
+        self._nlookup = array("q")                            # per inode: the kernel's lookup count
         self._stats = stats or (lambda: {})
         self._handles: dict[int, Handle] = {}
         self._next_fh = 1
@@ -253,6 +255,23 @@ class Vfs:
 
     def open_inodes(self) -> set[int]:
         return {h.inode for h in self._handles.values()}
+
+    # -- what the kernel knows (fuse_ops reports lookups and forgets): a removed inode it still knows may be
+    # opened again (a dentry being invalidated, /proc/PID/fd), so its ``origin`` and ``mtimes`` stay until then
+    def looked_up(self, ino: int) -> None:
+        if ino >= len(self._nlookup):
+            self._nlookup.frombytes(bytes(8 * max(ino + 1 - len(self._nlookup), len(self._nlookup))))
+        self._nlookup[ino] += 1
+
+    def forget(self, ino: int, n: int) -> None:
+        if ino < len(self._nlookup):
+            self._nlookup[ino] = max(0, self._nlookup[ino] - n)
+            if not self._nlookup[ino] and not self.tree.alive(ino) and ino not in self.open_inodes():
+                self.origin.pop(ino, None)
+                self.mtimes.pop(ino, None)
+
+    def known(self, ino: int) -> bool:
+        return ino < len(self._nlookup) and self._nlookup[ino] > 0
 
     def release(self, fh: int) -> None:
         handle = self._handles.pop(fh, None)
