@@ -3,7 +3,8 @@
 ``xetfs prefetch --pin`` pins the Xet files it warms; ``xetfs cache unpin`` releases them. A pin is one small
 file per Xet file hash, ``<cache_dir>/pins/<2 hex>/<file hash hex>.pin`` (raw hash hex, as the layouts are
 named), so two revisions holding the same file share one pin and a pin survives the revision that made it.
-Its content (one JSON object: repo, revision, path, time) only says who pinned it; a damaged one still pins.
+Its content (one JSON object: repo, revision, path, time) only says who pinned it (for a human reading the
+file); a damaged one still pins.
 
 What a pin protects, at every eviction of every process sharing the cache dir (``protection``): the file's
 layout (``<cache_dir>/layouts/...``) and every chunk entry overlapping a chunk range that layout names. The
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xetfs.errors import FormatError
-from xetfs.osutil.atomic import write_atomic
+from xetfs.osutil.atomic import fsync_dir, write_atomic
 from xetfs.read.disk_files import LAYOUT_SUFFIX, parse_layout_name, parse_name
 from xetfs.read.layout import decode_layout, peek_layout
 
@@ -46,14 +47,19 @@ def pin_path(cache_dir: Path, file_hash: bytes) -> Path:
 
 
 def add_pins(cache_dir: Path, pins: Iterable[tuple[bytes, PinNote]]) -> int:
-    """Pin files (by raw file hash); returns how many were not pinned before."""
+    """Pin files (by raw file hash), durably (each pin fsynced, then each directory once); returns how many were
+    not pinned before."""
     added = 0
+    dirs: set[Path] = set()
     for file_hash, note in pins:
         path = pin_path(cache_dir, file_hash)
         added += not path.exists()
         path.parent.mkdir(parents=True, exist_ok=True)
         body = {"repo": note.repo, "revision": note.revision, "path": note.path, "pinned_at": int(time.time())}
         write_atomic(path, json.dumps(body, sort_keys=True).encode() + b"\n", sync_dir=False)
+        dirs.add(path.parent)
+    for d in dirs | {d.parent for d in dirs}:
+        fsync_dir(d)
     return added
 
 
@@ -80,17 +86,6 @@ def pinned(cache_dir: Path) -> set[bytes]:
                         if raw is not None:
                             found.add(raw)
     return found
-
-
-def read_note(cache_dir: Path, file_hash: bytes) -> PinNote | None:
-    """Who pinned the file (an empty note when the pin is damaged), None when it is not pinned."""
-    try:
-        obj = json.loads(pin_path(cache_dir, file_hash).read_bytes())
-        return PinNote(str(obj["repo"]), str(obj["revision"]), str(obj["path"]))
-    except FileNotFoundError:
-        return None
-    except (ValueError, KeyError, TypeError):
-        return PinNote()
 
 
 @dataclass(slots=True)
