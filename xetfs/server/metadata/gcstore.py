@@ -61,6 +61,16 @@ def check_shard_xorbs(tx: Tx, xorbs: Iterable[str]) -> None:
             raise ValidationError(f"shard references xorb {x}, which is not stored (garbage-collected): upload it again")
 
 
+def _marks(items: Sequence[Any]) -> str:
+    return ",".join("?" * len(items))
+
+
+def _referenced(tx: Tx, xorbs: Sequence[str]) -> set[str]:
+    """Those of ``xorbs`` some file still uses (one query per batch, not one per xorb)."""
+    return {r[0] for r in tx.all(f"SELECT DISTINCT xorb_hash FROM file_xorbs WHERE xorb_hash IN ({_marks(xorbs)})",
+                                 xorbs)}
+
+
 def _batches(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), BATCH):
         yield items[i:i + BATCH]
@@ -69,6 +79,25 @@ def _batches(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
 class GcStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._tree_names: dict[str, tuple[frozenset[str], frozenset[str]]] = {}   # tree oid -> (files, blobs)
+
+    def _named_since(self, tx: Tx, since: float) -> tuple[set[str], set[str]]:
+        """(Xet files, blobs) named by the trees of commits made since ``since``, read in ``tx``. Trees are
+        immutable, so each is decoded once per collection however many sweep batches ask (the commit list
+        itself is read in every batch's transaction)."""
+        files: set[str] = set()
+        blobs: set[str] = set()
+        for (oid,) in tx.all("SELECT DISTINCT tree FROM commits WHERE date >= ?", (since,)):
+            names = self._tree_names.get(oid)
+            if names is None:
+                row = tx.one("SELECT data FROM trees WHERE oid=?", (oid,))
+                tree = decode_tree(bytes(row[0])) if row is not None else {}
+                names = (frozenset(e["xet"] for e in tree.values() if "xet" in e),
+                         frozenset(e["oid"] for e in tree.values() if "xet" not in e))
+                self._tree_names[oid] = names
+            files |= names[0]
+            blobs |= names[1]
+        return files, blobs
 
     # ------------------------------------------------------------------ the lease
     def acquire(self, owner: str, ttl_s: float, now: float) -> bool:
@@ -141,9 +170,8 @@ class GcStore:
 
     def existing_files(self, hashes: Sequence[str]) -> set[str]:
         out: set[str] = set()
-        for h in hashes:
-            if self._db.one("SELECT 1 FROM files WHERE hash=?", (h,)) is not None:
-                out.add(h)
+        for batch in _batches(hashes):
+            out.update(r[0] for r in self._db.all(f"SELECT hash FROM files WHERE hash IN ({_marks(batch)})", batch))
         return out
 
     # ------------------------------------------------------------------ sweep
@@ -153,21 +181,14 @@ class GcStore:
         gone: list[str] = []
         for batch in _batches(sorted(dead)):
             def sweep(tx: Tx, batch: Sequence[str] = batch) -> list[str]:
-                recent: set[str] = set()
-                for (data,) in tx.all("SELECT t.data FROM commits c JOIN trees t ON t.oid = c.tree WHERE c.date >= ?",
-                                      (since,)):
-                    recent.update(e["xet"] for e in decode_tree(bytes(data)).values() if "xet" in e)
-                out = []
-                for f in batch:
-                    if f in recent:
-                        continue
-                    tx.execute("DELETE FROM files WHERE hash=?", (f,))
-                    tx.execute("DELETE FROM sha256_index WHERE file_hash=?", (f,))
-                    tx.execute("DELETE FROM file_xorbs WHERE file_hash=?", (f,))
-                    tx.execute("DELETE FROM repo_uploads WHERE file_hash=?", (f,))
-                    tx.execute("DELETE FROM repo_files WHERE file_hash=?", (f,))
-                    tx.execute("UPDATE dedup_chunks SET file_hash=NULL WHERE file_hash=?", (f,))
-                    out.append(f)
+                recent = self._named_since(tx, since)[0]
+                out = [f for f in batch if f not in recent]
+                rows = [(f,) for f in out]
+                for sql in ("DELETE FROM files WHERE hash=?", "DELETE FROM sha256_index WHERE file_hash=?",
+                            "DELETE FROM file_xorbs WHERE file_hash=?", "DELETE FROM repo_uploads WHERE file_hash=?",
+                            "DELETE FROM repo_files WHERE file_hash=?",
+                            "UPDATE dedup_chunks SET file_hash=NULL WHERE file_hash=?"):
+                    tx.executemany(sql, rows)
                 return out
             gone += self._db.write(sweep)
         return gone
@@ -176,13 +197,10 @@ class GcStore:
         doomed: list[str] = []
         for batch in _batches(sorted(dead)):
             def mark(tx: Tx, batch: Sequence[str] = batch) -> list[str]:
-                out = []
-                for x in batch:
-                    if tx.one("SELECT 1 FROM file_xorbs WHERE xorb_hash=? LIMIT 1", (x,)) is not None:
-                        continue
-                    tx.execute("INSERT INTO gc_doomed VALUES (?,?) ON CONFLICT DO NOTHING", (x, now))
-                    tx.execute("DELETE FROM dedup_chunks WHERE xorb_hash=?", (x,))
-                    out.append(x)
+                used = _referenced(tx, batch)
+                out = [x for x in batch if x not in used]
+                tx.executemany("INSERT INTO gc_doomed VALUES (?,?) ON CONFLICT DO NOTHING", [(x, now) for x in out])
+                tx.executemany("DELETE FROM dedup_chunks WHERE xorb_hash=?", [(x,) for x in out])
                 return out
             doomed += self._db.write(mark)
         return doomed
@@ -191,12 +209,12 @@ class GcStore:
         dropped: list[str] = []
         for batch in _batches(sorted(doomed)):
             def drop(tx: Tx, batch: Sequence[str] = batch) -> list[str]:
-                out = []
-                for x in batch:
-                    if tx.one("SELECT 1 FROM file_xorbs WHERE xorb_hash=? LIMIT 1", (x,)) is None \
-                            and tx.execute("DELETE FROM xorbs WHERE hash=?", (x,)) == 1:
-                        out.append(x)
-                return out
+                used = _referenced(tx, batch)
+                free = [x for x in batch if x not in used]
+                if not free:
+                    return []
+                rows = tx.all(f"DELETE FROM xorbs WHERE hash IN ({_marks(free)}) RETURNING hash", free)
+                return sorted(r[0] for r in rows)
             dropped += self._db.write(drop)
         return dropped
 
@@ -212,10 +230,7 @@ class GcStore:
         doomed: list[str] = []
         for batch in _batches(sorted(dead)):
             def mark(tx: Tx, batch: Sequence[str] = batch) -> list[str]:
-                recent: set[str] = set()
-                for (data,) in tx.all("SELECT t.data FROM commits c JOIN trees t ON t.oid = c.tree WHERE c.date >= ?",
-                                      (since,)):
-                    recent.update(e["oid"] for e in decode_tree(bytes(data)).values() if "xet" not in e)
+                recent = self._named_since(tx, since)[1]
                 out = [b for b in batch if b not in recent]
                 tx.executemany("INSERT INTO gc_doomed_blobs VALUES (?,?) ON CONFLICT DO NOTHING", [(b, now) for b in out])
                 return out
