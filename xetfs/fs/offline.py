@@ -6,7 +6,8 @@ snapshot (``xetfs.read.snapshot``), whether it is a branch and whether the token
 server cannot be reached (``xetfs.transport.reachability.unreachable``: refused, reset, timed out, 5xx -- never
 a 401/403/404, those stay errors) and the cache dir holds a snapshot of that revision, the mount starts
 ``offline`` from it, with one notice line for the user's terminal; with no snapshot the server's error stands.
-A snapshot found up front shortens the start's retries (``START_RETRY``), so an offline start waits seconds.
+A snapshot found up front shortens the retries of the start's first request (``START_RETRY``), so an offline
+start waits seconds.
 
 Running (``Gate``, ``GatedSource``, ``reconnect``). The mount arms a ``Reachability`` on its HTTP client:
 every request attempt reports to it, a few connection-level failures in a row switch a running mount to
@@ -76,9 +77,11 @@ class Start:
 async def resolve_start(hub: HubClient, repo: RepoRef, cache_dir: Path, *, read_only: bool) -> Start:
     """Online from the server, else offline from the cache dir's snapshot of ``repo`` (module docstring)."""
     snapshot = await trio.to_thread.run_sync(_load, cache_dir, repo)
-    start_hub = hub if snapshot is None else HubClient(hub.endpoint, hub.token, hub.http, retry=START_RETRY)
+    # With a snapshot to fall back on, the first request (is the server there?) gives up sooner; the rest of an
+    # online start keeps the usual retries (a large tree listing may take its time).
+    first = hub if snapshot is None else HubClient(hub.endpoint, hub.token, hub.http, retry=START_RETRY)
     try:
-        return await _online(start_hub, repo, cache_dir, read_only)
+        return await _online(hub, await first.repo_info(repo), repo, cache_dir, read_only)
     except XetError as exc:
         if snapshot is None or not unreachable(exc):
             raise
@@ -103,8 +106,7 @@ def offline_start(snapshot: Snapshot, endpoint: str, exc: BaseException, *, read
                  writable, True, notice)
 
 
-async def _online(hub: HubClient, repo: RepoRef, cache_dir: Path, read_only: bool) -> Start:
-    info = await hub.repo_info(repo)
+async def _online(hub: HubClient, info: RepoInfo, repo: RepoRef, cache_dir: Path, read_only: bool) -> Start:
     is_branch = not read_only and await _is_branch(hub, repo)   # (a read-only mount does not ask)
     writable, notice = is_branch, None
     if writable:
