@@ -7,7 +7,7 @@ import hashlib
 import trio
 
 from xetfs.core.hashing import MerkleHash
-from xetfs.fs.follow import swap
+from xetfs.fs.follow import plan, swap
 from xetfs.fs.vfs import ROOT_INODE, Tree, Vfs
 from xetfs.protocol.hub import TreeEntry
 
@@ -68,7 +68,7 @@ def test_a_swap_shows_the_new_commit_while_open_handles_keep_the_old_one() -> No
         vfs = Vfs(Tree(old), Backend(), mtime_ns=1)
         before = _walk(vfs)
         open_old = {p: await vfs.open(before[p], 0) for p in ("w.bin", "r.txt", "old/also.bin")}
-        stale = swap(vfs, {e.path: e for e in old}, "c1", _entries(C2), "c2", mtime_ns=2)
+        stale = swap(vfs, plan({e.path: e for e in old}, _entries(C2)), "c1", "c2", mtime_ns=2)
         after = _walk(vfs)
         assert set(after) == set(C2)                                   # "old/" emptied: gone with its files
         for path, data in C2.items():
@@ -91,7 +91,7 @@ def test_a_swap_back_and_forth_keeps_the_bookkeeping_bounded() -> None:
         cur = "c1"
         for _ in range(10):
             nxt = "c2" if cur == "c1" else "c1"
-            swap(vfs, listings[cur], cur, list(listings[nxt].values()), nxt, mtime_ns=3)
+            swap(vfs, plan(listings[cur], list(listings[nxt].values())), cur, nxt, mtime_ns=3)
             cur = nxt
         files = _walk(vfs)
         assert {p: await _read_all(vfs, await vfs.open(i, 0)) for p, i in files.items()} == C1
@@ -106,17 +106,17 @@ def test_a_removed_inode_the_kernel_still_knows_keeps_its_revision_until_forgott
     async def main() -> None:
         c2 = {e.path: e for e in _entries(C2)}
         vfs = Vfs(Tree(_entries(C1)), Backend(), mtime_ns=1)
-        swap(vfs, {e.path: e for e in _entries(C1)}, "c1", list(c2.values()), "c2", mtime_ns=2)
+        swap(vfs, plan({e.path: e for e in _entries(C1)}, list(c2.values())), "c1", "c2", mtime_ns=2)
         ino = _walk(vfs)["r.txt"]                          # a regular file of c2: read at c2
         vfs.looked_up(ino)
         c3 = {**c2, "r.txt": TreeEntry("r.txt", "file", 3, "0" * 40)}
-        swap(vfs, c2, "c2", list(c3.values()), "c3", mtime_ns=3)
+        swap(vfs, plan(c2, list(c3.values())), "c2", "c3", mtime_ns=3)
         assert not vfs.tree.alive(ino) and vfs.origin[ino] == ("c2", "r.txt")
         fh = await vfs.open(ino, 0)
         assert await _read_all(vfs, fh) == C2["r.txt"]
         vfs.forget(ino, 1)
         assert ino in vfs.origin                           # still open
         vfs.release(fh)
-        swap(vfs, c3, "c3", list(c2.values()), "c2", mtime_ns=4)   # the next swap lets go of it
+        swap(vfs, plan(c3, list(c2.values())), "c3", "c2", mtime_ns=4)   # the next swap lets go of it
         assert ino not in vfs.origin and ino not in vfs.mtimes
     trio.run(main)

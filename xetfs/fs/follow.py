@@ -6,9 +6,9 @@ failed check only logs and counts, the next one comes at the next interval). A c
 commit for good: such a mount never polls (``movable`` decides at mount time, without a request for a sha
 or a ``refs/pr/N``).
 
-When the head moves, the new commit is listed (and its date read, for the mtime of what changed), then
-``swap`` edits the ``Tree`` with no await in between, so every FUSE request sees either the old tree or the
-new one:
+When the head moves, the new commit is listed (and its date read, for the mtime of what changed), ``plan``
+compares the two listings in a worker thread (O(files)), then ``swap`` edits the ``Tree`` in O(changed
+paths) with no await in between, so every FUSE request sees either the old tree or the new one:
 
 - an unchanged path keeps its inode (and its kernel-cached pages and attributes);
 - a removed file's inode leaves the tree; a changed file's too, and a NEW inode takes its path with the new
@@ -115,13 +115,31 @@ def _shows(tree: Tree, ino: int, e: TreeEntry) -> bool:
     return e.xet_hash is not None and tree.xet_hash(ino) == e.xet_hash and tree.size(ino) == e.size
 
 
-def swap(vfs: Vfs, old_files: dict[str, TreeEntry], old_commit: str, entries: list[TreeEntry], commit: str,
-         mtime_ns: int) -> list[Dentry]:
-    """Edit ``vfs.tree`` from the listing ``old_files`` (of ``old_commit``) to ``entries`` (of ``commit``),
-    synchronously (see the module docstring); returns the directory entries the kernel must forget."""
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a new listing changes, computed from the two listings alone (a worker thread: O(files))."""
+
+    files: dict[str, TreeEntry]       # the new listing's files
+    dirs: frozenset[str]              # every directory of the new listing ("" = the root)
+    gone: list[str]                   # files removed or changed
+    put: list[TreeEntry]              # files added or changed
+    made_dirs: list[str]              # directories the old listing lacked
+
+
+def plan(old_files: dict[str, TreeEntry], entries: list[TreeEntry]) -> Plan:
+    files = {e.path.strip("/"): e for e in entries if e.is_file}
+    dirs = _dirs_of(entries)
+    return Plan(files, frozenset(dirs),
+                gone=sorted(p for p, e in old_files.items() if p not in files or not _same(e, files[p])),
+                put=[files[p] for p in sorted(files) if p not in old_files or not _same(old_files[p], files[p])],
+                made_dirs=sorted(dirs - _dirs_of(old_files.values())))
+
+
+def swap(vfs: Vfs, change: Plan, old_commit: str, commit: str, mtime_ns: int) -> list[Dentry]:
+    """Apply ``change`` (from the listing of ``old_commit`` to that of ``commit``) to ``vfs.tree`` with no
+    await (see the module docstring), in O(changed paths); returns the directory entries the kernel must
+    forget."""
     tree = vfs.tree
-    new_files = {e.path.strip("/"): e for e in entries if e.is_file}
-    new_dirs = _dirs_of(entries)
     stale: list[Dentry] = []
 
     def drop(ino: int) -> None:
@@ -130,21 +148,21 @@ def swap(vfs: Vfs, old_files: dict[str, TreeEntry], old_commit: str, entries: li
             vfs.origin.setdefault(ino, (old_commit, tree.path(ino)))   # open handles still read it there
         tree.remove(ino)
         stale.append((parent, name, ino))
-        while parent != ROOT_INODE and not tree.children(parent) and tree.path(parent) not in new_dirs:
+        while parent != ROOT_INODE and not tree.children(parent) and tree.path(parent) not in change.dirs:
             ino, parent = parent, tree.parent(parent)
             stale.append((parent, tree.name(ino), ino))
             tree.remove(ino)
 
-    for path, e in sorted(old_files.items()):
+    for path in change.gone:
         ino = tree.resolve(path)
-        if ino is not None and not tree.is_dir(ino) and (path not in new_files or not _same(e, new_files[path])):
-            if path in new_files and _shows(tree, ino, new_files[path]):
-                continue
-            drop(ino)
-    for path, e in sorted(new_files.items()):
+        if ino is not None and not tree.is_dir(ino):
+            new = change.files.get(path)
+            if new is None or not _shows(tree, ino, new):
+                drop(ino)
+    for e in change.put:
+        path = e.path.strip("/")
         ino = tree.resolve(path)
-        if ino is not None and not tree.is_dir(ino) and (path in old_files and _same(old_files[path], e)
-                                                         or _shows(tree, ino, e)):
+        if ino is not None and not tree.is_dir(ino) and _shows(tree, ino, e):
             continue
         if ino is not None:
             if tree.is_dir(ino) and tree.children(ino):
@@ -164,8 +182,9 @@ def swap(vfs: Vfs, old_files: dict[str, TreeEntry], old_commit: str, entries: li
         if e.xet_hash is None:
             vfs.origin[ino] = (commit, path)
         stale.append((parent, parts[-1], 0))
-    for d in sorted(new_dirs - {""}):
-        tree.mkdirs(d.split("/"))      # empty directories the listing names
+    for d in change.made_dirs:
+        if d and tree.resolve(d) is None:
+            tree.mkdirs(d.split("/"))      # empty directories the listing names
     keep = vfs.open_inodes()
     for table in (vfs.origin, vfs.mtimes):
         for ino in [i for i in table if not tree.alive(i) and i not in keep and not vfs.known(i)]:
@@ -243,8 +262,7 @@ class Follower:
             return self._failed(f"listing {head}: {type(exc).__name__}: {exc}")
         if self._busy(head):    # (a change was staged while the listing came)
             return False
-        await self._apply(head, entries, mtime_ns)
-        return True
+        return await self._apply(head, entries, mtime_ns)
 
     def _failed(self, message: str) -> bool:
         c = self.counters
@@ -263,11 +281,14 @@ class Follower:
         self.counters.waiting_head = head if busy else None
         return busy
 
-    async def _apply(self, head: str, entries: list[TreeEntry], mtime_ns: int) -> None:
+    async def _apply(self, head: str, entries: list[TreeEntry], mtime_ns: int) -> bool:
         assert self.vfs is not None
         vfs, old = self.vfs, self.commit
-        stale = swap(vfs, self.files, old, entries, head, mtime_ns)
-        self.files = {e.path.strip("/"): e for e in entries if e.is_file}
+        change = await trio.to_thread.run_sync(plan, self.files, entries)   # (no CPU work on the trio thread)
+        if self._busy(head):   # (a change was staged meanwhile)
+            return False
+        stale = swap(vfs, change, old, head, mtime_ns)
+        self.files = change.files
         if isinstance(vfs, WritableVfs):   # its writeback's base moves with the view (journaled)
             vfs.repo_paths = set(self.files)
             vfs.commit = head
@@ -285,3 +306,4 @@ class Follower:
         c.last_change_check = c.checks
         c.last_error = None
         log.info("%s moved from %s to %s: %d paths changed", self.repo, old, head, len(stale))
+        return True
