@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from xetfs.client.config import parse_repo
+from xetfs.read.snapshot import load_snapshot
 from xetfs.testing.deps import required
 from xetfs.testing.mount import Mount, mounted, wait_committed
 from xetfs.testing.proxy import GatedProxy
@@ -85,6 +87,8 @@ def test_a_reader_keeps_its_revision_while_two_commits_land(tmp_path: Path, mode
             follow = _follow(m)
             assert (m.stats()["commit"], follow["commit"], follow["changes"]) == (head, head, 2)
             assert follow["last_checked"] is not None and follow["failures"] == 0
+            snapshot = load_snapshot(m.cache_dir, parse_repo(REPO, None, "main"))   # for an offline start
+            assert snapshot is not None and snapshot.commit == head
 
 
 def test_a_tag_or_a_commit_mount_never_polls(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +47,7 @@ from xetfs.fs.stats import FollowStats
 from xetfs.fs.tree import ROOT_INODE, Tree
 from xetfs.fs.vfs import Vfs
 from xetfs.protocol.hub import RepoInfo, TreeEntry
+from xetfs.read.snapshot import save_snapshot, snapshot_of
 from xetfs.transport.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -212,7 +214,8 @@ class Follower:
     """Polls the head of ``repo.revision`` and swaps new commits into the mount's ``Vfs``."""
 
     def __init__(self, hub: HubClient, repo: RepoRef, commit: str, entries: list[TreeEntry], interval_s: float,
-                 *, list_timeout_s: float = 120.0, invalidate: Callable[[list[Dentry]], None] | None = None) -> None:
+                 *, list_timeout_s: float = 120.0, invalidate: Callable[[list[Dentry]], None] | None = None,
+                 cache_dir: Path | None = None) -> None:
         self.hub = HubClient(hub.endpoint, hub.token, hub.http, retry=RetryPolicy.none())   # a check is one request
         self.list_hub = hub
         self.repo = repo
@@ -222,6 +225,7 @@ class Follower:
         self.list_timeout_s = list_timeout_s
         self.invalidate = invalidate or (lambda dentries: None)
         self.counters = _Counters()
+        self.cache_dir = cache_dir      # where the revision snapshot of each new head goes (offline starts)
         self.vfs: Vfs | None = None
         self.writeback: Writeback | None = None
 
@@ -257,12 +261,21 @@ class Follower:
             with trio.fail_after(self.list_timeout_s):
                 pinned = self.repo.at(head)
                 entries = await self.list_hub.list_tree(pinned)
-                mtime_ns = commit_mtime_ns(await self.list_hub.repo_info(pinned))
+                info = await self.list_hub.repo_info(pinned)
         except (XetError, trio.TooSlowError) as exc:
             return self._failed(f"listing {head}: {type(exc).__name__}: {exc}")
         if self._busy(head):    # (a change was staged while the listing came)
             return False
-        return await self._apply(head, entries, mtime_ns)
+        if not await self._apply(head, entries, commit_mtime_ns(info)):
+            return False
+        if self.cache_dir is not None:   # an offline start later shows the newest commit this mount saw
+            snapshot = snapshot_of(self.repo, head, entries, last_modified=info.last_modified,
+                                   is_branch=not self.repo.revision.startswith(PR_PREFIX))
+            try:
+                await trio.to_thread.run_sync(save_snapshot, self.cache_dir, snapshot)
+            except OSError as exc:
+                log.warning("cannot save the revision snapshot of %s at %s: %s", self.repo, head, exc)
+        return True
 
     def _failed(self, message: str) -> bool:
         c = self.counters

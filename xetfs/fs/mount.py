@@ -245,7 +245,8 @@ async def _serve(opts: MountOptions, on_ready: Ready) -> int:
         tree = Tree(start.entries)
         follower = await follower_for(hub, opts.repo, commit, start.entries, opts.poll_interval_s,
                                       start.is_branch if start.offline or not opts.read_only else None,
-                                      list_timeout_s=opts.read_timeout_s, invalidate=invalidate_entries)
+                                      list_timeout_s=opts.read_timeout_s, invalidate=invalidate_entries,
+                                      cache_dir=opts.cache_dir)
         tokens = TokenProvider(lambda: hub.xet_token(pinned, "read"))
         cas = GatedSource(CasClient(tokens, client), gate)
         cache = ChunkCache(opts.memory_cache_bytes, opts.cache_dir, opts.disk_cache_bytes)

@@ -5,7 +5,8 @@ the commit that revision resolved to and that commit's whole tree listing: per e
 git blob id, Xet file hash and sha256 (``xetfs.protocol.hub.TreeEntry``), plus the commit's date (the files'
 mtime) and whether the revision is a branch (a writable mount stays writable offline).
 
-Who writes one: every mount that starts online (after listing the tree), and ``xetfs prefetch``. Who reads
+Who writes one: every mount that starts online (after listing the tree), a mount that follows its branch at
+each new head (``xetfs.fs.follow``), and ``xetfs prefetch``. Who reads
 one: a mount whose server cannot be reached at start (it comes up offline from it), ``xetfs cache
 export`` (the bundle carries it) and the ``xetfs cache`` listing commands.
 
