@@ -141,3 +141,37 @@ def test_a_temp_file_renamed_over_its_target_counts_once(tmp_path: Path) -> None
             write = wait_committed(m)
             assert write["pending_files"] == 0, write
         assert _tree(srv, "org/tmp") == {"config.json": 9, "new.json": 9}
+
+
+def test_paths_a_revoked_token_could_not_commit_commit_after_a_remount_with_a_write_token(tmp_path: Path) -> None:
+    """A write token revoked while the mount runs (``xetfs token revoke``): the close is refused at commit,
+    the path is listed as failed by ``xetfs umount`` (exit 1), and the next mount with a token that can write
+    commits it from the journal."""
+    (tmp_path / "a.txt").write_text("a\n")
+    with running_server(tmp_path / "server") as srv:
+        srv.create_repo("org/rev")
+        _upload(srv, "org/rev", tmp_path / "a.txt", "a.txt")
+        writer = new_token(srv, "write", "org/rev")
+        mnt, cache = tmp_path / "mnt", tmp_path / "cache"
+        mnt.mkdir()
+        xetfs_cli("mount", "org/rev", str(mnt), "--endpoint", srv.url, "--cache-dir", str(cache),
+                  "--upload-retry-max", "1", env={"XETFS_TOKEN": writer})
+        try:
+            assert json.loads((mnt / ".xetfs-stats").read_bytes())["writable"] is True
+            revoked = xetfs_cli("token", "revoke", "--data", str(srv.data_dir), writer)
+            assert revoked.stdout.startswith("revoked token "), revoked.stdout
+            (mnt / "b.txt").write_text("written after the revocation\n")
+            write = wait_until(lambda: (w := json.loads((mnt / ".xetfs-stats").read_bytes())["write"])["failed"]
+                               and w, "the refused commit")
+            assert list(write["failed"]) == ["b.txt"], write
+        finally:
+            umount = xetfs_cli("umount", str(mnt), "--upload-wait", "5", check=False)
+            force_unmount(mnt)
+        assert umount.returncode == 1 and "  b.txt (failed: " in umount.stderr, umount.stderr
+        assert _tree(srv, "org/rev") == {"a.txt": 2}
+        assert xetfs_cli("token", "revoke", "--data", str(srv.data_dir), writer, check=False).returncode == 1
+
+        with mounted(srv, "org/rev", tmp_path / "mnt2", cache_dir=cache) as m:    # the admin token can write
+            write = wait_committed(m)
+            assert write["failed"] == {} and write["commits"] == 1, write
+        assert _tree(srv, "org/rev") == {"a.txt": 2, "b.txt": 29}

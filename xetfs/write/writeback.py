@@ -26,10 +26,11 @@ changes pending on an old base. Step 3 first compares every change that has an i
 entry of its path: identical means the change is already committed — marked done, no second commit and no
 false conflict. A change whose intent does not match is handled as usual (rebased or a conflict).
 
-Failures. A transient one (server down, 5xx, timeouts, 429, 401) leaves everything journaled: the task
+Failures. A transient one (server down, 5xx, timeouts, 429) leaves everything journaled: the task
 retries with exponential backoff (``retry_min_s`` .. ``retry_max_s``), so a server that is down only delays
 commits. A 412 (the branch moved between 3 and 4) retries at once. A permanent refusal (another 4xx: a bad
-path, 403, 404, 413, ...) of a batch is isolated by bisection: the batch is split in halves, each half
+path, 403, 404, 413, ...) of a batch is isolated by bisection (a 401 refuses the mount's token, not a change:
+every change of the batch fails at once): the batch is split in halves, each half
 committed on its own, until the refused change is alone; that one is marked ``failed`` (journaled, kept
 staged, logged once, listed in stats with the Hub's message) and the others are committed. A new save,
 rename or delete of that path replaces the failed change and is tried again. Nothing is ever dropped.
@@ -79,11 +80,13 @@ class Target(Protocol):
 
 
 def permanent(exc: BaseException) -> bool:
-    """A refusal that retrying cannot change: a 4xx answer other than 401 (token), 408/429 (slow down) and
-    412 (the branch moved: retried at once). Errors without an HTTP answer are never permanent."""
+    """A refusal that retrying cannot change: a 4xx answer other than 408/429 (slow down) and 412 (the branch
+    moved: retried at once). A 401 counts: the CAS client has already fetched a new xet token once, so the
+    mount's Hub token itself is refused (revoked); the next mount, with a token that can write, retries.
+    Errors without an HTTP answer are never permanent."""
     status = http_status_of(exc)
     return (isinstance(exc, XetError) and not exc.retryable and status is not None and 400 <= status < 500
-            and status not in (401, 408, 412, 429))
+            and status not in (408, 412, 429))
 
 
 class Writeback:
@@ -152,6 +155,9 @@ class Writeback:
                 except Conflict as exc:
                     log.info("the branch moved during the commit (%s); retrying", exc)
                 except Exception as exc:   # a bug must not take the mount (and every read) down: log, retry later
+                    if http_status_of(exc) == 401 and isinstance(exc, XetError):
+                        await self._token_refused(self.ready(), exc)
+                        continue
                     failures += 1
                     backoff = backoff_delay(failures, policy, jitter=1.0)
                     self.stats.upload_errors += 1
@@ -197,6 +203,9 @@ class Writeback:
         except XetError as exc:
             if not permanent(exc):
                 raise
+            if http_status_of(exc) == 401:
+                await self._token_refused(batch, exc)
+                return
             if len(batch) == 1:
                 ((path, change),) = batch.items()
                 await self._refused(path, change, exc)
@@ -206,6 +215,12 @@ class Writeback:
                         "refused change", len(items), exc)
             for part in (items[:len(items) // 2], items[len(items) // 2:]):
                 await self._commit_isolating(dict(part))
+
+    async def _token_refused(self, batch: dict[str, Change], exc: XetError) -> None:
+        """The Hub refuses the mount's token itself (revoked): every change of ``batch`` fails at once, no
+        bisection; they stay journaled and the next mount retries them (``retry_failed``)."""
+        for path, change in batch.items():
+            await self._refused(path, change, exc)
 
     async def _refused(self, path: str, change: Change, exc: XetError) -> None:
         message = f"{type(exc).__name__}: {exc}"

@@ -299,6 +299,14 @@ class Metadata:
     def add_token(self, token_id: str, secret_hash: str, scope: str, repo: str | None) -> None:
         self._write([("INSERT INTO tokens VALUES (?,?,?,?,?)", (token_id, secret_hash, scope, repo, time.time()))])
 
+    def delete_token(self, token_id: str, secret_hash: str) -> str | None:
+        """Delete the Hub token with this id, or with this secret hash -> its id (None: no such token)."""
+        row = self._one("SELECT id FROM tokens WHERE id=? OR secret_hash=?", (token_id, secret_hash))
+        if row is None:
+            return None
+        self._write([("DELETE FROM tokens WHERE id=?", (row[0],))])
+        return str(row[0])
+
     def token(self, secret_hash: str) -> TokenRecord | None:
         row = self._one("SELECT id, scope, repo FROM tokens WHERE secret_hash=?", (secret_hash,))
         return TokenRecord(*row) if row else None
