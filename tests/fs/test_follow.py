@@ -164,3 +164,21 @@ def test_a_pull_request_mount_follows_the_pull_request(tmp_path: Path) -> None:
             api.upload_file(path_or_fileobj=b"pr 2\n", path_in_repo="a.txt", repo_id=REPO, revision=pr.pr_revision)
             _shows_within_two_polls(m, m.path / "a.txt", b"pr 2\n")
             assert _follow(m)["revision"] == "refs/pr/1"
+
+
+def test_failed_checks_only_count_and_following_resumes_when_the_server_is_back(tmp_path: Path) -> None:
+    with running_server(tmp_path / "srv") as srv:
+        api = HfApi(endpoint=srv.url, token=srv.token)
+        api.create_repo(REPO)
+        api.upload_file(path_or_fileobj=b"one\n", path_in_repo="a.txt", repo_id=REPO)
+        with mounted(srv, REPO, tmp_path / "m", args=["--poll-interval", "1", "--read-only"]) as m:
+            a = m.path / "a.txt"
+            assert a.read_bytes() == b"one\n"
+            srv.stop()
+            wait_until(lambda: _follow(m)["failures"] >= 2, "two failed checks", timeout_s=60)
+            assert a.read_bytes() == b"one\n" and _follow(m)["last_error"]      # served as before
+            srv.start()
+            wait_until(lambda: _follow(m)["last_error"] is None, "a check that succeeds again", timeout_s=60)
+            api.upload_file(path_or_fileobj=b"two\n", path_in_repo="a.txt", repo_id=REPO)
+            wait_until(lambda: _reads(a, b"two\n"), "the new commit after the server came back", timeout_s=60)
+            assert m.logs().count("following t/follow@main: checking the head") == 1   # once, not per check

@@ -255,6 +255,9 @@ class Follower:
         head = heads.get(self.repo.revision)
         if head is None:
             return self._failed(f"{self.repo.revision} is no longer on the Hub; showing {self.commit}")
+        if c.last_error is not None:
+            log.info("following %s: its head is checked again", self.repo)
+            c.last_error = None
         if head == self.commit or self._busy(head):
             return False
         try:
@@ -280,7 +283,7 @@ class Follower:
     def _failed(self, message: str) -> bool:
         c = self.counters
         c.failures += 1
-        if c.last_error != message:
+        if c.last_error is None:   # once per streak of failures (the next success logs the end)
             log.warning("following %s: %s (retrying every %gs)", self.repo, message, self.interval_s)
         c.last_error = message
         return False

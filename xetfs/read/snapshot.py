@@ -6,9 +6,9 @@ git blob id, Xet file hash and sha256 (``xetfs.protocol.hub.TreeEntry``), plus t
 mtime) and whether the revision is a branch (a writable mount stays writable offline).
 
 Who writes one: every mount that starts online (after listing the tree), a mount that follows its branch at
-each new head (``xetfs.fs.follow``), and ``xetfs prefetch``. Who reads
-one: a mount whose server cannot be reached at start (it comes up offline from it), ``xetfs cache
-export`` (the bundle carries it) and the ``xetfs cache`` listing commands.
+each new head (``xetfs.fs.follow``), and ``xetfs prefetch``. Who reads one: a mount whose server cannot be
+reached at start (it comes up offline from it), ``xetfs cache export`` (the bundle carries it) and the
+``xetfs cache`` listing commands.
 
 What is NOT in it: the bytes. A snapshot names the Xet files by hash; their *layouts* (which chunks make up
 each file, ``xetfs.read.layout``) stay in the disk tier under ``<cache_dir>/layouts/`` and their chunks under
