@@ -2,7 +2,7 @@
 
 A mount of a branch or of a pull request (``refs/pr/N``) checks the head every ``--poll-interval`` seconds
 (default 30; 0: never) with ONE small request (``GET .../refs?include_prs=1``, a fixed timeout, no retries: a
-failed check only logs and counts, the next one comes at the next interval). A commit sha or a tag names one
+failed check is counted and logged once per streak of failures; the next one comes at the next interval). A commit sha or a tag names one
 commit for good: such a mount never polls (``movable`` decides at mount time, without a request for a sha
 or a ``refs/pr/N``).
 
@@ -19,7 +19,8 @@ paths) with no await in between, so every FUSE request sees either the old tree 
 - directories emptied by the change go too (directories are implicit in a repo);
 - then, in a worker thread (pyfuse3 must not notify the kernel from the request-serving thread), the kernel
   forgets the directory entries of every path that changed (``invalidate``): the next lookup finds the new
-  inode, and ``ls`` no longer shows removed files.
+  inode, and ``ls`` no longer shows removed files. Only then is the new commit reported (stats), and its
+  revision snapshot saved (``xetfs.read.snapshot``: an offline start shows the newest commit seen).
 
 A writable mount (``fs.writable``) moves its view only while nothing is staged or pending: its writeback then
 has nothing to rebase, and takes the new head as its base (journaled), so later changes apply to what the
@@ -32,8 +33,8 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
