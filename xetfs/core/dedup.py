@@ -9,7 +9,9 @@ chunk by chunk, where its bytes will live:
 3. *known xorbs*: xorbs listed in shards added with ``add_known_shard`` (a previous version's shard, or a global
    dedup answer) or ``add_known_xorb``. A shard whose footer has a nonzero ``hmac_key`` lists keyed chunk
    hashes ``blake3(chunk_hash, key=hmac_key)``; a local chunk matches when its keyed hash is listed. A match also
-   needs the listed size to equal the chunk's size (the term's ``unpacked_bytes`` comes from those sizes);
+   needs the listed size to equal the chunk's size (the term's ``unpacked_bytes`` comes from those sizes). A
+   partial listing (size-0 placeholders for the chunks it does not know, ``xetfs.write.basecands``) merges
+   with other listings of the same xorb;
 4. otherwise the chunk is *new* and goes into the open ``XorbBuilder`` (a new xorb starts when the next
    new chunk would overflow ``XorbParams``); ``add_chunks`` returns the xorbs it completed, ready to upload.
 
@@ -87,6 +89,18 @@ class _KnownXorb:
     learn: bool                            # offered by ``learned_xorbs`` once a chunk of it matched
 
 
+def _merge_sizes(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | None:
+    """Two listings of one xorb's chunk sizes, where 0 is a placeholder (a partial listing, e.g. the chunks
+    one base-revision file uses); None when they disagree on a chunk both list."""
+    out = []
+    for i in range(max(len(a), len(b))):
+        x, y = a[i] if i < len(a) else 0, b[i] if i < len(b) else 0
+        if x and y and x != y:
+            return None
+        out.append(x or y)
+    return tuple(out)
+
+
 class DedupSession:
     """One upload session; see the module docstring."""
 
@@ -144,15 +158,20 @@ class DedupSession:
         """Register a xorb; a xorb known already (e.g. from a shard that lists only some of its chunk hashes
         plainly) is indexed again under this listing's key, so every chunk either listing names is found."""
         hashes = tuple(MerkleHash(c.chunk_hash) for c in info.chunks)
-        if info.xorb_hash not in self._known:
-            self._known[info.xorb_hash] = _KnownXorb(hashes, tuple(c.unpacked_bytes for c in info.chunks), key,
-                                                     source, learn)
-        elif self._known[info.xorb_hash].chunk_sizes != tuple(c.unpacked_bytes for c in info.chunks):
-            log.warning("xorb %s is listed with other chunk sizes; keeping the first listing", info.xorb_hash)
-            return
+        sizes = tuple(c.unpacked_bytes for c in info.chunks)
+        known = self._known.get(info.xorb_hash)
+        if known is None:
+            self._known[info.xorb_hash] = _KnownXorb(hashes, sizes, key, source, learn)
+        elif known.chunk_sizes != sizes:
+            merged = _merge_sizes(known.chunk_sizes, sizes)
+            if merged is None:
+                log.warning("xorb %s is listed with other chunk sizes; keeping the first listing", info.xorb_hash)
+                return
+            self._known[info.xorb_hash] = replace(known, chunk_sizes=merged)
         index = self._plain_index if key is None else self._keyed_index.setdefault(key, {})
         for i, h in enumerate(hashes):
-            index.setdefault(h, (info.xorb_hash, i))
+            if sizes[i]:   # a size-0 entry is a placeholder of a partial listing
+                index.setdefault(h, (info.xorb_hash, i))
 
     def dedup_queries(self, chunks: Sequence[Chunk], file_start: bool) -> list[MerkleHash]:
         """Chunk hashes worth a global-dedup query — a file's first chunk and hash % 1024 == 0 — that

@@ -312,6 +312,8 @@ def _make_vfs(opts: MountOptions, hub: HubClient, tree: Tree, backend: RepoBacke
     from xetfs.transport.retry import RetryPolicy
     from xetfs.fs.writable import WritableVfs
     from xetfs.client.hub import HubClient
+    from xetfs.core.reconstruction import ReconstructionTerm
+    from xetfs.write.basecands import BaseCandidates
     from xetfs.write.shardcache import ShardCache, shard_cache_dir
     from xetfs.write.writeback import Writeback, WritebackParams
 
@@ -328,10 +330,16 @@ def _make_vfs(opts: MountOptions, hub: HubClient, tree: Tree, backend: RepoBacke
     # The writeback retries whole batches itself: its requests fail fast so stats show the error.
     wb_hub = HubClient(hub.endpoint, hub.token, hub.http, retry=RetryPolicy(max_attempts=3, max_delay_s=2.0,
                                                                               max_total_s=60.0))
+
+    async def terms(file: MerkleHash) -> tuple[ReconstructionTerm, ...]:
+        return (await fetcher.cas.reconstruction(file)).terms
+
+    candidates = BaseCandidates(terms, backend.reader, timeout_s=opts.read_timeout_s)
     writeback = Writeback(wb_hub, opts.repo, staging, vfs, base,
-                          ShardCache(shard_cache_dir(opts.cache_dir, opts.endpoint)), params)
+                          ShardCache(shard_cache_dir(opts.cache_dir, opts.endpoint)), params, candidates)
     vfs.kick = writeback.kick
     vfs.start_stream = writeback.start_stream
+    vfs.prepare_base, vfs.note_read = candidates.prepare, candidates.note_read
     return vfs, writeback
 
 

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 import trio
 
+from xetfs.core.hashing import MerkleHash
 from xetfs.errors import Forbidden, XetError
 from xetfs.fs.vfs import STATS_INODE, Attr, Backend, IsADirectory, Tree, Vfs
 from xetfs.write.staged import StagedFile
@@ -73,6 +74,11 @@ class StagedVfs(Vfs):
         # Starts uploading a file that is written front to back before it is closed (the writeback's
         # ``start_stream``; None: no stream, e.g. too many at once).
         self.start_stream: Callable[[StagedFile], StreamUpload | None] = lambda sf: None
+        # Dedup candidates (``xetfs.write.basecands``): ``prepare_base`` starts learning the layout of the
+        # base-revision file a staged path held; ``note_read`` remembers a file opened for reading (a model
+        # loaded before it is saved again elsewhere), learned only once a file is written.
+        self.prepare_base: Callable[[MerkleHash, int], None] = lambda xet, size: None
+        self.note_read: Callable[[MerkleHash, int], None] = lambda xet, size: None
 
     # -- metadata
     def getattr(self, ino: int) -> Attr:
@@ -115,8 +121,10 @@ class StagedVfs(Vfs):
         sf = self.staged.get(ino)
         if sf is not None:
             if sf.in_flight:   # the writeback uploads this content: write to a copy
+                base_file = sf.base_file
                 self._attach(ino, self.staging.new_file(0) if truncate else self.staging.copy_file(sf))
                 sf = self.staged[ino]
+                sf.base_file = base_file
             if truncate and sf.size:
                 self.staging.resize(sf, 0)
             return sf
@@ -128,6 +136,9 @@ class StagedVfs(Vfs):
             sf = self.staging.new_file(size, base_xet=xet)
         else:
             sf = self.staging.new_file(size, base_origin=self.origin.get(ino) or (self.commit, self.tree.path(ino)))
+        if xet is not None and size > 0:
+            sf.base_file = (xet, size)
+            self.prepare_base(xet, size)
         self._attach(ino, sf)
         return sf
 
@@ -212,6 +223,8 @@ class StagedVfs(Vfs):
         if write or flags & os.O_TRUNC:
             sf = await self._stage(ino, truncate=bool(flags & os.O_TRUNC))
             sf.writers += write
+        elif ino not in self.staged and (xet := self.tree.xet_hash(ino)) is not None:
+            self.note_read(xet, self.tree.size(ino))
         return await self._handle_for(ino, write)
 
     async def _handle_for(self, ino: int, write: bool) -> int:

@@ -101,6 +101,7 @@ Source = LocalSource | GrowingFile
 FROM_SESSION = SESSION                    # earlier in the same upload
 FROM_SHARD_CACHE = "local_shard_cache"    # shards this machine uploaded or learned before
 FROM_SERVER = "server_global_dedup"       # a global-dedup answer of the CAS
+FROM_BASE = "base_revision"               # a file of the mounted revision the upload rewrites (write.basecands)
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,11 +321,12 @@ async def _upload_xorbs(cas: CasClient, recv: trio.MemoryReceiveChannel[BuiltXor
 @asynccontextmanager
 async def upload_session(cas: CasClient, params: UploadParams = UploadParams(), *,
                          stats: UploadStats | None = None, progress: Progress | None = None,
-                         known_shards: Sequence[Shard] = (), answers: Answers | None = None
-                         ) -> AsyncIterator[UploadSession]:
+                         known_shards: Sequence[Shard] = (), answers: Answers | None = None,
+                         base_shards: Sequence[Shard] = ()) -> AsyncIterator[UploadSession]:
     """Open a session; on a clean exit the last xorbs, then the shard, are uploaded (``session.shard``).
-    ``known_shards`` (the local shard cache) seed the dedup session, and so do ``answers`` (shared with other
-    sessions: this session's answers join them)."""
+    ``base_shards`` (the layouts of base-revision files, ``write.basecands``), then ``known_shards`` (the local
+    shard cache) seed the dedup session, and so do ``answers`` (shared with other sessions: this session's
+    answers join them); all before any chunk is placed or any server query."""
     stats = stats if stats is not None else UploadStats()
     limiter = trio.CapacityLimiter(params.cpu_threads)
     send, recv = trio.open_memory_channel[BuiltXorb](0)
@@ -334,8 +336,14 @@ async def upload_session(cas: CasClient, params: UploadParams = UploadParams(), 
                 nursery.start_soon(_upload_xorbs, cas, recv.clone(), stats)
             recv.close()
             session = UploadSession(cas, params, limiter, send, stats, progress)
-            for shard in known_shards:
-                session.dedup.add_known_shard(shard, FROM_SHARD_CACHE)
+
+            def register() -> None:   # indexing up to many thousand chunk entries: a worker thread
+                for shard in base_shards:
+                    session.dedup.add_known_shard(shard, FROM_BASE)
+                for shard in known_shards:
+                    session.dedup.add_known_shard(shard, FROM_SHARD_CACHE)
+
+            await trio.to_thread.run_sync(register, limiter=limiter)
             if answers is not None:
                 session.answers = answers
                 for shard in answers.current(time.time()):

@@ -87,6 +87,8 @@ class StagedFile:
     dir_synced: bool = False
     base_reader: BaseReader | None = None
     base_origin: tuple[str, str] | None = None   # a regular (non-Xet) base file: (commit, path)
+    base_file: tuple[MerkleHash, int] | None = None   # the Xet file (hash, size) the path held when staged,
+    #                                                   even if truncated (dedup candidates: write.basecands)
 
     def holes(self, a: int, b: int) -> list[tuple[int, int]]:
         """Ranges of ``[a, b)`` that still have to come from the base file."""

@@ -204,6 +204,7 @@ class Staging:
         sf = self.new_file(0, None)
         sf.base_xet, sf.base_size, sf.base_limit = src.base_xet, src.base_size, src.base_limit
         sf.local, sf.base_reader, sf.base_origin = Extents(src.local.ranges()), src.base_reader, src.base_origin
+        sf.base_file = src.base_file
         self.resize(sf, src.size)
         left, off = src.size, 0
         try:

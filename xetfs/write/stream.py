@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -31,6 +32,8 @@ from xetfs.write.upload import (Answers, GrowingFile, UploadParams, UploadStats,
 log = logging.getLogger(__name__)
 
 STREAM_MIN_BYTES = 16 << 20
+
+BaseShards = Callable[[], Awaitable[list[Shard]]]   # the dedup candidates of the file's base (write.basecands)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +53,9 @@ class StreamUpload:
     """One file streamed to the CAS as it is appended to (see the module docstring)."""
 
     def __init__(self, fd: int, hub: HubClient, repo: RepoRef, params: UploadParams, shard_cache: ShardCache,
-                 answers: Answers | None = None) -> None:
+                 answers: Answers | None = None, base: BaseShards | None = None) -> None:
         self._fd = os.dup(fd)
+        self.base = base
         self.answers = answers
         self.growing = GrowingFile(self._fd)
         self.hub, self.repo, self.params, self.shard_cache = hub, repo, params, shard_cache
@@ -80,9 +84,10 @@ class StreamUpload:
     async def run(self) -> None:
         try:
             with self._scope:
+                base = await self.base() if self.base is not None else []
                 known = await trio.to_thread.run_sync(self.shard_cache.load)
                 async with upload_session(write_cas(self.hub, self.repo), self.params, stats=self.stats,
-                                          known_shards=known, answers=self.answers) as session:
+                                          known_shards=known, answers=self.answers, base_shards=base) as session:
                     xet = await session.add_file(self.growing)
                 self.result = Streamed(xet, session.shard, session.learned, self.stats)
         except Exception as exc:   # the commit falls back to chunking the file: log, never crash the mount
@@ -111,10 +116,10 @@ class Streams:
         self.active = 0
         self.started = 0     # streams started since the mount (stats)
 
-    def start(self, fd: int) -> StreamUpload | None:
+    def start(self, fd: int, base: BaseShards | None = None) -> StreamUpload | None:
         if self.nursery is None or self.active >= self.max_streams:
             return None
-        stream = StreamUpload(fd, self.hub, self.repo, self.params, self.shard_cache, self.answers)
+        stream = StreamUpload(fd, self.hub, self.repo, self.params, self.shard_cache, self.answers, base)
         self.active += 1
         self.started += 1
         self.nursery.start_soon(self._run, stream)

@@ -22,13 +22,14 @@ from xetfs.client.config import RepoRef
 from xetfs.client.hub import HubClient
 from xetfs.core.shard import Shard
 from xetfs.protocol.hub import AddRegular, AddXet, CommitOp, PreuploadFile
-from xetfs.write.session import (FROM_SERVER, Answers, FROM_SESSION, FROM_SHARD_CACHE, GrowingFile, LocalSource, Progress,
-                                 Source, UploadParams, UploadSession, UploadStats, XetFile, upload_session)
+from xetfs.write.session import (FROM_BASE, FROM_SERVER, Answers, FROM_SESSION, FROM_SHARD_CACHE, GrowingFile,
+                                 LocalSource, Progress, Source, UploadParams, UploadSession, UploadStats, XetFile,
+                                 upload_session)
 from xetfs.write.shardcache import ShardCache
 
-__all__ = ["Answers", "FROM_SERVER", "FROM_SESSION", "FROM_SHARD_CACHE", "GrowingFile", "LocalSource", "PreparedCommit",
-           "Progress", "Source", "UploadParams", "UploadResult", "UploadSession", "UploadStats", "XetFile",
-           "prepare_commit_ops", "upload_files", "upload_session", "write_cas"]
+__all__ = ["Answers", "FROM_BASE", "FROM_SERVER", "FROM_SESSION", "FROM_SHARD_CACHE", "GrowingFile", "LocalSource",
+           "PreparedCommit", "Progress", "Source", "UploadParams", "UploadResult", "UploadSession", "UploadStats",
+           "XetFile", "prepare_commit_ops", "upload_files", "upload_session", "write_cas"]
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ class PreparedCommit:
 async def prepare_commit_ops(hub: HubClient, repo: RepoRef, files: Sequence[tuple[LocalSource, str]], *,
                              stats: UploadStats, progress: Progress | None = None,
                              params: UploadParams = UploadParams(),
-                             known_shards: Sequence[Shard] = (), answers: Answers | None = None) -> PreparedCommit:
+                             known_shards: Sequence[Shard] = (), answers: Answers | None = None,
+                             base_shards: Sequence[Shard] = ()) -> PreparedCommit:
     """Preupload, then upload the Xet files' xorbs and shard; returns the commit operations for all files."""
     if not files:
         return PreparedCommit([], {}, None)
@@ -97,7 +99,7 @@ async def prepare_commit_ops(hub: HubClient, repo: RepoRef, files: Sequence[tupl
     if lfs:
         cas = write_cas(hub, repo)
         async with upload_session(cas, params, stats=stats, progress=progress,
-                                  known_shards=known_shards, answers=answers) as session:
+                                  known_shards=known_shards, answers=answers, base_shards=base_shards) as session:
             for src, path in lfs:
                 xet_files[path] = await session.add_file(src)
         shard, learned = session.shard, session.learned

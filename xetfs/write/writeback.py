@@ -14,9 +14,10 @@ commits on the branch:
    rebased onto the head;
 4. files a stream already stored while they were written (``xetfs.write.stream``) are taken as they are;
    for the others fetch the base ranges they still lack, then ``upload.prepare_commit_ops``: chunking and
-   hashing in worker threads, dedup against the local shard cache (``ShardCache``, per endpoint: shards
-   this machine uploaded or learned) and the server's global dedup, new xorbs and the shard uploaded; then ONE commit with ``parentCommit = base``: Xet files by sha256 + size,
-   small files inline, renamed unmodified files by their sha256 (no data), deletes of paths the base has.
+   hashing in worker threads, dedup against the base revision's file at each path (``BaseCandidates``,
+   ``xetfs.write.basecands``), the local shard cache (``ShardCache``, per endpoint: shards this machine
+   uploaded or learned) and the server's global dedup, new xorbs and the shard uploaded; then ONE commit
+   with ``parentCommit = base``: Xet files by sha256 + size, small files inline, renamed unmodified files by their sha256 (no data), deletes of paths the base has.
    Right before the commit call an ``intent`` line per path (what the path will hold: sha256 + size, git blob
    oid + size, or deleted) is journaled;
 5. journal ``done`` lines and the new base, and tell the VFS (``committed``) so it shows the new file hashes.
@@ -37,6 +38,7 @@ rename or delete of that path replaces the failed change and is tried again. Not
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -50,7 +52,9 @@ from xetfs.protocol.hub import AddRegular, AddXet, CommitOp, Delete, TreeEntry
 from xetfs.errors import Conflict, NotFound, XetError
 from xetfs.transport.http import http_status_of
 from xetfs.transport.retry import RetryPolicy, backoff_delay
+from xetfs.core.shard import Shard
 from xetfs.write.journal import Deleted, Record, Remote, XetRef, intent_of, matches
+from xetfs.write.basecands import BaseCandidates
 from xetfs.write.shardcache import ShardCache
 from xetfs.write.stream import Streamed, Streams, StreamUpload
 from xetfs.write.stats import PENDING_PATHS_SHOWN, RECENT_COMMITS, CommitStats, WritebackStats
@@ -91,7 +95,8 @@ def permanent(exc: BaseException) -> bool:
 
 class Writeback:
     def __init__(self, hub: HubClient, branch: RepoRef, staging: Staging, target: Target, base_commit: str,
-                 shard_cache: ShardCache, params: WritebackParams = WritebackParams()) -> None:
+                 shard_cache: ShardCache, params: WritebackParams = WritebackParams(),
+                 candidates: BaseCandidates | None = None) -> None:
         self.hub, self.branch, self.staging, self.target = hub, branch, staging, target
         self.base = base_commit
         self.shard_cache = shard_cache
@@ -101,10 +106,25 @@ class Writeback:
         self._trees: OrderedDict[str, dict[str, TreeEntry]] = OrderedDict()   # commit -> {path: file entry}
         self.answers = Answers()   # global-dedup answers, shared by this mount's upload sessions
         self.streams = Streams(hub, branch, params.upload, shard_cache, self.answers)
+        self.candidates = candidates   # layouts of base-revision files: dedup candidates (write.basecands)
 
     def start_stream(self, sf: StagedFile) -> StreamUpload | None:
         """Upload ``sf`` while it is written (``xetfs.write.stream``); None when no stream can start now."""
-        return self.streams.start(sf.fd)
+        if self.candidates is None:
+            return self.streams.start(sf.fd)
+        return self.streams.start(sf.fd, functools.partial(self.candidates.for_stream, sf.base_file))
+
+    async def _base_shards(self, paths: list[str]) -> list[Shard]:
+        """Dedup candidates for changes of ``paths``: the Xet files the base revision holds there."""
+        if self.candidates is None or not paths:
+            return []
+        try:
+            tree = await self._tree(self.base)
+        except XetError as exc:
+            log.warning("no base-revision dedup candidates (listing %s: %s)", self.base, exc)
+            return []
+        return await self.candidates.shards((e.xet_hash, e.size) for p in paths
+                                            if (e := tree.get(p)) is not None and e.xet_hash is not None)
 
     def kick(self) -> None:
         self._kicked.set()
@@ -141,6 +161,8 @@ class Writeback:
         await self.journal_base()
         async with trio.open_nursery() as streams:
             self.streams.nursery = streams
+            if self.candidates is not None:
+                self.candidates.nursery = streams
             task_status.started()
             # the shared pure schedule (xetfs.transport.retry), without jitter: retry_min_s doubling up to retry_max_s
             policy = RetryPolicy(base_delay_s=self.params.retry_min_s, max_delay_s=self.params.retry_max_s)
@@ -279,12 +301,14 @@ class Writeback:
         base_tree = await self._tree(self.base) if dels else {}
         stats = UploadStats()
         streamed = await self._streamed(batch, stats)
-        files = [(str(self.staging.data / c.staged.id), p) for p, c in batch.items()
-                 if c.kind == "put" and c.staged is not None and p not in streamed]
+        puts = [(p, c.staged) for p, c in batch.items()
+                if c.kind == "put" and c.staged is not None and p not in streamed]
+        files = [(str(self.staging.data / sf.id), p) for p, sf in puts]
         try:
             prepared = await prepare_commit_ops(self.hub, self.branch, files, stats=stats, params=self.params.upload,
                                                 known_shards=await trio.to_thread.run_sync(self.shard_cache.load),
-                                                answers=self.answers)
+                                                answers=self.answers,
+                                                base_shards=await self._base_shards([p for p, _ in puts]))
         finally:
             self.stats.uploaded_bytes += stats.xorb_bytes_uploaded
             self.stats.new_bytes += stats.new_bytes
