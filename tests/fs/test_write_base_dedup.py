@@ -6,7 +6,8 @@ upload`` and a cache dir the mount never sees, so the mount's local shard cache 
 the file is loaded, one 8 MiB tensor changed, and the whole file saved again by the ``safetensors`` package
 (a temp file streamed while written, then renamed over the file: the candidates are the files read since the
 mount); then another tensor is overwritten in place (the candidates: the file the path holds, which this
-mount uploaded itself). For each save, exactly:
+mount uploaded itself); then the file is rewritten whole through O_TRUNC with a third tensor changed. For
+each save, exactly:
 - the new chunk bytes are the bytes of the chunks of the new file that the old one does not have (``ideal``,
   at most the tensor plus one maximal chunk on each side), and the server stores no more than those plus the
   chunk headers;
@@ -85,6 +86,8 @@ def test_a_rewrite_dedups_against_the_mounted_revision_without_asking_the_server
     a, b = _tensor_span(tmp_path / "v2", "layer2")
     patch = rng.standard_normal((b - a) // 4, dtype=np.float32).tobytes()
     v3 = v2[:a] + patch + v2[b:]
+    c, d = _tensor_span(tmp_path / "v2", "layer7")
+    v4 = v3[:c] + rng.standard_normal((d - c) // 4, dtype=np.float32).tobytes() + v3[d:]
 
     with running_server(tmp_path / "server") as srv:
         srv.create_repo("org/m")
@@ -104,5 +107,11 @@ def test_a_rewrite_dedups_against_the_mounted_revision_without_asking_the_server
                 f.write(patch)
             write = wait_committed(m)
             _check(before, srv.metrics(), write, v2, v3, b - a)
+
+            before = srv.metrics()                          # rewritten whole (O_TRUNC) without reading it first
+            with open(m.path / NAME, "wb") as f:
+                f.write(v4)
+            write = wait_committed(m)
+            _check(before, srv.metrics(), write, v3, v4, d - c)
         with mounted(srv, "org/m", tmp_path / "check", cache_dir=tmp_path / "check-cache") as m:
-            assert (m.path / NAME).read_bytes() == v3
+            assert (m.path / NAME).read_bytes() == v4

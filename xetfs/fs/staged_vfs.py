@@ -75,7 +75,7 @@ class StagedVfs(Vfs):
         # ``start_stream``; None: no stream, e.g. too many at once).
         self.start_stream: Callable[[StagedFile], StreamUpload | None] = lambda sf: None
         # Dedup candidates (``xetfs.write.basecands``): ``prepare_base`` starts learning the layout of the
-        # base-revision file a staged path held; ``note_read`` remembers a file opened for reading (a model
+        # base-revision file a staged path held, at its first write; ``note_read`` remembers a file opened for reading (a model
         # loaded before it is saved again elsewhere), learned only once a file is written.
         self.prepare_base: Callable[[MerkleHash, int], None] = lambda xet, size: None
         self.note_read: Callable[[MerkleHash, int], None] = lambda xet, size: None
@@ -138,7 +138,6 @@ class StagedVfs(Vfs):
             sf = self.staging.new_file(size, base_origin=self.origin.get(ino) or (self.commit, self.tree.path(ino)))
         if xet is not None and size > 0:
             sf.base_file = (xet, size)
-            self.prepare_base(xet, size)
         self._attach(ino, sf)
         return sf
 
@@ -247,6 +246,8 @@ class StagedVfs(Vfs):
         sf = self.staged.get(handle.inode)
         if not handle.write or sf is None:
             raise XetError("file handle not open for writing")   # EIO: the kernel checks modes first
+        if sf.base_file is not None and not sf.dirty:   # the first write since the last seal: a head start on
+            self.prepare_base(*sf.base_file)             # the dedup candidates its upload will want
         try:
             n = self.staging.write(sf, offset, data)
         except XetError:

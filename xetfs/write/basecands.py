@@ -2,7 +2,7 @@
 
 Which base files: the one a path held in the base revision, for a change of that path committed (whether it
 was edited in place, truncated, or replaced by a rename, as ``safetensors`` and most savers do), and the file
-a staged path held (``prepare``, at staging). A file streamed while it is written (``xetfs.write.stream``) has
+a staged path held (``prepare``, at its first write). A file streamed while it is written (``xetfs.write.stream``) has
 no final name yet (a save-then-rename writes a temp file): its candidates are the files opened for reading since
 the mount (``note_read``: a model is loaded before it is saved again), newest ``max_noted`` of them, plus the
 file its path held. Nothing is learned before a file is written.
