@@ -75,8 +75,9 @@ class StagedVfs(Vfs):
         # ``start_stream``; None: no stream, e.g. too many at once).
         self.start_stream: Callable[[StagedFile], StreamUpload | None] = lambda sf: None
         # Dedup candidates (``xetfs.write.basecands``): ``prepare_base`` starts learning the layout of the
-        # base-revision file a staged path held, at its first write; ``note_read`` remembers a file opened for reading (a model
-        # loaded before it is saved again elsewhere), learned only once a file is written.
+        # base-revision file a staged path held, at its first write; ``note_read`` remembers a file read (at
+        # least half of it) through one handle (a model loaded before it is saved again), learned only once a
+        # file is written.
         self.prepare_base: Callable[[MerkleHash, int], None] = lambda xet, size: None
         self.note_read: Callable[[MerkleHash, int], None] = lambda xet, size: None
 
@@ -222,8 +223,6 @@ class StagedVfs(Vfs):
         if write or flags & os.O_TRUNC:
             sf = await self._stage(ino, truncate=bool(flags & os.O_TRUNC))
             sf.writers += write
-        elif ino not in self.staged and (xet := self.tree.xet_hash(ino)) is not None:
-            self.note_read(xet, self.tree.size(ino))
         return await self._handle_for(ino, write)
 
     async def _handle_for(self, ino: int, write: bool) -> int:
@@ -278,6 +277,10 @@ class StagedVfs(Vfs):
         if handle is None:
             return
         ino = handle.inode
+        if not handle.write and handle.snapshot is None and ino not in self.staged and self.tree.alive(ino) and \
+                (xet := self.tree.xet_hash(ino)) is not None and \
+                (handle.streamed or 2 * handle.bytes_read >= self.tree.size(ino)):
+            self.note_read(xet, self.tree.size(ino))   # read (mostly) whole: a base of the next file written
         self._open[ino] = self._open.get(ino, 1) - 1
         if self._open[ino] <= 0:
             del self._open[ino]

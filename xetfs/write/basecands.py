@@ -2,10 +2,11 @@
 
 Which base files: the one a path held in the base revision, for a change of that path committed (whether it
 was edited in place, truncated, or replaced by a rename, as ``safetensors`` and most savers do), and the file
-a staged path held (``prepare``, at its first write). A file streamed while it is written (``xetfs.write.stream``) has
-no final name yet (a save-then-rename writes a temp file): its candidates are the files opened for reading since
-the mount (``note_read``: a model is loaded before it is saved again), newest ``max_noted`` of them, plus the
-file its path held. Nothing is learned before a file is written.
+a staged path held (``prepare``, at its first write). A file streamed while it is written
+(``xetfs.write.stream``) has no final name yet (a save-then-rename writes a temp file): its candidates are the
+files read since the mount (``note_read``: a handle that read at least half of the file, as a model is loaded
+before it is saved again; a file only peeked at is not learned, which would fetch it whole), newest
+``max_noted`` of them, plus the file its path held. Nothing is learned before a file is written.
 
 For each, ``prepare`` learns, in the background, where that file's chunks live: its terms (the CAS
 reconstruction: xorb, chunk range) and its chunk hashes, which come from chunking the base file's bytes as the
