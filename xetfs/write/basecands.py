@@ -106,8 +106,11 @@ class BaseCandidates:
         if (self.nursery is None or size <= 0 or file in self._ready
                 or file in self._running or size // self.chunking.min_chunk_size > self.max_entries):
             return
+        try:
+            self.nursery.start_soon(self._prepare, file, size)
+        except RuntimeError:   # the writeback ended (unmount): nothing more to learn
+            return
         self._running[file] = trio.Event()
-        self.nursery.start_soon(self._prepare, file, size)
 
     def note_read(self, file: MerkleHash, size: int) -> None:
         """``file`` was opened for reading: a candidate for the next file streamed (newest kept)."""

@@ -7,6 +7,8 @@ xorbs before the file is closed. The last close finishes the stream (last chunk,
 the writeback then commits the file by its sha256 without reading it again. Any other change of the file
 (a write that is not an append, a truncate, a write after the last close) drops the stream: the writeback
 falls back to chunking the file at commit time, deduplicating against what the stream already stored.
+Before it places a chunk, a stream registers its dedup candidates from the mounted revision (``base``:
+``xetfs.write.basecands``, the files read since the mount and the file its path held).
 
 Durability is unchanged: close still fsyncs the data and journals the change; a stream lives in memory only
 (after a crash the journaled file is chunked again). Memory: at most ``max_streams`` streams at a time, each
