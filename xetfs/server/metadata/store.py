@@ -406,20 +406,6 @@ class Metadata:
             self._write([("INSERT INTO refs VALUES (?,?,?) ON CONFLICT(repo, name) DO UPDATE "
                           "SET commit_oid=excluded.commit_oid", (repo.id, name, oid))])
 
-    def xorb_hashes(self) -> Iterator[MerkleHash]:
-        for (h,) in self._db.all("SELECT hash FROM xorbs ORDER BY hash"):
-            yield MerkleHash.from_hex(h)
-
-    def shard_names(self) -> list[str]:
-        return [r[0] for r in self._db.all("SELECT hash FROM shards ORDER BY hash")]
-
-    def blob_oids(self) -> list[str]:
-        """Inline (non-Xet) file contents named by any stored tree."""
-        oids: set[str] = set()
-        for (data,) in self._db.all("SELECT data FROM trees"):
-            oids.update(e["oid"] for e in decode_tree(bytes(data)).values() if "xet" not in e)
-        return sorted(oids)
-
     def counts(self) -> dict[str, int]:
         return {t: int(self._one(f"SELECT count(*) FROM {t}")[0])
                 for t in ("xorbs", "files", "shards", "repos", "commits", "dedup_chunks")}

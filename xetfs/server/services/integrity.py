@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from xetfs.core.gitblob import git_blob_oid
-from xetfs.core.hashing import chunk_hash
+from xetfs.core.hashing import MerkleHash, chunk_hash
 from xetfs.core.xorb import decode_chunks, parse_chunk_records
 from xetfs.errors import FormatError, NotFound
+from xetfs.server.metadata.gcstore import GcStore
 from xetfs.server.metadata.store import Metadata, XorbRecord
 from xetfs.server.stores.base import Storage
 
@@ -73,13 +74,14 @@ class FsckReport:
 
 
 def _checks(storage: Storage, meta: Metadata) -> Iterator[tuple[str, str, Callable[[], str | None]]]:
-    for h in meta.xorb_hashes():
-        rec = meta.xorb(h)
+    index = GcStore(meta.database)            # the collector's listings: every xorb, shard and tree's blob
+    for h in sorted(x for x, _, _ in index.xorbs()):
+        rec = meta.xorb(MerkleHash.from_hex(h))
         if rec is not None:
             yield "xorbs", f"xorbs/{h}", partial(xorb_problem, storage, rec)
-    for name in meta.shard_names():
+    for name in sorted(x for x, _, _ in index.shards()):
         yield "shards", f"shards/{name}", partial(_named_by, storage, f"shards/{name}", name, _sha256_hex)
-    for oid in meta.blob_oids():
+    for oid in sorted(index.tree_blobs()):
         yield "blobs", f"blobs/{oid}", partial(_named_by, storage, f"blobs/{oid}", oid, git_blob_oid)
 
 
