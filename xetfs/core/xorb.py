@@ -52,6 +52,13 @@ def _header(compressed_size: int, scheme: CompressionScheme, uncompressed_size: 
 def encode_chunk(data: bytes | memoryview, scheme: CompressionScheme | None = None,
                  params: XorbParams = DEFAULT_XORB) -> bytes:
     """One full chunk record. ``scheme=None`` chooses automatically; NONE whenever compression doesn't shrink."""
+    header, payload = encode_chunk_parts(data, scheme, params)
+    return header + payload
+
+
+def encode_chunk_parts(data: bytes | memoryview, scheme: CompressionScheme | None = None,
+                       params: XorbParams = DEFAULT_XORB) -> tuple[bytes, bytes]:
+    """``encode_chunk`` as (header, payload): a xorb joins the parts of all its records once (one copy)."""
     raw = bytes(data)
     if len(raw) > params.max_chunk_uncompressed:
         raise ValueError(f"chunk of {len(raw)} bytes exceeds {params.max_chunk_uncompressed}")
@@ -60,7 +67,7 @@ def encode_chunk(data: bytes | memoryview, scheme: CompressionScheme | None = No
     payload = compress(raw, scheme)
     if len(payload) >= len(raw):
         scheme, payload = CompressionScheme.NONE, raw
-    return _header(len(payload), CompressionScheme(scheme), len(raw)) + payload
+    return _header(len(payload), CompressionScheme(scheme), len(raw)), payload
 
 
 # ---------------------------------------------------------------- parsing and decoding
@@ -157,7 +164,7 @@ class XorbBuilder:
     def __init__(self, params: XorbParams = DEFAULT_XORB, compression: CompressionScheme | None = None) -> None:
         self.params = params
         self.compression = compression
-        self._records: list[bytes] = []
+        self._parts: list[bytes] = []          # header, payload, header, payload, ...
         self._hashes: list[MerkleHash] = []
         self._sizes: list[int] = []
         self._offsets: list[int] = [0]
@@ -171,11 +178,11 @@ class XorbBuilder:
         """Append ``chunk`` (compressing it now); returns its index within the xorb."""
         if not self.can_add(chunk.size):
             raise ValueError("xorb is full; check can_add() first")
-        record = encode_chunk(chunk.data, self.compression, self.params)
-        self._records.append(record)
+        header, payload = encode_chunk_parts(chunk.data, self.compression, self.params)
+        self._parts += (header, payload)
         self._hashes.append(chunk.hash)
         self._sizes.append(chunk.size)
-        self._offsets.append(self._offsets[-1] + len(record))
+        self._offsets.append(self._offsets[-1] + len(header) + len(payload))
         self.uncompressed_bytes += chunk.size
         return len(self._hashes) - 1
 
@@ -185,7 +192,7 @@ class XorbBuilder:
     def finish(self) -> BuiltXorb:
         if not self._hashes:
             raise ValueError("a xorb needs at least one chunk")
-        return BuiltXorb(hash=xorb_hash(list(zip(self._hashes, self._sizes))), data=b"".join(self._records),
+        return BuiltXorb(hash=xorb_hash(list(zip(self._hashes, self._sizes))), data=b"".join(self._parts),
                          chunk_hashes=tuple(self._hashes), chunk_sizes=tuple(self._sizes),
                          chunk_offsets=tuple(self._offsets))
 
