@@ -3,10 +3,11 @@
 
 An ``UploadSession`` (write token from the Hub) runs the per-file pipeline ``add_file``: a producer reads the
 file in ``read_block_bytes`` blocks into one reused buffer and chunks + sha256-hashes each block in a worker
-thread (a ``GrowingFile`` is read as a sequential writer appends to it); the consumer asks the CAS about the
-chunks eligible for global dedup (best effort, answers fed to ``DedupSession.add_known_shard``) as soon as a
-block arrives, but packs a block into xorbs (worker thread; compression happens there) only once
-``dedup_lookahead_bytes`` more have been queried, so a dedup answer found late in a xorb still covers the
+thread (a ``GrowingFile`` is read as a sequential writer appends to it); the consumer sends the CAS its
+queries about a block's chunks eligible for global dedup (best effort) in the background as soon as the
+block arrives and goes on: the answers are fed to ``DedupSession.add_known_shard`` ``dedup_answer_lag_bytes``
+of input later, and a block is packed into xorbs (worker thread; compression happens there) only once
+``dedup_lookahead_bytes`` more have been answered, so a dedup answer found late in a xorb still covers the
 xorb's earlier chunks. Completed xorbs go through an unbuffered channel to ``xorb_uploads_in_flight``
 uploader tasks, so memory stays bounded: a few blocks of chunks plus the open xorb plus the xorbs being
 uploaded. CPU work runs behind ONE ``trio.CapacityLimiter`` (docs/architecture.md, "Threads"); the trio
@@ -39,6 +40,7 @@ from xetfs.core.params import DEFAULT_CHUNKING, DEFAULT_XORB, ChunkingParams, Xo
 from xetfs.core.shard import Shard, serialize_upload_shard
 from xetfs.core.xorb import BuiltXorb
 from xetfs.transport.tasks import single_error
+from xetfs.write.growing import GrowingFile, Segment, read_segments
 
 log = logging.getLogger(__name__)
 
@@ -64,36 +66,6 @@ class Answers:
         return list(self.shards)
 
 
-class GrowingFile:
-    """A file a sequential writer is still appending to: ``UploadSession.add_file`` reads it as it grows
-    (``grew``), in blocks, and ends the file once ``finish`` was called and every byte was read."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.end = 0
-        self.finished = False
-        self._event = trio.Event()
-
-    def grew(self, end: int) -> None:
-        if end > self.end:
-            self.end = end
-            self._wake()
-
-    def finish(self) -> None:
-        self.finished = True
-        self._wake()
-
-    def _wake(self) -> None:
-        self._event.set()
-        self._event = trio.Event()
-
-    async def available(self, pos: int, want: int) -> int:
-        """Wait until ``want`` bytes past ``pos`` exist or the file is finished; returns the end."""
-        while self.end - pos < want and not self.finished:
-            await self._event.wait()
-        return self.end
-
-
 LocalSource = str | os.PathLike[str] | bytes
 Source = LocalSource | GrowingFile
 
@@ -113,6 +85,7 @@ class UploadParams:
     xorb_uploads_in_flight: int = 2
     dedup_queries_in_flight: int = 4
     dedup_lookahead_bytes: int = 64 * 1024 * 1024   # one full xorb
+    dedup_answer_lag_bytes: int = 16 * 1024 * 1024  # input read while a block's queries are in flight
     global_dedup: bool = True
     cpu_threads: int = 2
 
@@ -153,6 +126,35 @@ def _open_source(source: LocalSource) -> io.BufferedIOBase | io.BytesIO:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return io.BytesIO(source)
     return open(source, "rb")   # noqa: SIM115 - closed by the producer
+
+
+@dataclass(slots=True)
+class _Block:
+    """One block of a file's chunks with its global-dedup queries (``UploadSession._consume_chunks``)."""
+
+    chunks: list[Chunk]
+    size: int
+    queries: list[MerkleHash] = field(default_factory=list)       # in the order they were chosen
+    answers: dict[MerkleHash, Shard | None] = field(default_factory=dict)
+    in_flight: int = 0
+    settled: trio.Event = field(default_factory=trio.Event)
+
+
+class _Window:
+    """Blocks in file order and their bytes."""
+
+    def __init__(self) -> None:
+        self.blocks: collections.deque[_Block] = collections.deque()
+        self.bytes = 0
+
+    def push(self, block: _Block) -> None:
+        self.blocks.append(block)
+        self.bytes += block.size
+
+    def pop(self) -> _Block:
+        block = self.blocks.popleft()
+        self.bytes -= block.size
+        return block
 
 
 class UploadSession:
@@ -220,50 +222,64 @@ class UploadSession:
     async def _produce_growing(self, source: GrowingFile, chunker: Chunker, view: memoryview,
                                sha: "hashlib._Hash", size: list[int],
                                send: trio.MemorySendChannel[list[Chunk]]) -> None:
-        def step(pos: int, n: int) -> tuple[list[Chunk], bool]:
-            if not n:
+        def step(segments: list[Segment]) -> tuple[list[Chunk], bool]:
+            if not segments:
                 return chunker.finish(), True
-            got = os.preadv(source.fd, [view[:n]], pos)
-            if got != n:
-                raise OSError(f"staged file shrank while streaming ({got} of {n} bytes at {pos})")
-            sha.update(view[:n])
-            size[0] += n
-            return chunker.feed(view[:n]), False
+            chunks: list[Chunk] = []
+            for data in read_segments(source.fd, segments, view):
+                sha.update(data)
+                size[0] += len(data)
+                chunks += chunker.feed(data)
+            return chunks, False
 
         async with send:
             while True:
                 end = await source.available(size[0], len(view))
                 n = min(end - size[0], len(view))
-                chunks, done = await trio.to_thread.run_sync(step, size[0], n, limiter=self.limiter)
+                segments = source.take(size[0], n) if n else []
+                chunks, done = await trio.to_thread.run_sync(step, segments, limiter=self.limiter)
                 if chunks:
                     await send.send(chunks)
                 if done:
                     return
 
     async def _consume_chunks(self, file_id: int, recv: trio.MemoryReceiveChannel[list[Chunk]]) -> None:
-        """Ask the CAS about a block's eligible chunks ``dedup_lookahead_bytes`` before placing it.
+        """Place each block of chunks once ``dedup_lookahead_bytes`` of answered blocks follow it.
 
-        A global-dedup answer names the xorb holding the queried chunk; the chunks of that xorb that
-        come BEFORE the queried one in the file can only be deduplicated if the answer arrives before they
-        are placed. Looking one xorb (64 MiB) ahead covers every chunk of a re-uploaded xorb.
+        A block's global-dedup queries are chosen and sent as soon as it arrives, in the background; its
+        answers are registered ``dedup_answer_lag_bytes`` of input later (or at the end of the file), waiting
+        only if they are still in flight then. So the packer never waits on a round trip it could overlap,
+        and what each chunk can be deduplicated against is a function of the data alone, never of timing
+        (docs/architecture.md, "Global-dedup queries"). A global-dedup answer names the xorb holding the
+        queried chunk; the chunks of that xorb that come BEFORE the queried one in the file are only
+        deduplicated if the answer is registered before they are placed: the lookahead (one xorb, 64 MiB)
+        covers every chunk of a re-uploaded xorb.
         """
-        window: collections.deque[list[Chunk]] = collections.deque()
-        window_bytes = 0
+        unanswered = _Window()   # queries sent, answers not registered yet
+        answered = _Window()     # answers registered, chunks not placed yet
+        lag = self.params.dedup_answer_lag_bytes
         lookahead = self.params.dedup_lookahead_bytes if self.params.global_dedup else 0
         first = True
-        async for chunks in recv:
-            if self.params.global_dedup:
-                async with self._dedup_lock:
-                    queries = self.dedup.dedup_queries(chunks, first)
-                if queries:
-                    await self._query_dedup(queries)
-            first = False
-            window.append(chunks)
-            window_bytes += sum(c.size for c in chunks)
-            while window and window_bytes > lookahead:
-                window_bytes -= await self._place_chunks(file_id, window.popleft())
-        while window:
-            await self._place_chunks(file_id, window.popleft())
+        with single_error():
+            async with trio.open_nursery() as queries:
+                async for chunks in recv:
+                    block = _Block(chunks, sum(c.size for c in chunks))
+                    if self.params.global_dedup:
+                        async with self._dedup_lock:
+                            block.queries = self.dedup.dedup_queries(chunks, first)
+                        block.in_flight = len(block.queries)
+                        for h in block.queries:
+                            queries.start_soon(self._query_one, h, block)
+                    first = False
+                    unanswered.push(block)
+                    while unanswered.blocks and unanswered.bytes - unanswered.blocks[0].size >= lag:
+                        answered.push(await self._register(unanswered.pop()))
+                    while answered.blocks and answered.bytes > lookahead:
+                        await self._place_chunks(file_id, answered.pop().chunks)
+                while unanswered.blocks:
+                    answered.push(await self._register(unanswered.pop()))
+                while answered.blocks:
+                    await self._place_chunks(file_id, answered.pop().chunks)
 
     async def _place_chunks(self, file_id: int, chunks: list[Chunk]) -> int:
         async with self._dedup_lock:
@@ -275,26 +291,29 @@ class UploadSession:
             self._progress(placed)
         return placed
 
-    async def _query_dedup(self, hashes: Sequence[MerkleHash]) -> None:
-        shards: list[Shard] = []
+    async def _query_one(self, h: MerkleHash, block: _Block) -> None:
+        async with self._dedup_limiter:
+            block.answers[h] = await self.cas.query_dedup(h)
+        block.in_flight -= 1
+        if not block.in_flight:
+            block.settled.set()
 
-        async def one(h: MerkleHash) -> None:
-            async with self._dedup_limiter:
-                shard = await self.cas.query_dedup(h)
-            if shard is not None:
-                shards.append(shard)
-
-        with single_error():
-            async with trio.open_nursery() as nursery:
-                for h in hashes:
-                    nursery.start_soon(one, h)
-        self.stats.dedup_queries += len(hashes)
+    async def _register(self, block: _Block) -> _Block:
+        """Wait for the block's answers (in flight only if the server is slower than the input), then
+        register them in the order the queries were chosen: the dedup session sees the same answers at the
+        same point of the file whatever the timing."""
+        if block.in_flight:
+            await block.settled.wait()
+        shards = [s for h in block.queries if (s := block.answers[h]) is not None]
+        self.stats.dedup_queries += len(block.queries)
         self.stats.dedup_hits += len(shards)
-        async with self._dedup_lock:
-            for shard in shards:
-                self.dedup.add_known_shard(shard, FROM_SERVER, learn=True)
-                if self.answers is not None:
-                    self.answers.add(shard)
+        if shards:
+            async with self._dedup_lock:
+                for shard in shards:
+                    self.dedup.add_known_shard(shard, FROM_SERVER, learn=True)
+                    if self.answers is not None:
+                        self.answers.add(shard)
+        return block
 
     async def _finish(self) -> list[BuiltXorb]:
         async with self._dedup_lock:

@@ -270,7 +270,7 @@ class Staging:
             if sf.stream.finished:
                 drop_stream(sf)   # written again after its last close
             else:
-                sf.stream.appended(sf.size)
+                sf.stream.appended(sf.size, data if appends and n == len(data) else None)
         return n
 
     def fill(self, sf: StagedFile, offset: int, data: bytes) -> None:

@@ -12,8 +12,9 @@ Before it places a chunk, a stream registers its dedup candidates from the mount
 
 Durability is unchanged: close still fsyncs the data and journals the change; a stream lives in memory only
 (after a crash the journaled file is chunked again). Memory: at most ``max_streams`` streams at a time, each
-one upload pipeline (bounded as in ``xetfs.write.upload``); the stream reads the data file through its own
-``dup`` of the descriptor, so a staged file released meanwhile never makes it read another file.
+one upload pipeline (bounded as in ``xetfs.write.upload``) plus the bytes of appends it keeps
+(``xetfs.write.growing``, bounded); what it did not keep it reads from the data file through its own ``dup`` of
+the descriptor, so a staged file released meanwhile never makes it read another file.
 """
 from __future__ import annotations
 
@@ -71,8 +72,9 @@ class StreamUpload:
     def finished(self) -> bool:
         return self.growing.finished
 
-    def appended(self, end: int) -> None:
-        self.growing.grew(end)
+    def appended(self, end: int, data: bytes | None = None) -> None:
+        """The file now ends at ``end``; ``data``: its last bytes, when the caller has them (no read back)."""
+        self.growing.grew(end, data)
 
     def finish(self) -> None:
         """The writer closed the file: read to the end, then store the last xorb and the shard."""

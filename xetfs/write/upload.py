@@ -22,9 +22,9 @@ from xetfs.client.config import RepoRef
 from xetfs.client.hub import HubClient
 from xetfs.core.shard import Shard
 from xetfs.protocol.hub import AddRegular, AddXet, CommitOp, PreuploadFile
-from xetfs.write.session import (FROM_BASE, FROM_SERVER, Answers, FROM_SESSION, FROM_SHARD_CACHE, GrowingFile,
-                                 LocalSource, Progress, Source, UploadParams, UploadSession, UploadStats, XetFile,
-                                 upload_session)
+from xetfs.write.growing import GrowingFile
+from xetfs.write.session import (FROM_BASE, FROM_SERVER, Answers, FROM_SESSION, FROM_SHARD_CACHE, LocalSource,
+                                 Progress, Source, UploadParams, UploadSession, UploadStats, XetFile, upload_session)
 from xetfs.write.shardcache import ShardCache
 
 __all__ = ["Answers", "FROM_BASE", "FROM_SERVER", "FROM_SESSION", "FROM_SHARD_CACHE", "GrowingFile", "LocalSource",

@@ -1,0 +1,116 @@
+"""A staged file a sequential writer is still appending to, as the upload pipeline reads it
+(docs/architecture.md, "The write path": "Stream while writing").
+
+``UploadSession.add_file`` reads a ``GrowingFile`` in blocks as it grows (``grew``) and ends the file once
+``finish`` was called and every byte was read. The bytes of each append can come with it (``grew(end, data)``,
+the buffer the write handler already holds): up to ``max_buffered_bytes`` of them are kept, in file order,
+and a block is then made of those buffers without reading the data file back (one copy and one syscall per
+block less). Whatever was not kept (the reader fell that far behind, or an append came without its bytes) is
+read from the data file with ``os.preadv``: the block holds the same bytes either way, so what is uploaded
+never depends on which path delivered them.
+"""
+from __future__ import annotations
+
+import collections
+import os
+
+import trio
+
+# (start offset, length, the bytes or None = read them from the file)
+Segment = tuple[int, int, memoryview | None]
+
+
+class GrowingFile:
+    """See the module docstring. Only the trio thread calls its methods (``read_segments`` runs anywhere)."""
+
+    def __init__(self, fd: int, max_buffered_bytes: int = 32 << 20) -> None:
+        self.fd = fd
+        self.end = 0
+        self.finished = False
+        self.max_buffered_bytes = max_buffered_bytes
+        self._event = trio.Event()
+        self._pieces: collections.deque[memoryview] = collections.deque()   # contiguous, from _buf_start
+        self._buf_start = 0
+        self._buffered = 0
+
+    def grew(self, end: int, data: bytes | None = None) -> None:
+        """The file now ends at ``end``; ``data``, when given, are its last ``len(data)`` bytes."""
+        if data is not None and len(data) <= end:
+            self._keep(end - len(data), data)
+        if end > self.end:
+            self.end = end
+            self._wake()
+
+    def finish(self) -> None:
+        self.finished = True
+        self._wake()
+
+    def _keep(self, start: int, data: bytes) -> None:
+        if not self._pieces:
+            self._buf_start, self._buffered = start, 0
+        elif start != self._buf_start + self._buffered:
+            return   # not contiguous with what is kept: read from the file
+        if self._buffered + len(data) > self.max_buffered_bytes:
+            return   # the reader is far behind: memory stays bounded, the file has the bytes
+        self._pieces.append(memoryview(data).cast("B"))
+        self._buffered += len(data)
+
+    def _wake(self) -> None:
+        self._event.set()
+        self._event = trio.Event()
+
+    async def available(self, pos: int, want: int) -> int:
+        """Wait until ``want`` bytes past ``pos`` exist or the file is finished; returns the end."""
+        while self.end - pos < want and not self.finished:
+            await self._event.wait()
+        return self.end
+
+    def take(self, pos: int, n: int) -> list[Segment]:
+        """The segments of ``[pos, pos + n)``, in order: kept bytes where they cover it, file reads elsewhere.
+        Kept bytes before ``pos + n`` are released."""
+        out: list[Segment] = []
+        stop = pos + n
+        while self._pieces and self._buf_start < stop:
+            piece = self._pieces[0]
+            p_end = self._buf_start + len(piece)
+            if p_end <= pos:          # already read (from the file): drop
+                self._drop_head(len(piece))
+                continue
+            lo = max(pos, self._buf_start)
+            if lo > pos and (not out or out[-1][0] + out[-1][1] < lo):
+                prev = out[-1][0] + out[-1][1] if out else pos
+                out.append((prev, lo - prev, None))
+            hi = min(stop, p_end)
+            out.append((lo, hi - lo, piece[lo - self._buf_start:hi - self._buf_start]))
+            if hi == p_end:
+                self._drop_head(len(piece))
+            else:
+                self._pieces[0] = piece[hi - self._buf_start:]
+                self._buffered -= hi - self._buf_start
+                self._buf_start = hi
+        covered = out[-1][0] + out[-1][1] if out else pos
+        if covered < stop:
+            out.append((covered, stop - covered, None))
+        return out
+
+    def _drop_head(self, size: int) -> None:
+        self._pieces.popleft()
+        self._buf_start += size
+        self._buffered -= size
+
+
+def read_segments(fd: int, segments: list[Segment], buf: memoryview) -> list[memoryview]:
+    """The bytes of ``segments``: kept ones as they are, the others read from ``fd`` into ``buf`` (large
+    enough for all of them). Runs in a worker thread."""
+    out: list[memoryview] = []
+    used = 0
+    for start, length, data in segments:
+        if data is None:
+            view = buf[used:used + length]
+            got = os.preadv(fd, [view], start)
+            if got != length:
+                raise OSError(f"staged file shrank while streaming ({got} of {length} bytes at {start})")
+            used += length
+            data = view
+        out.append(data)
+    return out
