@@ -72,6 +72,10 @@ class Fetcher:
         self.params = params
         self.stats = ReadStats()
         self.cpu = trio.CapacityLimiter(2)
+        # Disk-tier loads (pread + checksum per chunk, under the GIL between syscalls) run one at a time:
+        # measured, a second loader thread contending for the GIL with the trio thread costs the mount more CPU
+        # than it saves (docs/architecture.md, "Performance").
+        self.disk = trio.CapacityLimiter(1)
         self._net = trio.CapacityLimiter(max_parallel_fetches)
         self._budget = ByteBudget(max_inflight_bytes)   # bounds the RSS of fetch buffers + decoded chunks
         self._inflight: dict[tuple[bytes, int, int], Pending] = {}   # running fetches by byte range ...
@@ -160,7 +164,7 @@ class Fetcher:
         if pending is None:
             pending = self._disk_loads[key] = Pending()
             try:
-                pending.value = await trio.to_thread.run_sync(self._load_disk, fr, limiter=self.cpu)
+                pending.value = await trio.to_thread.run_sync(self._load_disk, fr, limiter=self.disk)
             except BaseException as exc:
                 pending.error = exc
                 raise
@@ -245,7 +249,7 @@ class Fetcher:
                     found[i] = data
             missing = [(xorb, i) for i in range(fr.chunk_start, fr.chunk_end) if i not in found]
             if missing and self.cache.disk is not None:
-                hits = await trio.to_thread.run_sync(self.cache.get_many_disk, missing, limiter=self.cpu)
+                hits = await trio.to_thread.run_sync(self.cache.get_many_disk, missing, limiter=self.disk)
                 found.update((i, data) for (_, i), data in hits.items())
             if len(found) != fr.chunk_end - fr.chunk_start:
                 raise FetchCancelled("a joined fetch failed")

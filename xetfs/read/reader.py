@@ -192,7 +192,7 @@ class FileReader:
     async def _disk_run(self, keys: list[ChunkKey]) -> list[bytes]:
         if self.cache.disk is None:
             return []
-        hits = await trio.to_thread.run_sync(self.cache.get_many_disk, keys, limiter=self.fetcher.cpu)
+        hits = await trio.to_thread.run_sync(self.cache.get_many_disk, keys, limiter=self.fetcher.disk)
         out = []
         for k in keys:
             if k not in hits:
@@ -375,7 +375,7 @@ class FileReader:
             found = self.known.starting_in(lo, hi)
             keys = [(c.xorb_hash, c.index) for _, c in found]
             want = [k for k in keys if not self.cache.in_memory(k)]
-            hits = await trio.to_thread.run_sync(self.cache.get_many_disk, want, limiter=self.fetcher.cpu) \
+            hits = await trio.to_thread.run_sync(self.cache.get_many_disk, want, limiter=self.fetcher.disk) \
                 if want else {}
             missing = [at for (at, _), k in zip(found, keys) if k not in hits and k in want]
             if missing:
