@@ -133,18 +133,30 @@ def split_complete_records(data: bytes | memoryview, params: XorbParams = DEFAUL
     return records, offset
 
 
-def decode_record(data: bytes | memoryview, record: ChunkRecord) -> bytes:
-    """The uncompressed bytes of one record (``record`` from ``parse_chunk_records`` over ``data``)."""
+def record_view(data: bytes | memoryview, record: ChunkRecord) -> bytes | memoryview:
+    """The uncompressed bytes of one record without a copy where there is nothing to decode: a view into
+    ``data`` for an uncompressed record (valid while ``data`` is), new bytes otherwise."""
     start = record.offset + CHUNK_HEADER_BYTES
     payload = memoryview(data).cast("B")[start:start + record.compressed_size]
     if record.scheme == CompressionScheme.NONE:
-        return bytes(payload)
+        return payload
     return decompress(payload, record.scheme, record.uncompressed_size, f"chunk at offset {record.offset}")
+
+
+def decode_record(data: bytes | memoryview, record: ChunkRecord) -> bytes:
+    """The uncompressed bytes of one record (``record`` from ``parse_chunk_records`` over ``data``)."""
+    out = record_view(data, record)
+    return out if isinstance(out, bytes) else bytes(out)
 
 
 def decode_chunks(data: bytes | memoryview, params: XorbParams = DEFAULT_XORB) -> list[bytes]:
     """Decode consecutive records (a whole xorb or a fetched byte range); stops at a ``XETBLOB`` footer."""
     return [decode_record(data, r) for r in parse_chunk_records(data, params)]
+
+
+def decode_views(data: bytes | memoryview, params: XorbParams = DEFAULT_XORB) -> list[bytes | memoryview]:
+    """``decode_chunks`` without copying uncompressed records (``record_view``)."""
+    return [record_view(data, r) for r in parse_chunk_records(data, params)]
 
 
 # ---------------------------------------------------------------- building
@@ -208,13 +220,17 @@ def validate_xorb(data: bytes | memoryview, expected: MerkleHash | None,
     if len(records) > params.max_xorb_chunks:
         raise FormatError(f"xorb has {len(records)} chunks, limit {params.max_xorb_chunks}")
     body_len = records[-1].end
-    chunks = [decode_record(data, r) for r in records]
-    hashes = tuple(chunk_hash(c) for c in chunks)
-    sizes = tuple(len(c) for c in chunks)
+    hashes, sizes = [], []
+    for r in records:          # one chunk decoded at a time: an uncompressed one is hashed in place
+        chunk = record_view(data, r)
+        hashes.append(chunk_hash(chunk))
+        sizes.append(len(chunk))
+        del chunk
     if sum(sizes) > params.max_xorb_bytes:
         raise FormatError(f"xorb holds {sum(sizes)} bytes, limit {params.max_xorb_bytes}")
-    built = BuiltXorb(hash=xorb_hash(list(zip(hashes, sizes))), data=bytes(memoryview(data)[:body_len]),
-                      chunk_hashes=hashes, chunk_sizes=sizes,
+    body = data if isinstance(data, bytes) and body_len == len(data) else bytes(memoryview(data)[:body_len])
+    built = BuiltXorb(hash=xorb_hash(list(zip(hashes, sizes))), data=body,
+                      chunk_hashes=tuple(hashes), chunk_sizes=tuple(sizes),
                       chunk_offsets=tuple(r.offset for r in records) + (body_len,))
     if body_len < len(data):
         _check_footer(parse_xorb_footer(memoryview(data)[body_len:]), built)

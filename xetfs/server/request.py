@@ -35,7 +35,8 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     ``BODY_IDLE_TIMEOUT_S``. Call it only after the caller is authenticated."""
     if request.content_length is not None and request.content_length > limit:
         raise ValidationError(f"body of {request.content_length} bytes exceeds {limit}")
-    buf = bytearray()
+    parts: list[bytes] = []    # joined once at the end: one copy of the body, not a growing buffer plus a copy
+    size = 0
     while True:
         try:
             async with asyncio.timeout(BODY_IDLE_TIMEOUT_S):
@@ -43,9 +44,10 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         except TimeoutError:
             raise RequestTimeout(f"no body bytes for {BODY_IDLE_TIMEOUT_S:g} s") from None
         if not chunk:
-            return bytes(buf)
-        buf += chunk
-        if len(buf) > limit:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
             raise ValidationError(f"body exceeds {limit} bytes")
 
 

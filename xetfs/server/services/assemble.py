@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 
 from xetfs.core.hashing import MerkleHash, chunk_hash
-from xetfs.core.xorb import decode_chunks
+from xetfs.core.xorb import decode_views
 from xetfs.errors import FormatError, IntegrityError
 from xetfs.server.context import State
 from xetfs.server.metadata.store import FileRecord
@@ -22,16 +22,21 @@ from xetfs.server.services.cas import indexed_xorb, plan, xorb_key
 DECODE_BATCH_BYTES = 8 * 1024 * 1024
 
 
-def decode_span(st: State, xorb: str, start: int, end: int, want: Sequence[MerkleHash]) -> bytes:
-    """Decode the chunk records in serialized bytes ``[start, end)`` of a stored xorb and check each chunk
-    against its indexed hash: IntegrityError for a damaged stored copy."""
+def checked_chunks(st: State, xorb: str, start: int, end: int, want: Sequence[MerkleHash]) -> list[bytes | memoryview]:
+    """The chunks of the records in serialized bytes ``[start, end)`` of a stored xorb, each checked against
+    its indexed hash (IntegrityError for a damaged stored copy); uncompressed ones are views, not copies."""
     try:
-        chunks = decode_chunks(st.storage.get_range(xorb_key(xorb), start, end - 1))
+        chunks = decode_views(st.storage.get_range(xorb_key(xorb), start, end - 1))
     except FormatError as exc:
         raise IntegrityError(f"stored xorb {xorb} is damaged: {exc}") from None
     if len(chunks) != len(want) or any(chunk_hash(c) != h for c, h in zip(chunks, want)):
         raise IntegrityError(f"stored xorb {xorb} is damaged: a chunk does not match its hash")
-    return b"".join(chunks)
+    return chunks
+
+
+def decode_span(st: State, xorb: str, start: int, end: int, want: Sequence[MerkleHash]) -> bytes:
+    """``checked_chunks`` joined: the file bytes those records hold."""
+    return b"".join(checked_chunks(st, xorb, start, end, want))
 
 
 def _batches(offsets: Sequence[int], start: int, end: int) -> Iterator[tuple[int, int]]:
@@ -52,8 +57,9 @@ def file_sha256(st: State, rec: FileRecord) -> str:
     for term in rec.terms:
         xrec = indexed_xorb(st, term.xorb_hash)
         for s, e in _batches(xrec.chunk_offsets, term.chunk_start, term.chunk_end):
-            digest.update(decode_span(st, str(term.xorb_hash), xrec.chunk_offsets[s], xrec.chunk_offsets[e],
-                                      xrec.chunk_hashes[s:e]))
+            for chunk in checked_chunks(st, str(term.xorb_hash), xrec.chunk_offsets[s], xrec.chunk_offsets[e],
+                                        xrec.chunk_hashes[s:e]):
+                digest.update(chunk)
     return digest.hexdigest()
 
 
