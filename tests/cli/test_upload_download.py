@@ -18,6 +18,7 @@ from xetfs.testing.cas import TINY_UPLOAD
 from xetfs.testing.server import ServerHandle, make_bytes
 from xetfs.write.upload import UploadParams, upload_files
 from xetfs.core.params import ChunkingParams, XorbParams
+from xetfs.core.hashing import MerkleHash
 
 XORB_BYTES_METRIC = "xetfs_cas_xorb_upload_bytes_total"
 
@@ -196,3 +197,25 @@ def test_dedup_answers_cover_earlier_chunks_of_their_xorb(server: ServerHandle, 
     # A new first chunk (so the file-start query misses), then the same bytes.
     stats = trio.run(upload, make_bytes("random", 3000, 77) + data, "b.bin")
     assert stats.deduped_bytes >= xorb_end - xorb_start  # type: ignore[attr-defined]
+
+
+def test_download_refuses_bytes_that_are_not_the_listed_file(server: ServerHandle, repo: str, cli: Callable,  # type: ignore[type-arg]
+                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server whose reconstruction for a.bin names b.bin's terms (each term verifies on its own): the Xet file
+    hash of the listing catches it, and nothing is left under the target directory."""
+    files = {"a.bin": make_bytes("random", 3_000_000, 21), "b.bin": make_bytes("random", 3_000_000, 22)}
+    write_tree(tmp_path / "src", files)
+    assert cli("upload", repo, str(tmp_path / "src")).code == 0
+    status, _, body = server.request("GET", f"/api/models/{repo}/tree/main?recursive=1")
+    assert status == 200
+    xet = {e["path"]: MerkleHash.from_hex(e["xetHash"]) for e in json.loads(body)}
+    real = CasClient.reconstruction
+
+    async def swapped(self: CasClient, file_hash: MerkleHash, byte_range: tuple[int, int] | None = None) -> object:
+        return await real(self, xet["b.bin"] if file_hash == xet["a.bin"] else file_hash, byte_range)
+
+    monkeypatch.setattr(CasClient, "reconstruction", swapped)
+    result = cli("download", repo, "--to", str(tmp_path / "dst"))
+    assert result.code == 1 and "a.bin: the downloaded bytes are not the listed file" in result.err
+    assert not (tmp_path / "dst" / "a.bin").exists()
+    assert [p.name for p in (tmp_path / "dst").iterdir() if p.name != "b.bin"] == []
