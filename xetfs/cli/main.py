@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from xetfs.cli.logformat import FORMATS, configure_logging
+from xetfs.osutil.malloc import reuse_large_buffers
 
 # subcommand -> module under xetfs.cli
 COMMANDS: dict[str, str] = {
@@ -36,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "stats": "stats_cmd",
 }
 
+BULK = {"mount", "serve", "upload", "download", "prefetch"}   # commands that move whole xorbs: xetfs.osutil.malloc
 DAEMONS = {"mount", "serve"}     # long-running commands: their --help shows --log-format
 LOG_FORMAT_HELP = "log lines as text (default) or as one JSON object per line"
 
@@ -74,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     configure_logging(debug, args.log_format)
+    if args.command in BULK:
+        reuse_large_buffers()
     try:
         return int(args._run(args))
     except KeyboardInterrupt:
