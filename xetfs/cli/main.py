@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -78,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(debug, args.log_format)
     if args.command in BULK:
         reuse_large_buffers()
+    # numpy's OpenBLAS starts a worker thread that spins for its first tenths of a second (about 0.15 s of
+    # CPU per process, measured); xetfs does no linear algebra, so no BLAS thread (before numpy is imported)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         return int(args._run(args))
     except KeyboardInterrupt:
