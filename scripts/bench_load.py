@@ -6,8 +6,9 @@ Prints one JSON object (times in seconds; every figure also as a ratio against i
                  (``load_file`` per shard, shards in turn) through a cold mount (fresh mount, fresh cache)
                  vs hf_xet ``snapshot_download`` followed by the same local load, and vs a local copy whose
                  pages were dropped.     ratio = mount / (download + load)      (target <= 1.0)
-                 With torch and transformers installed (the ``bench`` extra) it would add
-                 ``from_pretrained``; without them that part says so.
+                 With torch and transformers installed (the ``bench`` extra) it adds ``from_pretrained``
+                 of a Llama-shaped model plus a sum over every parameter, the same comparison
+                 (``scripts/bench_load_hf.py``); without them that part says so.
   b_selective:   bytes fetched / bytes needed, each on a fresh mount and cache: one tensor (the worst of
                  ``--repeats``), a header-only ``safe_open(...).keys()``, one parquet column with pyarrow
                  (and polars / duckdb when installed).
@@ -37,6 +38,8 @@ import numpy as np
 
 from xetfs.testing.mount import mounted, xetfs_cli
 from xetfs.testing.server import env_for_hf, running_server
+
+import bench_load_hf  # scripts/, next to this file
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -134,7 +137,7 @@ class Fresh:
             shutil.rmtree(self.cache, ignore_errors=True)
 
 
-def bench_model(server, tmp: Path, shards: list[Path]) -> tuple[dict, dict]:
+def bench_model(server, tmp: Path, shards: list[Path], model_mib: int) -> tuple[dict, dict]:
     names = [p.name for p in shards]
     with Fresh(server, tmp, "org/model", "a") as fresh:
         mount_s, loaded = load_all([fresh.m.path / n for n in names])
@@ -154,12 +157,9 @@ def bench_model(server, tmp: Path, shards: list[Path]) -> tuple[dict, dict]:
          "local_cold_s": local_cold_s, "fetched_over_model": mount_served / model_bytes,
          "ratio": mount_s / (download_s + local_after_download_s), "target": 1.0,
          "ratio_vs_local_cold": mount_s / local_cold_s}
-    try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-        a["from_pretrained"] = "torch and transformers are installed but no model class is configured here"
-    except ImportError:
-        a["from_pretrained"] = "skipped: torch/transformers not installed (pip install xetfs[bench])"
+    missing = bench_load_hf.available()
+    a["from_pretrained"] = missing or bench_load_hf.bench_from_pretrained(
+        server, tmp, model_mib, Fresh, env_for_hf(tmp / "hf_home_fp", server.url, server.token))
     d = {"bytes": rss, "model_bytes": model_bytes, "ratio_to_model": rss / model_bytes}
     return a, d
 
@@ -265,7 +265,7 @@ def main() -> int:
         for repo, sub in (("org/model", "model"), ("org/data", "data"), ("org/big", "big")):
             server.create_repo(repo)
             xetfs_cli("upload", repo, str(tmp / sub), "--endpoint", server.url, "--token", server.token)
-        out["a_model_load"], out["d_peak_rss"] = bench_model(server, tmp, shards)
+        out["a_model_load"], out["d_peak_rss"] = bench_model(server, tmp, shards, args.model_mib)
         out["b_selective"] = bench_selective(server, tmp, shards, parquet, args.repeats)
         out["c_cold_seq"] = bench_cold_seq(server, tmp, big)
         out["e_download"] = bench_download(server, tmp)
