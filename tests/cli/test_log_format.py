@@ -70,6 +70,10 @@ def test_serve_logs_json_lines_on_stderr(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    said = [json.loads(line) for line in (tmp_path / "stdout").read_text().splitlines()]   # stdout: JSON too
+    assert said == [{"event": "admin_token", "path": str(data / "admin_token"),
+                     "token": (data / "admin_token").read_text().strip()},
+                    {"event": "listening", "url": info["url"]}], said
     objs = _objects(err_path.read_text())
     messages = [(o["level"], o["logger"], o["message"]) for o in objs]
     assert ("INFO", "xetfs.server", "shutting down") in messages

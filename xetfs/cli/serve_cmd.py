@@ -22,7 +22,8 @@ with --trust-forwarded-for the leftmost X-Forwarded-For entry (only behind a pro
 Bad networks, URLs or region names, and a mapped region without a CAS URL, stop the server with one line.
 Without --token an admin token (global write) is generated on first start, stored in DIR/admin_token and
 printed once. Once ready the server prints "listening on http://HOST:PORT" and writes DIR/server.json
-(--port 0 picks a free port). SIGTERM or SIGINT stops it gracefully.
+(--port 0 picks a free port). With --log-format json these two stdout lines are JSON objects too:
+{"event": "admin_token", "path": ..., "token": ...} and {"event": "listening", "url": ...}. SIGTERM or SIGINT stops it gracefully.
 
 --gc-interval 6h runs the garbage collector of `xetfs gc` in the server every 6 hours (grace: --gc-grace,
 default 24h; --keep-history N keeps only the data of the newest N commits of each ref, default all); with
@@ -164,7 +165,8 @@ async def _serve(args: argparse.Namespace, storage: Any, meta: Any, regions: Any
     data_dir.mkdir(parents=True, exist_ok=True)
     token, generated = admin_token(data_dir, args.token)
     if generated:
-        print(f"admin token (stored in {data_dir / 'admin_token'}): {token}", flush=True)
+        _say(args, f"admin token (stored in {data_dir / 'admin_token'}): {token}",
+             event="admin_token", path=str(data_dir / "admin_token"), token=token)
     state = State(data_dir, token, public_read=args.public_read, dedup_keyed=args.dedup_hmac == "random",
                   storage=storage, proxy_reads=args.proxy_reads, meta=meta, regions=regions)
     if regions.configured:
@@ -181,7 +183,7 @@ async def _serve(args: argparse.Namespace, storage: Any, meta: Any, regions: Any
     url = f"http://{args.host}:{port}"
     write_atomic(data_dir / "server.json", json.dumps({"url": url, "host": args.host, "port": port,
                                                        "pid": os.getpid()}).encode())
-    print(f"listening on {url}", flush=True)
+    _say(args, f"listening on {url}", event="listening", url=url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -197,6 +199,13 @@ async def _serve(args: argparse.Namespace, storage: Any, meta: Any, regions: Any
     state.close()
     (data_dir / "server.json").unlink(missing_ok=True)
     return 0
+
+
+def _say(args: argparse.Namespace, text: str, **fields: str) -> None:
+    """One line on stdout: ``text``, or with ``--log-format json`` the object ``fields``."""
+    import json
+
+    print(json.dumps(fields) if getattr(args, "log_format", "text") == "json" else text, flush=True)
 
 
 async def _collect_every(state: Any, interval_s: float, grace_s: float, keep_history: int | None,
