@@ -225,7 +225,6 @@ def validate_xorb(data: bytes | memoryview, expected: MerkleHash | None,
         chunk = record_view(data, r)
         hashes.append(chunk_hash(chunk))
         sizes.append(len(chunk))
-        del chunk
     if sum(sizes) > params.max_xorb_bytes:
         raise FormatError(f"xorb holds {sum(sizes)} bytes, limit {params.max_xorb_bytes}")
     body = data if isinstance(data, bytes) and body_len == len(data) else bytes(memoryview(data)[:body_len])
