@@ -5,6 +5,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xetfs.write.session import UploadStats
 
 RECENT_COMMITS = 16
 PENDING_PATHS_SHOWN = 1000
@@ -41,3 +45,21 @@ class WritebackStats:
     already_committed: int = 0     # resumed changes the head already held (no second commit)
     deduplicated_by_source: dict[str, int] = field(default_factory=dict)   # upload.FROM_* -> bytes
     recent_commits: list[CommitStats] = field(default_factory=list)        # the last RECENT_COMMITS
+
+    def add_upload(self, upload: UploadStats) -> None:
+        """Count what one upload (a commit's, or a stream's) sent and found already stored."""
+        self.uploaded_bytes += upload.xorb_bytes_uploaded
+        self.new_bytes += upload.new_bytes
+        self.deduplicated_bytes += upload.deduped_bytes
+        for source, n in upload.deduped_by_source.items():
+            self.deduplicated_by_source[source] = self.deduplicated_by_source.get(source, 0) + n
+
+    def to_json(self) -> dict[str, Any]:
+        """The counters as the ``write`` section of a mount's stats shows them."""
+        return {"uploaded_bytes": self.uploaded_bytes, "new_bytes": self.new_bytes,
+                "deduplicated_bytes": self.deduplicated_bytes, "commits": self.commits,
+                "last_commit": self.last_commit, "files_committed": self.files_committed,
+                "upload_errors": self.upload_errors, "last_error": self.last_error,
+                "already_committed": self.already_committed,
+                "deduplicated_by_source": dict(sorted(self.deduplicated_by_source.items())),
+                "recent_commits": [c.to_json() for c in self.recent_commits]}

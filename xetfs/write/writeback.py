@@ -11,7 +11,7 @@ commits on the branch:
 3. read the branch head. If it moved since ``base`` (the commit our view and changes apply to), compare the
    two trees: a change whose path also changed remotely is a conflict — journaled, kept staged, logged,
    counted in stats, never uploaded automatically again (a new save of the file clears it); the others are
-   rebased onto the head;
+   rebased onto the head (``xetfs.write.rebase`` decides which);
 4. files a stream already stored while they were written (``xetfs.write.stream``) are taken as they are;
    for the others fetch the base ranges they still lack, then ``upload.prepare_commit_ops``: chunking and
    hashing in worker threads, dedup against the base revision's file at each path (``BaseCandidates``,
@@ -53,8 +53,9 @@ from xetfs.errors import Conflict, NotFound, XetError
 from xetfs.transport.http import http_status_of
 from xetfs.transport.retry import RetryPolicy, backoff_delay
 from xetfs.core.shard import Shard
-from xetfs.write.journal import Deleted, Record, Remote, XetRef, intent_of, matches
+from xetfs.write.journal import Deleted, Record, Remote, XetRef, intent_of
 from xetfs.write.basecands import BaseCandidates
+from xetfs.write.rebase import already_committed, conflicts, xet_file_of
 from xetfs.write.shardcache import ShardCache
 from xetfs.write.stream import Streamed, Streams, StreamUpload
 from xetfs.write.stats import PENDING_PATHS_SHOWN, RECENT_COMMITS, CommitStats, WritebackStats
@@ -310,12 +311,7 @@ class Writeback:
                                                 answers=self.answers,
                                                 base_shards=await self._base_shards([p for p, _ in puts]))
         finally:
-            self.stats.uploaded_bytes += stats.xorb_bytes_uploaded
-            self.stats.new_bytes += stats.new_bytes
-            self.stats.deduplicated_bytes += stats.deduped_bytes
-            for source, n in stats.deduped_by_source.items():
-                by = self.stats.deduplicated_by_source
-                by[source] = by.get(source, 0) + n
+            self.stats.add_upload(stats)
         ops: list[CommitOp] = [Delete(p) for p in dels if p in base_tree]
         ops.extend(prepared.ops)
         for p, res in streamed.items():
@@ -372,14 +368,11 @@ class Writeback:
             old = await self._tree(head)
         new = await self._tree(head)
         lines: list[Record | None] = []
-        for path, change in list(batch.items()):
-            if _oid(old.get(path)) == _oid(new.get(path)) or (change.kind == "del" and path not in new):
-                continue
+        for path in conflicts(old, new, batch):
             log.error("CONFLICT: %s changed on the branch (now %s) and in this mount; the local version stays "
                       "staged and is not uploaded (save the file again to overwrite the branch's version)",
                       path, head)
-            lines.append(self.staging.conflict(path, change.gen, head))
-            del batch[path]
+            lines.append(self.staging.conflict(path, batch.pop(path).gen, head))
         lines.append(self.staging.set_base(head))
         self.base = head
         await self.staging.persist(lines)
@@ -388,38 +381,22 @@ class Writeback:
                            batch: dict[str, Change]) -> list[Record | None]:
         """Changes whose intent the head already holds (committed before a crash or a lost answer): done."""
         lines: list[Record | None] = []
-        for path, change in list(batch.items()):
-            if change.intent is None or not matches(change.intent, tree.get(path)):
-                continue
+        for path in already_committed(tree, batch):
             log.info("%s is already committed on the branch (head %s); not committing it again", path, head)
-            del batch[path]
+            change = batch.pop(path)
             line = self.staging.done(path, change.gen)
             if line is not None:
                 lines.append(line)
-                entry = tree.get(path)
-                xet = (XetFile(entry.xet_hash, entry.sha256, entry.size)
-                       if entry is not None and entry.xet_hash is not None and entry.sha256 else None)
-                self.target.committed(path, change, head, xet)
+                self.target.committed(path, change, head, xet_file_of(tree.get(path)))
                 self.stats.already_committed += 1
         return lines
 
     def snapshot(self) -> dict[str, Any]:
-        s = self.stats
         pending = self.pending_paths()
         return {"pending_files": len(pending), "pending_paths": pending[:PENDING_PATHS_SHOWN],
                 "pending_bytes": self.staging.pending_bytes(),
                 "staging_bytes": self.staging.used_bytes, "staging_limit_bytes": self.staging.limit_bytes,
-                "uploaded_bytes": s.uploaded_bytes, "new_bytes": s.new_bytes,
-                "deduplicated_bytes": s.deduplicated_bytes, "commits": s.commits, "last_commit": s.last_commit,
-                "base_commit": self.base, "files_committed": s.files_committed,
-                "uploading": s.uploading or self.streams.active > 0,
-                "upload_errors": s.upload_errors, "last_error": s.last_error,
-                "already_committed": s.already_committed,
-                "deduplicated_by_source": dict(sorted(s.deduplicated_by_source.items())),
-                "recent_commits": [c.to_json() for c in s.recent_commits],
+                **self.stats.to_json(), "base_commit": self.base,
+                "uploading": self.stats.uploading or self.streams.active > 0,
                 "conflicts": sorted(p for p, c in self.staging.pending.items() if c.conflict),
                 "failed": {p: c.failed for p, c in sorted(self.staging.pending.items()) if c.failed}}
-
-
-def _oid(entry: TreeEntry | None) -> str | None:
-    return entry.oid if entry is not None else None

@@ -23,6 +23,8 @@ Xet file that appears in some commit's tree of the repo, written in the same tra
 uploader can read back (and commit) what it has not committed yet. ``file_reachable`` answers "may a token
 of this repo read this file". Both tables are only added to; deleting a repo drops its rows.
 
+The row types and the packed terms live in ``records``.
+
 Backends (``database``, ``sqlite``, ``postgres``): ``Metadata(path)`` is SQLite (the embedded default), ``Metadata("postgresql://…")``
 PostgreSQL, shared by every node of a cluster. Each query is written once here, in the dialect subset both
 accept; the schema and its versioned migrations (run on open) live in ``schema``. Each write method
@@ -35,13 +37,11 @@ is synchronous and short: the app calls them through ``asyncio.to_thread``.
 """
 from __future__ import annotations
 
-import struct
 import threading
 import time
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,77 +49,17 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.errors import AlreadyExists, NotFound
 from xetfs.server.metadata.connect import open_database
 from xetfs.server.metadata.database import Database, Tx
+from xetfs.server.metadata.records import (Commit, FileRecord, Repo, StoredTerm, TokenRecord, XorbRecord,
+                                          pack_terms, unpack_terms)
 from xetfs.server.metadata.gcstore import check_shard_xorbs, refuse_doomed, refuse_doomed_blobs
 from xetfs.server.metadata.schema import SCHEMA_VERSION, decode_tree, encode_tree, index_tree, migrate
 
 __all__ = ["SCHEMA_VERSION", "Commit", "FileRecord", "Metadata", "Repo", "StoredTerm", "TokenRecord",
            "XorbRecord", "pack_terms", "unpack_terms"]
 
-_TERM = struct.Struct("<32sIII")
 Statement = tuple[str, Sequence[Any]]
 _REPO_ROWS = ("refs", "commits", "repo_files", "repo_uploads", "discussions", "discussion_events", "repo_settings",
               "repo_redirects")                 # the tables whose rows belong to one repo (column ``repo``)
-
-
-@dataclass(frozen=True, slots=True)
-class XorbRecord:
-    hash: MerkleHash
-    stored_bytes: int
-    chunk_hashes: tuple[MerkleHash, ...]
-    chunk_sizes: tuple[int, ...]
-    chunk_offsets: tuple[int, ...]      # n + 1 values; the last is the serialized length
-
-
-@dataclass(frozen=True, slots=True)
-class StoredTerm:                       # fits core.reconstruction.TermLike
-    xorb_hash: MerkleHash
-    chunk_start: int
-    chunk_end: int
-    unpacked_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class FileRecord:
-    hash: MerkleHash
-    size: int
-    terms: tuple[StoredTerm, ...]
-    sha256: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Repo:
-    id: int
-    type: str
-    repo_id: str
-    private: bool
-    created: float
-
-
-@dataclass(frozen=True, slots=True)
-class Commit:
-    oid: str
-    repo: int
-    parent: str | None
-    tree: str
-    title: str
-    message: str
-    date: float
-    author: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRecord:
-    id: str
-    scope: str
-    repo: str | None
-
-
-def pack_terms(terms: Iterable[StoredTerm]) -> bytes:
-    return b"".join(_TERM.pack(bytes(t.xorb_hash), t.chunk_start, t.chunk_end, t.unpacked_bytes) for t in terms)
-
-
-def unpack_terms(blob: bytes) -> tuple[StoredTerm, ...]:
-    return tuple(StoredTerm(MerkleHash(h), s, e, n) for h, s, e, n in _TERM.iter_unpack(blob))
 
 
 class _LRU(OrderedDict[str, Any]):
