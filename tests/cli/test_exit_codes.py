@@ -54,12 +54,20 @@ def test_bad_usage_is_2(tmp_path: Path) -> None:
         assert "usage: xetfs" in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
+# The download starts as from a terminal, where SIGINT raises KeyboardInterrupt. An ignored SIGINT is inherited
+# (a shell ignores it in a background job, ``cmd &`` in a script, so pytest started that way passes it to every
+# child), and Python keeps it ignored, rightly: the download would never see the signal. So the child sets
+# Python's own handler before the CLI starts.
+FOREGROUND_CLI = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                  "runpy.run_module('xetfs.cli.main', run_name='__main__', alter_sys=True)")
+
+
 def test_sigint_is_130(server: ServerHandle, repo: str, tmp_path: Path) -> None:
     src = tmp_path / "big.bin"
     src.write_bytes(make_bytes("random", 32 * MiB, 2))
     xetfs_cli("upload", repo, str(src), env={"XETFS_ENDPOINT": server.url, "XETFS_TOKEN": server.token})
     with GatedProxy(server.port, hold_down=4 * MiB) as gate:    # the download stops after 4 of its 32 MiB
-        proc = subprocess.Popen([sys.executable, "-m", "xetfs.cli.main", "download", repo, "--to",
+        proc = subprocess.Popen([sys.executable, "-c", FOREGROUND_CLI, "download", repo, "--to",
                                  str(tmp_path / "out"), "--endpoint", gate.url], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env={**os.environ, "XETFS_TOKEN": server.token})
         try:
