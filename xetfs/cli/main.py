@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from xetfs.cli.logformat import FORMATS, configure_logging
+from xetfs.osutil.malloc import reuse_large_buffers
 
 # subcommand -> module under xetfs.cli
 COMMANDS: dict[str, str] = {
@@ -37,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "stats": "stats_cmd",
 }
 
+BULK = {"mount", "serve", "upload", "download", "prefetch"}   # commands that move whole xorbs: xetfs.osutil.malloc
 DAEMONS = {"mount", "serve"}     # long-running commands: their --help shows --log-format
 LOG_FORMAT_HELP = "log lines as text (default) or as one JSON object per line"
 
@@ -72,12 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``xetfs ARGV`` (None: this process's command line; only then are process-wide malloc settings made,
+    so a program calling ``main([...])``, such as the tests, keeps its own allocator)."""
     args = build_parser().parse_args(argv)
     debug = bool(getattr(args, "debug", False))
     configure_logging(debug, args.log_format)
     # numpy's OpenBLAS starts a worker thread that spins for its first tenths of a second (about 0.15 s of
     # CPU per process, measured); xetfs does no linear algebra, so no BLAS thread (before numpy is imported)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if argv is None and args.command in BULK:   # the process's own command, not a call inside another program
+        reuse_large_buffers()
     try:
         return int(args._run(args))
     except KeyboardInterrupt:

@@ -2,13 +2,13 @@
 helpers and the daemon's allocator settings (docs/architecture.md, "The read path")."""
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
 from xetfs.errors import TransientError
+from xetfs.osutil.malloc import set_malloc
 
 MiB = 1024 * 1024
 THREAD_MIN_BYTES = 64 * 1024   # smaller CPU work runs on the trio thread (a thread hop costs more)
@@ -39,15 +39,7 @@ def tune_allocator(mmap_threshold_bytes: int = 64 * MiB, trim_threshold_bytes: i
     threshold so fetch buffers and 1 MiB reply buffers come from the heap and are reused instead of being mmapped, page-faulted and
     unmapped each time; a trim threshold so freed memory is kept for reuse; one arena, so chunks decoded in
     worker threads reuse the memory the cache evicted. False when the C library is not glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
-    return all(mallopt(opt, value) == 1 for opt, value in ((m_mmap_threshold, mmap_threshold_bytes),
-                                                           (m_trim_threshold, trim_threshold_bytes),
-                                                           (m_arena_max, 1)))
+    return set_malloc(mmap_threshold_bytes, trim_threshold_bytes)
 
 
 async def concurrently(*fns: Callable[[], Awaitable[Any]] | None) -> None:
