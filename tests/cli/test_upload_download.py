@@ -219,3 +219,82 @@ def test_download_refuses_bytes_that_are_not_the_listed_file(server: ServerHandl
     assert result.code == 1 and "a.bin: the downloaded bytes are not the listed file" in result.err
     assert not (tmp_path / "dst" / "a.bin").exists()
     assert [p.name for p in (tmp_path / "dst").iterdir() if p.name != "b.bin"] == []
+
+
+def _count_chunk_hashes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Count the chunk hashes computed by the fetcher (term verification) and by the download's file check."""
+    from xetfs.read import fetcher, xetcheck
+
+    calls = {"fetcher": 0, "check": 0}
+    for name, module in (("fetcher", fetcher), ("check", xetcheck)):
+        def counted(data: bytes | memoryview, _name: str = name, _real: Callable = module.chunk_hash) -> object:  # type: ignore[type-arg]
+            calls[_name] += 1
+            return _real(data)
+        monkeypatch.setattr(module, "chunk_hash", counted)
+    return calls
+
+
+def test_download_hashes_each_chunk_once(server: ServerHandle, repo: str, cli: Callable,  # type: ignore[type-arg]
+                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file check takes each chunk's hash from the fetcher, which computed it from the very chunk object
+    that was written: a chunk is hashed once, except one cut by the end of a read block (the check hashes it
+    from the bytes written)."""
+    from xetfs.core.chunking import chunk_data
+    from xetfs.read import download
+
+    files = {"a.bin": make_bytes("random", 3_000_000, 31), "b.bin": make_bytes("random", 2_000_000, 32)}
+    write_tree(tmp_path / "src", files)
+    assert cli("upload", repo, str(tmp_path / "src")).code == 0
+    block = 1 << 20
+    monkeypatch.setattr(download, "BLOCK_BYTES", block)   # several blocks per file, served from cache and network
+    calls = _count_chunk_hashes(monkeypatch)
+    result = cli("download", repo, "--to", str(tmp_path / "dst"))
+    assert result.code == 0, result.err
+    assert tree_of(tmp_path / "dst") == files
+    chunks = cut = 0
+    for data in files.values():
+        at = 0
+        for c in chunk_data(data):
+            chunks += 1
+            cut += (at // block) != ((at + len(c.data) - 1) // block)   # a block ends inside it
+            at += len(c.data)
+    assert 0 < cut < chunks // 10
+    assert calls == {"fetcher": chunks, "check": cut}
+
+
+def test_download_refuses_the_right_bytes_cut_at_other_boundaries(server: ServerHandle, repo: str,
+                                                                  cli: Callable,  # type: ignore[type-arg]
+                                                                  tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server whose reconstruction for a.bin names the same bytes chunked elsewhere (another upload of them
+    with tiny chunks; each term verifies on its own): the leaves are the hashes of the chunks written, so the
+    file hash fails though every byte is right."""
+    data = make_bytes("random", 3_000_000, 41)
+    write_tree(tmp_path / "src", {"a.bin": data})
+    assert cli("upload", repo, str(tmp_path / "src")).code == 0
+    ref = RepoRef(repo)
+
+    async def upload_tiny() -> MerkleHash:
+        async with open_hub(server.url, server.token) as hub:
+            result = await upload_files(hub, ref, [(data, "tiny.bin")], "tiny chunks", params=TINY_UPLOAD)
+            return result.files["tiny.bin"].file_hash
+
+    tiny = trio.run(upload_tiny)
+    status, _, body = server.request("GET", f"/api/models/{repo}/tree/main?recursive=1")
+    assert status == 200
+    xet = {e["path"]: MerkleHash.from_hex(e["xetHash"]) for e in json.loads(body)}
+    assert tiny != xet["a.bin"]   # the server lists tiny.bin by its sha256 as a.bin; its shard has the tiny file
+    real = CasClient.reconstruction
+
+    async def rechunked(self: CasClient, file_hash: MerkleHash, byte_range: tuple[int, int] | None = None) -> object:
+        return await real(self, tiny if file_hash == xet["a.bin"] else file_hash, byte_range)
+
+    monkeypatch.setattr(CasClient, "reconstruction", rechunked)
+    calls = _count_chunk_hashes(monkeypatch)
+    result = cli("download", repo, "a.bin", "--to", str(tmp_path / "dst"))
+    assert result.code == 1 and "a.bin: the downloaded bytes are not the listed file" in result.err
+    assert not (tmp_path / "dst" / "a.bin").exists()
+    assert calls["fetcher"] > 0 and calls["check"] == 0   # the leaves were the fetched chunks' own hashes
+    monkeypatch.setattr(CasClient, "reconstruction", real)
+    assert cli("download", repo, "a.bin", "--to", str(tmp_path / "dst")).code == 0   # its own chunks: fine
+    assert (tmp_path / "dst" / "a.bin").read_bytes() == data

@@ -25,6 +25,25 @@ def test_memory_tier_is_bounded_in_bytes_and_lru() -> None:
     assert cache.memory.evictions == 2
 
 
+def test_a_chunk_hash_comes_back_only_with_the_very_object_it_was_put_with() -> None:
+    """``verified_hash`` binds the hash the fetcher computed to that bytes object: equal bytes in another
+    object, a replaced entry or an evicted one give None (the download's check then hashes the bytes)."""
+    cache = ChunkCache(memory_bytes=10_000)
+    data, h = bytes([1]) * 3000, bytes(range(32))
+    cache.put_many([((X, 0), data)], disk=False, hashes=[h])
+    assert cache.verified_hash((X, 0), data) == h
+    assert cache.verified_hash((X, 0), bytes(bytearray(data))) is None
+    assert cache.verified_hash((X, 1), data) is None
+    other = bytes([2]) * 3000
+    cache.put(X, 0, other)                  # another object under the key, put without a hash
+    assert cache.get(X, 0) is other
+    assert cache.verified_hash((X, 0), data) is None and cache.verified_hash((X, 0), other) is None
+    cache.put_many([((X, 0), data)], disk=False, hashes=[h])
+    for i in range(1, 5):                   # pushes key 0 out of the 10 kB bound
+        cache.put(X, i, bytes([i]) * 3000)
+    assert cache.verified_hash((X, 0), data) is None
+
+
 def test_disk_tier_survives_a_new_instance(tmp_path: Path) -> None:
     ChunkCache(memory_bytes=1 << 20, cache_dir=tmp_path).put(X, 7, b"chunk bytes")
     again = ChunkCache(memory_bytes=1 << 20, cache_dir=tmp_path)

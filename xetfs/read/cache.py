@@ -4,8 +4,9 @@ path").
 Keys are ``(xorb hash, chunk index)`` and values the chunk's *uncompressed* bytes, so any read that overlaps
 a cached chunk hits, whatever window first brought it in (a cache that only hits when one stored range
 contains the whole read refetches endlessly). ``MemoryTier`` (``xetfs.read.memory_tier``) is an LRU bounded
-in bytes; ``DiskTier`` (``xetfs.read.disk_tier``) keeps checksummed entries and file layouts on disk.
-A disk hit is promoted to memory.
+in bytes, which also keeps the chunk hash the fetcher computed from each chunk it put (``verified_hash``);
+``DiskTier`` (``xetfs.read.disk_tier``) keeps checksummed entries and file layouts on disk. A disk hit is
+promoted to memory (without a hash).
 """
 from __future__ import annotations
 
@@ -61,6 +62,11 @@ class ChunkCache:
             self.stats.memory_hits += 1
         return data
 
+    def verified_hash(self, key: ChunkKey, data: bytes) -> bytes | None:
+        """The chunk hash computed in this process from ``data``, this very object, when the memory tier holds
+        it under ``key`` with one (``MemoryTier.hash_of``); None otherwise."""
+        return self.memory.hash_of(key, data)
+
     def in_memory(self, key: ChunkKey) -> bool:
         """Whether the memory tier holds ``key`` (no stats, no LRU bump)."""
         return key in self.memory
@@ -88,11 +94,13 @@ class ChunkCache:
     def put(self, xorb_hash: bytes, index: int, data: bytes) -> None:
         self.put_many([(self.key(xorb_hash, index), data)])
 
-    def put_many(self, items: Iterable[tuple[ChunkKey, bytes]], *, disk: bool = True) -> None:
-        """Store chunks in memory and (blocking) on disk, runs of consecutive chunks as one disk entry."""
+    def put_many(self, items: Iterable[tuple[ChunkKey, bytes]], *, disk: bool = True,
+                 hashes: Sequence[bytes] | None = None) -> None:
+        """Store chunks in memory and (blocking) on disk, runs of consecutive chunks as one disk entry.
+        ``hashes``: the chunk hashes computed from these very chunk objects, kept with them in memory."""
         items = list(items)
-        for key, data in items:
-            self.memory.put(key, data)
+        for i, (key, data) in enumerate(items):
+            self.memory.put(key, data, None if hashes is None else hashes[i])
         if disk and self.disk is not None:
             self.put_disk(items)
 

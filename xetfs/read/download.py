@@ -2,9 +2,10 @@
 
 The revision is resolved to a commit first, so all files come from one commit. Xet files are read with
 ``FileReader`` (reconstruction, parallel range fetches, per-term verification) and checked against the Xet
-file hash the listing names (``read.xetcheck``: one BLAKE3 pass over the chunks the reader learned, where a
-sha256 pass costs about three times the CPU); other files come from the resolve route and are checked against
-their git blob id (docs/protocol.md, "Tree entries"). Each file is written to a temporary name in its directory and renamed
+file hash the listing names (``read.xetcheck``: its leaves are the chunk hashes the fetcher computed from the
+very chunk objects written, ``read.assembly``; a chunk without one, e.g. one cut by a block's end, is hashed
+again); other files come from the resolve route and are checked against their git blob id
+(docs/protocol.md, "Tree entries"). Each file is written to a temporary name in its directory and renamed
 into place when complete; a failed or cancelled file leaves nothing behind.
 
 A listing can only carry paths the server refused at commit if the server is hostile or broken: such an
@@ -27,9 +28,11 @@ from xetfs.errors import IntegrityError, NotFound, ValidationError
 from xetfs.osutil.atomic import publish, temp_path_for
 from xetfs.protocol.hub import TreeEntry
 from xetfs.protocol.paths import path_problem
+from xetfs.read.assembly import Placed
+from xetfs.read.cache import ChunkCache
 from xetfs.read.fetcher import Fetcher
 from xetfs.read.reader import FileReader
-from xetfs.read.xetcheck import XetFileCheck
+from xetfs.read.xetcheck import HashAt, XetFileCheck
 
 BLOCK_BYTES = 32 * 1024 * 1024     # one FileReader.read; the next block is read ahead meanwhile
 FILES_IN_PARALLEL = 4
@@ -163,12 +166,27 @@ async def _read_xet(fetcher: Fetcher, entry: TreeEntry, write: Write) -> None:
     check = XetFileCheck(entry.path, entry.size, entry.xet_hash)
     offset = 0
     while offset < entry.size:
-        data = await reader.read(offset, BLOCK_BYTES, fetch_end=min(entry.size, offset + 2 * BLOCK_BYTES))
+        placed: list[Placed] = []
+        data = await reader.read(offset, BLOCK_BYTES, fetch_end=min(entry.size, offset + 2 * BLOCK_BYTES),
+                                 placed=placed)
         if not data:
             break
         # the sizes of the chunks from the first one not hashed yet: all were learned by this read
         sizes = [c.size for _, c in reader.known.run(check.hashed, offset + len(data))]
-        await trio.to_thread.run_sync(check.feed, data, sizes)
+        await trio.to_thread.run_sync(check.feed, data, sizes, _hash_at(fetcher.cache, placed))
         await write(data)
         offset += len(data)
     check.verify()
+
+
+def _hash_at(cache: ChunkCache, placed: list[Placed]) -> HashAt:
+    """(file offset, size) -> the chunk hash the fetcher computed from the very chunk object ``read`` placed
+    whole there (held by the memory tier with its hash), else None: that chunk is hashed by the check."""
+    at = {offset: (key, chunk) for offset, key, chunk in placed}
+
+    def hash_at(offset: int, size: int) -> bytes | None:
+        found = at.get(offset)
+        if found is None or len(found[1]) != size:
+            return None
+        return cache.verified_hash(*found)
+    return hash_at

@@ -9,10 +9,10 @@ across a network await, so any number of readers proceed in parallel. A fetch ru
 so while one piece arrives the previous one's complete chunk records (``core.xorb.split_complete_records``)
 are decoded and hashed in a worker thread. Each term is then verified (``core.reconstruction.verify_term``,
 with the hashes already computed); a mismatch is refetched once, then raises ``IntegrityError`` (EIO).
-Verified chunks go to the memory tier, waiters are released, and the chunks go on to the disk tier with
-their chunk hashes as checksums (hashed once) through one writer task (``submit`` queues any other disk job
--- a file layout -- behind it, so ``drain`` at unmount flushes both). Disk-tier loads are single-flight too
-(``cached_chunks_any_tier``).
+Verified chunks go to the memory tier with their chunk hashes (snapshot download reuses them: ``read.assembly``),
+waiters are released, and the chunks go on to the disk tier with their chunk hashes as checksums (hashed once)
+through one writer task (``submit`` queues any other disk job -- a file layout -- behind it, so ``drain`` at
+unmount flushes both). Disk-tier loads are single-flight too (``cached_chunks_any_tier``).
 
 Memory: the daemon's RSS is the memory tier plus a fixed overhead independent of file size:
 ``max_inflight_bytes`` of decoded chunks not yet handed to the disk writer (a fetch holds its byte budget
@@ -327,7 +327,7 @@ class Fetcher:
                 self.stats.refetches += 1
                 continue
             items = [(self.cache.key(fr.xorb_hash, fr.chunk_start + i), c) for i, c in enumerate(chunks)]
-            self.cache.put_many(items, disk=False)
+            self.cache.put_many(items, disk=False, hashes=hashes)   # hashes of these objects (read.assembly)
             return items, (hashes if all(t.verification_hash is not None for t in terms) else None)
         raise AssertionError("unreachable")
 

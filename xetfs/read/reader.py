@@ -29,10 +29,10 @@ retried once with fresh ones.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 
 import trio
 
+from xetfs.read.assembly import Placed, slice_chunks, whole_chunks
 from xetfs.read.cache import ChunkCache, ChunkKey
 from xetfs.transport.tasks import single_error
 from xetfs.core.hashing import MerkleHash
@@ -53,23 +53,6 @@ MiB = 1024 * 1024
 PREFETCH_MIN_BYTES = 16 * MiB
 DISK_BATCH_BYTES = 8 * MiB
 STREAM_WINDOW_BYTES = 32 * MiB
-
-
-def _slice_chunks(chunks: Iterable[bytes], skip: int, size: int) -> bytes:
-    """Bytes ``[skip, skip + size)`` of the concatenated ``chunks`` (short if they end first), copying only those."""
-    parts: list[bytes | memoryview] = []
-    at = 0
-    for c in chunks:
-        n = len(c)
-        if at + n > skip:
-            lo, hi = max(skip - at, 0), min(skip + size - at, n)
-            parts.append(c if lo == 0 and hi == n else memoryview(c)[lo:hi])
-        at += n
-        if at >= skip + size:
-            break
-    if len(parts) == 1:
-        return bytes(parts[0]) if isinstance(parts[0], memoryview) else parts[0]
-    return b"".join(parts)
 
 
 class FileReader:
@@ -96,14 +79,16 @@ class FileReader:
     def stats(self) -> ReadStats:
         return self.fetcher.stats
 
-    async def read(self, offset: int, size: int, *, fetch_end: int | None = None) -> bytes:
-        """Bytes ``[offset, offset + size)`` (short at EOF). ``fetch_end`` asks to read ahead up to there."""
+    async def read(self, offset: int, size: int, *, fetch_end: int | None = None,
+                   placed: list[Placed] | None = None) -> bytes:
+        """Bytes ``[offset, offset + size)`` (short at EOF). ``fetch_end`` asks to read ahead up to there.
+        ``placed`` receives the chunk objects that lie whole in the bytes returned (``read.assembly``)."""
         end = min(offset + size, self.size)
         if offset >= end:
             return b""
         try:
             with trio.fail_after(self.read_timeout_s):
-                data = await self._read(offset, end, min(max(end, fetch_end or end), self.size))
+                data = await self._read(offset, end, min(max(end, fetch_end or end), self.size), placed)
         except trio.TooSlowError:
             self.stats.read_errors += 1
             raise TransientError(f"read of {end - offset} bytes at {offset} timed out "
@@ -140,17 +125,17 @@ class FileReader:
             w = self._windows.covering(pos)
             pos = w.cov_end if w is not None and w.cov_end > pos else stop
 
-    async def _read(self, offset: int, end: int, fetch_end: int) -> bytes:
+    async def _read(self, offset: int, end: int, fetch_end: int, placed: list[Placed] | None) -> bytes:
         await self.known.load()
         parts: list[bytes] = []
         pos = offset
         retried = False
         while pos < end:
-            data = await self._from_cache(pos, end)
+            data = await self._from_cache(pos, end, placed)
             if not data:
                 try:
                     with single_error():   # the error itself, not the group of _fetch_plan's nursery
-                        data = await self._from_network(pos, end, fetch_end)
+                        data = await self._from_network(pos, end, fetch_end, placed)
                 except Forbidden:
                     if retried:
                         raise
@@ -165,7 +150,7 @@ class FileReader:
 
     # -- 1. known layout + cache ---------------------------------------------------------------------------
 
-    async def _from_cache(self, pos: int, end: int) -> bytes:
+    async def _from_cache(self, pos: int, end: int, placed: list[Placed] | None) -> bytes:
         run = self.known.run(pos, end)
         if not run:
             return b""
@@ -187,7 +172,11 @@ class FileReader:
             i += 1
         if not datas:
             return b""
-        return _slice_chunks(datas, pos - run[0][0], end - pos)
+        data = slice_chunks(datas, pos - run[0][0], end - pos)
+        if placed is not None:
+            keys = [(c.xorb_hash, c.index) for _, c in run]
+            placed.extend(whole_chunks(run[0][0], keys, datas, pos, pos + len(data)))
+        return data
 
     async def _disk_run(self, keys: list[ChunkKey]) -> list[bytes]:
         if self.cache.disk is None:
@@ -245,7 +234,7 @@ class FileReader:
 
     # -- 3. plan, fetch, assemble --------------------------------------------------------------------------
 
-    async def _from_network(self, pos: int, end: int, fetch_end: int) -> bytes:
+    async def _from_network(self, pos: int, end: int, fetch_end: int, placed: list[Placed] | None) -> bytes:
         w = await self._window_at(pos, fetch_end)
         r = w.recon
         assert r is not None
@@ -258,7 +247,12 @@ class FileReader:
         for t, cs in zip(plan.terms, term_chunks):   # hashes were checked when the chunks were fetched
             verify_term(t, cs, with_hash=False)
         self.known.learn(pos - plan.skip_bytes, plan.terms, term_chunks)
-        return _slice_chunks((c for cs in term_chunks for c in cs), plan.skip_bytes, plan.size_bytes)
+        chunks = [c for cs in term_chunks for c in cs]
+        data = slice_chunks(chunks, plan.skip_bytes, plan.size_bytes)
+        if placed is not None:
+            keys = [(bytes(t.xorb_hash), i) for t in plan.terms for i in range(t.chunk_start, t.chunk_end)]
+            placed.extend(whole_chunks(pos - plan.skip_bytes, keys, chunks, pos, pos + len(data)))
+        return data
 
     async def _fetch_plan(self, w: Window, plan: ReadPlan) -> dict[FetchRange, list[bytes]]:
         r = w.recon

@@ -8,14 +8,21 @@ that lies about them only changes the hash, which then fails.
 
 ``feed`` takes the file's bytes in order, in any pieces, with the sizes of the chunks starting where the
 complete chunks end; a chunk cut by the end of a piece is carried (at most one chunk) to the next piece.
+For a chunk that lies whole in a piece, ``hash_at(file offset, size)`` may give its hash: the one the
+fetcher computed, in this process, from the very chunk object whose bytes are at that place in the piece
+(``read.assembly``, ``ChunkCache.verified_hash``); such a chunk is not hashed again. A hash a server claims
+never goes in: each leaf is the hash of the bytes fed at its place, so the file hash still ties them to
+the listing.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from xetfs.core.hashing import MerkleHash, chunk_hash, file_hash
 from xetfs.core.params import DEFAULT_CHUNKING
 from xetfs.errors import IntegrityError
+
+HashAt = Callable[[int, int], bytes | None]   # (file offset, size) -> the hash of the bytes fed there, if known
 
 
 class XetFileCheck:
@@ -27,8 +34,9 @@ class XetFileCheck:
         self._leaves: list[tuple[bytes, int]] = []
         self._carry = bytearray()             # the start of the chunk that begins at ``hashed``
 
-    def feed(self, data: bytes | memoryview, sizes: Sequence[int]) -> None:
-        """The next bytes of the file; ``sizes``: the chunks from ``hashed`` on (more than cover is fine)."""
+    def feed(self, data: bytes | memoryview, sizes: Sequence[int], hash_at: HashAt | None = None) -> None:
+        """The next bytes of the file; ``sizes``: the chunks from ``hashed`` on (more than cover is fine);
+        ``hash_at``: asked for each chunk whole in ``data`` (its file offset and size), None to hash it."""
         view = memoryview(data).cast("B")
         pos, i = 0, 0
         if self._carry:
@@ -41,7 +49,7 @@ class XetFileCheck:
             self._carry = bytearray()
             pos, i = need, 1
         while i < len(sizes) and pos + sizes[i] <= len(view):
-            self._leaf(view[pos:pos + sizes[i]])
+            self._leaf(view[pos:pos + sizes[i]], None if hash_at is None else hash_at(self.hashed, sizes[i]))
             pos += sizes[i]
             i += 1
         self._take_carry(view[pos:])
@@ -52,8 +60,8 @@ class XetFileCheck:
             raise IntegrityError(f"{self.name}: the downloaded bytes are not the listed file "
                                  f"({self.size} bytes, Xet hash {self.expected})")
 
-    def _leaf(self, chunk: bytes | bytearray | memoryview) -> None:
-        self._leaves.append((chunk_hash(chunk), len(chunk)))
+    def _leaf(self, chunk: bytes | bytearray | memoryview, known: bytes | None = None) -> None:
+        self._leaves.append((chunk_hash(chunk) if known is None else known, len(chunk)))
         self.hashed += len(chunk)
 
     def _take_carry(self, rest: memoryview) -> None:
