@@ -36,3 +36,16 @@ def test_large_buffers_are_reused_not_faulted_in_again() -> None:
     assert isinstance(off["faults"], int) and isinstance(on["faults"], int)
     assert off["faults"] >= 6 * PAGES_PER_BUFFER, off         # glibc's default: fresh pages for each buffer
     assert on["faults"] <= 2 * PAGES_PER_BUFFER, on           # the first buffer's pages, then reused
+
+
+def test_the_daemon_env_adds_huge_pages_to_the_callers_tunables() -> None:
+    from xetfs.osutil.malloc import daemon_env
+
+    env = daemon_env({"PATH": "/bin"})
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+    assert env["PATH"] == "/bin" and env["MALLOC_TRIM_THRESHOLD_"] == str(256 << 20)
+    assert daemon_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"})["GLIBC_TUNABLES"] == \
+        "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+    mine = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0", "MALLOC_TOP_PAD_": "0"}
+    assert daemon_env(mine)["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=0"   # the caller's choice wins
+    assert daemon_env(mine)["MALLOC_TOP_PAD_"] == "0"

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xetfs.cli.durations import duration, size as parse_size
+from xetfs.osutil.malloc import daemon_env
 
 if TYPE_CHECKING:
     from xetfs.fs.mount import MountOptions
@@ -59,9 +60,6 @@ if TYPE_CHECKING:
 HELP = "mount a repo revision as a directory (a branch mounts writable)"
 
 READY_TIMEOUT_S = 300.0
-# glibc: keep freed memory for reuse rather than returning it and page-faulting later copies
-# (docs/architecture.md, "Performance").
-MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_": str(256 << 20), "MALLOC_TOP_PAD_": str(64 << 20)}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -174,7 +172,7 @@ def _daemonise(args: argparse.Namespace, opts: "MountOptions") -> int:
     logs = opts.cache_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"mount-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-    env = {**MALLOC_ENV, **os.environ}
+    env = daemon_env(os.environ)   # glibc settings read at start (docs/architecture.md, "Performance")
     if opts.token:
         env["XETFS_TOKEN"] = opts.token   # not on the command line, where ps would show it
     r, w = os.pipe()
