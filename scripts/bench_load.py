@@ -248,9 +248,16 @@ def main() -> int:
     ap.add_argument("--model-mib", type=int, default=1024)
     ap.add_argument("--big-mib", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=10)
-    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--workdir", default=None,
+                    help="keep the work files here (default: a temporary directory, removed at the end)")
     args = ap.parse_args()
-    tmp = Path(args.workdir or tempfile.mkdtemp(prefix="xetfs-bench-load-"))
+    if args.workdir:                 # kept for a look afterwards
+        return run(args, Path(args.workdir))
+    with tempfile.TemporaryDirectory(prefix="xetfs-bench-load-") as tmp:   # several GB: removed at the end
+        return run(args, Path(tmp))
+
+
+def run(args: argparse.Namespace, tmp: Path) -> int:
     for sub in ("model", "data", "big"):
         shutil.rmtree(tmp / sub, ignore_errors=True)
         (tmp / sub).mkdir(parents=True)

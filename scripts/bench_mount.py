@@ -191,13 +191,20 @@ def offline_remount(tmp: Path, size: int) -> dict[str, object]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mib", type=int, default=1024)
-    ap.add_argument("--workdir", default=None)
+    ap.add_argument("--workdir", default=None,
+                    help="keep the work files here (default: a temporary directory, removed at the end)")
     ap.add_argument("--preads", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3, help="passes of each warm read (best counts)")
     ap.add_argument("--only", choices=["g_offline_remount", "h_poll_cost"], default=None,
                     help="run only this figure")
     args = ap.parse_args()
-    tmp = Path(args.workdir or tempfile.mkdtemp(prefix="xetfs-bench-"))
+    if args.workdir:                 # kept for a look afterwards
+        return run(args, Path(args.workdir))
+    with tempfile.TemporaryDirectory(prefix="xetfs-bench-") as tmp:   # several GB: removed at the end
+        return run(args, Path(tmp))
+
+
+def run(args: argparse.Namespace, tmp: Path) -> int:
     if args.only == "h_poll_cost":
         shutil.rmtree(tmp / "server", ignore_errors=True)
         with running_server(tmp / "server") as server:
