@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TypeVar
 
 import httpx
@@ -36,7 +37,7 @@ from xetfs.protocol.cas import (check_content_range, parse_shard_events, parse_s
 from xetfs.protocol.reconstruction import parse_reconstruction_json
 from xetfs.protocol.status import V1_FALLBACK_STATUSES
 from xetfs.transport import http
-from xetfs.transport.rangeget import RangeUnsupported
+from xetfs.transport.rangeget import RangeBody, RangeUnsupported
 from xetfs.transport.retry import DEFAULT_RETRY, RetryPolicy, retry_call
 from xetfs.core.hashing import MerkleHash
 from xetfs.core.reconstruction import FetchRange, Reconstruction
@@ -194,6 +195,25 @@ class CasClient:
                                     on_retry=self.failover.retried)
         except Forbidden as exc:
             raise FetchUrlExpired(str(exc)) from exc
+
+    @asynccontextmanager
+    async def open_range(self, fr: FetchRange) -> AsyncIterator[RangeBody | None]:
+        """One GET of the whole fetch range, its body to receive piece by piece (``RangeBody.recv_into``);
+        None when that fast path does not apply (no raw-socket getter, an https URL) or its GET failed: the
+        caller then fetches piece by piece with ``fetch_range_into`` (retries, failover, expired URLs)."""
+        getter = self.http.range_getter if isinstance(self.http, http.XetHttpClient) else None
+        async with AsyncExitStack() as stack:
+            body: RangeBody | None = None
+            if getter is not None and fr.url.startswith("http://"):
+                try:
+                    body = await stack.enter_async_context(getter.open_range(
+                        fr.url, fr.byte_start, fr.byte_end, {"X-Xet-Session-Id": self.session_id}))
+                    check_content_range(body.headers.get("content-range"), fr.byte_start, fr.byte_end, _what(fr))
+                    self.failover.observe(None)
+                except (XetError, RangeUnsupported) as exc:
+                    log.debug("one GET of %s failed (%s): fetching it piece by piece", _what(fr), exc)
+                    body = None
+            yield body
 
     async def _fetch_once(self, fr: FetchRange, view: memoryview) -> int:
         getter = self.http.range_getter if isinstance(self.http, http.XetHttpClient) else None

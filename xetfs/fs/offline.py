@@ -23,7 +23,8 @@ token then), without a remount.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,7 +39,7 @@ from xetfs.core.reconstruction import FetchRange, Reconstruction
 from xetfs.errors import FormatError, XetError
 from xetfs.protocol.hub import RepoInfo, TreeEntry
 from xetfs.read.snapshot import Snapshot, load_snapshot, save_snapshot, snapshot_of
-from xetfs.read.source import ChunkSource
+from xetfs.read.source import ChunkSource, RangeStream
 from xetfs.transport.endpoints import failover_for
 from xetfs.transport.http import http_status_of
 from xetfs.transport.reachability import DEGRADED, OFFLINE, ONLINE, Reachability, ServerOffline, unreachable
@@ -210,6 +211,25 @@ class GatedSource:
 
     async def fetch_range_into(self, fr: FetchRange, out: bytearray | memoryview) -> int:
         return await self.gate.run(f"fetch of xorb {fr.xorb_hash}", lambda: self.inner.fetch_range_into(fr, out))
+
+    @asynccontextmanager
+    async def open_range(self, fr: FetchRange) -> AsyncIterator[RangeStream | None]:
+        """None unless online (``fetch_range_into`` then says why); each receive runs behind the gate."""
+        if not self.gate.reach.online:
+            yield None
+            return
+        async with self.inner.open_range(fr) as body:
+            yield None if body is None else _GatedStream(body, self.gate, f"fetch of xorb {fr.xorb_hash}")
+
+
+class _GatedStream:
+    """A ``RangeStream`` whose receives are cancelled when the mount goes offline or degraded."""
+
+    def __init__(self, inner: RangeStream, gate: Gate, what: str) -> None:
+        self.inner, self.gate, self.what = inner, gate, what
+
+    async def recv_into(self, out: memoryview) -> int:
+        return await self.gate.run(self.what, lambda: self.inner.recv_into(out))
 
 
 async def reconnect(reach: Reachability, probe: Callable[[], Awaitable[Any]], params: ReconnectParams) -> None:

@@ -4,10 +4,9 @@
 A ``Fetcher`` is shared by every ``FileReader`` of a mount. ``start(fetch range, terms)`` returns the fetch
 of that range: the running one of the same byte range, else a join of running fetches when they (and the
 memory tier) hold every chunk of it (running fetches are also keyed by chunk), else a new one. No lock is held
-across a network await, so any number of readers proceed in parallel. A fetch runs in pieces of
-``piece_bytes`` received (``ChunkSource.fetch_range_into``: raw-socket range GETs) into two pooled buffers,
-so while one piece arrives the previous one's complete chunk records (``core.xorb.split_complete_records``)
-are decoded and hashed in a worker thread. Each term is then verified (``core.reconstruction.verify_term``,
+across a network await, so any number of readers proceed in parallel. A fetch is received in pieces
+(``read.pieces``: one GET per fetch range, received ``piece_bytes`` at a time into two pooled buffers, so
+while one piece arrives the previous one is decoded and hashed in a worker thread). Each term is then verified (``core.reconstruction.verify_term``,
 with the hashes already computed); a mismatch is refetched once, then raises ``IntegrityError`` (EIO).
 Verified chunks go to the memory tier with their chunk hashes (snapshot download reuses them: ``read.assembly``),
 waiters are released, and the chunks go on to the disk tier with their chunk hashes as checksums (hashed once)
@@ -23,7 +22,6 @@ classification underneath.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Sequence
@@ -32,13 +30,13 @@ from typing import cast
 
 import trio
 
-from xetfs.core.hashing import MerkleHash, chunk_hash
+from xetfs.core.hashing import MerkleHash
 from xetfs.core.params import DEFAULT_XORB, XorbParams
 from xetfs.core.reconstruction import FetchRange, ReconstructionTerm, verify_term
-from xetfs.core.xorb import CHUNK_HEADER_BYTES, decode_record, parse_chunk_records, split_complete_records
 from xetfs.errors import FormatError, IntegrityError, TransientError
 from xetfs.read.cache import ChunkCache, ChunkKey
-from xetfs.read.flight import ByteBudget, FetchCancelled, Pending, concurrently, maybe_thread, tune_allocator
+from xetfs.read.flight import ByteBudget, FetchCancelled, Pending, maybe_thread, tune_allocator
+from xetfs.read.pieces import PieceReceiver
 from xetfs.read.source import ChunkSource, FileCounters, ReadStats
 
 __all__ = ["DiskJob", "FetchCancelled", "Fetcher", "Pending", "ReadStats", "tune_allocator"]
@@ -80,10 +78,8 @@ class Fetcher:
         self._budget = ByteBudget(max_inflight_bytes)   # bounds the RSS of fetch buffers + decoded chunks
         self._inflight: dict[tuple[bytes, int, int], Pending] = {}   # running fetches by byte range ...
         self._flights: dict[ChunkKey, _Flight] = {}                  # ... and by chunk
-        self.max_record_bytes = CHUNK_HEADER_BYTES + params.max_chunk_compressed
-        self.piece_bytes = max(piece_bytes, self.max_record_bytes)
-        self.max_pooled_buffers = 2 * max_parallel_fetches   # two per running fetch: a fixed pool
-        self._buffers: list[bytearray] = []
+        self.pieces = PieceReceiver(cas, self.stats, self.cpu, params, piece_bytes,
+                                    max_pooled_buffers=2 * max_parallel_fetches)   # two per running fetch
         self._disk_loads: dict[tuple[bytes, int, int], Pending] = {}   # single-flight disk-tier loads
         # Disk-tier writes leave the read's critical path: a writer task drains a bounded queue.
         self._disk_queue: trio.MemorySendChannel[DiskJob] | None = None
@@ -314,7 +310,7 @@ class Fetcher:
             try:
                 async with self._net:
                     started = trio.current_time()
-                    chunks, hashes = await self._fetch_pieces(fr)
+                    chunks, hashes = await self.pieces.fetch(fr)
                     self.stats.fetch_seconds.observe(trio.current_time() - started)
                 self._verify(fr, terms, chunks, hashes)
             except (IntegrityError, FormatError) as exc:
@@ -330,59 +326,6 @@ class Fetcher:
             self.cache.put_many(items, disk=False, hashes=hashes)   # hashes of these objects (read.assembly)
             return items, (hashes if all(t.verification_hash is not None for t in terms) else None)
         raise AssertionError("unreachable")
-
-    async def _fetch_pieces(self, fr: FetchRange) -> tuple[list[bytes], list[MerkleHash]]:
-        """Fetch ``fr`` in pieces of ``piece_bytes`` into two pooled buffers: while one piece is received,
-        the complete chunk records of the previous one are decoded and hashed in a worker thread. The bytes
-        of a record cut by a piece's end are copied in front of the next piece (each buffer keeps
-        ``max_record_bytes`` of headroom for them). Returns chunks + chunk hashes, not yet verified."""
-        chunks: list[bytes] = []
-        hashes: list[MerkleHash] = []
-        head = self.max_record_bytes
-        bufs = [self._take_buffer(), self._take_buffer()]
-        try:
-            pos, end, i = fr.byte_start, fr.byte_end + 1, 0
-            prev: memoryview | None = None          # the last piece (with its carried-in head), undecoded
-            while True:
-                buf = bufs[i % 2]
-                n = min(self.piece_bytes, end - pos)
-                consumed = [0]
-                decode = None if prev is None else functools.partial(
-                    self._decode_piece_async, prev, n == 0, chunks, hashes, consumed)
-                fetch = None if n == 0 else functools.partial(
-                    self.cas.fetch_range_into, dataclasses.replace(fr, byte_start=pos, byte_end=pos + n - 1),
-                    memoryview(buf)[head:head + n])
-                await concurrently(decode, fetch)
-                if n == 0:
-                    break
-                self.stats.bytes_fetched += n
-                tail = memoryview(b"") if prev is None else prev[consumed[0]:]
-                buf[head - len(tail):head] = tail
-                prev = memoryview(buf)[head - len(tail):head + n]
-                pos += n
-                i += 1
-            self.stats.fetches += 1
-        finally:
-            self._buffers.extend(bufs[:max(0, self.max_pooled_buffers - len(self._buffers))])
-        return chunks, hashes
-
-    def _take_buffer(self) -> bytearray:
-        return self._buffers.pop() if self._buffers else bytearray(self.max_record_bytes + self.piece_bytes)
-
-    async def _decode_piece_async(self, view: memoryview, final: bool, chunks: list[bytes],
-                                  hashes: list[MerkleHash], consumed: list[int]) -> None:
-        got, got_hashes, consumed[0] = await maybe_thread(self._decode_piece, len(view), self.cpu, view, final)
-        chunks.extend(got)
-        hashes.extend(got_hashes)
-
-    def _decode_piece(self, view: memoryview, final: bool) -> tuple[list[bytes], list[MerkleHash], int]:
-        """Decode + hash the complete records of ``view``; a cut record at its end is left (unless final)."""
-        if final:
-            records = parse_chunk_records(view, self.params)
-        else:
-            records, _ = split_complete_records(view, self.params)
-        out = [decode_record(view, r) for r in records]
-        return out, [chunk_hash(c) for c in out], records[-1].end if records else 0
 
     def _verify(self, fr: FetchRange, terms: Sequence[ReconstructionTerm], chunks: Sequence[bytes],
                 hashes: Sequence[MerkleHash]) -> None:

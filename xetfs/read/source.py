@@ -1,6 +1,6 @@
 """The seam between the read path and the CAS: ``ChunkSource`` (docs/architecture.md, "The read path").
 
-``xetfs.client.cas.CasClient`` is the one the product wires in; tests may pass anything with these two
+``xetfs.client.cas.CasClient`` is the one the product wires in; tests may pass anything with these
 methods. ``ReadStats`` are the read path's counters, shared by every reader of one ``Fetcher``, with two
 ``Latencies`` (fetch and reconstruction histograms, served by ``xetfs.fs.metrics``); ``FileCounters`` those of
 one file.
@@ -8,6 +8,7 @@ one file.
 from __future__ import annotations
 
 from bisect import bisect_left
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -15,13 +16,23 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.core.reconstruction import FetchRange, Reconstruction
 
 
+class RangeStream(Protocol):
+    """The body of one GET of a fetch range, received in order (``xetfs.transport.rangeget.RangeBody``)."""
+
+    async def recv_into(self, out: memoryview) -> int: ...
+
+
 class ChunkSource(Protocol):
-    """Reconstructions of files and the bytes of xorb ranges (docs/protocol.md, "Reconstruction")."""
+    """Reconstructions of files and the bytes of xorb ranges (docs/protocol.md, "Reconstruction").
+    ``open_range`` gives a fetch range's body to receive in pieces, or None: then ``fetch_range_into``
+    fetches each piece."""
 
     async def reconstruction(self, file_hash: MerkleHash,
                              byte_range: tuple[int, int] | None = None) -> Reconstruction: ...
 
     async def fetch_range_into(self, fr: FetchRange, out: bytearray | memoryview) -> int: ...
+
+    def open_range(self, fr: FetchRange) -> AbstractAsyncContextManager[RangeStream | None]: ...
 
 
 # Upper bounds (seconds) of the latency buckets: a 1 MiB fetch on loopback takes milliseconds, a slow link seconds.

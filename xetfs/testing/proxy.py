@@ -4,7 +4,8 @@
 client -> server (``hold_up``) or server -> client (``hold_down``) it forwards nothing more that way and sets
 ``held``. The test then knows the transfer is running and has moved exactly N bytes, does what it must (kill a
 node, kill a mount), and calls ``release()``: the gate opens for good and the held bytes move on. ``hold(way)``
-closes the gate at once (a server that hangs mid-answer, its connections open). ``close()`` stops everything.
+closes the gate at once, or after a given count (a server that hangs mid-answer, its connections open);
+``cut()`` then drops those connections (a server that fails mid-answer). ``close()`` stops everything.
 
 ``GatedProxy([port_a, port_b])`` sends each new connection to the next port in turn (several nodes of one
 cluster behind one address; ``xetfs.testing.hubs``).
@@ -51,11 +52,24 @@ class GatedProxy:
             self.limits = {"up": None, "down": None}
         self._open.set()
 
-    def hold(self, way: str = "down") -> None:
-        """Close the gate now: nothing more moves that way ("up" or "down") until ``release``."""
+    def hold(self, way: str = "down", after: int = 0) -> None:
+        """Close the gate ``after`` more bytes: nothing more moves that way ("up" or "down") until ``release``."""
         with self._lock:
-            self.limits[way] = self.moved[way]
+            self.limits[way] = self.moved[way] + after
+            self.held.clear()
         self._open.clear()
+
+    def cut(self) -> None:
+        """Drop every open connection now, held bytes unsent (a server failing mid-answer); new connections
+        are served as before."""
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
 
     def close(self) -> None:
         self._closed = True

@@ -14,6 +14,10 @@ on plain HTTP). The only answers handled here are the ones a range server gives:
 - anything else (``200`` whole body, chunked, multipart, 1xx/3xx, https URLs) raises ``RangeUnsupported``
   and the caller uses its httpx path, which handles every form.
 
+``get_into`` receives a whole body into one buffer; ``open_range`` hands the body over to be received in
+order, piece by piece (``RangeBody.recv_into``), so a fetch range costs one request however many buffers it
+passes through (``xetfs.read.pieces``).
+
 Transport failures and timeouts become ``TransientError`` through ``socket_error``. Every
 wait is bounded: connect by ``connect_timeout_s``, each send by ``write_timeout_s``, each receive by
 ``read_timeout_s`` (an idle timeout: a slow body that keeps moving is not cut off).
@@ -28,7 +32,8 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import trio
@@ -60,6 +65,42 @@ class _StaleConnection(Exception):
     """A reused keep-alive connection was closed by the server before answering."""
 
 
+class RangeBody:
+    """The body of one ``206`` answer (``RangeGetter.open_range``), received in order into the caller's
+    buffers. ``remaining`` counts the bytes not received yet."""
+
+    def __init__(self, sock: trio.socket.SocketType, url: str, headers: dict[str, str], extra: bytes, size: int,
+                 read_timeout_s: float) -> None:
+        self._sock = sock
+        self._read_timeout_s = read_timeout_s
+        self.url = url
+        self.headers = headers
+        self._extra = memoryview(extra)      # body bytes that came with the head
+        self.remaining = size
+        self.keep = headers.get("connection", "").lower() != "close"
+
+    async def recv_into(self, out: memoryview) -> int:
+        """Fill ``out`` (at most ``remaining`` bytes long) with the next body bytes; ``len(out)``.
+        A connection lost or stalled past the read timeout -> ``TransientError``."""
+        if len(out) > self.remaining:
+            raise ValueError(f"{len(out)} bytes asked, {self.remaining} left in the body")
+        n = min(len(out), len(self._extra))
+        out[:n] = self._extra[:n]
+        self._extra = self._extra[n:]
+        try:
+            while n < len(out):
+                with trio.fail_after(self._read_timeout_s):
+                    got = await self._sock.recv_into(out[n:])
+                if not got:
+                    raise OSError(f"connection closed with {self.remaining - n} body bytes to come")
+                n += got
+        except (OSError, trio.TooSlowError) as exc:
+            raise socket_error(exc, self.url) from exc
+        finally:
+            self.remaining -= n
+        return n
+
+
 class RangeGetter:
     """Range GETs over pooled raw trio sockets; see the module docstring."""
 
@@ -72,6 +113,17 @@ class RangeGetter:
     async def get_into(self, url: str, start: int, end_incl: int, out: memoryview,
                        headers: Mapping[str, str] | None = None) -> tuple[dict[str, str], int]:
         """Receive bytes ``[start, end_incl]`` of ``url`` into ``out`` (exactly that long): (headers, count)."""
+        if end_incl - start + 1 != len(out):
+            raise ValueError(f"a {len(out)}-byte buffer for a {end_incl - start + 1}-byte range")
+        async with self.open_range(url, start, end_incl, headers) as body:
+            return body.headers, await body.recv_into(out)
+
+    @asynccontextmanager
+    async def open_range(self, url: str, start: int, end_incl: int,
+                         headers: Mapping[str, str] | None = None) -> AsyncIterator[RangeBody]:
+        """One GET of bytes ``[start, end_incl]`` of ``url``, answered ``206``: its body, to receive in pieces
+        (``RangeBody.recv_into``). The connection goes back to the pool when the whole body was received,
+        else it is closed."""
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise RangeUnsupported(parts.scheme)
@@ -81,28 +133,34 @@ class RangeGetter:
                  *(f"{k}: {v}" for k, v in (headers or {}).items())]
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         address = (parts.hostname, parts.port or 80)
+        body: RangeBody | None = None
         try:
             for attempt in range(2):
                 sock, reused = await self._checkout(address)
-                keep = False
                 try:
-                    keep, answer = await self._exchange(sock, reused, request, url, out)
-                    return answer
+                    body = await self._exchange(sock, reused, request, url, end_incl - start + 1)
+                    break
                 except _StaleConnection:
+                    sock.close()
                     if attempt:
                         raise OSError("connection closed before an answer") from None
-                finally:
-                    if keep:
-                        self._checkin(address, sock)
-                    else:
-                        sock.close()
+                except BaseException:
+                    sock.close()
+                    raise
         except (OSError, trio.TooSlowError, _StaleConnection) as exc:
             raise socket_error(exc, url) from exc
-        raise AssertionError("unreachable")
+        assert body is not None
+        try:
+            yield body
+        finally:
+            if body.remaining == 0 and body.keep:
+                self._checkin(address, sock)
+            else:
+                sock.close()
 
     async def _exchange(self, sock: trio.socket.SocketType, reused: bool, request: bytes, url: str,
-                        out: memoryview) -> tuple[bool, tuple[dict[str, str], int]]:
-        """One request/answer; (keep the connection?, (headers, body bytes))."""
+                        size: int) -> RangeBody:
+        """Send the request, read the answer's head: the body of a ``206`` of ``size`` bytes, else raise."""
         try:
             await self._send(sock, request)
             status, reason, headers, extra = await self._read_head(sock)
@@ -119,11 +177,11 @@ class RangeGetter:
             raise err
         if status != 206 or length is None or "transfer-encoding" in headers:
             raise RangeUnsupported(f"status {status}")
-        if int(length) != len(out):
-            raise RemoteError(f"GET {urlsplit(url).path}: {length} body bytes for a {len(out)}-byte range")
-        n = await self._read_body(sock, extra, out)
-        keep = headers.get("connection", "").lower() != "close"
-        return keep, (headers, n)
+        if int(length) != size:
+            raise RemoteError(f"GET {urlsplit(url).path}: {length} body bytes for a {size}-byte range")
+        if len(extra) > size:
+            raise RemoteError("more body bytes than announced")
+        return RangeBody(sock, url, headers, extra, size, self.params.read_timeout_s)
 
     # -- connections -----------------------------------------------------------------------------------------
 
@@ -199,18 +257,6 @@ class RangeGetter:
             if sep:
                 headers[name.strip().lower()] = value.strip()
         return status, rest[0] if rest else "", headers, bytes(buf[end + len(_HEAD_END):n])
-
-    async def _read_body(self, sock: trio.socket.SocketType, extra: bytes, out: memoryview) -> int:
-        if len(extra) > len(out):
-            raise RemoteError("more body bytes than announced")
-        out[:len(extra)] = extra
-        pos = len(extra)
-        while pos < len(out):
-            got = await self._recv_into(sock, out[pos:])
-            if not got:
-                raise OSError(f"connection closed after {pos} of {len(out)} body bytes")
-            pos += got
-        return pos
 
     async def _read_error_body(self, sock: trio.socket.SocketType, extra: bytes, length: str | None) -> bytes:
         """Up to MAX_ERROR_BODY_BYTES of an error answer's body (the connection is not reused)."""
