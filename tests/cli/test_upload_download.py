@@ -222,11 +222,12 @@ def test_download_refuses_bytes_that_are_not_the_listed_file(server: ServerHandl
 
 
 def _count_chunk_hashes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """Count the chunk hashes computed by the fetcher (term verification) and by the download's file check."""
-    from xetfs.read import fetcher, xetcheck
+    """Count the chunk hashes computed by the fetcher (its piece decoder, for term verification) and by the
+    download's file check."""
+    from xetfs.read import pieces, xetcheck
 
     calls = {"fetcher": 0, "check": 0}
-    for name, module in (("fetcher", fetcher), ("check", xetcheck)):
+    for name, module in (("fetcher", pieces), ("check", xetcheck)):
         def counted(data: bytes | memoryview, _name: str = name, _real: Callable = module.chunk_hash) -> object:  # type: ignore[type-arg]
             calls[_name] += 1
             return _real(data)
