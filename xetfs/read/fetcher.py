@@ -6,8 +6,9 @@ of that range: the running one of the same byte range, else a join of running fe
 memory tier) hold every chunk of it (running fetches are also keyed by chunk), else a new one. No lock is held
 across a network await, so any number of readers proceed in parallel. A fetch is received in pieces
 (``read.pieces``: one GET per fetch range, received ``piece_bytes`` at a time into two pooled buffers, so
-while one piece arrives the previous one is decoded and hashed in a worker thread). Each term is then verified (``core.reconstruction.verify_term``,
-with the hashes already computed); a mismatch is refetched once, then raises ``IntegrityError`` (EIO).
+while one piece arrives the previous one is decoded and hashed in a worker thread). Each term is then
+verified (``core.reconstruction.verify_term``, with the hashes already computed); a mismatch is refetched
+once, then raises ``IntegrityError`` (EIO).
 Verified chunks go to the memory tier with their chunk hashes (snapshot download reuses them: ``read.assembly``),
 waiters are released, and the chunks go on to the disk tier with their chunk hashes as checksums (hashed once)
 through one writer task (``submit`` queues any other disk job -- a file layout -- behind it, so ``drain`` at
