@@ -64,24 +64,13 @@ class GatedProxy:
         are served as before."""
         with self._lock:
             socks, self._socks = self._socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+        _drop(socks)
 
     def close(self) -> None:
         self._closed = True
         self._open.set()
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for s in [self._listener, *socks]:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
+        self.cut()
+        _drop([self._listener])
 
     def __enter__(self) -> GatedProxy:
         return self
@@ -147,3 +136,12 @@ class GatedProxy:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+def _drop(socks: list[socket.socket]) -> None:
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()

@@ -57,6 +57,12 @@ def socket_error(exc: BaseException, url: str) -> TransientError:
     return TransientError(f"{what}: cannot reach {urlsplit(url).netloc}: {exc or type(exc).__name__}", http_status=0)
 
 
+async def _recv_into(sock: trio.socket.SocketType, view: memoryview, timeout_s: float) -> int:
+    """One receive, bounded by the idle timeout ``timeout_s``."""
+    with trio.fail_after(timeout_s):
+        return int(await sock.recv_into(view))
+
+
 class RangeUnsupported(Exception):
     """The answer is not a plain ``206`` (or an error status): use the general HTTP client instead."""
 
@@ -89,8 +95,7 @@ class RangeBody:
         self._extra = self._extra[n:]
         try:
             while n < len(out):
-                with trio.fail_after(self._read_timeout_s):
-                    got = await self._sock.recv_into(out[n:])
+                got = await _recv_into(self._sock, out[n:], self._read_timeout_s)
                 if not got:
                     raise OSError(f"connection closed with {self.remaining - n} body bytes to come")
                 n += got
@@ -223,9 +228,6 @@ class RangeGetter:
                 sent = await sock.send(view)
             view = view[sent:]
 
-    async def _recv_into(self, sock: trio.socket.SocketType, view: memoryview) -> int:
-        with trio.fail_after(self.params.read_timeout_s):
-            return int(await sock.recv_into(view))
 
     async def _read_head(self, sock: trio.socket.SocketType) -> tuple[int, str, dict[str, str], bytes]:
         """Status, reason, lower-cased headers, and the body bytes that arrived with the head."""
@@ -236,7 +238,7 @@ class RangeGetter:
                 if n >= MAX_HEAD_BYTES:
                     raise RemoteError("HTTP answer head too long")
                 buf.extend(bytes(len(buf)))
-            got = await self._recv_into(sock, memoryview(buf)[n:])
+            got = await _recv_into(sock, memoryview(buf)[n:], self.params.read_timeout_s)
             if not got:
                 raise _StaleConnection() if n == 0 else OSError("connection closed inside an answer head")
             n += got
@@ -265,7 +267,7 @@ class RangeGetter:
         while len(body) < want:
             chunk = bytearray(want - len(body))
             try:
-                got = await self._recv_into(sock, memoryview(chunk))
+                got = await _recv_into(sock, memoryview(chunk), self.params.read_timeout_s)
             except (OSError, trio.TooSlowError):
                 break
             if not got:
