@@ -1,6 +1,7 @@
 """The client against a real ``xetfs serve`` on loopback: CLI upload/download, dedup, errors, tokens, URLs."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -206,9 +207,7 @@ def test_download_refuses_bytes_that_are_not_the_listed_file(server: ServerHandl
     files = {"a.bin": make_bytes("random", 3_000_000, 21), "b.bin": make_bytes("random", 3_000_000, 22)}
     write_tree(tmp_path / "src", files)
     assert cli("upload", repo, str(tmp_path / "src")).code == 0
-    status, _, body = server.request("GET", f"/api/models/{repo}/tree/main?recursive=1")
-    assert status == 200
-    xet = {e["path"]: MerkleHash.from_hex(e["xetHash"]) for e in json.loads(body)}
+    xet = _listed_xet_hashes(server, repo)
     real = CasClient.reconstruction
 
     async def swapped(self: CasClient, file_hash: MerkleHash, byte_range: tuple[int, int] | None = None) -> object:
@@ -221,46 +220,85 @@ def test_download_refuses_bytes_that_are_not_the_listed_file(server: ServerHandl
     assert [p.name for p in (tmp_path / "dst").iterdir() if p.name != "b.bin"] == []
 
 
-def _count_chunk_hashes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """Count the chunk hashes computed by the fetcher (its piece decoder, for term verification) and by the
-    download's file check."""
-    from xetfs.read import pieces, xetcheck
+def _count_chunk_hashes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the chunk hashes the download computes (one per chunk of each fetch range it decodes)."""
+    from xetfs.read import wholefile
 
-    calls = {"fetcher": 0, "check": 0}
-    for name, module in (("fetcher", pieces), ("check", xetcheck)):
-        def counted(data: bytes | memoryview, _name: str = name, _real: Callable = module.chunk_hash) -> object:  # type: ignore[type-arg]
-            calls[_name] += 1
-            return _real(data)
-        monkeypatch.setattr(module, "chunk_hash", counted)
+    calls = [0]
+    real = wholefile.chunk_hash
+
+    def counted(data: bytes | memoryview) -> object:
+        calls[0] += 1
+        return real(data)
+    monkeypatch.setattr(wholefile, "chunk_hash", counted)
     return calls
 
 
 def test_download_hashes_each_chunk_once(server: ServerHandle, repo: str, cli: Callable,  # type: ignore[type-arg]
                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The file check takes each chunk's hash from the fetcher, which computed it from the very chunk object
-    that was written: a chunk is hashed once, except one cut by the end of a read block (the check hashes it
-    from the bytes written)."""
+    """Each chunk is hashed once, when its fetch range is decoded: the same hash serves the term's check and
+    the file hash."""
     from xetfs.core.chunking import chunk_data
-    from xetfs.read import download
 
     files = {"a.bin": make_bytes("random", 3_000_000, 31), "b.bin": make_bytes("random", 2_000_000, 32)}
     write_tree(tmp_path / "src", files)
     assert cli("upload", repo, str(tmp_path / "src")).code == 0
-    block = 1 << 20
-    monkeypatch.setattr(download, "BLOCK_BYTES", block)   # several blocks per file, served from cache and network
     calls = _count_chunk_hashes(monkeypatch)
     result = cli("download", repo, "--to", str(tmp_path / "dst"))
     assert result.code == 0, result.err
     assert tree_of(tmp_path / "dst") == files
-    chunks = cut = 0
-    for data in files.values():
-        at = 0
-        for c in chunk_data(data):
-            chunks += 1
-            cut += (at // block) != ((at + len(c.data) - 1) // block)   # a block ends inside it
-            at += len(c.data)
-    assert 0 < cut < chunks // 10
-    assert calls == {"fetcher": chunks, "check": cut}
+    assert calls == [sum(len(chunk_data(data)) for data in files.values())]
+
+
+def _listed_xet_hashes(server: ServerHandle, repo: str) -> dict[str, MerkleHash]:
+    status, _, body = server.request("GET", f"/api/models/{repo}/tree/main?recursive=1")
+    assert status == 200
+    return {e["path"]: MerkleHash.from_hex(e["xetHash"]) for e in json.loads(body)}
+
+
+def test_download_asks_again_for_expired_data_urls(server: ServerHandle, repo: str, cli: Callable,  # type: ignore[type-arg]
+                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Data URLs that answer 403 (their signature spoiled in the first two reconstructions of the file): each
+    fetch range asks for a new reconstruction and takes its URL for the same bytes; the file is right."""
+    data = make_bytes("random", 3_000_000, 51)
+    write_tree(tmp_path / "src", {"a.bin": data})
+    assert cli("upload", repo, str(tmp_path / "src")).code == 0
+    real = CasClient.reconstruction
+    answers = [0]
+
+    async def spoiled(self: CasClient, file_hash: MerkleHash, byte_range: tuple[int, int] | None = None) -> object:
+        r = await real(self, file_hash, byte_range)
+        answers[0] += 1
+        if answers[0] > 2:
+            return r
+        bad = {x: tuple(dataclasses.replace(f, url=f.url.replace("s=", "s=0")) for f in frs)
+               for x, frs in r.fetch.items()}
+        return dataclasses.replace(r, fetch=bad)
+
+    monkeypatch.setattr(CasClient, "reconstruction", spoiled)
+    result = cli("download", repo, "--to", str(tmp_path / "dst"))
+    assert result.code == 0, result.err
+    assert (tmp_path / "dst" / "a.bin").read_bytes() == data
+    assert answers[0] >= 3
+
+
+def test_download_refuses_a_fetch_range_larger_than_a_xorb(server: ServerHandle, repo: str, cli: Callable,  # type: ignore[type-arg]
+                                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reconstruction whose fetch range claims 64 GiB: refused before any buffer is allocated; no file left."""
+    write_tree(tmp_path / "src", {"a.bin": make_bytes("random", 1_000_000, 52)})
+    assert cli("upload", repo, str(tmp_path / "src")).code == 0
+    real = CasClient.reconstruction
+
+    async def huge(self: CasClient, file_hash: MerkleHash, byte_range: tuple[int, int] | None = None) -> object:
+        r = await real(self, file_hash, byte_range)
+        big = {x: tuple(dataclasses.replace(f, byte_end=f.byte_start + (64 << 30)) for f in frs)
+               for x, frs in r.fetch.items()}
+        return dataclasses.replace(r, fetch=big)
+
+    monkeypatch.setattr(CasClient, "reconstruction", huge)
+    result = cli("download", repo, "--to", str(tmp_path / "dst"))
+    assert result.code == 1 and "more than a xorb holds" in result.err
+    assert [p.name for p in (tmp_path / "dst").iterdir()] == []
 
 
 def test_download_refuses_the_right_bytes_cut_at_other_boundaries(server: ServerHandle, repo: str,
@@ -281,9 +319,7 @@ def test_download_refuses_the_right_bytes_cut_at_other_boundaries(server: Server
             return result.files["tiny.bin"].file_hash
 
     tiny = trio.run(upload_tiny)
-    status, _, body = server.request("GET", f"/api/models/{repo}/tree/main?recursive=1")
-    assert status == 200
-    xet = {e["path"]: MerkleHash.from_hex(e["xetHash"]) for e in json.loads(body)}
+    xet = _listed_xet_hashes(server, repo)
     assert tiny != xet["a.bin"]   # the server lists tiny.bin by its sha256 as a.bin; its shard has the tiny file
     real = CasClient.reconstruction
 
@@ -295,7 +331,7 @@ def test_download_refuses_the_right_bytes_cut_at_other_boundaries(server: Server
     result = cli("download", repo, "a.bin", "--to", str(tmp_path / "dst"))
     assert result.code == 1 and "a.bin: the downloaded bytes are not the listed file" in result.err
     assert not (tmp_path / "dst" / "a.bin").exists()
-    assert calls["fetcher"] > 0 and calls["check"] == 0   # the leaves were the fetched chunks' own hashes
+    assert calls[0] > 0   # the leaves were the fetched chunks' own hashes
     monkeypatch.setattr(CasClient, "reconstruction", real)
     assert cli("download", repo, "a.bin", "--to", str(tmp_path / "dst")).code == 0   # its own chunks: fine
     assert (tmp_path / "dst" / "a.bin").read_bytes() == data

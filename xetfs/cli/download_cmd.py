@@ -5,10 +5,10 @@ Examples:
   xetfs download datasets/org/data train/ README.md --to ./data --revision v1
 
 Without PATH, every file of the revision is downloaded; a PATH names a file or a directory of the repo.
-The revision is resolved to a commit first, so all files come from one commit. Xet files are read through
-the xetfs read path (reconstruction, parallel range fetches, per-term verification) and checked against
-their Xet file hash; other files come from the resolve route and are checked against their git blob id. Each
-file is written to a temporary name in its directory and renamed into place when complete.
+The revision is resolved to a commit first, so all files come from one commit. Xet files are fetched in
+parallel, one GET per xorb range (at most 8 at once and 256 MiB of buffers), and checked against their Xet
+file hash; other files come from the resolve route and are checked against their git blob id. Each file is
+written to a temporary name in its directory and renamed into place when complete.
 A listed file whose name is unsafe here (absolute, '..', control characters, a segment over 255 bytes, a path
 over 4096 bytes: names the server refuses, so only a hostile server sends them) is skipped with a warning;
 the others are downloaded, and the command then fails naming how many were skipped.

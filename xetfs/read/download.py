@@ -1,12 +1,12 @@
-"""Snapshot download: the files of one commit of a repo into a local directory, through the read path.
+"""Snapshot download: the files of one commit of a repo into a local directory (docs/architecture.md,
+"Downloads").
 
-The revision is resolved to a commit first, so all files come from one commit. Xet files are read with
-``FileReader`` (reconstruction, parallel range fetches, per-term verification) and checked against the Xet
-file hash the listing names (``read.xetcheck``: its leaves are the chunk hashes the fetcher computed from the
-very chunk objects written, ``read.assembly``; a chunk without one, e.g. one cut by a block's end, is hashed
-again); other files come from the resolve route and are checked against their git blob id
-(docs/protocol.md, "Tree entries"). Each file is written to a temporary name in its directory and renamed
-into place when complete; a failed or cancelled file leaves nothing behind.
+The revision is resolved to a commit first, so all files come from one commit. Xet files are written by
+``read.wholefile`` (one reconstruction, one GET per fetch range, ranges of all files in parallel within one
+``Budget``) and checked against the Xet file hash the listing names; other files come from the resolve
+route and are checked against their git blob id (docs/protocol.md, "Tree entries"). Each file is written
+to a temporary name in its directory and renamed into place when complete; a failed or cancelled file
+leaves nothing behind.
 
 A listing can only carry paths the server refused at commit if the server is hostile or broken: such an
 entry (an unsafe path by the rules of ``protocol.paths``, or a file whose path another entry uses as a
@@ -14,6 +14,7 @@ directory) is skipped, never written, and counted in ``DownloadPlan.skipped`` (d
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -28,13 +29,8 @@ from xetfs.errors import IntegrityError, NotFound, ValidationError
 from xetfs.osutil.atomic import publish, temp_path_for
 from xetfs.protocol.hub import TreeEntry
 from xetfs.protocol.paths import path_problem
-from xetfs.read.assembly import Placed
-from xetfs.read.cache import ChunkCache
-from xetfs.read.fetcher import Fetcher
-from xetfs.read.reader import FileReader
-from xetfs.read.xetcheck import HashAt, XetFileCheck
+from xetfs.read.wholefile import Budget, download_xet_file
 
-BLOCK_BYTES = 32 * 1024 * 1024     # one FileReader.read; the next block is read ahead meanwhile
 FILES_IN_PARALLEL = 4
 
 Progress = Callable[[int], object]
@@ -113,32 +109,34 @@ async def download_files(hub: HubClient, plan: DownloadPlan, root: Path,
     """Download the files of ``plan`` under ``root``."""
     at, files = plan.at, plan.files
     cas = CasClient(TokenProvider(lambda: hub.xet_token(at, "read")), hub.http, retry=hub.retry)
+    budget = Budget()                      # GETs and buffer bytes, shared by every file
     limiter = trio.CapacityLimiter(FILES_IN_PARALLEL)
     async with trio.open_nursery() as nursery:
-        fetcher = Fetcher(cas, nursery=nursery)
-        async with trio.open_nursery() as files_nursery:
-            for entry in files:
-                files_nursery.start_soon(_one_file, hub, at, fetcher, entry, root, limiter, progress)
-        nursery.cancel_scope.cancel()   # stop readahead still running
+        for entry in files:
+            nursery.start_soon(_one_file, hub, at, cas, budget, entry, root, limiter, progress)
     return DownloadResult(commit=at.revision, files=len(files), bytes=sum(e.size for e in files),
                           skipped=len(plan.skipped))
 
 
-async def _one_file(hub: HubClient, at: RepoRef, fetcher: Fetcher, entry: TreeEntry, root: Path,
+async def _one_file(hub: HubClient, at: RepoRef, cas: CasClient, budget: Budget, entry: TreeEntry, root: Path,
                     limiter: trio.CapacityLimiter, progress: Progress) -> None:
     async with limiter:
         dest = local_path(root, entry.path)
         await trio.Path(dest.parent).mkdir(parents=True, exist_ok=True)
         tmp = temp_path_for(dest)
         try:
-            async with await trio.open_file(tmp, "wb") as f:
-                async def write(data: bytes) -> None:
-                    await f.write(data)
-                    progress(len(data))
+            if entry.xet_hash is not None:     # checked against its Xet file hash
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+                try:
+                    await download_xet_file(cas, entry.path, entry.xet_hash, entry.size, fd, budget, progress)
+                finally:
+                    os.close(fd)
+            else:
+                async with await trio.open_file(tmp, "wb") as f:
+                    async def write(data: bytes) -> None:
+                        await f.write(data)
+                        progress(len(data))
 
-                if entry.xet_hash is not None:
-                    await _read_xet(fetcher, entry, write)   # checked against its Xet file hash
-                else:
                     await _read_regular(hub, at, entry, write)
             await trio.to_thread.run_sync(publish, tmp, dest)
         except BaseException:
@@ -158,35 +156,3 @@ async def _read_regular(hub: HubClient, at: RepoRef, entry: TreeEntry, write: Wr
     if size != entry.size or (entry.oid and digest.hexdigest() != entry.oid):
         raise IntegrityError(f"{entry.path}: downloaded {size} bytes that do not match the listing "
                              f"({entry.size} bytes, git blob {entry.oid})")
-
-
-async def _read_xet(fetcher: Fetcher, entry: TreeEntry, write: Write) -> None:
-    assert entry.xet_hash is not None
-    reader = FileReader(fetcher.cas, entry.xet_hash, entry.size, fetcher=fetcher)
-    check = XetFileCheck(entry.path, entry.size, entry.xet_hash)
-    offset = 0
-    while offset < entry.size:
-        placed: list[Placed] = []
-        data = await reader.read(offset, BLOCK_BYTES, fetch_end=min(entry.size, offset + 2 * BLOCK_BYTES),
-                                 placed=placed)
-        if not data:
-            break
-        # the sizes of the chunks from the first one not hashed yet: all were learned by this read
-        sizes = [c.size for _, c in reader.known.run(check.hashed, offset + len(data))]
-        await trio.to_thread.run_sync(check.feed, data, sizes, _hash_at(fetcher.cache, placed))
-        await write(data)
-        offset += len(data)
-    check.verify()
-
-
-def _hash_at(cache: ChunkCache, placed: list[Placed]) -> HashAt:
-    """(file offset, size) -> the chunk hash the fetcher computed from the very chunk object ``read`` placed
-    whole there (held by the memory tier with its hash), else None: that chunk is hashed by the check."""
-    at = {offset: (key, chunk) for offset, key, chunk in placed}
-
-    def hash_at(offset: int, size: int) -> bytes | None:
-        found = at.get(offset)
-        if found is None or len(found[1]) != size:
-            return None
-        return cache.verified_hash(*found)
-    return hash_at

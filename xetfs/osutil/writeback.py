@@ -1,0 +1,37 @@
+"""Start writing a file's dirty pages to disk early (docs/architecture.md, "Downloads").
+
+A download fsyncs each file before renaming it into place (``osutil.atomic.publish``). Left to the kernel,
+the pages of a fast download are still dirty then, and the fsync waits for all of them: measured at 0.17-0.33 s
+per 340 MB file, the last one on the download's critical path. ``start_writeback`` asks the kernel to begin
+writing a range just written (``sync_file_range`` with ``SYNC_FILE_RANGE_WRITE``: it does not wait for the
+disk), so the writeback runs alongside the download and the fsync finds little left. Where the C library has
+no ``sync_file_range`` it does nothing.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+from collections.abc import Callable
+
+SYNC_FILE_RANGE_WRITE = 2
+
+
+@functools.cache
+def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def start_writeback(fd: int, offset: int, length: int) -> bool:
+    """Begin writing ``[offset, offset + length)`` of ``fd`` to disk without waiting; False where unsupported
+    or refused (then the fsync does it all, as before)."""
+    fn = _sync_file_range()
+    if fn is None or length <= 0:
+        return False
+    return fn(fd, offset, length, SYNC_FILE_RANGE_WRITE) == 0   # refused: harmless, the fsync still does it
