@@ -37,7 +37,7 @@ from xetfs.protocol.cas import (check_content_range, parse_shard_events, parse_s
 from xetfs.protocol.reconstruction import parse_reconstruction_json
 from xetfs.protocol.status import V1_FALLBACK_STATUSES
 from xetfs.transport import http
-from xetfs.transport.rangeget import RangeBody, RangeUnsupported
+from xetfs.transport.rangeget import RangeBody, RangeGetter, RangeUnsupported
 from xetfs.transport.retry import DEFAULT_RETRY, RetryPolicy, retry_call
 from xetfs.core.hashing import MerkleHash
 from xetfs.core.reconstruction import FetchRange, Reconstruction
@@ -201,10 +201,10 @@ class CasClient:
         """One GET of the whole fetch range, its body to receive piece by piece (``RangeBody.recv_into``);
         None when that fast path does not apply (no raw-socket getter, an https URL) or its GET failed: the
         caller then fetches piece by piece with ``fetch_range_into`` (retries, failover, expired URLs)."""
-        getter = self.http.range_getter if isinstance(self.http, http.XetHttpClient) else None
+        getter = self._raw_getter(fr.url)
         async with AsyncExitStack() as stack:
             body: RangeBody | None = None
-            if getter is not None and fr.url.startswith("http://"):
+            if getter is not None:
                 try:
                     body = await stack.enter_async_context(getter.open_range(
                         fr.url, fr.byte_start, fr.byte_end, {"X-Xet-Session-Id": self.session_id}))
@@ -215,9 +215,16 @@ class CasClient:
                     body = None
             yield body
 
+    def _raw_getter(self, url: str) -> RangeGetter | None:
+        """The raw-socket range getter (``transport.rangeget``) for a plain-HTTP data URL, when this client
+        has one; None otherwise (httpx serves the GET)."""
+        if isinstance(self.http, http.XetHttpClient) and url.startswith("http://"):
+            return self.http.range_getter
+        return None
+
     async def _fetch_once(self, fr: FetchRange, view: memoryview) -> int:
-        getter = self.http.range_getter if isinstance(self.http, http.XetHttpClient) else None
-        if getter is not None and fr.url.startswith("http://"):
+        getter = self._raw_getter(fr.url)
+        if getter is not None:
             try:   # the fast path: the body lands in ``view`` with one kernel copy (xetfs.transport.rangeget)
                 headers, n = await getter.get_into(fr.url, fr.byte_start, fr.byte_end, view,
                                                    {"X-Xet-Session-Id": self.session_id})

@@ -31,6 +31,12 @@ from xetfs.read.source import ChunkSource, RangeStream, ReadStats
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(slots=True)
+class _Body:
+    """The fetch range's one GET, dropped (None) once it broke off or never opened."""
+    stream: RangeStream | None
+
+
 class PieceReceiver:
     """The piece pipeline of a ``Fetcher``: its source, counters, CPU limiter and buffer pool."""
 
@@ -52,13 +58,13 @@ class PieceReceiver:
         bufs = [self._take_buffer(), self._take_buffer()]
         try:
             async with self.cas.open_range(fr) as stream:   # one GET for every piece, while it holds
-                await self._pieces(fr, [stream], bufs, chunks, hashes)
+                await self._pieces(fr, _Body(stream), bufs, chunks, hashes)
             self.stats.fetches += 1
         finally:
             self._buffers.extend(bufs[:max(0, self.max_pooled_buffers - len(self._buffers))])
         return chunks, hashes
 
-    async def _pieces(self, fr: FetchRange, body: list[RangeStream | None], bufs: list[bytearray],
+    async def _pieces(self, fr: FetchRange, body: _Body, bufs: list[bytearray],
                       chunks: list[bytes], hashes: list[MerkleHash]) -> None:
         head = self.max_record_bytes
         pos, end, i = fr.byte_start, fr.byte_end + 1, 0
@@ -82,15 +88,15 @@ class PieceReceiver:
             pos += n
             i += 1
 
-    async def _receive(self, body: list[RangeStream | None], piece: FetchRange, out: memoryview) -> None:
+    async def _receive(self, body: _Body, piece: FetchRange, out: memoryview) -> None:
         """The next piece: from the fetch range's one GET while it holds, else a range GET of its own."""
-        if body[0] is not None:
+        if body.stream is not None:
             try:
-                await body[0].recv_into(out)
+                await body.stream.recv_into(out)
                 return
             except TransientError as exc:   # its connection is closed on leaving ``open_range``
                 log.debug("GET of xorb %s broke off (%s): fetching the rest piece by piece", piece.xorb_hash, exc)
-                body[0] = None
+                body.stream = None
         await self.cas.fetch_range_into(piece, out)
 
     def _take_buffer(self) -> bytearray:
