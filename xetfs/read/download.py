@@ -126,11 +126,13 @@ async def _one_file(hub: HubClient, at: RepoRef, cas: CasClient, budget: Budget,
         tmp = temp_path_for(dest)
         try:
             if entry.xet_hash is not None:     # checked against its Xet file hash
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+                fd = await trio.to_thread.run_sync(os.open, tmp, flags, 0o644)
                 try:
                     await download_xet_file(cas, entry.path, entry.xet_hash, entry.size, fd, budget, progress)
                 finally:
-                    os.close(fd)
+                    with trio.CancelScope(shield=True):   # closed even when cancelled
+                        await trio.to_thread.run_sync(os.close, fd)
             else:
                 async with await trio.open_file(tmp, "wb") as f:
                     async def write(data: bytes) -> None:

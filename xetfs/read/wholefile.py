@@ -91,7 +91,8 @@ async def download_xet_file(cas: CasClient, name: str, file_hash_: MerkleHash, s
     async with trio.open_nursery() as nursery:
         for fr, at in places.items():
             nursery.start_soon(_one_range, cas, file_hash_, fr, at, plan.terms, fd, budget, leaves, progress)
-    _check(name, size, file_hash_, [leaf for term in leaves for leaf in term])
+    await trio.to_thread.run_sync(_check, name, size, file_hash_, [leaf for term in leaves for leaf in term],
+                                  limiter=budget.cpu)
 
 
 def _check(name: str, size: int, expected: MerkleHash, leaves: list[tuple[bytes, int]]) -> None:
