@@ -200,6 +200,12 @@ def test_dedup_answers_cover_earlier_chunks_of_their_xorb(server: ServerHandle, 
     assert stats.deduped_bytes >= xorb_end - xorb_start  # type: ignore[attr-defined]
 
 
+def _listed_xet_hashes(server: ServerHandle, repo: str) -> dict[str, MerkleHash]:
+    status, _, body = server.request("GET", f"/api/models/{repo}/tree/main?recursive=1")
+    assert status == 200
+    return {e["path"]: MerkleHash.from_hex(e["xetHash"]) for e in json.loads(body)}
+
+
 def test_download_refuses_bytes_that_are_not_the_listed_file(server: ServerHandle, repo: str, cli: Callable,  # type: ignore[type-arg]
                                                              tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A server whose reconstruction for a.bin names b.bin's terms (each term verifies on its own): the Xet file
@@ -248,12 +254,6 @@ def test_download_hashes_each_chunk_once(server: ServerHandle, repo: str, cli: C
     assert result.code == 0, result.err
     assert tree_of(tmp_path / "dst") == files
     assert calls == [sum(len(chunk_data(data)) for data in files.values())]
-
-
-def _listed_xet_hashes(server: ServerHandle, repo: str) -> dict[str, MerkleHash]:
-    status, _, body = server.request("GET", f"/api/models/{repo}/tree/main?recursive=1")
-    assert status == 200
-    return {e["path"]: MerkleHash.from_hex(e["xetHash"]) for e in json.loads(body)}
 
 
 def test_download_asks_again_for_expired_data_urls(server: ServerHandle, repo: str, cli: Callable,  # type: ignore[type-arg]

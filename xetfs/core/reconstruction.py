@@ -240,8 +240,8 @@ def decode_fetched(fetch: FetchRange, data: bytes | memoryview, params: XorbPara
     return chunks
 
 
-def verify_term(term: ReconstructionTerm, chunks: Sequence[bytes | memoryview], hashes: Sequence[MerkleHash] | None = None,
-                *, with_hash: bool = True) -> None:
+def verify_term(term: ReconstructionTerm, chunks: Sequence[bytes | memoryview],
+                hashes: Sequence[MerkleHash] | None = None, *, with_hash: bool = True) -> None:
     """IntegrityError unless ``chunks`` are exactly the term's: their count and unpacked size, and (when
     ``with_hash`` and the term has one) its verification hash (§3.2) over ``hashes``, the chunks' hashes
     (computed here when not given). ``with_hash=False`` is for chunks verified when they entered a cache."""

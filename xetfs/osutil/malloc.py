@@ -19,9 +19,10 @@ pages. Where the kernel gives none (THP ``never``) nothing changes.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 from collections.abc import Mapping
+
+from xetfs.osutil.libc import libc_function
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,9 @@ def reuse_large_buffers() -> bool:
 def set_malloc(mmap_threshold_bytes: int, trim_threshold_bytes: int) -> bool:
     """glibc's mmap threshold and trim threshold, and one arena for every thread; False where there is no glibc
     ``mallopt`` or it refused a setting."""
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
+    mallopt = libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
+    if mallopt is None:
         return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     done = all(mallopt(param, value) == 1 for param, value in ((M_MMAP_THRESHOLD, mmap_threshold_bytes),
                                                                 (M_TRIM_THRESHOLD, trim_threshold_bytes),
                                                                 (M_ARENA_MAX, 1)))

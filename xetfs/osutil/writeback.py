@@ -10,22 +10,17 @@ no ``sync_file_range`` it does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
-from collections.abc import Callable
+from typing import Any
+
+from xetfs.osutil.libc import libc_function
 
 SYNC_FILE_RANGE_WRITE = 2
 
 
-@functools.cache
-def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn
+@functools.cache   # looked up once, on first use (finding the C library may run ldconfig)
+def _sync_file_range() -> Any | None:
+    return libc_function("sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint])
 
 
 def start_writeback(fd: int, offset: int, length: int) -> bool:
@@ -34,4 +29,4 @@ def start_writeback(fd: int, offset: int, length: int) -> bool:
     fn = _sync_file_range()
     if fn is None or length <= 0:
         return False
-    return fn(fd, offset, length, SYNC_FILE_RANGE_WRITE) == 0   # refused: harmless, the fsync still does it
+    return bool(fn(fd, offset, length, SYNC_FILE_RANGE_WRITE) == 0)   # refused: harmless, the fsync still does it

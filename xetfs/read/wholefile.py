@@ -29,13 +29,10 @@ from xetfs.core.reconstruction import FetchRange, ReconstructionTerm, plan_read,
 from xetfs.core.xorb import CHUNK_HEADER_BYTES, parse_chunk_records, record_view
 from xetfs.errors import FormatError, IntegrityError, RemoteError
 from xetfs.osutil.writeback import start_writeback
-from xetfs.read.flight import ByteBudget
+from xetfs.read.flight import ByteBudget, MiB
 
-MiB = 1024 * 1024
 URL_REFRESHES = 3
 IOV_MAX = 1024                    # iovecs per pwritev (Linux's UIO_MAXIOV)
-
-Progress = Callable[[int], object]
 
 
 @dataclass
@@ -71,7 +68,7 @@ class Place:
 
 
 async def download_xet_file(cas: CasClient, name: str, file_hash_: MerkleHash, size: int, fd: int,
-                            budget: Budget, progress: Progress = lambda n: None) -> None:
+                            budget: Budget, progress: Callable[[int], object] = lambda n: None) -> None:
     """Write the ``size`` bytes of the Xet file ``file_hash_`` into ``fd`` (a new file; written with
     ``pwritev``, so its offset is left alone); ``IntegrityError`` unless they are the file the listing names."""
     if size == 0:        # no chunks, nothing to ask for: the empty file's hash is the zero hash
@@ -104,7 +101,7 @@ def _check(name: str, size: int, expected: MerkleHash, leaves: list[tuple[bytes,
 
 async def _one_range(cas: CasClient, file_hash_: MerkleHash, fr: FetchRange, places: list[Place],
                      terms: Sequence[ReconstructionTerm], fd: int, budget: Budget,
-                     leaves: list[list[tuple[bytes, int]]], progress: Progress) -> None:
+                     leaves: list[list[tuple[bytes, int]]], progress: Callable[[int], object]) -> None:
     if fr.size_bytes > budget.max_range_bytes:
         raise RemoteError(f"fetch range of xorb {fr.xorb_hash}: {fr.size_bytes} bytes, more than a xorb holds")
     await budget.bytes.acquire(fr.size_bytes)

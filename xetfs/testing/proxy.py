@@ -132,16 +132,17 @@ class GatedProxy:
         except OSError:
             pass
         for s in (src, dst):          # one side ended: end the other (a killed node's peer sees the cut)
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _shutdown(s)
+
+
+def _shutdown(s: socket.socket) -> None:
+    try:
+        s.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _drop(socks: list[socket.socket]) -> None:
     for s in socks:
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        _shutdown(s)
         s.close()

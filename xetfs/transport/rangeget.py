@@ -228,7 +228,6 @@ class RangeGetter:
                 sent = await sock.send(view)
             view = view[sent:]
 
-
     async def _read_head(self, sock: trio.socket.SocketType) -> tuple[int, str, dict[str, str], bytes]:
         """Status, reason, lower-cased headers, and the body bytes that arrived with the head."""
         buf = bytearray(16 * 1024)
