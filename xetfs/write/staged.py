@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import bisect
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from xetfs.core.hashing import MerkleHash
+from xetfs.osutil.directio import open_direct
 from xetfs.write.journal import StagedRef
 
 if TYPE_CHECKING:
@@ -85,10 +87,25 @@ class StagedFile:
     attached: bool = False    # an inode of the VFS shows it
     refs: int = 0             # pending changes naming it
     dir_synced: bool = False
+    dfd: int | None = None    # its O_DIRECT descriptor (``direct_fd``): None until asked for, -1 when refused
     base_reader: BaseReader | None = None
     base_origin: tuple[str, str] | None = None   # a regular (non-Xet) base file: (commit, path)
     base_file: tuple[MerkleHash, int] | None = None   # the Xet file (hash, size) the path held when staged,
     #                                                   even if truncated (dedup candidates: write.basecands)
+
+    def direct_fd(self, path: str | os.PathLike[str]) -> int:
+        """A second descriptor of its data file ``path``, opened with ``O_DIRECT`` on first use; -1 where the
+        file system refuses it (``osutil.directio``)."""
+        if self.dfd is None:
+            fd = open_direct(path)
+            self.dfd = -1 if fd is None else fd
+        return self.dfd
+
+    def close(self) -> None:
+        os.close(self.fd)
+        if self.dfd is not None and self.dfd >= 0:
+            os.close(self.dfd)
+        self.dfd = None
 
     def holes(self, a: int, b: int) -> list[tuple[int, int]]:
         """Ranges of ``[a, b)`` that still have to come from the base file."""

@@ -37,6 +37,7 @@ import trio
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import NoSpace, ValidationError, XetError
 from xetfs.osutil.atomic import fsync_dir
+from xetfs.osutil.directio import DirectWriter
 from xetfs.write.journal import (Base, Conflicted, Del, Done, Expect, Failed, Intended, Journal, Put, Record,
                                  Remote, StagedRef)
 from xetfs.write.staged import Extents, StagedFile
@@ -108,6 +109,7 @@ class Staging:
         self._gen = 0
         self._io_lock = trio.Lock()
         self._released: list[str] = []   # data files no change names any more, still on disk
+        self._direct = DirectWriter()     # aligned writes skip the page cache (osutil.directio)
         self._replay(Journal.read(root / "journal"))
         self.journal = Journal(root / "journal")
         self.journal.rewrite(self._state_records())
@@ -255,7 +257,8 @@ class Staging:
             drop_stream(sf)
         try:
             self.reserve(sf, offset + len(data))
-            n = os.pwrite(sf.fd, data, offset)
+            n = self._direct.pwrite(sf.direct_fd(self.data / sf.id), data, offset)
+            n = os.pwrite(sf.fd, data, offset) if n is None else n
         except OSError as exc:
             drop_stream(sf)
             raise _os_error(exc) from None
@@ -284,7 +287,7 @@ class Staging:
             return
         del self.files[sf.id]
         drop_stream(sf)
-        os.close(sf.fd)
+        sf.close()
         self._released.append(sf.id)   # unlinked once the journal no longer names it (see persist)
         self.used_bytes -= sf.reserved
 
@@ -376,8 +379,9 @@ class Staging:
     def close(self) -> None:
         self.journal.close()
         for sf in self.files.values():
-            os.close(sf.fd)
+            sf.close()
         self.files.clear()
+        self._direct.close()
         os.close(self._lock_fd)
 
 
