@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xetfs.osutil.directio import ALIGN, DirectWriter, open_direct
+from xetfs.osutil.libc import libc_function
 from xetfs.write.staging import Staging
 
 PAGE = mmap.PAGESIZE
@@ -20,22 +21,21 @@ MiB = 1 << 20
 
 def cached_pages(path: Path) -> list[bool]:
     """Which pages of ``path`` are in the page cache: ``mincore`` over a fresh mapping, which loads nothing."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                          ctypes.c_long]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    c_mmap = libc_function("mmap", [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                                    ctypes.c_long], ctypes.c_void_p)
+    c_mincore = libc_function("mincore", [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p])
+    c_munmap = libc_function("munmap", [ctypes.c_void_p, ctypes.c_size_t])
+    assert c_mmap and c_mincore and c_munmap, "glibc has all three"
     size = path.stat().st_size
     vec = (ctypes.c_ubyte * ((size + PAGE - 1) // PAGE))()
     fd = os.open(path, os.O_RDONLY)
     try:
-        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        addr = c_mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
         assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
         try:
-            assert libc.mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
+            assert c_mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
         finally:
-            libc.munmap(addr, size)
+            c_munmap(addr, size)
     finally:
         os.close(fd)
     return [bool(b & 1) for b in vec]
@@ -65,6 +65,17 @@ def test_aligned_staged_writes_skip_the_page_cache_and_others_do_not(tmp_path: P
         assert f.read() == body + tail
     stage.close()
     assert sf.dfd is None
+
+
+def test_a_file_given_only_unaligned_writes_never_opens_a_direct_descriptor(tmp_path: Path) -> None:
+    stage = Staging(tmp_path / "s", 1 << 30)
+    sf = stage.new_file(0)
+    for off in range(0, 10 * 100, 100):                       # a small config file, written in lines
+        assert stage.write(sf, off, b"x" * 100) == 100
+    assert sf.dfd is None, "no O_DIRECT open for writes that cannot use it"
+    assert stage.write(sf, 0, b"y" * ALIGN) == ALIGN
+    assert sf.dfd is not None
+    stage.close()
 
 
 def test_direct_writer_takes_only_aligned_writes(tmp_path: Path) -> None:

@@ -42,12 +42,16 @@ class DirectWriter:
         self.max_bytes = max_bytes    # larger writes go through the page cache (FUSE sends at most 1 MiB)
         self._buf: mmap.mmap | None = None
 
+    def fits(self, offset: int, n: int) -> bool:
+        """Whether a write of ``n`` bytes at ``offset`` can go direct: aligned, non-empty, within the buffer."""
+        return 0 < n <= self.max_bytes and not n % ALIGN and not offset % ALIGN
+
     def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int | None:
-        """Bytes written through ``fd`` (an ``open_direct`` descriptor), or None when ``fd`` is -1, the write is
-        not aligned, or the kernel refuses it as such (``EINVAL``): the caller then writes it the usual way.
+        """Bytes written through ``fd`` (an ``open_direct`` descriptor), or None when ``fd`` is -1, the write does
+        not ``fit``, or the kernel refuses it as unaligned (``EINVAL``): the caller then writes it the usual way.
         Raises ``OSError`` otherwise, as ``os.pwrite`` does (``ENOSPC``, ``EIO``)."""
         n = len(data)
-        if fd < 0 or n == 0 or n % ALIGN or offset % ALIGN or n > self.max_bytes:
+        if fd < 0 or not self.fits(offset, n):
             return None
         if self._buf is None:
             self._buf = mmap.mmap(-1, self.max_bytes)   # anonymous mappings are page-aligned

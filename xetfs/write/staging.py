@@ -257,7 +257,9 @@ class Staging:
             drop_stream(sf)
         try:
             self.reserve(sf, offset + len(data))
-            n = self._direct.pwrite(sf.direct_fd(self.data / sf.id), data, offset)
+            n = None
+            if self._direct.fits(offset, len(data)):   # only then open the O_DIRECT descriptor
+                n = self._direct.pwrite(sf.direct_fd(self.data / sf.id), data, offset)
             n = os.pwrite(sf.fd, data, offset) if n is None else n
         except OSError as exc:
             drop_stream(sf)
