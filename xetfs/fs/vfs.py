@@ -31,7 +31,7 @@ import stat
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import NotFound, ReadOnly, XetError
@@ -171,12 +171,16 @@ class Vfs:
         self._readers.pop(ino, None)
         self._regions.pop(ino, None)
 
-    async def _reader(self, ino: int) -> Reader:
+    async def _reader(self, ino: int, *, regions: bool = True) -> Reader:
+        """The inode's shared reader; with ``regions``, its format header read too (once). A sibling shard
+        about to be streamed gets none yet: its header is read when it is opened, or streamed with the rest,
+        not fetched long before a loader gets there (and evicted from memory by then)."""
         reader = self._readers.pop(ino, None)
         if reader is None:
             xet = self.tree.xet_hash(ino)
             assert xet is not None
             reader = self.backend.reader(xet, self.tree.size(ino))
+        if regions and ino not in self._regions:
             try:
                 self._regions[ino] = await file_regions(reader, self.tree.name(ino))
             except XetError as exc:   # only a hint: the open itself must not fail for it
@@ -228,7 +232,8 @@ class Vfs:
         m = SHARD_RE.match(self.tree.name(ino))
         if m is not None:
             parent = self.tree.parent(ino)
-            for k in range(1, int(m.group(3)) + 1):
+            own, count = int(m.group(2)), int(m.group(3))
+            for k in [*range(own + 1, count + 1), *range(1, own)]:   # the shards a loader reads next first
                 name = f"{m.group(1)}{k:0{len(m.group(2))}d}-of-{m.group(3)}{m.group(4)}"
                 try:
                     sibling = self.tree.lookup(parent, name)
@@ -236,16 +241,18 @@ class Vfs:
                     continue
                 if sibling != ino and self.tree.xet_hash(sibling) is not None:
                     inodes.append(sibling)
+        readers: list[Reader] = []
         for i in inodes:
             reader = self._readers.get(i)
             if reader is None:   # kept (not counted as open) so its fetched layout serves the later open
-                reader = await self._reader(i)
+                reader = await self._reader(i, regions=False)
                 self._open_count[i] -= 1
                 if self._open_count[i] <= 0:
                     del self._open_count[i]
-            stream = getattr(reader, "stream_rest", None)
-            if stream is not None:
-                stream(self.readahead_max_bytes)
+            if getattr(reader, "stream_rest", None) is not None:   # FileReader (tests' fakes lack it)
+                readers.append(reader)
+        if readers:   # one after the other: each shard's stream starts the next as its last windows fill
+            cast(Any, readers[0]).stream_rest(self.readahead_max_bytes, after=readers[1:])
 
     async def _read_regular(self, ino: int, file_size: int, offset: int, size: int) -> bytes:
         origin = self.origin.get(ino)

@@ -36,7 +36,7 @@ from xetfs.core.params import DEFAULT_XORB, XorbParams
 from xetfs.core.reconstruction import FetchRange, ReconstructionTerm, verify_term
 from xetfs.errors import FormatError, IntegrityError, TransientError
 from xetfs.read.cache import ChunkCache, ChunkKey
-from xetfs.read.flight import ByteBudget, FetchCancelled, Pending, maybe_thread, tune_allocator
+from xetfs.read.flight import ByteBudget, FetchCancelled, Pending, StreamLead, maybe_thread, tune_allocator
 from xetfs.read.pieces import PieceReceiver
 from xetfs.read.source import ChunkSource, FileCounters, ReadStats
 
@@ -77,6 +77,7 @@ class Fetcher:
         self.disk = trio.CapacityLimiter(1)
         self._net = trio.CapacityLimiter(max_parallel_fetches)
         self._budget = ByteBudget(max_inflight_bytes)   # bounds the RSS of fetch buffers + decoded chunks
+        self.streams = StreamLead(self.cache.memory.max_bytes // 8)   # whole-file streams' lead (FileReader)
         self._inflight: dict[tuple[bytes, int, int], Pending] = {}   # running fetches by byte range ...
         self._flights: dict[ChunkKey, _Flight] = {}                  # ... and by chunk
         self.pieces = PieceReceiver(cas, self.stats, self.cpu, params, piece_bytes,

@@ -84,3 +84,27 @@ class ByteBudget:
         self.used_bytes -= n
         self._changed.set()
         self._changed = trio.Event()
+
+
+class StreamLead:
+    """How far whole-file streams (``FileReader.stream_rest``) may run ahead of the bytes their readers asked
+    for: together about ``limit_bytes`` (a share of the memory tier), split evenly between the running streams.
+    A stream that ran further ahead would evict chunks from the memory tier before its reader got to them, and
+    the reader would load them back from the disk tier. ``changed`` wakes the streams waiting for room (a
+    reader moved on, or a stream ended)."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.running = 0
+        self._changed = trio.Event()
+
+    def lead_bytes(self, floor: int) -> int:
+        """The lead each running stream may take now, never below ``floor`` (one stream window)."""
+        return max(floor, self.limit_bytes // max(1, self.running))
+
+    def changed(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()

@@ -17,7 +17,9 @@
 4. **Readahead** (with the mount's background nursery): the rest of the window is fetched in the background
    and then learned (``_fill``); known chunks of ``[end, fetch_end)`` are loaded from the disk tier in batches
    of ``DISK_BATCH_BYTES``; unknown bytes get windows of at least ``PREFETCH_MIN_BYTES``. ``stream_rest``
-   fetches the whole file in file order, window after window, for a reader that loads all of it.
+   fetches the whole file in file order for a reader that loads all of it: up to ``STREAM_DEPTH`` windows at
+   once, never more than the lead (``read.flight.StreamLead``) past the furthest byte asked for, then the
+   next file it was given (docs/architecture.md, "Whole-file streams").
 
 Not done: pushing readahead into the kernel page cache (``notify_store``) was measured and did not speed up
 cold or remount reads on this stack; it stays out.
@@ -29,6 +31,7 @@ retried once with fresh ones.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import trio
 
@@ -42,6 +45,7 @@ from xetfs.read.fetcher import FetchCancelled, Fetcher, Pending, ReadStats, tune
 from xetfs.read.known import KnownChunks
 from xetfs.read.source import ChunkSource, FileCounters
 from xetfs.read.readahead import Readahead
+from xetfs.read.stream import STREAM_WINDOW_BYTES, stream_file
 from xetfs.read.windows import Window, Windows
 
 __all__ = ["DISK_BATCH_BYTES", "FetchCancelled", "Fetcher", "FileReader", "PREFETCH_MIN_BYTES", "ReadStats",
@@ -52,7 +56,6 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 PREFETCH_MIN_BYTES = 16 * MiB
 DISK_BATCH_BYTES = 8 * MiB
-STREAM_WINDOW_BYTES = 32 * MiB
 
 
 class FileReader:
@@ -71,6 +74,7 @@ class FileReader:
         self.known = KnownChunks(file_hash, size, self.fetcher)   # chunks at known file offsets
         self.counters = FileCounters()
         self._streaming = False
+        self._front = 0                          # the end of the furthest read: a stream keeps its lead from it
         self.boundaries: list[int] | None = None  # safetensors tensor boundaries, when known
         self._batches: dict[int, Pending] = {}   # in-flight disk-tier batch loads, by batch index
         self._next_batch = 0                     # sequential disk readahead: the next batch to start
@@ -86,6 +90,10 @@ class FileReader:
         end = min(offset + size, self.size)
         if offset >= end:
             return b""
+        if end > self._front:
+            self._front = end
+            if self._streaming:
+                self.fetcher.streams.changed()   # a stream waiting for its reader may go on
         try:
             with trio.fail_after(self.read_timeout_s):
                 data = await self._read(offset, end, min(max(end, fetch_end or end), self.size), placed)
@@ -98,32 +106,40 @@ class FileReader:
             raise
         return data
 
-    def stream_rest(self, window_bytes: int = STREAM_WINDOW_BYTES) -> bool:
-        """Fetch the whole file in file order in the background (mount only; once): windows of
-        at most ``window_bytes`` (the mount passes its readahead bound, a share of the memory tier), one after the
-        other, each fetched by the shared fetcher (its parallel fetches and byte budget bound the memory).
-        False when it was started before or there is no background."""
+    def stream_rest(self, window_bytes: int = STREAM_WINDOW_BYTES, after: Sequence[FileReader] = ()) -> bool:
+        """Fetch the whole file in file order in the background (mount only; once): windows of at most
+        ``window_bytes`` (the mount passes its readahead bound, a share of the memory tier), ``STREAM_DEPTH``
+        at a time, within the lead (``_stream``), each fetched by the shared fetcher (its parallel fetches and
+        byte budget bound the memory). Then the first of ``after`` not streamed yet is streamed, with the rest
+        of ``after`` queued behind it. False when it was started before or there is no background."""
         if self._streaming or self.fetcher.nursery is None:
             return False
         self._streaming = True
         self.counters.whole_file_streams += 1
-        self.fetcher.nursery.start_soon(self._stream, max(1, min(window_bytes, STREAM_WINDOW_BYTES)))
+        self.fetcher.nursery.start_soon(self._stream, max(1, min(window_bytes, STREAM_WINDOW_BYTES)), tuple(after))
         return True
 
-    async def _stream(self, window_bytes: int) -> None:
-        pos = 0
+    async def _stream(self, window_bytes: int, after: tuple[FileReader, ...]) -> None:
+        def next_file() -> None:   # the next file streams while this one's last windows fill
+            for i, r in enumerate(after):
+                if r.stream_rest(window_bytes, after[i + 1:]):
+                    break
+        await stream_file(self, window_bytes, self.fetcher.streams, next_file)
+
+    @property
+    def front(self) -> int:
+        """The end of the furthest read so far."""
+        return self._front
+
+    def next_missing(self, pos: int) -> int:
+        """The first offset at or after ``pos`` that neither a window covers nor a known chunk holds."""
         while pos < self.size:
             pos = self._windows.covered_until(pos)
             run = self.known.run(pos, pos + 1)
-            if run:
-                pos = run[-1][0] + run[-1][1].size
-                continue
-            if pos >= self.size:
+            if not run:
                 break
-            stop = min(self.size, pos + window_bytes)
-            await self._prefetch_window(pos, stop)
-            w = self._windows.covering(pos)
-            pos = w.cov_end if w is not None and w.cov_end > pos else stop
+            pos = run[-1][0] + run[-1][1].size
+        return pos
 
     async def _read(self, offset: int, end: int, fetch_end: int, placed: list[Placed] | None) -> bytes:
         await self.known.load()
@@ -339,13 +355,25 @@ class FileReader:
             self.fetcher.nursery.start_soon(self._prefetch_window, pos, stop)
 
     async def _prefetch_window(self, pos: int, stop: int) -> None:
+        w = await self.prefetch_query(pos, stop)
+        if w is not None and w.recon is not None:
+            await self.prefetch_fill(w)
+
+    async def prefetch_query(self, pos: int, stop: int) -> Window | None:
+        """The window covering ``pos`` (queried up to ``stop`` if need be); None when that failed."""
         try:
             with trio.fail_after(self.read_timeout_s):
-                w = await self._window_at(pos, stop)
-            if w.recon is not None:
+                return await self._window_at(pos, stop)
+        except (XetError, trio.TooSlowError) as exc:
+            log.debug("prefetch query of [%d, %d) failed: %s", pos, stop, exc)
+            return None
+
+    async def prefetch_fill(self, w: Window) -> None:
+        try:
+            with trio.fail_after(self.read_timeout_s):
                 await self._fill(w)
         except (XetError, trio.TooSlowError) as exc:
-            log.debug("prefetch of [%d, %d) failed: %s", pos, stop, exc)
+            log.debug("prefetch of [%d, %d) failed: %s", w.cov_start, w.cov_end, exc)
 
     def _prefetch_disk(self, start: int, stop: int) -> None:
         """Start the batch loads of ``[start, stop)`` not started yet (sequential: a cursor, no rescans)."""

@@ -1,0 +1,70 @@
+"""Whole-model loads through a real FUSE mount whose memory tier is smaller than the model: the background
+stream (``FileReader.stream_rest``) runs ahead of the loader by a bounded lead, shard after shard, so no chunk
+it fetched is evicted from memory before the loader reads it (nothing is loaded back from the disk tier), and
+every byte is fetched once. A model in three shards written by the ``safetensors`` package, random bytes."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xetfs.testing.mount import mounted, xetfs_cli
+from xetfs.testing.server import running_server
+
+pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
+
+MiB = 1 << 20
+SERVED = "xetfs_cas_data_bytes_served_total"
+MEMORY = 64 * MiB
+SHARD_TENSORS = [24 * MiB, 4 * MiB, 16 * MiB, 256 * 1024, 32 * MiB, 8 * MiB, 12 * 1024, 20 * MiB]   # ~104 MiB
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory):
+    from safetensors.numpy import save_file
+
+    tmp = tmp_path_factory.mktemp("stream")
+    src = tmp / "src"
+    src.mkdir()
+    rng = np.random.default_rng(5)
+    for k in range(1, 4):
+        save_file({f"s{k}.t{i}": np.frombuffer(rng.bytes(n), dtype=np.float16 if n % 2 == 0 else np.int8)
+                   for i, n in enumerate(SHARD_TENSORS)}, str(src / f"model-0000{k}-of-00003.safetensors"))
+    with running_server(tmp / "server") as server:
+        server.create_repo("org/sharded")
+        xetfs_cli("upload", "org/sharded", str(src), "--endpoint", server.url, "--token", server.token)
+        yield server, sorted(src.glob("*.safetensors")), tmp
+
+
+def _load(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        return {name: hashlib.sha256(f.get_tensor(name).tobytes()).hexdigest() for name in f.keys()}
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_a_model_larger_than_the_memory_tier_loads_with_every_chunk_fetched_once_and_none_reloaded(
+        shards, round_: int) -> None:
+    server, paths, tmp = shards
+    want = {}
+    for p in paths:
+        want.update(_load(p))
+    cache = tmp / f"cache-{round_}"
+    shutil.rmtree(cache, ignore_errors=True)
+    with mounted(server, "org/sharded", tmp / f"mnt-{round_}", cache_dir=cache,
+                 args=["--memory-cache-size", str(MEMORY)]) as m:
+        before = server.metrics().get(SERVED, 0.0)
+        got = {}
+        for p in paths:                                   # a loader: shard after shard, tensors in file order
+            got.update(_load(m.path / p.name))
+        served = server.metrics().get(SERVED, 0.0) - before
+        stats = m.stats()
+    total = sum(p.stat().st_size for p in paths)
+    assert got == want
+    assert total > 4 * MEMORY
+    assert served <= 1.03 * total, (served, total)
+    assert stats["cache"]["disk"]["hits"] == 0, "a chunk was evicted from memory before the loader read it"

@@ -1,0 +1,68 @@
+"""Whole-file streams (docs/architecture.md, "Whole-file streams"): the rest of a file a reader loads whole,
+fetched in file order in the background, a bounded lead ahead of that reader.
+
+``stream_file`` asks for one reconstruction window after another and lets up to ``STREAM_DEPTH`` of them
+fill at once, so the next window's reconstruction and first GET overlap the last pieces of the one before.
+A window starts only if its end is within the lead (``read.flight.StreamLead``) of the furthest byte a
+reader asked for: further ahead, the memory tier would evict streamed chunks before the reader got to them.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import trio
+
+from xetfs.read.flight import StreamLead
+from xetfs.read.windows import Window
+
+MiB = 1024 * 1024
+STREAM_WINDOW_BYTES = 32 * MiB
+STREAM_DEPTH = 3                 # windows of one stream filling at once
+
+
+class Streamed(Protocol):
+    """What a stream needs of its file's reader (``FileReader``)."""
+
+    size: int
+
+    @property
+    def front(self) -> int: ...
+
+    def next_missing(self, pos: int) -> int: ...
+
+    async def prefetch_query(self, pos: int, stop: int) -> Window | None: ...
+
+    async def prefetch_fill(self, w: Window) -> None: ...
+
+
+async def stream_file(reader: Streamed, window_bytes: int, lead: StreamLead, then: Callable[[], None]) -> None:
+    """Stream ``reader``'s file from its start; call ``then`` once the last window was asked for."""
+    ahead = trio.Semaphore(STREAM_DEPTH)
+    lead.running += 1
+    try:
+        async with trio.open_nursery() as nursery:
+            pos = 0
+            while (pos := reader.next_missing(pos)) < reader.size:
+                stop = min(reader.size, pos + window_bytes)
+                if stop - reader.front > lead.lead_bytes(window_bytes):
+                    await lead.wait_changed()   # far enough ahead of the reader: wait for it (or for room)
+                    continue
+                await ahead.acquire()
+                w = await reader.prefetch_query(pos, stop)
+                if w is None or w.recon is None:
+                    ahead.release()
+                else:
+                    nursery.start_soon(_fill, reader, w, ahead)
+                pos = w.cov_end if w is not None and w.cov_end > pos else stop
+            then()
+    finally:
+        lead.running -= 1
+        lead.changed()
+
+
+async def _fill(reader: Streamed, w: Window, ahead: trio.Semaphore) -> None:
+    try:
+        await reader.prefetch_fill(w)
+    finally:
+        ahead.release()
