@@ -335,3 +335,32 @@ def test_download_refuses_the_right_bytes_cut_at_other_boundaries(server: Server
     monkeypatch.setattr(CasClient, "reconstruction", real)
     assert cli("download", repo, "a.bin", "--to", str(tmp_path / "dst")).code == 0   # its own chunks: fine
     assert (tmp_path / "dst" / "a.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("fsync", [False, True])
+def test_download_waits_for_the_disk_only_with_fsync(server: ServerHandle, repo: str, cli: Callable,  # type: ignore[type-arg]
+                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     fsync: bool) -> None:
+    """By default, as the official clients, a download leaves the writeback to the kernel: no fsync, no early
+    writeback. ``--fsync`` flushes each file (Xet or regular) and its directory before it is in place."""
+    import os
+
+    from xetfs.read import wholefile
+
+    files = {"a.bin": make_bytes("random", 3_000_000, 41), "sub/notes.txt": b"a small regular file\n"}
+    write_tree(tmp_path / "src", files)
+    assert cli("upload", repo, str(tmp_path / "src")).code == 0
+    synced: list[int] = []
+    written_back: list[int] = []
+    real_fsync, real_writeback = os.fsync, wholefile.start_writeback
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    monkeypatch.setattr(wholefile, "start_writeback",
+                        lambda fd, at, n: (written_back.append(n), real_writeback(fd, at, n))[1])
+    result = cli("download", repo, "--to", str(tmp_path / "dst"), *(["--fsync"] if fsync else []))
+    assert result.code == 0, result.err
+    assert tree_of(tmp_path / "dst") == files
+    if fsync:
+        assert len(synced) >= 2 * len(files), "each file and the directory it was renamed in"
+        assert sum(written_back) == len(files["a.bin"]), "the Xet file's terms, as they were written"
+    else:
+        assert synced == [] and written_back == []

@@ -8,7 +8,8 @@ Without PATH, every file of the revision is downloaded; a PATH names a file or a
 The revision is resolved to a commit first, so all files come from one commit. Xet files are fetched in
 parallel, one GET per xorb range (at most 8 at once and 256 MiB of buffers), and checked against their Xet
 file hash; other files come from the resolve route and are checked against their git blob id. Each file is
-written to a temporary name in its directory and renamed into place when complete.
+written to a temporary name in its directory and renamed into place when complete and checked; with --fsync,
+it is flushed to disk first (a power cut then leaves the whole file or none under its name).
 A listed file whose name is unsafe here (absolute, '..', control characters, a segment over 255 bytes, a path
 over 4096 bytes: names the server refuses, so only a hostile server sends them) is skipped with a warning;
 the others are downloaded, and the command then fails naming how many were skipped.
@@ -28,6 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", metavar="PATH", nargs="*", help="files or directories in the repo (default: all)")
     parser.add_argument("--to", required=True, metavar="DIR", help="local destination directory")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--fsync", action="store_true",
+                        help="flush each file to disk before renaming it into place (slower; by default the "
+                             "kernel writes the files out in its own time, as with the official clients)")
     add_connection_arguments(parser)
 
 
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
                 for skip in plan.skipped:
                     print(f"xetfs: warning: skipping {skip.path[:120]!r}: {skip.reason}", file=sys.stderr)
                 with progress_bar(sum(e.size for e in plan.files), "download") as bar:
-                    return await download_files(hub, plan, root, bar.update)
+                    return await download_files(hub, plan, root, bar.update, fsync=args.fsync)
 
     repo = parse_repo(args.repo, args.repo_type, args.revision)
     root = Path(args.to)

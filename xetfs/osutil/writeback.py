@@ -1,6 +1,6 @@
 """Start writing a file's dirty pages to disk early (docs/architecture.md, "Downloads").
 
-A download fsyncs each file before renaming it into place (``osutil.atomic.publish``). Left to the kernel,
+A download run with ``--fsync`` fsyncs each file before renaming it into place (``osutil.atomic.publish``). Left to the kernel,
 the pages of a fast download are still dirty then, and the fsync waits for all of them: measured at 0.17-0.33 s
 per 340 MB file, the last one on the download's critical path. ``start_writeback`` asks the kernel to begin
 writing a range just written (``sync_file_range`` with ``SYNC_FILE_RANGE_WRITE``: it does not wait for the

@@ -14,6 +14,7 @@ directory) is skipped, never written, and counted in ``DownloadPlan.skipped`` (d
 """
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -105,11 +106,12 @@ async def plan_download(hub: HubClient, repo: RepoRef, paths: Sequence[str]) -> 
 
 
 async def download_files(hub: HubClient, plan: DownloadPlan, root: Path,
-                         progress: Progress = lambda n: None) -> DownloadResult:
-    """Download the files of ``plan`` under ``root``."""
+                         progress: Progress = lambda n: None, *, fsync: bool = False) -> DownloadResult:
+    """Download the files of ``plan`` under ``root``; with ``fsync``, each file reaches the disk before its
+    rename (otherwise, as the official clients do, the kernel writes it out in its own time)."""
     at, files = plan.at, plan.files
     cas = CasClient(TokenProvider(lambda: hub.xet_token(at, "read")), hub.http, retry=hub.retry)
-    budget = Budget()                      # GETs and buffer bytes, shared by every file
+    budget = Budget(durable=fsync)         # GETs and buffer bytes, shared by every file
     limiter = trio.CapacityLimiter(FILES_IN_PARALLEL)
     async with trio.open_nursery() as nursery:
         for entry in files:
@@ -140,7 +142,8 @@ async def _one_file(hub: HubClient, at: RepoRef, cas: CasClient, budget: Budget,
                         progress(len(data))
 
                     await _read_regular(hub, at, entry, write)
-            await trio.to_thread.run_sync(publish, tmp, dest)
+            await trio.to_thread.run_sync(functools.partial(publish, tmp, dest, sync_file=budget.durable,
+                                                            sync_dir=budget.durable))
         except BaseException:
             with trio.CancelScope(shield=True):
                 await trio.Path(tmp).unlink(missing_ok=True)

@@ -41,6 +41,7 @@ class Budget:
     max_ranges: int = 8
     max_bytes: int = 256 * MiB
     threads: int = 2
+    durable: bool = False         # the files are fsynced before their rename: start their writeback early
     params: XorbParams = DEFAULT_XORB
     gets: trio.CapacityLimiter = field(init=False)
     bytes: ByteBudget = field(init=False)
@@ -109,7 +110,7 @@ async def _one_range(cas: CasClient, file_hash_: MerkleHash, fr: FetchRange, pla
         buf = bytearray(fr.size_bytes)
         async with budget.gets:
             await _fetch(cas, file_hash_, fr, buf)
-        written = await trio.to_thread.run_sync(_write_terms, fd, buf, fr, places, terms, budget.params,
+        written = await trio.to_thread.run_sync(_write_terms, fd, buf, fr, places, terms, budget,
                                                 limiter=budget.cpu)
     finally:
         budget.bytes.release(fr.size_bytes)
@@ -138,10 +139,10 @@ async def _fetch(cas: CasClient, file_hash_: MerkleHash, fr: FetchRange, buf: by
 
 
 def _write_terms(fd: int, buf: bytearray, fr: FetchRange, places: list[Place],
-                 terms: Sequence[ReconstructionTerm], params: XorbParams) -> list[list[tuple[bytes, int]]]:
+                 terms: Sequence[ReconstructionTerm], budget: Budget) -> list[list[tuple[bytes, int]]]:
     """Decode ``buf`` (the bytes of ``fr``), write each placed term; each term's (chunk hash, size) leaves."""
     view = memoryview(buf)
-    records = parse_chunk_records(view, params)
+    records = parse_chunk_records(view, budget.params)
     if len(records) != fr.chunk_end - fr.chunk_start:
         raise FormatError(f"fetch range of {fr.chunk_end - fr.chunk_start} chunks decoded to {len(records)}")
     views = [record_view(view, r) for r in records]
@@ -151,7 +152,8 @@ def _write_terms(fd: int, buf: bytearray, fr: FetchRange, places: list[Place],
         chunks, term_hashes = views[p.first:p.stop], hashes[p.first:p.stop]
         verify_term(terms[p.term], chunks, term_hashes)
         pwrite_all(fd, chunks, p.offset)
-        start_writeback(fd, p.offset, terms[p.term].unpacked_bytes)
+        if budget.durable:
+            start_writeback(fd, p.offset, terms[p.term].unpacked_bytes)
         leaves: list[tuple[bytes, int]] = [(h, len(c)) for h, c in zip(term_hashes, chunks)]
         out.append(leaves)
     return out
