@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark real loaders through the mount against baselines measured in the same run, on one server.
 
-Prints one JSON object (times in seconds; every figure also as a ratio against its baseline):
+Prints one JSON object (times in seconds; every figure also as a ratio against its baseline). Every timed
+step starts after ``os.sync()``, so no step pays for the writeback of the one before (the uploads, an
+earlier download):
   a_model_load:  a ~1 GiB model in 3 safetensors shards, every tensor loaded with ``safetensors.numpy``
                  (``load_file`` per shard, shards in turn) through a cold mount (fresh mount, fresh cache)
                  vs hf_xet ``snapshot_download`` followed by the same local load, and vs a local copy whose
@@ -16,7 +18,8 @@ Prints one JSON object (times in seconds; every figure also as a ratio against i
                  server.                 ratio = download s / mount s            (target >= 1.5)
   d_peak_rss:    peak RSS (VmHWM) of the mount daemon during (a).
   e_download:    ``xetfs download`` of the model repo vs ``snapshot_download``, each timed as a whole process
-                 (interpreter start and imports included; ``snapshot_download_in_process_s`` leaves them out).
+                 (interpreter start and imports included; ``snapshot_download_in_process_s`` leaves them out),
+                 each started on a quiet disk (the other's output removed, ``os.sync()``); neither fsyncs.
                  ratio = snapshot_download s / xetfs download s                (target >= 1.0)
 
 Usage: .venv/bin/python scripts/bench_load.py [--model-mib 1024] [--workdir DIR] [--repeats 10]
@@ -122,6 +125,7 @@ class Fresh:
 
     def __enter__(self):
         shutil.rmtree(self.cache, ignore_errors=True)
+        os.sync()   # a quiet disk: no writeback of an earlier step runs during this one (as for each hf run)
         self.ctx = mounted(self.server, self.repo, self.mnt, cache_dir=self.cache)
         self.m = self.ctx.__enter__()
         self.before = served(self.server)
@@ -146,6 +150,7 @@ def bench_model(server, tmp: Path, shards: list[Path], model_mib: int) -> tuple[
     dl_dir = tmp / "snapshot"
     shutil.rmtree(dl_dir, ignore_errors=True)
     shutil.rmtree(tmp / "hf_home", ignore_errors=True)
+    os.sync()
     download_s = hf(server, tmp, "snapshot_download('org/model', local_dir=sys.argv[1])", str(dl_dir))
     local_after_download_s, _ = load_all([dl_dir / n for n in names])
     for p in shards:
@@ -214,6 +219,7 @@ def bench_selective(server, tmp: Path, shards: list[Path], parquet: Path, repeat
 
 def bench_cold_seq(server, tmp: Path, big: Path) -> dict:
     shutil.rmtree(tmp / "hfdl", ignore_errors=True)
+    os.sync()
     download_s = hf(server, tmp, "hf_hub_download('org/big', sys.argv[1], local_dir=sys.argv[2])",
                     big.name, str(tmp / "hfdl"))
     with Fresh(server, tmp, "org/big", "c") as fresh:
@@ -229,16 +235,23 @@ def bench_cold_seq(server, tmp: Path, big: Path) -> dict:
 
 
 def bench_download(server, tmp: Path) -> dict:
-    shutil.rmtree(tmp / "snap2", ignore_errors=True)
-    shutil.rmtree(tmp / "hf_home", ignore_errors=True)
+    """Each download starts on a quiet disk: the other's output removed and ``os.sync()`` done, so neither pays
+    for the writeback of the one before it (``snapshot_download``'s 1 GiB used to be written out while
+    ``xetfs download`` ran)."""
+    def quiet() -> None:
+        for d in ("snap2", "hf_home", "xdl"):
+            shutil.rmtree(tmp / d, ignore_errors=True)
+        os.sync()
+
+    quiet()
     t = time.perf_counter()
     snap_in_process_s = hf(server, tmp, "snapshot_download('org/model', local_dir=sys.argv[1])", str(tmp / "snap2"))
     snap_s = time.perf_counter() - t   # the whole process, as for xetfs download below: start-up and imports count
-    dest = tmp / "xdl"
-    shutil.rmtree(dest, ignore_errors=True)
+    quiet()
     t = time.perf_counter()
-    xetfs_cli("download", "org/model", "--to", str(dest), "--endpoint", server.url, "--token", server.token)
+    xetfs_cli("download", "org/model", "--to", str(tmp / "xdl"), "--endpoint", server.url, "--token", server.token)
     xetfs_s = time.perf_counter() - t
+    quiet()
     return {"xetfs_download_s": xetfs_s, "snapshot_download_s": snap_s, "snapshot_download_in_process_s": snap_in_process_s,
             "ratio": snap_s / xetfs_s, "target": 1.0}
 
