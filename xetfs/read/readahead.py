@@ -62,6 +62,15 @@ class Readahead:
     def consumed_bytes(self) -> int:
         return self._consumed
 
+    def consumed_below(self, pos: int) -> int:
+        """Bytes of the runs before ``pos``."""
+        total = 0
+        for a, b in zip(self._starts, self._ends):
+            if a >= pos:
+                break
+            total += min(b, pos) - a
+        return total
+
     def regions_touched(self) -> int:
         """How many regions (tensors) hold consumed bytes."""
         return len(self._touched)

@@ -18,8 +18,8 @@
    and then learned (``_fill``); known chunks of ``[end, fetch_end)`` are loaded from the disk tier in batches
    of ``DISK_BATCH_BYTES``; unknown bytes get windows of at least ``PREFETCH_MIN_BYTES``. ``stream_rest``
    fetches the whole file in file order for a reader that loads all of it: up to ``STREAM_DEPTH`` windows at
-   once, never more than the lead (``read.flight.StreamLead``) past the furthest byte asked for, then the
-   next file it was given (docs/architecture.md, "Whole-file streams").
+   once, never more than the lead (``read.flight.StreamLead``) of bytes not asked for yet, then the next
+   file it was given (docs/architecture.md, "Whole-file streams").
 
 Not done: pushing readahead into the kernel page cache (``notify_store``) was measured and did not speed up
 cold or remount reads on this stack; it stays out.
@@ -74,7 +74,7 @@ class FileReader:
         self.known = KnownChunks(file_hash, size, self.fetcher)   # chunks at known file offsets
         self.counters = FileCounters()
         self._streaming = False
-        self._front = 0                          # the end of the furthest read: a stream keeps its lead from it
+        self._reads = Readahead()                # the bytes asked for so far (merged runs): a stream's lead
         self.boundaries: list[int] | None = None  # safetensors tensor boundaries, when known
         self._batches: dict[int, Pending] = {}   # in-flight disk-tier batch loads, by batch index
         self._next_batch = 0                     # sequential disk readahead: the next batch to start
@@ -90,10 +90,9 @@ class FileReader:
         end = min(offset + size, self.size)
         if offset >= end:
             return b""
-        if end > self._front:
-            self._front = end
-            if self._streaming:
-                self.fetcher.streams.changed()   # a stream waiting for its reader may go on
+        self._reads.consume(offset, end)
+        if self._streaming:
+            self.fetcher.streams.changed()   # a stream waiting for its reader may go on
         try:
             with trio.fail_after(self.read_timeout_s):
                 data = await self._read(offset, end, min(max(end, fetch_end or end), self.size), placed)
@@ -126,10 +125,9 @@ class FileReader:
                     break
         await stream_file(self, window_bytes, self.fetcher.streams, next_file)
 
-    @property
-    def front(self) -> int:
-        """The end of the furthest read so far."""
-        return self._front
+    def read_below(self, pos: int) -> int:
+        """How many bytes before ``pos`` readers have asked for so far."""
+        return self._reads.consumed_below(pos)
 
     def next_missing(self, pos: int) -> int:
         """The first offset at or after ``pos`` that neither a window covers nor a known chunk holds."""

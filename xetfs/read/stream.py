@@ -3,8 +3,9 @@ fetched in file order in the background, a bounded lead ahead of that reader.
 
 ``stream_file`` asks for one reconstruction window after another and lets up to ``STREAM_DEPTH`` of them
 fill at once, so the next window's reconstruction and first GET overlap the last pieces of the one before.
-A window starts only if its end is within the lead (``read.flight.StreamLead``) of the furthest byte a
-reader asked for: further ahead, the memory tier would evict streamed chunks before the reader got to them.
+A window starts only if the bytes before its end that no reader asked for yet are at most the lead
+(``read.flight.StreamLead``): further ahead, the memory tier would evict streamed chunks before the reader got
+to them. (Not the distance from the furthest read: a large ``memcpy`` reads a tensor in several places at once.)
 """
 from __future__ import annotations
 
@@ -26,8 +27,7 @@ class Streamed(Protocol):
 
     size: int
 
-    @property
-    def front(self) -> int: ...
+    def read_below(self, pos: int) -> int: ...
 
     def next_missing(self, pos: int) -> int: ...
 
@@ -45,7 +45,7 @@ async def stream_file(reader: Streamed, window_bytes: int, lead: StreamLead, the
             pos = 0
             while (pos := reader.next_missing(pos)) < reader.size:
                 stop = min(reader.size, pos + window_bytes)
-                if stop - reader.front > lead.lead_bytes(window_bytes):
+                if stop - reader.read_below(stop) > lead.lead_bytes(window_bytes):
                     await lead.wait_changed()   # far enough ahead of the reader: wait for it (or for room)
                     continue
                 await ahead.acquire()
