@@ -41,14 +41,13 @@ from pathlib import Path
 
 import numpy as np
 
-from xetfs.testing.mount import mounted, xetfs_cli
+from xetfs.testing.mount import FreshMount, xetfs_cli
 from xetfs.testing.server import env_for_hf, running_server
 
 import bench_load_hf  # scripts/, next to this file
 
 KiB = 1024
 MiB = 1024 * KiB
-SERVED = "xetfs_cas_data_bytes_served_total"
 SIZES = [64 * MiB, 4 * KiB, 16 * MiB, 4 * MiB, 48 * MiB, 12 * KiB, 16 * MiB, 4 * MiB, 64 * MiB, 256 * KiB,
          32 * MiB, 64 * MiB, 8 * KiB, 56 * MiB, 24 * MiB, 1 * MiB, 40 * MiB, 512 * KiB]
 
@@ -114,40 +113,17 @@ def hf(server, tmp: Path, code: str, *args: str) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def served(server) -> float:
-    return server.metrics().get(SERVED, 0.0)
-
-
-class Fresh:
-    """A fresh mount with a fresh cache; ``served()``: data bytes the server sent since the mount."""
-
-    def __init__(self, server, tmp: Path, repo: str, tag: str) -> None:
-        self.server, self.repo = server, repo
-        self.mnt, self.cache = tmp / f"mnt-{tag}", tmp / f"cache-{tag}"
-
-    def __enter__(self):
-        shutil.rmtree(self.cache, ignore_errors=True)
-        os.sync()   # a quiet disk: no writeback of an earlier step runs during this one (as for each hf run)
-        self.ctx = mounted(self.server, self.repo, self.mnt, cache_dir=self.cache)
-        self.m = self.ctx.__enter__()
-        self.before = served(self.server)
-        return self
-
-    def served(self) -> float:
-        return served(self.server) - self.before
-
-    def __exit__(self, *exc):
-        try:
-            return self.ctx.__exit__(*exc)
-        finally:
-            shutil.rmtree(self.cache, ignore_errors=True)
+def cold_mount(server, tmp: Path, repo: str, tag: str) -> FreshMount:
+    """A fresh mount with a fresh cache, on a quiet disk: no writeback of an earlier step runs during this one
+    (as for each hf run)."""
+    return FreshMount(server, repo, tmp, tag, sync=True)
 
 
 def bench_model(server, tmp: Path, shards: list[Path], model_mib: int, rounds: int) -> tuple[dict, dict]:
     names = [p.name for p in shards]
     mounts, downloads, locals_after, rss = [], [], [], 0
     for r in range(rounds):
-        with Fresh(server, tmp, "org/model", f"a{r}") as fresh:
+        with cold_mount(server, tmp, "org/model", f"a{r}") as fresh:
             mounts.append(load_all([fresh.m.path / n for n in names]))
             mount_served = fresh.served()
             rss = max(rss, fresh.m.hwm_bytes())
@@ -171,7 +147,7 @@ def bench_model(server, tmp: Path, shards: list[Path], model_mib: int, rounds: i
          "download_s_all": downloads, "load_after_download_s_all": locals_after}
     missing = bench_load_hf.available()
     a["from_pretrained"] = missing or bench_load_hf.bench_from_pretrained(
-        server, tmp, model_mib, Fresh, env_for_hf(tmp / "hf_home_fp", server.url, server.token))
+        server, tmp, model_mib, cold_mount, env_for_hf(tmp / "hf_home_fp", server.url, server.token))
     d = {"bytes": rss, "model_bytes": model_bytes, "ratio_to_model": rss / model_bytes}
     return a, d
 
@@ -186,12 +162,12 @@ def bench_selective(server, tmp: Path, shards: list[Path], parquet: Path, repeat
         nbytes = f.get_tensor(name).nbytes
     worst = 0.0
     for i in range(repeats):
-        with Fresh(server, tmp, "org/model", f"t{i}") as fresh:
+        with cold_mount(server, tmp, "org/model", f"t{i}") as fresh:
             with safe_open(str(fresh.m.path / shard.name), framework="np") as f:
                 f.get_tensor(name)
             worst = max(worst, fresh.served())
     header = 8 + struct.unpack("<Q", shard.read_bytes()[:8])[0]
-    with Fresh(server, tmp, "org/model", "h") as fresh:
+    with cold_mount(server, tmp, "org/model", "h") as fresh:
         with safe_open(str(fresh.m.path / shard.name), framework="np") as f:
             list(f.keys())
         header_served = fresh.served()
@@ -217,7 +193,7 @@ def bench_selective(server, tmp: Path, shards: list[Path], parquet: Path, repeat
     except ImportError:
         out["duckdb"] = "skipped: not installed"
     for label, read in readers.items():
-        with Fresh(server, tmp, "org/data", f"pq-{label}") as fresh:
+        with cold_mount(server, tmp, "org/data", f"pq-{label}") as fresh:
             read(fresh.m.path / parquet.name)
             got = fresh.served()
         out[label] = {"column_bytes": need, "fetched": got, "ratio": got / need, "bound": 1.3 + MiB / need}
@@ -232,7 +208,7 @@ def bench_cold_seq(server, tmp: Path, big: Path, rounds: int) -> dict:
         downloads.append(hf(server, tmp, "hf_hub_download('org/big', sys.argv[1], local_dir=sys.argv[2])",
                             big.name, str(tmp / "hfdl")))
         shutil.rmtree(tmp / "hfdl", ignore_errors=True)
-        with Fresh(server, tmp, "org/big", f"c{r}") as fresh:
+        with cold_mount(server, tmp, "org/big", f"c{r}") as fresh:
             t = time.perf_counter()
             with open(fresh.m.path / big.name, "rb", buffering=0) as f:
                 buf = bytearray(16 * MiB)

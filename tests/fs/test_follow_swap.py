@@ -25,6 +25,9 @@ class Reader:
     def __init__(self, data: bytes) -> None:
         self.data, self.size = data, len(data)
 
+    def stream_rest(self, window_bytes: int = 0, after: object = ()) -> bool:
+        return False   # no background here
+
     async def read(self, offset: int, size: int, *, fetch_end: int | None = None) -> bytes:
         return self.data[offset:offset + size]
 

@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import random
-import shutil
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from xetfs.testing.mount import mounted, xetfs_cli
-from xetfs.testing.server import running_server
+from xetfs.testing.mount import FreshMount, uploaded_repo, xetfs_cli
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 
 KiB = 1024
 MiB = 1024 * KiB
-SERVED = "xetfs_cas_data_bytes_served_total"
 REPEATS = 10
 # (name, bytes): realistic sizes; names do not follow the file order (save_file groups by dtype).
 TENSORS = [
@@ -65,37 +62,12 @@ def model(tmp_path_factory: pytest.TempPathFactory):
     import json
     info = {k: v for k, v in json.loads(header).items() if k != "__metadata__"}
     file_order = sorted(info, key=lambda k: info[k]["data_offsets"][0])
-    with running_server(tmp / "server") as server:
-        server.create_repo("org/model")
-        xetfs_cli("upload", "org/model", str(src), "--endpoint", server.url, "--token", server.token)
+    with uploaded_repo(tmp, "org/model", src) as server:
         yield server, path, digests, file_order, 8 + n, tmp
 
 
-def _served(server) -> float:
-    return server.metrics().get(SERVED, 0.0)
-
-
-class _Fresh:
-    """A fresh mount with a fresh cache directory; the served-bytes delta of the body."""
-
-    def __init__(self, server, tmp: Path, tag: str) -> None:
-        self.server, self.mnt, self.cache = server, tmp / f"mnt-{tag}", tmp / f"cache-{tag}"
-
-    def __enter__(self):
-        shutil.rmtree(self.cache, ignore_errors=True)
-        self._ctx = mounted(self.server, "org/model", self.mnt, cache_dir=self.cache)
-        self.m = self._ctx.__enter__()
-        self.before = _served(self.server)
-        return self
-
-    def served(self) -> float:
-        return _served(self.server) - self.before
-
-    def __exit__(self, *exc):
-        try:
-            return self._ctx.__exit__(*exc)
-        finally:
-            shutil.rmtree(self.cache, ignore_errors=True)
+def _fresh(server, tmp: Path, tag: str) -> FreshMount:
+    return FreshMount(server, "org/model", tmp, tag)
 
 
 @pytest.mark.parametrize("where", ["start", "middle", "end"])
@@ -106,7 +78,7 @@ def test_one_get_tensor_fetches_about_the_tensor(model, where: str) -> None:
     name = {"start": file_order[0], "middle": file_order[len(file_order) // 2], "end": file_order[-1]}[where]
     worst = 0.0
     for i in range(REPEATS):
-        with _Fresh(server, tmp, f"{where}-{i}") as fresh:
+        with _fresh(server, tmp, f"{where}-{i}") as fresh:
             with safe_open(str(fresh.m.path / "model.safetensors"), framework="np") as f:
                 tensor = f.get_tensor(name)
             served = fresh.served()
@@ -121,7 +93,7 @@ def test_middle_tensors_of_every_size_fetch_about_the_tensor(model) -> None:
 
     server, _, digests, file_order, _, tmp = model
     for name in file_order[1:-1]:
-        with _Fresh(server, tmp, "each") as fresh:
+        with _fresh(server, tmp, "each") as fresh:
             with safe_open(str(fresh.m.path / "model.safetensors"), framework="np") as f:
                 tensor = f.get_tensor(name)
             served = fresh.served()
@@ -135,7 +107,7 @@ def test_header_only_open_fetches_the_header(model) -> None:
     server, _, digests, _, header_bytes, tmp = model
     worst = 0.0
     for i in range(REPEATS):
-        with _Fresh(server, tmp, f"header-{i}") as fresh:
+        with _fresh(server, tmp, f"header-{i}") as fresh:
             with safe_open(str(fresh.m.path / "model.safetensors"), framework="np") as f:
                 keys = set(f.keys())
             worst = max(worst, fresh.served())
@@ -155,7 +127,7 @@ def test_loading_every_tensor_fetches_the_file_once(model, order: str) -> None:
 
     server, path, digests, file_order, _, tmp = model
     names = _orders(file_order).get(order, file_order)
-    with _Fresh(server, tmp, f"all-{order}") as fresh:
+    with _fresh(server, tmp, f"all-{order}") as fresh:
         with safe_open(str(fresh.m.path / "model.safetensors"), framework="np") as f:
             if order == "two_phase":   # a lazy loader: the first page of each tensor, then all of them
                 for name in sorted(file_order):
@@ -173,7 +145,7 @@ def test_stats_show_each_open_file_with_its_fetches_and_decisions(model) -> None
 
     server, _, digests, file_order, _, tmp = model
     name = file_order[len(file_order) // 2]
-    with _Fresh(server, tmp, "stats") as fresh:
+    with _fresh(server, tmp, "stats") as fresh:
         with safe_open(str(fresh.m.path / "model.safetensors"), framework="np") as f:
             tensor = f.get_tensor(name)
             out = json.loads(xetfs_cli("stats", str(fresh.m.path)).stdout)

@@ -7,19 +7,16 @@ bound holds for the worst of the repeats: fetched <= 1.3 x the column's compress
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from xetfs.testing.mount import mounted, xetfs_cli
-from xetfs.testing.server import running_server
+from xetfs.testing.mount import FreshMount, uploaded_repo
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 
 MiB = 1024 * 1024
-SERVED = "xetfs_cas_data_bytes_served_total"
 ROWS = 1_600_000
 REPEATS = 3
 
@@ -38,9 +35,7 @@ def table(tmp_path_factory: pytest.TempPathFactory):
                   "flag": rng.integers(0, 2, ROWS) > 0, "small": rng.integers(0, 1 << 30, ROWS).astype(np.int32)})
     path = src / "t.parquet"
     pq.write_table(t, str(path), row_group_size=ROWS // 8)
-    with running_server(tmp / "server") as server:
-        server.create_repo("org/data")
-        xetfs_cli("upload", "org/data", str(src), "--endpoint", server.url, "--token", server.token)
+    with uploaded_repo(tmp, "org/data", src) as server:
         yield server, path, tmp
 
 
@@ -63,12 +58,9 @@ def test_read_table_of_one_column_fetches_about_that_column(table, column: str) 
     need = _column_bytes(path, column)
     worst = 0.0
     for i in range(REPEATS):
-        cache = tmp / f"cache-{column}-{i}"
-        with mounted(server, "org/data", tmp / f"mnt-{column}-{i}", cache_dir=cache) as m:
-            before = server.metrics().get(SERVED, 0.0)
-            got = pq.read_table(str(m.path / "t.parquet"), columns=[column])
-            served = server.metrics().get(SERVED, 0.0) - before
-        shutil.rmtree(cache, ignore_errors=True)
+        with FreshMount(server, "org/data", tmp, f"{column}-{i}") as fresh:
+            got = pq.read_table(str(fresh.m.path / "t.parquet"), columns=[column])
+            served = fresh.served()
         assert got.equals(expected)
         worst = max(worst, served)
     assert worst <= 1.3 * need + MiB, (column, need, worst, path.stat().st_size)

@@ -8,19 +8,16 @@ disk-tier hits in some runs; the lead counts the bytes not yet asked for instead
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from xetfs.testing.mount import mounted, xetfs_cli
-from xetfs.testing.server import running_server
+from xetfs.testing.mount import FreshMount, uploaded_repo
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 
 MiB = 1 << 20
-SERVED = "xetfs_cas_data_bytes_served_total"
 MEMORY = 40 * MiB   # room for the lead (10 MiB here), the loader's readahead and the next shard's start
 SHARD_TENSORS = [24 * MiB, 4 * MiB, 16 * MiB, 256 * 1024, 32 * MiB, 8 * MiB, 12 * 1024, 20 * MiB]   # ~104 MiB
 
@@ -36,9 +33,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory):
     for k in range(1, 4):
         save_file({f"s{k}.t{i}": np.frombuffer(rng.bytes(n), dtype=np.float16 if n % 2 == 0 else np.int8)
                    for i, n in enumerate(SHARD_TENSORS)}, str(src / f"model-0000{k}-of-00003.safetensors"))
-    with running_server(tmp / "server") as server:
-        server.create_repo("org/sharded")
-        xetfs_cli("upload", "org/sharded", str(src), "--endpoint", server.url, "--token", server.token)
+    with uploaded_repo(tmp, "org/sharded", src) as server:
         yield server, sorted(src.glob("*.safetensors")), tmp
 
 
@@ -56,16 +51,12 @@ def test_a_model_larger_than_the_memory_tier_loads_with_every_chunk_fetched_once
     want = {}
     for p in paths:
         want.update(_load(p))
-    cache = tmp / f"cache-{round_}"
-    shutil.rmtree(cache, ignore_errors=True)
-    with mounted(server, "org/sharded", tmp / f"mnt-{round_}", cache_dir=cache,
-                 args=["--memory-cache-size", str(MEMORY)]) as m:
-        before = server.metrics().get(SERVED, 0.0)
+    with FreshMount(server, "org/sharded", tmp, str(round_), args=["--memory-cache-size", str(MEMORY)]) as fresh:
         got = {}
         for p in paths:                                   # a loader: shard after shard, tensors in file order
-            got.update(_load(m.path / p.name))
-        served = server.metrics().get(SERVED, 0.0) - before
-        stats = m.stats()
+            got.update(_load(fresh.m.path / p.name))
+        served = fresh.served()
+        stats = fresh.m.stats()
     total = sum(p.stat().st_size for p in paths)
     assert got == want
     assert total > 4 * MEMORY

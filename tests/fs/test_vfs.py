@@ -30,6 +30,9 @@ class DictReader:
         self.size = len(data)
         self.calls: list[tuple[int, int, int | None]] = []
 
+    def stream_rest(self, window_bytes: int = 0, after: object = ()) -> bool:
+        return False   # no background here
+
     async def read(self, offset: int, size: int, *, fetch_end: int | None = None) -> bytes:
         self.calls.append((offset, size, fetch_end))
         return self.data[offset:offset + size]

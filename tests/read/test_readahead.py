@@ -4,7 +4,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from xetfs.read.readahead import Readahead
+from xetfs.read.readahead import Readahead, Runs
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -84,7 +84,16 @@ def test_consumed_runs_are_bounded() -> None:
     ra = Readahead(max_runs=8)
     for i in range(100):
         ra.fetch_end(i * 1000, 10)
-    assert len(ra._starts) <= 8
+    assert ra.consumed_bytes == 8 * 10
+
+
+def test_runs_merge_in_any_order_and_count_the_bytes_below_a_point() -> None:
+    runs = Runs()
+    for a, b in [(300, 400), (0, 100), (100, 150), (350, 500), (700, 800)]:
+        runs.add(a, b)
+    assert runs.add(140, 160) == (0, 160)
+    assert runs.total == 160 + 200 + 100
+    assert [runs.below(p) for p in (0, 50, 200, 450, 750, 10_000)] == [0, 50, 160, 310, 410, 460]
 
 
 def test_a_reader_that_loads_the_whole_file_is_recognised() -> None:

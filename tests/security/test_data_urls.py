@@ -57,5 +57,5 @@ def test_a_data_url_serves_only_its_signed_ranges(any_store_server: ServerHandle
         status, body = get(rng)
         assert status == 403, (rng, status)
         assert whole[n:] not in body
-    status, body = get(f"bytes=0-9,100-199")
+    status, body = get("bytes=0-9,100-199")
     assert status == 206 and whole[0:10] in body and whole[100:200] in body

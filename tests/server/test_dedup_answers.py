@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from xetfs.core.chunking import chunk_data, file_hash_of
 from xetfs.core.params import GLOBAL_DEDUP_MODULUS

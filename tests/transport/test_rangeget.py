@@ -6,7 +6,6 @@ import httpx
 import pytest
 import trio
 
-from xetfs.transport import http
 from xetfs.transport.params import HttpParams
 from xetfs.client.cas import CasClient, FetchUrlExpired, TokenProvider
 from xetfs.transport.rangeget import RangeGetter

@@ -82,6 +82,9 @@ class ResolveReader:
         self.backend, self.xet_hash, self.size = backend, xet_hash, size
         self.boundaries: list[int] | None = None
 
+    def stream_rest(self, window_bytes: int = 0, after: object = ()) -> bool:
+        return False   # no background here
+
     async def read(self, offset: int, size: int, *, fetch_end: int | None = None) -> bytes:
         commit, path = self.backend.where[self.xet_hash]
         return await self.backend.read_regular_at(commit, path, self.size, offset, size)

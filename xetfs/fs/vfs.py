@@ -31,7 +31,7 @@ import stat
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import NotFound, ReadOnly, XetError
@@ -40,6 +40,7 @@ from xetfs.fs.tree import (FIRST_INODE, ROOT_INODE, STATS_INODE, STATS_NAME, Ent
 from xetfs.read.formats import Regions, file_regions
 from xetfs.read.readahead import Readahead
 from xetfs.read.source import OpenFileStats
+from xetfs.read.stream import Chained
 
 __all__ = ["Attr", "Backend", "Entry", "FIRST_INODE", "Handle", "IsADirectory", "NotADirectory", "ROOT_INODE",
            "Reader", "STATS_INODE", "STATS_NAME", "Tree", "Vfs"]
@@ -65,7 +66,9 @@ class Attr:
         return stat.S_ISDIR(self.mode)
 
 
-class Reader(Protocol):
+class Reader(Chained, Protocol):
+    """A file's shared reader (``FileReader``); it can stream the rest of its file (``Chained``)."""
+
     size: int
 
     async def read(self, offset: int, size: int, *, fetch_end: int | None = None) -> bytes: ...
@@ -171,25 +174,29 @@ class Vfs:
         self._readers.pop(ino, None)
         self._regions.pop(ino, None)
 
-    async def _reader(self, ino: int, *, regions: bool = True) -> Reader:
-        """The inode's shared reader; with ``regions``, its format header read too (once). A sibling shard
-        about to be streamed gets none yet: its header is read when it is opened, or streamed with the rest,
-        not fetched long before a loader gets there (and evicted from memory by then)."""
+    async def _reader(self, ino: int) -> Reader:
+        """The inode's shared reader for a new handle, its format header read (once), counted as open."""
+        reader = self._kept_reader(ino)
+        if ino not in self._regions:
+            try:
+                self._regions[ino] = await file_regions(reader, self.tree.name(ino))
+            except XetError as exc:   # only a hint: the open itself must not fail for it
+                log.warning("cannot read the format header of %s: %s", self.tree.path(ino), exc)
+        self._open_count[ino] = self._open_count.get(ino, 0) + 1
+        return reader
+
+    def _kept_reader(self, ino: int) -> Reader:
+        """The inode's shared reader, made if need be and kept as the most recently used; the least recently
+        used readers not open are dropped beyond ``readers_kept``."""
         reader = self._readers.pop(ino, None)
         if reader is None:
             xet = self.tree.xet_hash(ino)
             assert xet is not None
             reader = self.backend.reader(xet, self.tree.size(ino))
-        if regions and ino not in self._regions:
-            try:
-                self._regions[ino] = await file_regions(reader, self.tree.name(ino))
-            except XetError as exc:   # only a hint: the open itself must not fail for it
-                log.warning("cannot read the format header of %s: %s", self.tree.path(ino), exc)
         self._readers[ino] = reader
-        self._open_count[ino] = self._open_count.get(ino, 0) + 1
         while len(self._readers) > self.readers_kept:
             old = next(iter(self._readers))
-            if self._open_count.get(old, 0) > 0:
+            if old == ino or self._open_count.get(old, 0) > 0:
                 break
             del self._readers[old]
             self._regions.pop(old, None)
@@ -241,18 +248,12 @@ class Vfs:
                     continue
                 if sibling != ino and self.tree.xet_hash(sibling) is not None:
                     inodes.append(sibling)
-        readers: list[Reader] = []
-        for i in inodes:
-            reader = self._readers.get(i)
-            if reader is None:   # kept (not counted as open) so its fetched layout serves the later open
-                reader = await self._reader(i, regions=False)
-                self._open_count[i] -= 1
-                if self._open_count[i] <= 0:
-                    del self._open_count[i]
-            if getattr(reader, "stream_rest", None) is not None:   # FileReader (tests' fakes lack it)
-                readers.append(reader)
-        if readers:   # one after the other: each shard's stream starts the next as its last windows fill
-            cast(Any, readers[0]).stream_rest(self.readahead_max_bytes, after=readers[1:])
+        # Siblings' readers are kept (not counted as open) so the layout they fetch serves the later open.
+        # Their format headers are read when they are opened, or streamed with the rest: not fetched now,
+        # long before a loader gets there (and evicted from memory by then).
+        readers = [self._kept_reader(i) for i in inodes]
+        # One after the other: each shard's stream starts the next as its last windows fill.
+        readers[0].stream_rest(self.readahead_max_bytes, after=readers[1:])
 
     async def _read_regular(self, ino: int, file_size: int, offset: int, size: int) -> bytes:
         origin = self.origin.get(ino)

@@ -90,21 +90,26 @@ class StreamLead:
     """How far whole-file streams (``FileReader.stream_rest``) may run ahead of the bytes their readers asked
     for: together about ``limit_bytes`` (a share of the memory tier), split evenly between the running streams.
     A stream that ran further ahead would evict chunks from the memory tier before its reader got to them, and
-    the reader would load them back from the disk tier. ``changed`` wakes the streams waiting for room (a
-    reader moved on, or a stream ended)."""
+    the reader would load them back from the disk tier. A waiting stream wakes when its own reader reads on
+    (the event it waits on) or when any stream ends (``changed``: the others' share grew)."""
 
     def __init__(self, limit_bytes: int) -> None:
         self.limit_bytes = limit_bytes
         self.running = 0
-        self._changed = trio.Event()
+        self._waiting: set[trio.Event] = set()
 
     def lead_bytes(self, floor: int) -> int:
         """The lead each running stream may take now, never below ``floor`` (one stream window)."""
         return max(floor, self.limit_bytes // max(1, self.running))
 
     def changed(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
+        for moved in self._waiting:
+            moved.set()
 
-    async def wait_changed(self) -> None:
-        await self._changed.wait()
+    async def wait(self, moved: trio.Event) -> None:
+        """Until ``moved`` is set (by the stream's reader) or ``changed`` is called."""
+        self._waiting.add(moved)
+        try:
+            await moved.wait()
+        finally:
+            self._waiting.discard(moved)

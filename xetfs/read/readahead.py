@@ -4,8 +4,8 @@
 bytes the handle has consumed and on the file's format, never on timing or on the order in which the kernel's
 requests arrive:
 
-- It keeps the *consumed runs*: merged intervals of the bytes asked for so far. The run holding a read is the
-  same whatever order its pieces arrived in.
+- It keeps the *consumed runs* (``Runs``): merged intervals of the bytes asked for so far. The run holding a
+  read is the same whatever order its pieces arrived in.
 - **Other files:** the sequential window is at most the length of that run (as kernel readahead grows), up
   to ``max_bytes``: ``fetch_end = run end + min(run length, max_bytes)``. A first, isolated read fetches
   itself plus as much again.
@@ -39,6 +39,43 @@ MiB = 1024 * 1024
 KERNEL_READAHEAD_BYTES = 256 * 1024   # the mount's read_ahead_kb (see fs.mount)
 
 
+class Runs:
+    """Merged intervals of the bytes asked for so far: sorted, disjoint, not adjacent; at most ``max_runs``
+    (beyond that the shortest other run is forgotten)."""
+
+    def __init__(self, max_runs: int = 256) -> None:
+        self.max_runs = max_runs
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self.total = 0                  # bytes in the runs
+
+    def add(self, offset: int, end: int) -> tuple[int, int]:
+        """Record ``[offset, end)``; returns the merged run that holds it."""
+        i = bisect.bisect_left(self._ends, offset)          # first run ending at or after offset
+        j = bisect.bisect_right(self._starts, end)          # runs starting at or before end
+        lo, hi = offset, end
+        if i < j:
+            lo, hi = min(lo, self._starts[i]), max(hi, self._ends[j - 1])
+        self.total += (hi - lo) - sum(self._ends[k] - self._starts[k] for k in range(i, j))
+        self._starts[i:j] = [lo]
+        self._ends[i:j] = [hi]
+        if len(self._starts) > self.max_runs:
+            k = min((k for k in range(len(self._starts)) if self._starts[k] != lo),
+                    key=lambda k: self._ends[k] - self._starts[k])
+            self.total -= self._ends[k] - self._starts[k]
+            del self._starts[k], self._ends[k]
+        return lo, hi
+
+    def below(self, pos: int) -> int:
+        """Bytes of the runs before ``pos``."""
+        total = 0
+        for a, b in zip(self._starts, self._ends):
+            if a >= pos:
+                break
+            total += min(b, pos) - a
+        return total
+
+
 class Readahead:
     """Per open handle: how far past a read to fetch (see the module docstring)."""
 
@@ -50,26 +87,14 @@ class Readahead:
         self.slop_bytes = slop_bytes
         self.spill_bytes = spill_bytes
         self.ahead_bytes = ahead_bytes
-        self.max_runs = max_runs
-        self._starts: list[int] = []   # consumed runs: sorted, disjoint, not adjacent
-        self._ends: list[int] = []
-        self._consumed = 0              # bytes in the runs
+        self._runs = Runs(max_runs)     # the consumed runs
         self._touched: set[int] = set()   # indexes of the regions holding consumed bytes
         self.aligned = "tensor_aligned"
         self.decisions: dict[str, int] = {}   # how many reads got each kind of fetch (``xetfs stats``)
 
     @property
     def consumed_bytes(self) -> int:
-        return self._consumed
-
-    def consumed_below(self, pos: int) -> int:
-        """Bytes of the runs before ``pos``."""
-        total = 0
-        for a, b in zip(self._starts, self._ends):
-            if a >= pos:
-                break
-            total += min(b, pos) - a
-        return total
+        return self._runs.total
 
     def regions_touched(self) -> int:
         """How many regions (tensors) hold consumed bytes."""
@@ -93,19 +118,7 @@ class Readahead:
 
     def consume(self, offset: int, end: int) -> tuple[int, int]:
         """Record ``[offset, end)`` as read; returns the merged run that holds it."""
-        i = bisect.bisect_left(self._ends, offset)          # first run ending at or after offset
-        j = bisect.bisect_right(self._starts, end)          # runs starting at or before end
-        lo, hi = offset, end
-        if i < j:
-            lo, hi = min(lo, self._starts[i]), max(hi, self._ends[j - 1])
-        self._consumed += (hi - lo) - sum(self._ends[k] - self._starts[k] for k in range(i, j))
-        self._starts[i:j] = [lo]
-        self._ends[i:j] = [hi]
-        if len(self._starts) > self.max_runs:   # bounded: forget the shortest run (not this one)
-            k = min((k for k in range(len(self._starts)) if self._starts[k] != lo),
-                    key=lambda k: self._ends[k] - self._starts[k])
-            self._consumed -= self._ends[k] - self._starts[k]
-            del self._starts[k], self._ends[k]
+        lo, hi = self._runs.add(offset, end)
         if self.boundaries and len(self._touched) <= len(self.boundaries):
             first = bisect.bisect_right(self.boundaries, offset)
             self._touched.update(range(first, max(first, bisect.bisect_left(self.boundaries, end)) + 1))

@@ -44,8 +44,8 @@ from xetfs.errors import Forbidden, FormatError, TransientError, XetError
 from xetfs.read.fetcher import FetchCancelled, Fetcher, Pending, ReadStats, tune_allocator
 from xetfs.read.known import KnownChunks
 from xetfs.read.source import ChunkSource, FileCounters
-from xetfs.read.readahead import Readahead
-from xetfs.read.stream import STREAM_WINDOW_BYTES, stream_file
+from xetfs.read.readahead import Readahead, Runs
+from xetfs.read.stream import STREAM_WINDOW_BYTES, Chained, stream_file
 from xetfs.read.windows import Window, Windows
 
 __all__ = ["DISK_BATCH_BYTES", "FetchCancelled", "Fetcher", "FileReader", "PREFETCH_MIN_BYTES", "ReadStats",
@@ -74,7 +74,8 @@ class FileReader:
         self.known = KnownChunks(file_hash, size, self.fetcher)   # chunks at known file offsets
         self.counters = FileCounters()
         self._streaming = False
-        self._reads = Readahead()                # the bytes asked for so far (merged runs): a stream's lead
+        self._asked = Runs()                     # the bytes readers asked for, from the first read: a stream's
+        self._moved: trio.Event | None = None    # lead counts the rest; ``_moved`` wakes it at the next read
         self.boundaries: list[int] | None = None  # safetensors tensor boundaries, when known
         self._batches: dict[int, Pending] = {}   # in-flight disk-tier batch loads, by batch index
         self._next_batch = 0                     # sequential disk readahead: the next batch to start
@@ -90,9 +91,10 @@ class FileReader:
         end = min(offset + size, self.size)
         if offset >= end:
             return b""
-        self._reads.consume(offset, end)
-        if self._streaming:
-            self.fetcher.streams.changed()   # a stream waiting for its reader may go on
+        self._asked.add(offset, end)
+        if self._moved is not None:   # this file's stream waits for its reader: it may go on
+            self._moved.set()
+            self._moved = None
         try:
             with trio.fail_after(self.read_timeout_s):
                 data = await self._read(offset, end, min(max(end, fetch_end or end), self.size), placed)
@@ -105,7 +107,7 @@ class FileReader:
             raise
         return data
 
-    def stream_rest(self, window_bytes: int = STREAM_WINDOW_BYTES, after: Sequence[FileReader] = ()) -> bool:
+    def stream_rest(self, window_bytes: int = STREAM_WINDOW_BYTES, after: Sequence[Chained] = ()) -> bool:
         """Fetch the whole file in file order in the background (mount only; once): windows of at most
         ``window_bytes`` (the mount passes its readahead bound, a share of the memory tier), ``STREAM_DEPTH``
         at a time, within the lead (``_stream``), each fetched by the shared fetcher (its parallel fetches and
@@ -118,7 +120,7 @@ class FileReader:
         self.fetcher.nursery.start_soon(self._stream, max(1, min(window_bytes, STREAM_WINDOW_BYTES)), tuple(after))
         return True
 
-    async def _stream(self, window_bytes: int, after: tuple[FileReader, ...]) -> None:
+    async def _stream(self, window_bytes: int, after: tuple[Chained, ...]) -> None:
         def next_file() -> None:   # the next file streams while this one's last windows fill
             for i, r in enumerate(after):
                 if r.stream_rest(window_bytes, after[i + 1:]):
@@ -127,7 +129,13 @@ class FileReader:
 
     def read_below(self, pos: int) -> int:
         """How many bytes before ``pos`` readers have asked for so far."""
-        return self._reads.consumed_below(pos)
+        return self._asked.below(pos)
+
+    def moved(self) -> trio.Event:
+        """An event set at this file's next read."""
+        if self._moved is None or self._moved.is_set():   # (a stream's end sets it too: ``StreamLead.changed``)
+            self._moved = trio.Event()
+        return self._moved
 
     def next_missing(self, pos: int) -> int:
         """The first offset at or after ``pos`` that neither a window covers nor a known chunk holds."""

@@ -9,7 +9,7 @@ to them. (Not the distance from the furthest read: a large ``memcpy`` reads a te
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import trio
@@ -22,12 +22,21 @@ STREAM_WINDOW_BYTES = 32 * MiB
 STREAM_DEPTH = 3                 # windows of one stream filling at once
 
 
+class Chained(Protocol):
+    """A file reader that streams the rest of its file, then the first of ``after`` not streamed yet
+    (``FileReader.stream_rest``); False when it was started before or there is no background to run it in."""
+
+    def stream_rest(self, window_bytes: int = STREAM_WINDOW_BYTES, after: Sequence[Chained] = ()) -> bool: ...
+
+
 class Streamed(Protocol):
     """What a stream needs of its file's reader (``FileReader``)."""
 
     size: int
 
     def read_below(self, pos: int) -> int: ...
+
+    def moved(self) -> trio.Event: ...
 
     def next_missing(self, pos: int) -> int: ...
 
@@ -46,7 +55,7 @@ async def stream_file(reader: Streamed, window_bytes: int, lead: StreamLead, the
             while (pos := reader.next_missing(pos)) < reader.size:
                 stop = min(reader.size, pos + window_bytes)
                 if stop - reader.read_below(stop) > lead.lead_bytes(window_bytes):
-                    await lead.wait_changed()   # far enough ahead of the reader: wait for it (or for room)
+                    await lead.wait(reader.moved())   # far enough ahead: wait for the reader (or for room)
                     continue
                 await ahead.acquire()
                 w = await reader.prefetch_query(pos, stop)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,9 +26,11 @@ from xetfs.osutil.process import pid_alive
 from xetfs.testing.files import tree_of, write_tree
 from xetfs.testing.server import ServerHandle, running_server
 
-__all__ = ["Mount", "force_unmount", "mounted", "seeded_server", "tree_of", "wait_committed", "xetfs_cli"]
+__all__ = ["FreshMount", "Mount", "force_unmount", "mounted", "seeded_server", "tree_of", "uploaded_repo",
+           "wait_committed", "xetfs_cli"]
 
 STATS_NAME = ".xetfs-stats"
+SERVED = "xetfs_cas_data_bytes_served_total"   # the data bytes a server sent (docs/architecture.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +72,57 @@ def xetfs_cli(*args: str, env: dict[str, str] | None = None, timeout_s: float = 
 
 
 @contextmanager
-def seeded_server(tmp_path: Path, repo: str, files: Mapping[str, bytes]) -> Iterator[tuple[ServerHandle, Path]]:
-    """A running server (under ``tmp_path/server``) whose new ``repo`` holds ``files``, uploaded with the real
-    ``xetfs upload`` from ``tmp_path/seed`` -> (server, the seed folder)."""
+def uploaded_repo(tmp_path: Path, repo: str, src: Path) -> Iterator[ServerHandle]:
+    """A running server (under ``tmp_path/server``) whose new ``repo`` holds the files of the folder ``src``,
+    uploaded with the real ``xetfs upload``."""
     with running_server(tmp_path / "server") as srv:
         srv.create_repo(repo)
-        seed = tmp_path / "seed"
-        write_tree(seed, files)
-        xetfs_cli("upload", repo, str(seed), "--endpoint", srv.url, "--token", srv.token)
+        xetfs_cli("upload", repo, str(src), "--endpoint", srv.url, "--token", srv.token)
+        yield srv
+
+
+@contextmanager
+def seeded_server(tmp_path: Path, repo: str, files: Mapping[str, bytes]) -> Iterator[tuple[ServerHandle, Path]]:
+    """``uploaded_repo`` of ``files``, written to ``tmp_path/seed`` first -> (server, the seed folder)."""
+    seed = tmp_path / "seed"
+    write_tree(seed, files)
+    with uploaded_repo(tmp_path, repo, seed) as srv:
         yield srv, seed
+
+
+def served(server: Any) -> float:
+    """The data bytes ``server`` has sent so far (its ``SERVED`` counter)."""
+    return float(server.metrics().get(SERVED, 0.0))
+
+
+class FreshMount:
+    """``with FreshMount(server, repo, tmp, tag) as fresh``: a mount of ``repo`` at ``tmp/mnt-TAG`` whose cache
+    dir ``tmp/cache-TAG`` is empty when it comes up and removed after; ``fresh.m`` is the ``Mount``,
+    ``fresh.served()`` the data bytes the server sent since it came up. ``sync``: ``os.sync()`` first, so no
+    writeback of an earlier step runs during this one (benchmarks)."""
+
+    def __init__(self, server: Any, repo: str, tmp: Path, tag: str, *, args: Sequence[str] = (),
+                 sync: bool = False) -> None:
+        self.server, self.repo, self.args, self.sync = server, repo, args, sync
+        self.mnt, self.cache = tmp / f"mnt-{tag}", tmp / f"cache-{tag}"
+
+    def __enter__(self) -> FreshMount:
+        shutil.rmtree(self.cache, ignore_errors=True)
+        if self.sync:
+            os.sync()
+        self._ctx = mounted(self.server, self.repo, self.mnt, cache_dir=self.cache, args=self.args)
+        self.m = self._ctx.__enter__()
+        self.before = served(self.server)
+        return self
+
+    def served(self) -> float:
+        return served(self.server) - self.before
+
+    def __exit__(self, *exc: Any) -> bool | None:
+        try:
+            return self._ctx.__exit__(*exc)
+        finally:
+            shutil.rmtree(self.cache, ignore_errors=True)
 
 
 def _is_mounted(path: Path) -> bool:

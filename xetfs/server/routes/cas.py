@@ -21,7 +21,6 @@ expired one makes the client ask for a fresh reconstruction.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web

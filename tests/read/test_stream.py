@@ -1,0 +1,84 @@
+"""Whole-file streams (``read.stream.stream_file``) against files that only record what is asked of them: a
+stream stays within its lead of the bytes its reader asked for, the running streams share the lead, a stream
+wakes when its own reader reads on or when another stream ends, and never for another file's reads."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+import trio.testing
+
+from xetfs.read.flight import Pending, StreamLead
+from xetfs.read.readahead import Runs
+from xetfs.read.stream import stream_file
+from xetfs.read.windows import Window
+
+
+class RecordingFile:
+    """A file of ``size`` bytes whose reconstruction windows cover exactly what was queried."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.asked = Runs()
+        self.queried: list[tuple[int, int]] = []
+        self.lead_checks = 0             # how often its stream looked at the reader's progress
+        self._moved = trio.Event()
+
+    def read(self, offset: int, end: int) -> None:
+        self.asked.add(offset, end)
+        self._moved.set()
+
+    def read_below(self, pos: int) -> int:
+        self.lead_checks += 1
+        return self.asked.below(pos)
+
+    def moved(self) -> trio.Event:
+        if self._moved.is_set():
+            self._moved = trio.Event()
+        return self._moved
+
+    def next_missing(self, pos: int) -> int:
+        return max([pos, *(stop for _, stop in self.queried)])
+
+    async def prefetch_query(self, pos: int, stop: int) -> Window:
+        self.queried.append((pos, stop))
+        return Window(pos, stop, Pending(), 0.0, recon=object(), cov_start=pos, cov_end=stop)  # type: ignore[arg-type]
+
+    async def prefetch_fill(self, w: Window) -> None:
+        await trio.sleep(0)
+
+
+def _done(log: list[str], name: str) -> Callable[[], None]:
+    return lambda: log.append(name)
+
+
+def test_streams_share_the_lead_and_wake_for_their_own_reader_only() -> None:
+    async def main() -> None:
+        lead = StreamLead(30)
+        a, b = RecordingFile(100), RecordingFile(100)
+        done: list[str] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream_file, a, 10, lead, _done(done, "a"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert a.queried == [(0, 10), (10, 20), (20, 30)]          # alone: the whole lead, 30 bytes
+
+            nursery.start_soon(stream_file, b, 10, lead, _done(done, "b"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert b.queried == [(0, 10)]                              # two streams: 15 bytes each
+
+            checks = a.lead_checks
+            b.read(0, 10)
+            await trio.testing.wait_all_tasks_blocked()
+            assert b.queried[-1] == (10, 20)                           # its reader moved on: so does it
+            assert a.lead_checks == checks                             # another file's read wakes no other stream
+
+            a.read(0, 100)
+            await trio.testing.wait_all_tasks_blocked()
+            assert a.queried[-1] == (90, 100) and done == ["a"]
+            assert b.queried[-1] == (30, 40)                           # a ended: b has the whole lead again
+
+            b.read(10, 100)
+        assert done == ["a", "b"] and lead.running == 0
+        assert [w for w, _ in b.queried] == list(range(0, 100, 10))   # every window once, in file order
+
+    trio.run(main)
