@@ -28,6 +28,12 @@ class Reader:
     def stream_rest(self, window_bytes: int = 0, after: object = ()) -> bool:
         return False   # no background here
 
+    def opened(self) -> None:
+        pass
+
+    def closed(self) -> None:
+        pass
+
     async def read(self, offset: int, size: int, *, fetch_end: int | None = None) -> bytes:
         return self.data[offset:offset + size]
 

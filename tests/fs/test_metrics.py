@@ -200,7 +200,7 @@ def test_every_metric_path_names_a_number_of_the_stats_object() -> None:
         writable=False, write=None, endpoints=EndpointStats(["http://a:1"], {}, 1, 1), pid=1, repo="o/r@main",
         commit="c" * 40, mountpoint="/mnt", bytes_read=1, bytes_fetched=1, cache=CacheStats.of(snapshot),
         reconstructions=1, fetches=1, retries=1, integrity_failures=1, read_errors=1,
-        pending=PendingStats(1, 1, 1, 1, 1), fetches_joined=1,
+        pending=PendingStats(1, 1, 1, 1, 1, 1), fetches_joined=1,
         follow=FollowStats("main", 1.0, "c" * 40, "2026-01-02T03:04:05+00:00", 1, 1, None, 1, None, 1, None),
         link=LinkStats("online", 0.0, 1, 1, 1, 1, None)).to_json()
     paths = [p for _, p in (*COUNTERS.values(), *GAUGES.values())]

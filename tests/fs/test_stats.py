@@ -21,7 +21,7 @@ def _stats(write: dict[str, object] | None) -> MountStats:
         endpoints=EndpointStats(["http://a:1", "http://b:2"], {"http://a:1": NodeHealth(0.5, False, 1)}, 2),
         pid=42, repo="org/m@main", commit="c" * 40, mountpoint="/mnt", bytes_read=10, bytes_fetched=11,
         cache=cache, reconstructions=12, fetches=13, retries=14, integrity_failures=15, read_errors=16,
-        pending=PendingStats(fetches=17, reconstructions=18, open_handles=19, files=20, bytes=21),
+        pending=PendingStats(fetches=17, reconstructions=18, open_handles=19, streams=0, files=20, bytes=21),
         fetches_joined=22, open_files=[OpenFileStats("m.safetensors", 1, 23, 24, 0, {"tensor_aligned": 2})],
         link=LinkStats("degraded", 25.5, 3, 1, 0, 2, "cannot reach a:1"))
 
@@ -37,7 +37,8 @@ def test_the_served_object_has_the_documented_keys() -> None:
         "cache": {"memory": {"hits": 1, "misses": 2, "bytes": 3, "evictions": 0},
                   "disk": {"hits": 4, "misses": 5, "corrupt_entries": 6, "bytes": 7, "evictions": 8}},
         "reconstructions": 12, "fetches": 13, "retries": 14, "integrity_failures": 15, "read_errors": 16,
-        "pending": {"fetches": 17, "reconstructions": 18, "open_handles": 19, "files": 20, "bytes": 21},
+        "pending": {"fetches": 17, "reconstructions": 18, "open_handles": 19, "streams": 0, "files": 20,
+                    "bytes": 21},
         "fetches_joined": 22,
         "open_files": [{"path": "m.safetensors", "handles": 1, "bytes_read": 23, "bytes_fetched": 24,
                         "whole_file_streams": 0, "decisions": {"tensor_aligned": 2}}],

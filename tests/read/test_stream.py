@@ -1,6 +1,7 @@
 """Whole-file streams (``read.stream.stream_file``) against files that only record what is asked of them: a
 stream stays within its lead of the bytes its reader asked for, the running streams share the lead, a stream
-wakes when its own reader reads on or when another stream ends, and never for another file's reads."""
+wakes when its own reader reads on or when another stream ends, and never for another file's reads; a stream
+at its lead whose file has no open handle parks (ends, to be started again by ``FileReader.opened``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -19,6 +20,7 @@ class RecordingFile:
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self.handles = 1
         self.asked = Runs()
         self.queried: list[tuple[int, int]] = []
         self.lead_checks = 0             # how often its stream looked at the reader's progress
@@ -80,5 +82,26 @@ def test_streams_share_the_lead_and_wake_for_their_own_reader_only() -> None:
             b.read(10, 100)
         assert done == ["a", "b"] and lead.running == 0
         assert [w for w, _ in b.queried] == list(range(0, 100, 10))   # every window once, in file order
+
+    trio.run(main)
+
+
+def test_a_stream_at_its_lead_with_no_handle_open_parks() -> None:
+    async def main() -> None:
+        lead = StreamLead(30)
+        f = RecordingFile(100)
+        f.handles = 0                                                  # a sibling shard nobody opened yet
+        done: list[str] = []
+        assert not await stream_file(f, 10, lead, _done(done, "f"))
+        assert f.queried == [(0, 10), (10, 20), (20, 30)]              # its lead, then it parked
+        assert lead.running == 0 and done == []
+
+        f.handles = 1                                                  # opened: started again, from byte 30
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream_file, f, 10, lead, _done(done, "f"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert f.queried[3:] == [] and lead.running == 1           # waits for its reader now
+            f.read(0, 100)
+        assert [w for w, _ in f.queried] == list(range(0, 100, 10)) and done == ["f"]
 
     trio.run(main)

@@ -85,6 +85,12 @@ class ResolveReader:
     def stream_rest(self, window_bytes: int = 0, after: object = ()) -> bool:
         return False   # no background here
 
+    def opened(self) -> None:
+        pass
+
+    def closed(self) -> None:
+        pass
+
     async def read(self, offset: int, size: int, *, fetch_end: int | None = None) -> bytes:
         commit, path = self.backend.where[self.xet_hash]
         return await self.backend.read_regular_at(commit, path, self.size, offset, size)

@@ -74,6 +74,7 @@ GAUGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "xetfs_mount_fetches_in_flight": ("xorb range fetches running now", ("pending", "fetches")),
     "xetfs_mount_reconstructions_in_flight": ("reconstruction queries running now", ("pending", "reconstructions")),
     "xetfs_mount_open_handles": ("open file handles", ("pending", "open_handles")),
+    "xetfs_mount_streams_running": ("whole-file streams running (not parked)", ("pending", "streams")),
     "xetfs_mount_write_pending_files": ("closed files not yet committed", ("pending", "files")),
     "xetfs_mount_write_pending_bytes": ("bytes of the files not yet committed", ("pending", "bytes")),
 }

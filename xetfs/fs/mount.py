@@ -210,7 +210,7 @@ def stats_snapshot(opts: MountOptions, commit: str, vfs: Vfs, fetcher: Fetcher, 
         open_files=vfs.open_files(), follow=follow.stats() if follow is not None else None,
         link=hub.failover.reach.snapshot() if hub is not None and hub.failover.reach is not None else None,
         pending=PendingStats(fetches=s.pending_fetches, reconstructions=s.pending_reconstructions,
-                             open_handles=vfs.open_handles,
+                             open_handles=vfs.open_handles, streams=fetcher.streams.running,
                              files=int(write["pending_files"]) if write else 0,
                              bytes=int(write["pending_bytes"]) if write else 0))
 

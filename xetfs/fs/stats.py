@@ -75,6 +75,7 @@ class PendingStats:
     fetches: int
     reconstructions: int
     open_handles: int
+    streams: int                # whole-file streams running (not parked)
     files: int                  # closed files not yet committed (writable mounts)
     bytes: int
 

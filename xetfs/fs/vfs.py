@@ -183,6 +183,7 @@ class Vfs:
             except XetError as exc:   # only a hint: the open itself must not fail for it
                 log.warning("cannot read the format header of %s: %s", self.tree.path(ino), exc)
         self._open_count[ino] = self._open_count.get(ino, 0) + 1
+        reader.opened()
         return reader
 
     def _kept_reader(self, ino: int) -> Reader:
@@ -284,6 +285,7 @@ class Vfs:
     def release(self, fh: int) -> None:
         handle = self._handles.pop(fh, None)
         if handle is not None and handle.reader is not None:
+            handle.reader.closed()
             self._open_count[handle.inode] -= 1
             if self._open_count[handle.inode] <= 0:
                 del self._open_count[handle.inode]

@@ -66,6 +66,11 @@ class Runs:
             del self._starts[k], self._ends[k]
         return lo, hi
 
+    def covers(self, start: int, end: int) -> bool:
+        """Whether one run holds all of ``[start, end)``."""
+        i = bisect.bisect_right(self._starts, start) - 1
+        return i >= 0 and self._ends[i] >= end
+
     def below(self, pos: int) -> int:
         """Bytes of the runs before ``pos``."""
         total = 0

@@ -74,6 +74,8 @@ class FileReader:
         self.known = KnownChunks(file_hash, size, self.fetcher)   # chunks at known file offsets
         self.counters = FileCounters()
         self._streaming = False
+        self._parked: tuple[int, tuple[Chained, ...]] | None = None   # a parked stream's window and queue
+        self.handles = 0                         # open handles (the mount counts them: ``opened``/``closed``)
         self._asked = Runs()                     # the bytes readers asked for, from the first read: a stream's
         self._moved: trio.Event | None = None    # lead counts the rest; ``_moved`` wakes it at the next read
         self.boundaries: list[int] | None = None  # safetensors tensor boundaries, when known
@@ -91,13 +93,14 @@ class FileReader:
         end = min(offset + size, self.size)
         if offset >= end:
             return b""
+        first_read = not self._asked.covers(offset, end)   # not a re-read (see ``_load_batch``)
         self._asked.add(offset, end)
         if self._moved is not None:   # this file's stream waits for its reader: it may go on
             self._moved.set()
             self._moved = None
         try:
             with trio.fail_after(self.read_timeout_s):
-                data = await self._read(offset, end, min(max(end, fetch_end or end), self.size), placed)
+                data = await self._read(offset, end, min(max(end, fetch_end or end), self.size), placed, first_read)
         except trio.TooSlowError:
             self.stats.read_errors += 1
             raise TransientError(f"read of {end - offset} bytes at {offset} timed out "
@@ -125,7 +128,26 @@ class FileReader:
             for i, r in enumerate(after):
                 if r.stream_rest(window_bytes, after[i + 1:]):
                     break
-        await stream_file(self, window_bytes, self.fetcher.streams, next_file)
+        while not await stream_file(self, window_bytes, self.fetcher.streams, next_file):
+            if not self.handles:   # parked: ``opened`` starts it again
+                self._parked = (window_bytes, after)
+                return
+            # (opened again while its last windows filled: it goes on)
+
+    def opened(self) -> None:
+        """A handle of this file was opened: a parked stream goes on (with the files queued behind it)."""
+        self.handles += 1
+        if self._parked is not None and self.fetcher.nursery is not None:
+            window_bytes, after = self._parked
+            self._parked = None
+            self.fetcher.nursery.start_soon(self._stream, window_bytes, after)
+
+    def closed(self) -> None:
+        """A handle of this file was closed; once none is open, a stream waiting at its lead parks."""
+        self.handles -= 1
+        if not self.handles and self._moved is not None:
+            self._moved.set()
+            self._moved = None
 
     def read_below(self, pos: int) -> int:
         """How many bytes before ``pos`` readers have asked for so far."""
@@ -147,7 +169,8 @@ class FileReader:
             pos = run[-1][0] + run[-1][1].size
         return pos
 
-    async def _read(self, offset: int, end: int, fetch_end: int, placed: list[Placed] | None) -> bytes:
+    async def _read(self, offset: int, end: int, fetch_end: int, placed: list[Placed] | None,
+                    first_read: bool = True) -> bytes:
         await self.known.load()
         parts: list[bytes] = []
         pos = offset
@@ -167,7 +190,7 @@ class FileReader:
                     continue
             parts.append(data)
             pos += len(data)
-        self._prefetch(end, fetch_end)
+        self._prefetch(end, fetch_end, first_read)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     # -- 1. known layout + cache ---------------------------------------------------------------------------
@@ -344,12 +367,12 @@ class FileReader:
         except XetError as exc:
             log.debug("readahead of xorb %s failed: %s", fr.xorb_hash, exc)
 
-    def _prefetch(self, start: int, stop: int) -> None:
+    def _prefetch(self, start: int, stop: int, first_read: bool = True) -> None:
         """Make sure ``[start, stop)`` is being fetched in the background (mount only)."""
         if self.fetcher.nursery is None or start >= stop:
             return
         if self.cache.disk is not None and self.known:
-            self._prefetch_disk(start, stop)
+            self._prefetch_disk(start, stop, first_read)
         self._prefetch_network(start, stop)
 
     def _prefetch_network(self, start: int, stop: int) -> None:
@@ -381,7 +404,7 @@ class FileReader:
         except (XetError, trio.TooSlowError) as exc:
             log.debug("prefetch of [%d, %d) failed: %s", w.cov_start, w.cov_end, exc)
 
-    def _prefetch_disk(self, start: int, stop: int) -> None:
+    def _prefetch_disk(self, start: int, stop: int, first_read: bool) -> None:
         """Start the batch loads of ``[start, stop)`` not started yet (sequential: a cursor, no rescans)."""
         assert self.fetcher.nursery is not None
         first, last = start // DISK_BATCH_BYTES, (stop - 1) // DISK_BATCH_BYTES
@@ -392,15 +415,18 @@ class FileReader:
             self._next_batch += 1
             if b not in self._batches:
                 self._batches[b] = Pending()
-                self.fetcher.nursery.start_soon(self._load_batch, b, stop)
+                self.fetcher.nursery.start_soon(self._load_batch, b, stop, first_read)
 
-    async def _load_batch(self, b: int, stop: int) -> None:
+    async def _load_batch(self, b: int, stop: int, first_read: bool) -> None:
         """Known chunks starting in batch ``b`` -> memory tier, in one worker-thread disk load. A chunk the
-        disk tier lacks sends the readahead to the network from there."""
+        disk tier lacks sends the readahead to the network from there. For a ``first_read`` (not a re-read)
+        the chunks readers already asked for are left out: the kernel holds their bytes (read out of order,
+        as the tail a large memcpy copies first), so loading them back from disk only evicts others."""
         pending = self._batches[b]
         try:
             lo, hi = b * DISK_BATCH_BYTES, (b + 1) * DISK_BATCH_BYTES
-            found = self.known.starting_in(lo, hi)
+            found = [(at, c) for at, c in self.known.starting_in(lo, hi)
+                     if not (first_read and self._asked.covers(at, at + c.size))]
             keys = [(c.xorb_hash, c.index) for _, c in found]
             want = [k for k in keys if not self.cache.in_memory(k)]
             hits = await trio.to_thread.run_sync(self.cache.get_many_disk, want, limiter=self.fetcher.disk) \
@@ -413,3 +439,4 @@ class FileReader:
         finally:
             del self._batches[b]
             pending.done.set()
+
