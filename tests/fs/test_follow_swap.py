@@ -10,6 +10,7 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.fs.follow import plan, swap
 from xetfs.fs.vfs import ROOT_INODE, Tree, Vfs
 from xetfs.protocol.hub import TreeEntry
+from xetfs.testing.readers import Unstreamed
 
 C1 = {"w.bin": b"one" * 1000, "r.txt": b"regular one\n", "same.txt": b"same\n", "old/gone.txt": b"bye\n",
       "old/also.bin": b"x" * 500}
@@ -21,18 +22,9 @@ def _hash(data: bytes) -> MerkleHash:
     return MerkleHash(hashlib.sha256(data).digest())
 
 
-class Reader:
+class Reader(Unstreamed):
     def __init__(self, data: bytes) -> None:
         self.data, self.size = data, len(data)
-
-    def stream_rest(self, window_bytes: int = 0, after: object = ()) -> bool:
-        return False   # no background here
-
-    def opened(self) -> None:
-        pass
-
-    def closed(self) -> None:
-        pass
 
     async def read(self, offset: int, size: int, *, fetch_end: int | None = None) -> bytes:
         return self.data[offset:offset + size]

@@ -13,6 +13,7 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.read.formats import parse_safetensors_header
 from xetfs.errors import NotFound, ReadOnly, XetError
 from xetfs.fs.vfs import ROOT_INODE, STATS_NAME, Entry, Tree, Vfs
+from xetfs.testing.readers import Unstreamed
 
 FILES = {
     "README.md": b"hello\n",
@@ -24,20 +25,11 @@ FILES = {
 XET = {"a/weights.bin", "a/b/c/deep.txt"}
 
 
-class DictReader:
+class DictReader(Unstreamed):
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.size = len(data)
         self.calls: list[tuple[int, int, int | None]] = []
-
-    def stream_rest(self, window_bytes: int = 0, after: object = ()) -> bool:
-        return False   # no background here
-
-    def opened(self) -> None:
-        pass
-
-    def closed(self) -> None:
-        pass
 
     async def read(self, offset: int, size: int, *, fetch_end: int | None = None) -> bytes:
         self.calls.append((offset, size, fetch_end))

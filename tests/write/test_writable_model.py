@@ -44,6 +44,7 @@ from xetfs.write.upload import upload_files
 from xetfs.write.journal import Done, Record
 from xetfs.write.shardcache import ShardCache
 from xetfs.write.writeback import Writeback
+from xetfs.testing.readers import Unstreamed
 
 T = TypeVar("T")
 COMMITS = "xetfs_hub_commits_total"
@@ -77,19 +78,10 @@ class Portal:
         self._thread.join()
 
 
-class ResolveReader:
+class ResolveReader(Unstreamed):
     def __init__(self, backend: "ResolveBackend", xet_hash: MerkleHash, size: int) -> None:
         self.backend, self.xet_hash, self.size = backend, xet_hash, size
         self.boundaries: list[int] | None = None
-
-    def stream_rest(self, window_bytes: int = 0, after: object = ()) -> bool:
-        return False   # no background here
-
-    def opened(self) -> None:
-        pass
-
-    def closed(self) -> None:
-        pass
 
     async def read(self, offset: int, size: int, *, fetch_end: int | None = None) -> bytes:
         commit, path = self.backend.where[self.xet_hash]
