@@ -49,7 +49,7 @@ async def _pass(cas: CasClient, cache_dir: Path, file_hash: object, reads: list[
         ahead = Readahead(8 * MiB)
         for offset, size in reads:
             out[offset:offset + size] = await reader.read(offset, size, fetch_end=ahead.fetch_end(offset, size))
-            while reader._batches:   # the readahead's disk loads end before the next read: no timing
+            while reader.disk_ahead.batches:   # the readahead's disk loads end before the next read: no timing
                 await trio.sleep(0.001)
         tail = {at: cache.loads[(c.xorb_hash, c.index)] for at, c in reader.known.run(SIZE - TAIL, SIZE)
                 if at >= SIZE - TAIL}

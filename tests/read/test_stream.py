@@ -1,43 +1,45 @@
-"""Whole-file streams (``read.stream.stream_file``) against files that only record what is asked of them: a
+"""Whole-file streams (``read.stream.FileStream``) against files that only record what is asked of them: a
 stream stays within its lead of the bytes its reader asked for, the running streams share the lead, a stream
 wakes when its own reader reads on or when another stream ends, and never for another file's reads; a stream
-at its lead whose file has no open handle parks (ends, to be started again by ``FileReader.opened``)."""
+at its lead whose file has no open handle parks (ends, to be started again by the file's next open)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import trio
 import trio.testing
 
 from xetfs.read.flight import Pending, StreamLead
 from xetfs.read.readahead import Runs
-from xetfs.read.stream import stream_file
+from xetfs.read.stream import FileStream
 from xetfs.read.windows import Window
 
 
-class RecordingFile:
-    """A file of ``size`` bytes whose reconstruction windows cover exactly what was queried."""
+@dataclass
+class Background:
+    streams: StreamLead
+    nursery: trio.Nursery | None = None
 
-    def __init__(self, size: int) -> None:
+
+class RecordingFile:
+    """A file of ``size`` bytes, open once, whose reconstruction windows cover exactly what was queried."""
+
+    def __init__(self, size: int, background: Background) -> None:
         self.size = size
-        self.handles = 1
+        self.stream = FileStream(self, background)
+        self.stream.opened()
         self.asked = Runs()
         self.queried: list[tuple[int, int]] = []
         self.lead_checks = 0             # how often its stream looked at the reader's progress
-        self._moved = trio.Event()
 
     def read(self, offset: int, end: int) -> None:
         self.asked.add(offset, end)
-        self._moved.set()
+        self.stream.read()
 
     def read_below(self, pos: int) -> int:
         self.lead_checks += 1
         return self.asked.below(pos)
-
-    def moved(self) -> trio.Event:
-        if self._moved.is_set():
-            self._moved = trio.Event()
-        return self._moved
 
     def next_missing(self, pos: int) -> int:
         return max([pos, *(stop for _, stop in self.queried)])
@@ -57,14 +59,14 @@ def _done(log: list[str], name: str) -> Callable[[], None]:
 def test_streams_share_the_lead_and_wake_for_their_own_reader_only() -> None:
     async def main() -> None:
         lead = StreamLead(30)
-        a, b = RecordingFile(100), RecordingFile(100)
+        a, b = RecordingFile(100, Background(lead)), RecordingFile(100, Background(lead))
         done: list[str] = []
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(stream_file, a, 10, lead, _done(done, "a"))
+            nursery.start_soon(a.stream.stream, 10, _done(done, "a"))
             await trio.testing.wait_all_tasks_blocked()
             assert a.queried == [(0, 10), (10, 20), (20, 30)]          # alone: the whole lead, 30 bytes
 
-            nursery.start_soon(stream_file, b, 10, lead, _done(done, "b"))
+            nursery.start_soon(b.stream.stream, 10, _done(done, "b"))
             await trio.testing.wait_all_tasks_blocked()
             assert b.queried == [(0, 10)]                              # two streams: 15 bytes each
 
@@ -86,22 +88,26 @@ def test_streams_share_the_lead_and_wake_for_their_own_reader_only() -> None:
     trio.run(main)
 
 
-def test_a_stream_at_its_lead_with_no_handle_open_parks() -> None:
+def test_a_stream_at_its_lead_with_no_handle_open_parks_and_goes_on_at_the_next_open() -> None:
     async def main() -> None:
         lead = StreamLead(30)
-        f = RecordingFile(100)
-        f.handles = 0                                                  # a sibling shard nobody opened yet
-        done: list[str] = []
-        assert not await stream_file(f, 10, lead, _done(done, "f"))
-        assert f.queried == [(0, 10), (10, 20), (20, 30)]              # its lead, then it parked
-        assert lead.running == 0 and done == []
-
-        f.handles = 1                                                  # opened: started again, from byte 30
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(stream_file, f, 10, lead, _done(done, "f"))
+            f = RecordingFile(100, Background(lead, nursery))
+            f.stream.closed()                                          # a sibling shard nobody has open
+            assert f.stream.start(10) and not f.stream.start(10)       # once
+            await trio.testing.wait_all_tasks_blocked()
+            assert f.queried == [(0, 10), (10, 20), (20, 30)]          # its lead, then it parked
+            assert lead.running == 0
+
+            f.stream.opened()                                          # opened: it goes on, from byte 30
             await trio.testing.wait_all_tasks_blocked()
             assert f.queried[3:] == [] and lead.running == 1           # waits for its reader now
+            f.stream.closed()                                          # closed at the lead: parks again
+            await trio.testing.wait_all_tasks_blocked()
+            assert lead.running == 0
+
+            f.stream.opened()
             f.read(0, 100)
-        assert [w for w, _ in f.queried] == list(range(0, 100, 10)) and done == ["f"]
+        assert [w for w, _ in f.queried] == list(range(0, 100, 10)) and lead.running == 0
 
     trio.run(main)

@@ -45,7 +45,6 @@ from xetfs.protocol.hub import RepoInfo, TreeEntry
 from xetfs.transport.tasks import single_error
 
 if TYPE_CHECKING:
-    from xetfs.fs.writable import WritableVfs
     from xetfs.client.hub import HubClient
     from xetfs.write.staging import Staging
     from xetfs.write.writeback import Writeback

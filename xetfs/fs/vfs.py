@@ -110,7 +110,6 @@ class Vfs:
         self._next_fh = 1
         self._readers: OrderedDict[int, Reader] = OrderedDict()
         self._regions: dict[int, Regions | None] = {}   # per kept reader: what its format says of its layout
-        self._open_count: dict[int, int] = {}
         self.readers_kept = readers_kept
         self.readahead_max_bytes = readahead_max_bytes
         self.bytes_read = 0
@@ -182,7 +181,6 @@ class Vfs:
                 self._regions[ino] = await file_regions(reader, self.tree.name(ino))
             except XetError as exc:   # only a hint: the open itself must not fail for it
                 log.warning("cannot read the format header of %s: %s", self.tree.path(ino), exc)
-        self._open_count[ino] = self._open_count.get(ino, 0) + 1
         reader.opened()
         return reader
 
@@ -197,7 +195,7 @@ class Vfs:
         self._readers[ino] = reader
         while len(self._readers) > self.readers_kept:
             old = next(iter(self._readers))
-            if old == ino or self._open_count.get(old, 0) > 0:
+            if old == ino or self._readers[old].handles > 0:
                 break
             del self._readers[old]
             self._regions.pop(old, None)
@@ -286,9 +284,6 @@ class Vfs:
         handle = self._handles.pop(fh, None)
         if handle is not None and handle.reader is not None:
             handle.reader.closed()
-            self._open_count[handle.inode] -= 1
-            if self._open_count[handle.inode] <= 0:
-                del self._open_count[handle.inode]
 
     async def close(self, fh: int) -> None:
         """The kernel's release (writable mounts do more here)."""

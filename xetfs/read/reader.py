@@ -16,7 +16,7 @@
    checked against it (``core.reconstruction.verify_term``) before their bytes are used.
 4. **Readahead** (with the mount's background nursery): the rest of the window is fetched in the background
    and then learned (``_fill``); known chunks of ``[end, fetch_end)`` are loaded from the disk tier in batches
-   of ``DISK_BATCH_BYTES``; unknown bytes get windows of at least ``PREFETCH_MIN_BYTES``. ``stream_rest``
+   (``read.disk_readahead``); unknown bytes get windows of at least ``PREFETCH_MIN_BYTES``. ``stream_rest``
    fetches the whole file in file order for a reader that loads all of it: up to ``STREAM_DEPTH`` windows at
    once, never more than the lead (``read.flight.StreamLead``) of bytes not asked for yet, then the next
    file it was given (docs/architecture.md, "Whole-file streams").
@@ -37,6 +37,7 @@ import trio
 
 from xetfs.read.assembly import Placed, slice_chunks, whole_chunks
 from xetfs.read.cache import ChunkCache, ChunkKey
+from xetfs.read.disk_readahead import DiskReadahead
 from xetfs.transport.tasks import single_error
 from xetfs.core.hashing import MerkleHash
 from xetfs.core.reconstruction import FetchRange, ReadPlan, Reconstruction, plan_read, verify_term
@@ -45,17 +46,16 @@ from xetfs.read.fetcher import FetchCancelled, Fetcher, Pending, ReadStats, tune
 from xetfs.read.known import KnownChunks
 from xetfs.read.source import ChunkSource, FileCounters
 from xetfs.read.readahead import Readahead, Runs
-from xetfs.read.stream import STREAM_WINDOW_BYTES, Chained, stream_file
+from xetfs.read.stream import STREAM_WINDOW_BYTES, Chained, FileStream
 from xetfs.read.windows import Window, Windows
 
-__all__ = ["DISK_BATCH_BYTES", "FetchCancelled", "Fetcher", "FileReader", "PREFETCH_MIN_BYTES", "ReadStats",
+__all__ = ["FetchCancelled", "Fetcher", "FileReader", "PREFETCH_MIN_BYTES", "ReadStats",
            "Readahead", "tune_allocator"]
 
 log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 PREFETCH_MIN_BYTES = 16 * MiB
-DISK_BATCH_BYTES = 8 * MiB
 
 
 class FileReader:
@@ -73,14 +73,11 @@ class FileReader:
         self._windows = Windows(reconstruction_ttl_s, max_windows)
         self.known = KnownChunks(file_hash, size, self.fetcher)   # chunks at known file offsets
         self.counters = FileCounters()
-        self._streaming = False
-        self._parked: tuple[int, tuple[Chained, ...]] | None = None   # a parked stream's window and queue
-        self.handles = 0                         # open handles (the mount counts them: ``opened``/``closed``)
-        self._asked = Runs()                     # the bytes readers asked for, from the first read: a stream's
-        self._moved: trio.Event | None = None    # lead counts the rest; ``_moved`` wakes it at the next read
+        self.stream = FileStream(self, self.fetcher)   # the whole-file stream, and the open handles
+        self._asked = Runs()                     # the bytes readers asked for, from the first read (a stream's
+                                                 # lead counts the rest)
         self.boundaries: list[int] | None = None  # safetensors tensor boundaries, when known
-        self._batches: dict[int, Pending] = {}   # in-flight disk-tier batch loads, by batch index
-        self._next_batch = 0                     # sequential disk readahead: the next batch to start
+        self.disk_ahead = DiskReadahead(self.known, self.fetcher, self._asked, self._prefetch_network)
 
     @property
     def stats(self) -> ReadStats:
@@ -93,11 +90,9 @@ class FileReader:
         end = min(offset + size, self.size)
         if offset >= end:
             return b""
-        first_read = not self._asked.covers(offset, end)   # not a re-read (see ``_load_batch``)
+        first_read = not self._asked.covers(offset, end)   # not a re-read (``read.disk_readahead``)
         self._asked.add(offset, end)
-        if self._moved is not None:   # this file's stream waits for its reader: it may go on
-            self._moved.set()
-            self._moved = None
+        self.stream.read()   # this file's stream may be waiting for its reader
         try:
             with trio.fail_after(self.read_timeout_s):
                 data = await self._read(offset, end, min(max(end, fetch_end or end), self.size), placed, first_read)
@@ -113,51 +108,27 @@ class FileReader:
     def stream_rest(self, window_bytes: int = STREAM_WINDOW_BYTES, after: Sequence[Chained] = ()) -> bool:
         """Fetch the whole file in file order in the background (mount only; once): windows of at most
         ``window_bytes`` (the mount passes its readahead bound, a share of the memory tier), ``STREAM_DEPTH``
-        at a time, within the lead (``_stream``), each fetched by the shared fetcher (its parallel fetches and
-        byte budget bound the memory). Then the first of ``after`` not streamed yet is streamed, with the rest
-        of ``after`` queued behind it. False when it was started before or there is no background."""
-        if self._streaming or self.fetcher.nursery is None:
+        at a time, within the lead (``read.stream``), each fetched by the shared fetcher (its parallel fetches
+        and byte budget bound the memory). Then the first of ``after`` not streamed yet is streamed, with the
+        rest of ``after`` queued behind it. False when it was started before or there is no background."""
+        if not self.stream.start(max(1, min(window_bytes, STREAM_WINDOW_BYTES)), after):
             return False
-        self._streaming = True
         self.counters.whole_file_streams += 1
-        self.fetcher.nursery.start_soon(self._stream, max(1, min(window_bytes, STREAM_WINDOW_BYTES)), tuple(after))
         return True
 
-    async def _stream(self, window_bytes: int, after: tuple[Chained, ...]) -> None:
-        def next_file() -> None:   # the next file streams while this one's last windows fill
-            for i, r in enumerate(after):
-                if r.stream_rest(window_bytes, after[i + 1:]):
-                    break
-        while not await stream_file(self, window_bytes, self.fetcher.streams, next_file):
-            if not self.handles:   # parked: ``opened`` starts it again
-                self._parked = (window_bytes, after)
-                return
-            # (opened again while its last windows filled: it goes on)
+    @property
+    def handles(self) -> int:
+        return self.stream.handles
 
     def opened(self) -> None:
-        """A handle of this file was opened: a parked stream goes on (with the files queued behind it)."""
-        self.handles += 1
-        if self._parked is not None and self.fetcher.nursery is not None:
-            window_bytes, after = self._parked
-            self._parked = None
-            self.fetcher.nursery.start_soon(self._stream, window_bytes, after)
+        self.stream.opened()
 
     def closed(self) -> None:
-        """A handle of this file was closed; once none is open, a stream waiting at its lead parks."""
-        self.handles -= 1
-        if not self.handles and self._moved is not None:
-            self._moved.set()
-            self._moved = None
+        self.stream.closed()
 
     def read_below(self, pos: int) -> int:
         """How many bytes before ``pos`` readers have asked for so far."""
         return self._asked.below(pos)
-
-    def moved(self) -> trio.Event:
-        """An event set at this file's next read."""
-        if self._moved is None or self._moved.is_set():   # (a stream's end sets it too: ``StreamLead.changed``)
-            self._moved = trio.Event()
-        return self._moved
 
     def next_missing(self, pos: int) -> int:
         """The first offset at or after ``pos`` that neither a window covers nor a known chunk holds."""
@@ -206,7 +177,7 @@ class FileReader:
             at, c = run[i]
             data = self.cache.get_memory((c.xorb_hash, c.index))
             if data is None:
-                batch = self._batches.get(at // DISK_BATCH_BYTES)
+                batch = self.disk_ahead.loading(at)
                 if batch is not None and at not in waited:   # being loaded: share it, do not load it twice
                     waited.add(at)
                     await batch.done.wait()
@@ -372,7 +343,7 @@ class FileReader:
         if self.fetcher.nursery is None or start >= stop:
             return
         if self.cache.disk is not None and self.known:
-            self._prefetch_disk(start, stop, first_read)
+            self.disk_ahead.start(start, stop, first_read)
         self._prefetch_network(start, stop)
 
     def _prefetch_network(self, start: int, stop: int) -> None:
@@ -403,40 +374,3 @@ class FileReader:
                 await self._fill(w)
         except (XetError, trio.TooSlowError) as exc:
             log.debug("prefetch of [%d, %d) failed: %s", w.cov_start, w.cov_end, exc)
-
-    def _prefetch_disk(self, start: int, stop: int, first_read: bool) -> None:
-        """Start the batch loads of ``[start, stop)`` not started yet (sequential: a cursor, no rescans)."""
-        assert self.fetcher.nursery is not None
-        first, last = start // DISK_BATCH_BYTES, (stop - 1) // DISK_BATCH_BYTES
-        if not first <= self._next_batch <= last + 1:
-            self._next_batch = first
-        while self._next_batch <= last:
-            b = self._next_batch
-            self._next_batch += 1
-            if b not in self._batches:
-                self._batches[b] = Pending()
-                self.fetcher.nursery.start_soon(self._load_batch, b, stop, first_read)
-
-    async def _load_batch(self, b: int, stop: int, first_read: bool) -> None:
-        """Known chunks starting in batch ``b`` -> memory tier, in one worker-thread disk load. A chunk the
-        disk tier lacks sends the readahead to the network from there. For a ``first_read`` (not a re-read)
-        the chunks readers already asked for are left out: the kernel holds their bytes (read out of order,
-        as the tail a large memcpy copies first), so loading them back from disk only evicts others."""
-        pending = self._batches[b]
-        try:
-            lo, hi = b * DISK_BATCH_BYTES, (b + 1) * DISK_BATCH_BYTES
-            found = [(at, c) for at, c in self.known.starting_in(lo, hi)
-                     if not (first_read and self._asked.covers(at, at + c.size))]
-            keys = [(c.xorb_hash, c.index) for _, c in found]
-            want = [k for k in keys if not self.cache.in_memory(k)]
-            hits = await trio.to_thread.run_sync(self.cache.get_many_disk, want, limiter=self.fetcher.disk) \
-                if want else {}
-            missing = [at for (at, _), k in zip(found, keys) if k not in hits and k in want]
-            if missing:
-                self._prefetch_network(missing[0], max(stop, missing[0] + 1))
-        except OSError as exc:
-            log.debug("disk readahead of batch %d failed: %s", b, exc)
-        finally:
-            del self._batches[b]
-            pending.done.set()
-
