@@ -44,11 +44,10 @@ from pathlib import Path
 import numpy as np
 
 from xetfs.testing.server import env_for_hf, running_server
-from xetfs.testing.mount import mounted, xetfs_cli
+from xetfs.testing.mount import mounted, served, xetfs_cli
 
 MiB = 1024 * 1024
 BLOCK = 16 * MiB
-SERVED = "xetfs_cas_data_bytes_served_total"
 
 
 READ_BLOCKS = (1 * MiB, 4 * MiB, 16 * MiB)
@@ -92,11 +91,11 @@ def drop_tree_page_cache(root: Path) -> None:
 def remount_read(server, tmp: Path, cache: Path, name: str) -> tuple[float, float, dict]:
     """(seconds, data bytes served, mount stats) of a sequential read through a fresh mount of ``cache``."""
     with mounted(server, "org/bench", tmp / name, cache_dir=cache) as m:
-        before = server.metrics().get(SERVED, 0.0)
+        before = served(server)
         seconds = read_seq(m.path / "big.bin")
-        served = server.metrics().get(SERVED, 0.0) - before
+        sent = served(server) - before
         stats = m.stats()
-    return seconds, served, stats
+    return seconds, sent, stats
 
 
 def hf_xet_download_s(server, tmp: Path, filename: str) -> float:
@@ -263,12 +262,12 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
 
         from safetensors import safe_open
         with mounted(server, "org/bench", tmp / "mnt3", cache_dir=tmp / "cache3") as m:
-            before = server.metrics().get(SERVED, 0.0)
+            before = served(server)
             with safe_open(str(m.path / "model.safetensors"), framework="np") as f:
                 f.get_tensor("b_target")
-            served = server.metrics().get(SERVED, 0.0) - before
-        out["d_safetensors"] = {"bytes_served": served, "tensor_bytes": tensor_bytes,
-                                "ratio": served / tensor_bytes, "target_max": 1.25 + MiB / tensor_bytes}
+            sent = served(server) - before
+        out["d_safetensors"] = {"bytes_served": sent, "tensor_bytes": tensor_bytes,
+                                "ratio": sent / tensor_bytes, "target_max": 1.25 + MiB / tensor_bytes}
 
         rng = random.Random(7)
         offsets = [rng.randrange(size - 4096) & ~4095 for _ in range(args.preads)]

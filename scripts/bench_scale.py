@@ -32,12 +32,11 @@ from types import SimpleNamespace
 import numpy as np
 
 from xetfs.testing.server import ServerHandle, running_server
-from xetfs.testing.mount import mounted, xetfs_cli
+from xetfs.testing.mount import mounted, served, xetfs_cli
 from xetfs.testing.services import PostgresHandle, SeaweedFSHandle, postgres, seaweedfs
 
 MiB = 1024 * 1024
 BLOCK = 16 * MiB
-SERVED = "xetfs_cas_data_bytes_served_total"
 MOUNTS = 4
 MOUNT_ARGS = ("--read-only", "--memory-cache-size", "256M")
 
@@ -114,9 +113,9 @@ def part_a(weed: SeaweedFSHandle, pg: PostgresHandle, tmp: Path, big: Path) -> d
     with nodes(weed, pg, tmp, 1) as (node,):
         upload(node, "org/big", big.parent)
         s3_s = cold_mount_read(node, "org/big", tmp, "s3", big.name)
-        served = node.metrics().get(SERVED, 0.0)
+        sent = served(node)
     return {"file_bytes": size, "s3_direct_GBps": size / s3_s / 1e9, "embedded_GBps": size / emb_s / 1e9,
-            "ratio": emb_s / s3_s, "node_bytes_served": served}
+            "ratio": emb_s / s3_s, "node_bytes_served": sent}
 
 
 def part_b(weed: SeaweedFSHandle, pg: PostgresHandle, tmp: Path, src: Path, names: list[str], size: int,
@@ -125,12 +124,12 @@ def part_b(weed: SeaweedFSHandle, pg: PostgresHandle, tmp: Path, src: Path, name
     with nodes(weed, pg, tmp, 2, *(["--proxy-reads"] if proxied else [])) as (a, b):
         upload(a, "org/four", src)
         one = concurrent_reads([a.url], a.token, "org/four", tmp, f"{tag}-1node", names, size)
-        served_a = a.metrics().get(SERVED, 0.0)
+        served_a = served(a)
         two = concurrent_reads([f"{a.url},{b.url}", f"{b.url},{a.url}"], a.token, "org/four", tmp,
                                f"{tag}-2nodes", names, size)
-        served = [a.metrics().get(SERVED, 0.0) - served_a, b.metrics().get(SERVED, 0.0)]
+        sent_per_node = [served(a) - served_a, served(b)]
     return {"one_node_GBps": one, "two_nodes_GBps": two, "ratio": two / one,
-            "bytes_served_per_node_with_2_nodes": served}
+            "bytes_served_per_node_with_2_nodes": sent_per_node}
 
 
 def main() -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xetfs.testing.mount import served
 from xetfs.testing.server import running_server
 
 XETFS = [sys.executable, "-m", "xetfs.cli.main"]
@@ -60,10 +61,6 @@ def make_dataset(root: Path) -> None:
                       "text": [f"row {i}" for i in range(n)]})
     root.mkdir(parents=True)
     pq.write_table(table, root / "train.parquet", row_group_size=50_000)
-
-
-def served(server) -> float:
-    return server.metrics().get("xetfs_cas_data_bytes_served_total", 0.0)
 
 
 def main() -> int:

@@ -20,14 +20,13 @@ import numpy as np
 import pytest
 
 from xetfs.testing.server import env_for_hf, make_bytes, running_server
-from xetfs.testing.mount import mounted, xetfs_cli
+from xetfs.testing.mount import mounted, served, xetfs_cli
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 
 MiB = 1024 * 1024
 TENSOR = "b_target"
 TENSOR_BYTES = 16 * MiB
-SERVED = "xetfs_cas_data_bytes_served_total"
 
 
 def _safetensors(path: Path) -> None:
@@ -79,10 +78,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory):
         subprocess.run([sys.executable, "-c", script, str(hf)], check=True, timeout=600,
                        env=env_for_hf(tmp / "hf_home", server.url, server.token))
         yield server, src
-
-
-def _served(server) -> float:
-    return server.metrics().get(SERVED, 0.0)
 
 
 def _all_files(src: Path) -> dict[str, Path]:
@@ -150,12 +145,12 @@ def test_parquet_one_column_reads_a_fraction(repo, tmp_path: Path) -> None:
     server, src = repo
     size = (src / "x/table.parquet").stat().st_size
     with mounted(server, "org/demo", tmp_path / "mnt") as m:
-        before = _served(server)
+        before = served(server)
         got = pq.read_table(str(m.path / "x/table.parquet"), columns=["c3"])
-        served = _served(server) - before
+        sent = served(server) - before
     assert got.equals(pq.read_table(str(src / "x/table.parquet"), columns=["c3"]))
     assert pq.ParquetFile(str(src / "x/table.parquet")).metadata.num_row_groups == 4
-    assert served < 0.4 * size, (served, size)
+    assert sent < 0.4 * size, (sent, size)
 
 
 def test_second_mount_sharing_the_cache_dir_fetches_nothing(repo, tmp_path: Path) -> None:
@@ -165,14 +160,14 @@ def test_second_mount_sharing_the_cache_dir_fetches_nothing(repo, tmp_path: Path
     with mounted(server, "org/demo", tmp_path / "a", cache_dir=cache) as a:
         assert (a.path / rel).read_bytes() == (src / rel).read_bytes()
         with mounted(server, "org/demo", tmp_path / "b", cache_dir=cache, args=["--read-only"]) as b:
-            before = _served(server)
+            before = served(server)
             assert (b.path / rel).read_bytes() == (src / rel).read_bytes()
-            assert _served(server) == before
+            assert served(server) == before
             assert b.stats()["cache"]["disk"]["hits"] > 0
     with mounted(server, "org/demo", tmp_path / "c", cache_dir=cache) as c:   # after a full remount too
-        before = _served(server)
+        before = served(server)
         assert (c.path / rel).read_bytes() == (src / rel).read_bytes()
-        assert _served(server) == before
+        assert served(server) == before
 
 
 def test_stats_cli_prints_json(repo, tmp_path: Path) -> None:

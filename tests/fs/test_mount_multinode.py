@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from xetfs.testing.server import ServerHandle, make_bytes
-from xetfs.testing.mount import STATS_NAME, mounted
+from xetfs.testing.mount import SERVED, STATS_NAME, mounted
 from xetfs.testing.services import PostgresHandle, SeaweedFSHandle, two_nodes
 from xetfs.testing.deps import required
 
@@ -24,7 +24,6 @@ required("psycopg")
 hub = required("huggingface_hub")
 
 MiB = 1024 * 1024
-SERVED = "xetfs_cas_data_bytes_served_total"
 RECONSTRUCTIONS = "xetfs_cas_reconstructions_total"
 XORB_UPLOADS = "xetfs_cas_xorb_upload_bytes_total"
 

@@ -29,7 +29,7 @@ from types import SimpleNamespace
 import pytest
 
 from xetfs.testing.server import ServerHandle, make_bytes
-from xetfs.testing.mount import mounted, xetfs_cli
+from xetfs.testing.mount import SERVED, mounted, xetfs_cli
 from xetfs.testing.proxy import GatedProxy
 from xetfs.testing.services import PostgresHandle, SeaweedFSHandle, two_nodes
 from xetfs.testing.sync import wait_until
@@ -38,7 +38,6 @@ from xetfs.testing.deps import required
 psycopg = required("psycopg")
 
 MiB = 1024 * 1024
-SERVED = "xetfs_cas_data_bytes_served_total"
 RECONSTRUCTIONS = "xetfs_cas_reconstructions_total"
 COMMITS = "xetfs_hub_commits_total"
 

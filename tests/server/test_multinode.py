@@ -16,6 +16,7 @@ import pytest
 
 from xetfs.testing.deps import required
 from xetfs.testing.hub import add_file, commit
+from xetfs.testing.mount import SERVED
 from xetfs.testing.server import ServerHandle, make_bytes
 from xetfs.testing.metadata_suite import race
 from xetfs.testing.services import PostgresHandle, SeaweedFSHandle, two_nodes
@@ -24,7 +25,6 @@ psycopg = required("psycopg")
 hub = required("huggingface_hub")
 from huggingface_hub import HfApi, snapshot_download  # noqa: E402
 
-SERVED = "xetfs_cas_data_bytes_served_total"
 MiB = 1024 * 1024
 pytestmark = pytest.mark.usefixtures("hf_client_env")
 

@@ -21,11 +21,11 @@ from xetfs.server.stores.s3 import S3Storage
 from xetfs.testing.deps import required
 from xetfs.testing.hf import legacy_download, legacy_upload
 from xetfs.testing.hub import serve_error, xet_token
+from xetfs.testing.mount import SERVED
 from xetfs.testing.server import ServerHandle, make_bytes, running_server
 from xetfs.testing.services import SeaweedFSHandle, free_port
 
 
-SERVED = "xetfs_cas_data_bytes_served_total"
 MiB = 1024 * 1024
 
 
