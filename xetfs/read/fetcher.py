@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 
+DISK_LOADERS = 2                 # disk-tier loads in worker threads at once
 DiskJob = Callable[[], None]   # blocking disk-tier work, run by the writer task in a worker thread
 
 
@@ -71,10 +72,9 @@ class Fetcher:
         self.params = params
         self.stats = ReadStats()
         self.cpu = trio.CapacityLimiter(2)
-        # Disk-tier loads (pread + checksum per chunk, under the GIL between syscalls) run one at a time:
-        # measured, a second loader thread contending for the GIL with the trio thread costs the mount more CPU
-        # than it saves (docs/architecture.md, "Performance").
-        self.disk = trio.CapacityLimiter(1)
+        # Disk-tier loads: two at a time, one per core. The checksum (blake3) releases the GIL, so one load's
+        # hashing overlaps the other's preads (docs/architecture.md, "Performance").
+        self.disk = trio.CapacityLimiter(DISK_LOADERS)
         self._net = trio.CapacityLimiter(max_parallel_fetches)
         self._budget = ByteBudget(max_inflight_bytes)   # bounds the RSS of fetch buffers + decoded chunks
         self.streams = StreamLead(self.cache.memory.max_bytes // 4)   # whole-file streams' lead (FileReader)
