@@ -47,6 +47,17 @@ def fuse() -> None:
     pytest.skip(f"FUSE unusable: {problem}")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _run_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Module-scoped fixtures are set up before the per-test ``_fresh_hf_home``: their uploads get caches of
+    this run's own, never the user's (a shard cache kept by an earlier run's server on the same port)."""
+    base = tmp_path_factory.mktemp("run_caches")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HOME", str(base / "hf_home"))
+        mp.setenv("XDG_CACHE_HOME", str(base / "xdg_cache"))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _fresh_hf_home(tmp_path, monkeypatch):
     """hf_xet and huggingface_hub keep caches under HF_HOME: a fresh one per test keeps uploads deterministic."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from xetfs.client.hub import open_hub
 from xetfs.protocol.hub import XetToken
 from xetfs.testing.files import tree_of, write_tree
 from xetfs.testing.cas import TINY_UPLOAD
-from xetfs.testing.server import ServerHandle, make_bytes
+from xetfs.testing.mount import xetfs_cli
+from xetfs.testing.server import ServerHandle, make_bytes, started
 from xetfs.write.upload import UploadParams, upload_files
 from xetfs.core.params import ChunkingParams, XorbParams
 from xetfs.core.hashing import MerkleHash
@@ -364,3 +366,31 @@ def test_download_waits_for_the_disk_only_with_fsync(server: ServerHandle, repo:
         assert sum(written_back) == len(files["a.bin"]), "the Xet file's terms, as they were written"
     else:
         assert synced == [] and written_back == []
+
+
+def test_an_upload_after_the_server_lost_its_data_clears_the_stale_shard_cache(tmp_path: Path) -> None:
+    """The local shard cache is kept per endpoint URL. A server whose data was reset behind the same URL
+    refuses a shard that deduplicated against it (its xorbs are not stored): the upload clears the cache and
+    uploads everything again, once, instead of failing every time."""
+    files = {"model.bin": make_bytes("random", 3_000_000, 7)}
+    write_tree(tmp_path / "src", files)
+    cache = tmp_path / "cache"
+    args = ("upload", "org/a", str(tmp_path / "src"), "--cache-dir", str(cache), "--create-repo", "--json")
+    with started(ServerHandle(tmp_path / "srv"), "xetfs serve") as server:
+        first = xetfs_cli(*args, "--endpoint", server.url, "--token", server.token)
+        assert json.loads(first.stdout)["xorb_bytes_uploaded"] > 0
+        assert list(cache.rglob("*.shard")), "the upload's shard is kept in the local shard cache"
+        server.stop()
+        shutil.rmtree(server.data_dir)
+        url = server.url
+        server.start()                                   # the same URL, none of the data
+        assert server.url == url
+
+        again = xetfs_cli(*args, "--endpoint", server.url, "--token", server.token)
+        assert "clearing the local shard cache" in again.stderr, again.stderr
+        stats = json.loads(again.stdout)
+        assert stats["xorb_bytes_uploaded"] > 0 and stats["deduped_by_source"].get("local_shard_cache", 0) == 0
+
+        xetfs_cli("download", "org/a", "--to", str(tmp_path / "dst"), "--endpoint", server.url,
+                  "--token", server.token)
+        assert tree_of(tmp_path / "dst") == files

@@ -6,6 +6,7 @@ dir (so nothing local can stand in for what the repo holds).
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from types import SimpleNamespace
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from xetfs.testing.proxy import GatedProxy
-from xetfs.testing.server import make_bytes
+from xetfs.testing.server import ServerHandle, make_bytes, started
 from xetfs.testing.sync import wait_until
 from xetfs.testing.mount import force_unmount, mounted, seeded_server, tree_of, wait_committed, xetfs_cli
 
@@ -129,3 +130,26 @@ def test_a_change_the_hub_refuses_is_isolated_shown_in_stats_and_retried_when_mo
     got = repo_contents(srv, tmp_path, "check")
     assert got["ok.txt"] == b"fine\n" and got["clash"] == b"a file\n"
     assert got["moved.txt"] == b"refused: clash is a file on the branch\n" and "clash/f.txt" not in got
+
+
+def test_a_mount_whose_server_lost_its_data_clears_its_stale_shard_cache_and_commits(tmp_path: Path) -> None:
+    """The mount's shard cache (per endpoint URL, under its cache dir) names xorbs a reset server behind the
+    same URL no longer holds. The commit that deduplicated against it is refused (400); the mount clears the
+    cache and commits again, with every byte uploaded."""
+    data = make_bytes("random", 3 * MiB, seed=5)
+    cache = tmp_path / "cache"
+    with started(ServerHandle(tmp_path / "srv"), "xetfs serve") as srv:
+        srv.create_repo("org/d")
+        with mounted(srv, "org/d", tmp_path / "mnt", cache_dir=cache) as m:
+            (m.path / "a.bin").write_bytes(data)
+            assert wait_committed(m)["commits"] == 1
+        assert list(cache.rglob("*.shard")), "the commit's shard is kept in the local shard cache"
+        srv.stop()
+        shutil.rmtree(srv.data_dir)
+        srv.start()                                        # the same URL, none of the data
+        srv.create_repo("org/d")
+        with mounted(srv, "org/d", tmp_path / "mnt", cache_dir=cache) as m:
+            (m.path / "b.bin").write_bytes(data)           # the same bytes: the cache names their xorbs
+            write = wait_committed(m)
+            assert write["commits"] == 1 and not write["conflicts"] and not write["failed"], write
+        assert repo_contents(srv, tmp_path, "check") == {"b.bin": data}

@@ -39,8 +39,11 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.core.params import DEFAULT_CHUNKING, DEFAULT_XORB, ChunkingParams, XorbParams
 from xetfs.core.shard import Shard, serialize_upload_shard
 from xetfs.core.xorb import BuiltXorb
+from xetfs.errors import XetError
+from xetfs.transport.http import http_status_of
 from xetfs.transport.tasks import single_error
 from xetfs.write.growing import GrowingFile, Segment, read_segments
+from xetfs.write.shardcache import StaleShardCache
 
 log = logging.getLogger(__name__)
 
@@ -374,5 +377,11 @@ async def upload_session(cas: CasClient, params: UploadParams = UploadParams(), 
     assert session.shard is not None
     if session.shard.files or session.shard.xorbs:
         data = await trio.to_thread.run_sync(serialize_upload_shard, session.shard, limiter=limiter)
-        await cas.upload_shard(data)
+        try:
+            await cas.upload_shard(data)
+        except XetError as exc:
+            if http_status_of(exc) == 400 and stats.deduped_by_source.get(FROM_SHARD_CACHE):
+                raise StaleShardCache(f"the server refused a shard deduplicated against the local shard cache "
+                                      f"({exc})") from exc
+            raise
         stats.shard_bytes += len(data)

@@ -4,6 +4,11 @@ next upload (``xetfs upload`` or a writable mount) deduplicates against them bef
 
 Bounded by file count and by bytes: the newest shards are kept, the oldest unlinked. Files are written
 atomically (``xetfs.osutil.atomic``), so a crash never leaves a torn shard; an unreadable one is dropped.
+
+The cache can name xorbs the server no longer holds: the server's data was reset behind the same URL, or its
+garbage collector removed them. The server then refuses the shard of an upload that deduplicated against
+them (400, "xorb not stored"); ``upload_session`` reports that as ``StaleShardCache``, and the uploader clears
+the cache and uploads again without it (docs/architecture.md, "The write path").
 """
 from __future__ import annotations
 
@@ -18,6 +23,12 @@ from xetfs.errors import XetError
 from xetfs.osutil.atomic import write_atomic
 
 log = logging.getLogger(__name__)
+
+
+class StaleShardCache(XetError):
+    """The server refused the shard of an upload that deduplicated against the local shard cache."""
+
+    status = 400
 
 DEFAULT_MAX_FILES = 64
 DEFAULT_MAX_BYTES = 64 << 20
@@ -41,6 +52,12 @@ class ShardCache:
         name = f"{time.time_ns():020d}-{hashlib.sha256(data).hexdigest()[:16]}.shard"
         write_atomic(self.root / name, data, 0o600)
         self._trim()
+
+    def clear(self) -> None:
+        """Forget every shard kept (worker thread): they name xorbs the server does not hold."""
+        for p in self.root.glob("*.shard"):
+            p.unlink(missing_ok=True)
+        self._parsed.clear()
 
     def _names(self) -> list[str]:
         """The names kept, oldest first."""

@@ -25,7 +25,7 @@ from xetfs.protocol.hub import AddRegular, AddXet, CommitOp, PreuploadFile
 from xetfs.write.growing import GrowingFile
 from xetfs.write.session import (FROM_BASE, FROM_SERVER, Answers, FROM_SESSION, FROM_SHARD_CACHE, LocalSource,
                                  Progress, Source, UploadParams, UploadSession, UploadStats, XetFile, upload_session)
-from xetfs.write.shardcache import ShardCache
+from xetfs.write.shardcache import ShardCache, StaleShardCache
 
 __all__ = ["Answers", "FROM_BASE", "FROM_SERVER", "FROM_SESSION", "FROM_SHARD_CACHE", "GrowingFile", "LocalSource",
            "PreparedCommit", "Progress", "Source", "UploadParams", "UploadResult", "UploadSession", "UploadStats",
@@ -121,8 +121,15 @@ async def upload_files(hub: HubClient, repo: RepoRef, files: Sequence[tuple[Loca
     ``shard_cache`` the upload first deduplicates against the shards it holds, and the new shard joins it."""
     stats = UploadStats()
     known = await trio.to_thread.run_sync(shard_cache.load) if shard_cache is not None else []
-    prepared = await prepare_commit_ops(hub, repo, files, stats=stats, progress=progress, params=params,
-                                        known_shards=known)
+    try:
+        prepared = await prepare_commit_ops(hub, repo, files, stats=stats, progress=progress, params=params,
+                                            known_shards=known)
+    except StaleShardCache as exc:   # the cache names xorbs the server lost: once more, without it
+        assert shard_cache is not None
+        log.warning("%s; clearing the local shard cache and uploading again", exc)
+        await trio.to_thread.run_sync(shard_cache.clear)
+        stats = UploadStats()
+        prepared = await prepare_commit_ops(hub, repo, files, stats=stats, progress=progress, params=params)
     if shard_cache is not None:
         for shard in prepared.keep():
             await trio.to_thread.run_sync(shard_cache.save, shard)
