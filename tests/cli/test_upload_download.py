@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -380,11 +379,8 @@ def test_an_upload_after_the_server_lost_its_data_clears_the_stale_shard_cache(t
         first = xetfs_cli(*args, "--endpoint", server.url, "--token", server.token)
         assert json.loads(first.stdout)["xorb_bytes_uploaded"] > 0
         assert list(cache.rglob("*.shard")), "the upload's shard is kept in the local shard cache"
-        server.stop()
-        shutil.rmtree(server.data_dir)
         url = server.url
-        server.start()                                   # the same URL, none of the data
-        assert server.url == url
+        assert server.restart_empty().url == url         # the same URL, none of the data
 
         again = xetfs_cli(*args, "--endpoint", server.url, "--token", server.token)
         assert "clearing the local shard cache" in again.stderr, again.stderr

@@ -6,7 +6,6 @@ dir (so nothing local can stand in for what the repo holds).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 from types import SimpleNamespace
 from pathlib import Path
@@ -144,9 +143,7 @@ def test_a_mount_whose_server_lost_its_data_clears_its_stale_shard_cache_and_com
             (m.path / "a.bin").write_bytes(data)
             assert wait_committed(m)["commits"] == 1
         assert list(cache.rglob("*.shard")), "the commit's shard is kept in the local shard cache"
-        srv.stop()
-        shutil.rmtree(srv.data_dir)
-        srv.start()                                        # the same URL, none of the data
+        srv.restart_empty()                                # the same URL, none of the data
         srv.create_repo("org/d")
         with mounted(srv, "org/d", tmp_path / "mnt", cache_dir=cache) as m:
             (m.path / "b.bin").write_bytes(data)           # the same bytes: the cache names their xorbs

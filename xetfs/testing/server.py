@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -111,6 +112,13 @@ class ServerHandle:
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"xetfs serve not ready after {timeout_s}s:\n{self.log_text()}")
+
+    def restart_empty(self) -> "ServerHandle":
+        """Stop, wipe the data directory and start again on the same port: the same URL, none of the data
+        (a server reset behind its URL)."""
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        return self.start()
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 15.0) -> int | None:
         """Signal the server and wait for it (SIGKILL after ``timeout_s``); returns its exit code."""
