@@ -11,6 +11,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -47,22 +48,25 @@ def fuse() -> None:
     pytest.skip(f"FUSE unusable: {problem}")
 
 
+def _set_client_caches(mp: pytest.MonkeyPatch, base: Path) -> None:
+    """hf_xet and huggingface_hub keep caches under HF_HOME, xetfs upload its shard cache under XDG_CACHE_HOME:
+    caches of the test's own keep uploads deterministic."""
+    mp.setenv("HF_HOME", str(base / "hf_home"))
+    mp.setenv("XDG_CACHE_HOME", str(base / "xdg_cache"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _run_caches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Module-scoped fixtures are set up before the per-test ``_fresh_hf_home``: their uploads get caches of
     this run's own, never the user's (a shard cache kept by an earlier run's server on the same port)."""
-    base = tmp_path_factory.mktemp("run_caches")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HOME", str(base / "hf_home"))
-        mp.setenv("XDG_CACHE_HOME", str(base / "xdg_cache"))
+        _set_client_caches(mp, tmp_path_factory.mktemp("run_caches"))
         yield
 
 
 @pytest.fixture(autouse=True)
-def _fresh_hf_home(tmp_path, monkeypatch):
-    """hf_xet and huggingface_hub keep caches under HF_HOME: a fresh one per test keeps uploads deterministic."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg_cache"))   # xetfs upload's shard cache, per test
+def _fresh_hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _set_client_caches(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -18,7 +18,8 @@ from xetfs.testing.files import tree_of, write_tree
 from xetfs.testing.cas import TINY_UPLOAD
 from xetfs.testing.mount import xetfs_cli
 from xetfs.testing.server import ServerHandle, make_bytes, started
-from xetfs.write.upload import UploadParams, upload_files
+from xetfs.write.shardcache import ShardCache
+from xetfs.write.upload import UploadParams, UploadStats, upload_files
 from xetfs.core.params import ChunkingParams, XorbParams
 from xetfs.core.hashing import MerkleHash
 
@@ -390,3 +391,30 @@ def test_an_upload_after_the_server_lost_its_data_clears_the_stale_shard_cache(t
         xetfs_cli("download", "org/a", "--to", str(tmp_path / "dst"), "--endpoint", server.url,
                   "--token", server.token)
         assert tree_of(tmp_path / "dst") == files
+
+
+def test_an_upload_tried_again_without_the_stale_cache_counts_its_bytes_once(tmp_path: Path) -> None:
+    """The second upload after a stale shard cache reports its progress and counters from where the first
+    started: the progress adds up to the bytes of the files (a bar never passes 100%), and the counters are
+    the second upload's alone (every byte new, none from the cleared cache)."""
+    data = make_bytes("random", 2_000_000, 11)
+    cache = ShardCache(tmp_path / "shards")
+    ref = RepoRef("org/p")
+
+    async def upload(server: ServerHandle, progress: list[int]) -> UploadStats:
+        async with open_hub(server.url, server.token) as hub:
+            await hub.create_repo(ref, exist_ok=True)
+            result = await upload_files(hub, ref, [(data, "f.bin"), (b"small\n", "notes.txt")], "p",
+                                        progress=progress.append, params=TINY_UPLOAD, shard_cache=cache)
+            return result.stats
+
+    with started(ServerHandle(tmp_path / "srv"), "xetfs serve") as server:
+        first: list[int] = []
+        trio.run(upload, server, first)
+        assert sum(first) == len(data) + len(b"small\n") and cache.load()
+        server.restart_empty()
+        again: list[int] = []
+        stats = trio.run(upload, server, again)
+        assert sum(again) == len(data) + len(b"small\n"), "each byte reported once over both attempts"
+        assert stats.new_bytes == len(data) and stats.deduped_by_source.get("local_shard_cache", 0) == 0, stats
+        assert stats.files == 2 and stats.regular_bytes == len(b"small\n")

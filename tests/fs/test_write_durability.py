@@ -149,4 +149,5 @@ def test_a_mount_whose_server_lost_its_data_clears_its_stale_shard_cache_and_com
             (m.path / "b.bin").write_bytes(data)           # the same bytes: the cache names their xorbs
             write = wait_committed(m)
             assert write["commits"] == 1 and not write["conflicts"] and not write["failed"], write
+            assert write["upload_errors"] == 0, "the upload went again within the commit, not as a failed one"
         assert repo_contents(srv, tmp_path, "check") == {"b.bin": data}

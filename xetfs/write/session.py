@@ -27,7 +27,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import trio
 
@@ -115,6 +115,15 @@ class UploadStats:
                 setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         for source, n in other.deduped_by_source.items():
             self.deduped_by_source[source] = self.deduped_by_source.get(source, 0) + n
+
+    def copy(self) -> UploadStats:
+        return replace(self, deduped_by_source=dict(self.deduped_by_source))
+
+    def set(self, other: UploadStats) -> None:
+        """Take ``other``'s counters (an upload tried again counts from where ``other`` was taken)."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(other, f.name))
+        self.deduped_by_source = dict(other.deduped_by_source)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,9 @@ atomically (``xetfs.osutil.atomic``), so a crash never leaves a torn shard; an u
 
 The cache can name xorbs the server no longer holds: the server's data was reset behind the same URL, or its
 garbage collector removed them. The server then refuses the shard of an upload that deduplicated against
-them (400, "xorb not stored"); ``upload_session`` reports that as ``StaleShardCache``, and the uploader clears
-the cache and uploads again without it (docs/architecture.md, "The write path").
+them (400, "xorb not stored"); ``upload_session`` reports that as ``StaleShardCache``, and
+``upload.prepare_commit_ops`` clears the cache and uploads again without it (docs/architecture.md, "The write
+path").
 """
 from __future__ import annotations
 

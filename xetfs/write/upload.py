@@ -79,12 +79,56 @@ class PreparedCommit:
         return [s for s in (self.shard, self.learned) if s is not None]
 
 
+class _ProgressOnce:
+    """``progress`` that never counts a byte twice: an upload tried again reports from 0 once more
+    (``again``), and only what passes the furthest point already reported is forwarded."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.reported = 0
+        self.seen = 0
+
+    def again(self) -> None:
+        self.seen = 0
+
+    def __call__(self, n: int) -> None:
+        self.seen += n
+        if self.seen > self.reported:
+            self.progress(self.seen - self.reported)
+            self.reported = self.seen
+
+
 async def prepare_commit_ops(hub: HubClient, repo: RepoRef, files: Sequence[tuple[LocalSource, str]], *,
                              stats: UploadStats, progress: Progress | None = None,
-                             params: UploadParams = UploadParams(),
-                             known_shards: Sequence[Shard] = (), answers: Answers | None = None,
-                             base_shards: Sequence[Shard] = ()) -> PreparedCommit:
-    """Preupload, then upload the Xet files' xorbs and shard; returns the commit operations for all files."""
+                             params: UploadParams = UploadParams(), shard_cache: ShardCache | None = None,
+                             answers: Answers | None = None, base_shards: Sequence[Shard] = ()) -> PreparedCommit:
+    """Preupload, then upload the Xet files' xorbs and shard; returns the commit operations for all files.
+
+    With a ``shard_cache`` the upload first deduplicates against the shards it holds. When the server refuses
+    the shard because the cache named xorbs it no longer stores (``StaleShardCache``: its data was reset
+    behind the same URL, or collected), the cache is cleared and the files are uploaded once more without it;
+    ``stats`` and ``progress`` then count that second upload only."""
+    known = await trio.to_thread.run_sync(shard_cache.load) if shard_cache is not None else []
+    once = _ProgressOnce(progress) if progress is not None else None
+    before = stats.copy()
+    try:
+        return await _prepare(hub, repo, files, stats=stats, progress=once, params=params, known_shards=known,
+                              answers=answers, base_shards=base_shards)
+    except StaleShardCache as exc:
+        assert shard_cache is not None
+        log.warning("%s; clearing the local shard cache and uploading again", exc)
+        await trio.to_thread.run_sync(shard_cache.clear)
+        stats.set(before)
+        if once is not None:
+            once.again()
+        return await _prepare(hub, repo, files, stats=stats, progress=once, params=params, known_shards=(),
+                              answers=answers, base_shards=base_shards)
+
+
+async def _prepare(hub: HubClient, repo: RepoRef, files: Sequence[tuple[LocalSource, str]], *,
+                   stats: UploadStats, progress: Progress | None, params: UploadParams,
+                   known_shards: Sequence[Shard], answers: Answers | None,
+                   base_shards: Sequence[Shard]) -> PreparedCommit:
     if not files:
         return PreparedCommit([], {}, None)
     learned: Shard | None = None
@@ -120,16 +164,8 @@ async def upload_files(hub: HubClient, repo: RepoRef, files: Sequence[tuple[Loca
     """Upload ``(local path or bytes, path in repo)`` pairs as one commit on ``repo.revision``. With a
     ``shard_cache`` the upload first deduplicates against the shards it holds, and the new shard joins it."""
     stats = UploadStats()
-    known = await trio.to_thread.run_sync(shard_cache.load) if shard_cache is not None else []
-    try:
-        prepared = await prepare_commit_ops(hub, repo, files, stats=stats, progress=progress, params=params,
-                                            known_shards=known)
-    except StaleShardCache as exc:   # the cache names xorbs the server lost: once more, without it
-        assert shard_cache is not None
-        log.warning("%s; clearing the local shard cache and uploading again", exc)
-        await trio.to_thread.run_sync(shard_cache.clear)
-        stats = UploadStats()
-        prepared = await prepare_commit_ops(hub, repo, files, stats=stats, progress=progress, params=params)
+    prepared = await prepare_commit_ops(hub, repo, files, stats=stats, progress=progress, params=params,
+                                        shard_cache=shard_cache)
     if shard_cache is not None:
         for shard in prepared.keep():
             await trio.to_thread.run_sync(shard_cache.save, shard)

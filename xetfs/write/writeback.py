@@ -49,14 +49,14 @@ import trio
 from xetfs.client.config import RepoRef
 from xetfs.client.hub import HubClient
 from xetfs.protocol.hub import AddRegular, AddXet, CommitOp, Delete, TreeEntry
-from xetfs.errors import Conflict, NotFound, TransientError, XetError
+from xetfs.errors import Conflict, NotFound, XetError
 from xetfs.transport.http import http_status_of
 from xetfs.transport.retry import RetryPolicy, backoff_delay
 from xetfs.core.shard import Shard
 from xetfs.write.journal import Deleted, Record, Remote, XetRef, intent_of
 from xetfs.write.basecands import BaseCandidates
 from xetfs.write.rebase import already_committed, conflicts, xet_file_of
-from xetfs.write.shardcache import ShardCache, StaleShardCache
+from xetfs.write.shardcache import ShardCache
 from xetfs.write.stream import Streamed, Streams, StreamUpload
 from xetfs.write.stats import PENDING_PATHS_SHOWN, RECENT_COMMITS, CommitStats, WritebackStats
 from xetfs.write.staged import StagedFile
@@ -307,12 +307,8 @@ class Writeback:
         files = [(str(self.staging.data / sf.id), p) for p, sf in puts]
         try:
             prepared = await prepare_commit_ops(self.hub, self.branch, files, stats=stats, params=self.params.upload,
-                                                known_shards=await trio.to_thread.run_sync(self.shard_cache.load),
-                                                answers=self.answers,
+                                                shard_cache=self.shard_cache, answers=self.answers,
                                                 base_shards=await self._base_shards([p for p, _ in puts]))
-        except StaleShardCache as exc:   # the cache names xorbs the server lost: the retry goes without it
-            await trio.to_thread.run_sync(self.shard_cache.clear)
-            raise TransientError(f"{exc}; local shard cache cleared") from exc
         finally:
             self.stats.add_upload(stats)
         ops: list[CommitOp] = [Delete(p) for p in dels if p in base_tree]
