@@ -8,6 +8,8 @@ Prints ONE JSON object:
   mount_1mib_writes_*   the same, the file written with 1 MiB write() calls (as cp and savers that write whole
                         buffers do) instead of shutil.copyfile's sendfile, whose 64 KiB pieces become as many FUSE
                         writes; ratio_1mib_writes = that rate / hf_xet_mb_s
+  mount_writeback_cache_*  copyfile into a mount with --writeback-cache (the kernel gathers the 64 KiB writes into
+                        requests of up to 1 MiB); ratio_writeback_cache = that rate / hf_xet_mb_s
   hf_xet_mb_s           hf_xet ``XetSession().new_upload_commit(...)`` of the same file (fresh HF_HOME; CAS
                         upload only, no Hub commit) — the same helper as scripts/bench_upload.py
   ratio                 mount_mb_s / hf_xet_mb_s (target >= 1.0: the mount uploads while the file is written)
@@ -75,12 +77,13 @@ def timed_write(m, data: Path, dest: str, writer: str = "copyfile") -> tuple[flo
     return closed, time.perf_counter() - start, write
 
 
-def mount_round(tmp: Path, data: Path, r: int, rewrite: bool, writer: str = "copyfile") -> dict:
+def mount_round(tmp: Path, data: Path, r: int, rewrite: bool, writer: str = "copyfile",
+                extra_args: tuple[str, ...] = ()) -> dict:
     out: dict = {}
     with running_server(tmp / f"srv-mount-{r}") as srv:
         srv.create_repo("bench/mount")
         with mounted(srv, "bench/mount", tmp / f"mnt-{r}", cache_dir=tmp / f"cache-{r}",
-                     args=["--memory-cache-size", "1G"]) as m:
+                     args=["--memory-cache-size", "1G", *extra_args]) as m:
             out["closed_s"], out["committed_s"], first = timed_write(m, data, "random.bin", writer)
             out["xorb_bytes"] = srv.metrics().get(METRIC, 0.0)
             out["peak_rss_mib"] = round(m.hwm_bytes() / MiB)
@@ -154,6 +157,7 @@ def main() -> None:
     hf_times: list[float] = []
     rounds: list[dict] = []
     blocks: list[dict] = []    # the same write in 1 MiB write() calls
+    cached: list[dict] = []    # copyfile into a mount with --writeback-cache
     with tempfile.TemporaryDirectory(prefix="xetfs-bench-write-") as tmp_name:
         tmp = args.keep or Path(tmp_name)
         tmp.mkdir(parents=True, exist_ok=True)
@@ -166,6 +170,7 @@ def main() -> None:
             shutil.rmtree(tmp / f"srv-hf-{r}", ignore_errors=True)
             rounds.append(mount_round(tmp, data, r, rewrite=r == args.rounds - 1))
             blocks.append(mount_round(tmp, data, r, rewrite=False, writer="blocks"))
+            cached.append(mount_round(tmp, data, r, rewrite=False, extra_args=("--writeback-cache",)))
         resave = None if args.no_resave else resave_round(tmp)
     mb = size / 1e6
     best = min(x["committed_s"] for x in rounds)
@@ -180,6 +185,9 @@ def main() -> None:
         "ratio_1mib_writes": round(min(hf_times) / min(x["committed_s"] for x in blocks), 3),
         "mount_1mib_writes_close_mb_s": round(mb / min(x["closed_s"] for x in blocks), 1),
         "mount_1mib_writes_mb_s_all": [round(mb / x["committed_s"], 1) for x in blocks],
+        "mount_writeback_cache_mb_s": round(mb / min(x["committed_s"] for x in cached), 1),
+        "ratio_writeback_cache": round(min(hf_times) / min(x["committed_s"] for x in cached), 3),
+        "mount_writeback_cache_mb_s_all": [round(mb / x["committed_s"], 1) for x in cached],
         "hf_xet_mb_s_all": [round(mb / t, 1) for t in hf_times],
         "mount_xorb_bytes": last["xorb_bytes"], "mount_peak_rss_mib": last["peak_rss_mib"],
         "rewrite_mb_s": round(mb / last["rewrite_s"], 1), "rewrite_xorb_bytes": last["rewrite_xorb_bytes"],

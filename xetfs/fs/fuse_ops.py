@@ -78,9 +78,12 @@ def entry_attributes(a: Attr) -> pyfuse3.EntryAttributes:
 
 
 class FuseOps(pyfuse3.Operations):
-    def __init__(self, vfs: Vfs) -> None:
+    def __init__(self, vfs: Vfs, writeback_cache: bool = False) -> None:
         super().__init__()
         self.vfs = vfs
+        # pyfuse3 asks the kernel for FUSE_CAP_WRITEBACK_CACHE when this is set (docs/architecture.md,
+        # "Kernel writeback cache")
+        self.enable_writeback_cache = writeback_cache
 
     @_translated
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> pyfuse3.EntryAttributes:

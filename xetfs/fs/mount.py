@@ -72,6 +72,7 @@ class MountOptions:
     max_parallel_fetches: int = 4
     extra_fuse_options: tuple[str, ...] = field(default_factory=tuple)
     read_only: bool = False                 # a branch mounts writable unless this is set
+    writeback_cache: bool = False           # --writeback-cache: the kernel gathers writes (writable mounts)
     staging_bytes: int = 50 * 1024 * MiB    # --staging-size: staged files beyond it -> ENOSPC
     commit_delay_s: float = 0.5             # --commit-delay: closes within it share one commit
     retry_max_s: float = 30.0               # --upload-retry-max: backoff cap of failed uploads
@@ -198,7 +199,8 @@ def stats_snapshot(opts: MountOptions, commit: str, vfs: Vfs, fetcher: Fetcher, 
                    hub: HubClient | None = None, follow: Follower | None = None) -> MountStats:
     s = fetcher.stats
     commit = follow.commit if follow is not None and writeback is None else commit
-    write = writeback.snapshot() if writeback is not None else None
+    write = {**writeback.snapshot(), "write_requests": vfs.write_requests, "bytes_written": vfs.bytes_written,
+             "writeback_cache": opts.writeback_cache} if writeback is not None else None
     return MountStats(
         writable=writeback is not None, write=write,
         endpoints=endpoints_snapshot(hub) if hub is not None else None,
@@ -263,7 +265,8 @@ async def _serve(opts: MountOptions, on_ready: Ready) -> int:
                                                                "subtype=xetfs", *opts.extra_fuse_options}
                 if writeback is None:
                     fuse_options.add("ro")
-                pyfuse3.init(FuseOps(vfs), str(opts.mountpoint), fuse_options)
+                pyfuse3.init(FuseOps(vfs, writeback_cache=opts.writeback_cache and writeback is not None),
+                             str(opts.mountpoint), fuse_options)
                 try:
                     nursery.start_soon(_on_signals, pyfuse3.terminate)
                     nursery.start_soon(reconnect, reach, probe_of(hub, opts.repo), RECONNECT)

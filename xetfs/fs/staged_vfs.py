@@ -254,6 +254,8 @@ class StagedVfs(Vfs):
             self._write_failed.add(fh)
             raise
         self._wrote.add(fh)
+        self.write_requests += 1
+        self.bytes_written += n
         if not sf.stream_tried and sf.appends_only and sf.size >= STREAM_MIN_BYTES and not sf.broken:
             sf.stream_tried = True
             sf.stream = self.start_stream(sf)
