@@ -113,7 +113,7 @@ class Vfs:
         self.readers_kept = readers_kept
         self.readahead_max_bytes = readahead_max_bytes
         self.bytes_read = 0
-        self.write_requests = 0      # writes served (a writable mount's); their bytes:
+        self.write_requests = 0      # write requests a writable mount served, and their bytes (stats: write)
         self.bytes_written = 0
 
     # -- metadata
