@@ -8,6 +8,8 @@ import re
 
 import blake3
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from xetfs.core.chunking import chunk_data, file_hash_of
 from xetfs.core.hashing import (
@@ -16,6 +18,7 @@ from xetfs.core.hashing import (
     aggregated_hash,
     chunk_hash,
     file_hash,
+    merkle_node_hash,
     sha256_to_shard,
     verification_hash,
     xorb_hash,
@@ -36,6 +39,19 @@ def test_xet_hex_word_swap_example() -> None:
     assert str(h) == "07060504030201000f0e0d0c0b0a090817161514131211101f1e1d1c1b1a1918"
     assert MerkleHash.from_hex(str(h)) == h
     assert MerkleHash.from_hex(str(h).upper()) == h
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_xet_hex_reverses_each_8_byte_group_and_round_trips(raw: bytes) -> None:
+    h = MerkleHash(raw)
+    assert h.xet_hex() == b"".join(raw[i:i + 8][::-1] for i in range(0, 32, 8)).hex()   # the definition
+    assert MerkleHash.from_hex(h.xet_hex()) == h and str(h) == h.xet_hex()
+
+
+@pytest.mark.parametrize("size", [0, 31, 33])
+def test_a_merkle_node_of_a_hash_that_is_not_32_bytes_is_a_format_error(size: int) -> None:
+    with pytest.raises(FormatError):
+        merkle_node_hash([(bytes(size), 1), (bytes(32), 1)])
 
 
 @pytest.mark.parametrize("text", ["", "00" * 31, "zz" * 32, "0" * 65])

@@ -15,6 +15,7 @@ Definitions:
 """
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Sequence
 
 import blake3
@@ -33,9 +34,23 @@ _MAX_GROUP = 9
 _GROUP_MODULUS = 4
 
 
+_LE_WORDS = struct.Struct("<4Q")   # a hash's four 8-byte groups as little-endian u64s (how the Xet hex reads them)
+_BE_WORDS = struct.Struct(">4Q")
+
+
 def _swap_words(raw: bytes) -> bytes:
-    """Reverse the byte order inside each 8-byte group (its own inverse)."""
-    return b"".join(raw[i:i + 8][::-1] for i in range(0, len(raw), 8))
+    """Reverse the byte order inside each 8-byte group of a 32-byte hash (its own inverse)."""
+    return _BE_WORDS.pack(*_LE_WORDS.unpack(raw))
+
+
+def _xet_hex(raw: bytes) -> str:
+    """The Xet hex of 32 raw bytes: each group as a little-endian u64, in 16 hex digits."""
+    try:
+        return _BE_WORDS.pack(*_LE_WORDS.unpack(raw)).hex()
+    except struct.error:
+        from xetfs.errors import FormatError
+
+        raise FormatError(f"a hash is {HASH_BYTES} bytes, got {len(raw)}") from None
 
 
 class MerkleHash(bytes):
@@ -64,7 +79,7 @@ class MerkleHash(bytes):
         return cls(_swap_words(raw))
 
     def xet_hex(self) -> str:
-        return _swap_words(bytes(self)).hex()
+        return _xet_hex(self)
 
     def __str__(self) -> str:
         return self.xet_hex()
@@ -99,7 +114,7 @@ def chunk_hash(data: bytes | bytearray | memoryview) -> MerkleHash:
 
 def merkle_node_hash(children: Sequence[tuple[bytes, int]]) -> MerkleHash:
     """An internal node: one ``<xet hex> : <size>\\n`` line per child."""
-    text = "".join(f"{MerkleHash(h).xet_hex()} : {n}\n" for h, n in children)
+    text = "".join(f"{_xet_hex(h)} : {n}\n" for h, n in children)
     return keyed_hash(text.encode("ascii"), INTERNAL_NODE_KEY)
 
 
