@@ -1,8 +1,12 @@
-"""Staged writes through ``O_DIRECT`` (osutil/directio.py): aligned writes skip the page cache, every other write
-goes through it, and the staged file holds exactly the bytes written whatever the mix."""
+"""Writes through ``O_DIRECT`` (osutil/directio.py). Staged writes: aligned writes skip the page cache, every other
+write goes through it, and the staged file holds exactly the bytes written whatever the mix. New whole files (the
+disk tier's entries): every whole block skips the page cache, the tail does not, and the file holds exactly the
+parts given, also where the file system refuses ``O_DIRECT``."""
 from __future__ import annotations
 
 import ctypes
+import errno
+import fcntl
 import mmap
 import os
 import subprocess
@@ -11,8 +15,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xetfs.osutil.directio import ALIGN, DirectWriter, open_direct
+from xetfs.osutil import directio
+from xetfs.osutil.directio import ALIGN, PIECE_BYTES, DirectWriter, open_direct, write_new_file
 from xetfs.osutil.libc import libc_function
+from xetfs.read.disk_tier import DiskTier
 from xetfs.write.staging import Staging
 
 PAGE = mmap.PAGESIZE
@@ -121,3 +127,76 @@ def test_any_mix_of_direct_and_buffered_writes_reads_back_exactly(tmp_path_facto
         assert os.pread(sf.fd, len(model) + 1, 0) == bytes(model)
     assert sf.size == len(model)
     stage.close()
+
+
+def _write_new(path: Path, parts: list[bytes | bytearray | memoryview]) -> int:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        return write_new_file(fd, path, parts)
+    finally:
+        os.close(fd)
+
+
+def test_a_new_file_skips_the_page_cache_but_for_its_tail(tmp_path: Path) -> None:
+    parts = [os.urandom(3 * MiB + 5), bytearray(os.urandom(2 * MiB + 100)), memoryview(b"end of it")]
+    path = tmp_path / "entry"
+    total = sum(len(p) for p in parts)
+    assert total > PIECE_BYTES, "crosses a piece of the thread's buffer"
+    assert _write_new(path, parts) == total
+    pages = cached_pages(path)
+    if on_a_disk(path):
+        assert not any(pages[:total // PAGE]), "whole blocks went around the page cache"
+    assert pages[total // PAGE], "the tail went through it"
+    assert path.read_bytes() == b"".join(parts)
+
+
+PART_SIZES = st.lists(st.one_of(st.integers(0, 3 * ALIGN), st.integers(0, 3 * MiB),
+                                st.sampled_from([ALIGN, PIECE_BYTES, PIECE_BYTES - 1, PIECE_BYTES + 1])),
+                      max_size=5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(sizes=PART_SIZES, kind=st.sampled_from([bytes, bytearray, memoryview]))
+def test_a_new_file_holds_exactly_its_parts(tmp_path_factory, sizes, kind) -> None:
+    parts = [kind(bytes([i + 1]) * n) for i, n in enumerate(sizes)]
+    path = tmp_path_factory.mktemp("n") / "f"
+    assert _write_new(path, parts) == sum(sizes)
+    assert path.read_bytes() == b"".join(bytes(p) for p in parts)
+
+
+def test_a_new_file_where_o_direct_is_refused_goes_through_the_page_cache(tmp_path: Path, monkeypatch) -> None:
+    body = os.urandom(PIECE_BYTES + 3 * ALIGN + 17)
+    monkeypatch.setattr(directio, "open_direct", lambda path: None)
+    assert _write_new(tmp_path / "a", [body]) == len(body)
+    assert (tmp_path / "a").read_bytes() == body
+    monkeypatch.undo()
+
+    real_pwrite = os.pwrite
+    refused = []
+
+    def pwrite(fd: int, data: memoryview, offset: int) -> int:   # a device wanting a larger alignment
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            refused.append(offset)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(directio.os, "pwrite", pwrite)
+    assert _write_new(tmp_path / "b", [body[:5], body[5:]]) == len(body)
+    monkeypatch.undo()
+    assert (tmp_path / "b").read_bytes() == body
+    if open_direct(tmp_path / "b") is not None:
+        assert refused == [0], "refused once, then the page cache takes every piece"
+
+
+def test_disk_tier_entries_skip_the_page_cache_and_read_back(tmp_path: Path) -> None:
+    tier = DiskTier(tmp_path / "cache", 1 << 30)
+    xorb = bytes(range(32))
+    chunks = [os.urandom(n) for n in (64 * 1024 + 3, 100_000, 131_072, 5)]
+    tier.put_range(xorb, 7, chunks)
+    [entry] = (tmp_path / "cache" / "chunks").rglob("*.7-11")
+    size = entry.stat().st_size
+    if on_a_disk(entry):
+        assert not any(cached_pages(entry)[:size // PAGE]), "the entry's whole blocks skipped the page cache"
+    found, damaged = tier.get_many([(xorb, i) for i in range(7, 11)])
+    assert damaged == 0
+    assert [found[(xorb, i)] for i in range(7, 11)] == chunks

@@ -12,16 +12,25 @@ second descriptor of the same file opened with ``O_DIRECT``. Anything else (a he
 refusing ``O_DIRECT``) returns None and the caller writes through the page cache as before. Mixing the two on
 one file is safe: before a direct write the kernel writes back and drops the cached pages it covers.
 One caller at a time (the mount's trio thread).
+
+``write_new_file`` writes a whole new file that way: the disk tier's entries, which the read path writes once and
+reads back only after the memory tier let them go (docs/architecture.md, "Performance"). Through the page cache
+each GiB of them cost the daemon a fresh page per 4 KiB, a copy into it and a second cached copy of bytes the
+FUSE page cache and the memory tier already hold.
 """
 from __future__ import annotations
 
 import errno
 import mmap
 import os
+import threading
+from collections.abc import Iterable
 
-__all__ = ["ALIGN", "DirectWriter", "open_direct"]
+__all__ = ["ALIGN", "DirectWriter", "open_direct", "write_new_file"]
 
 ALIGN = 4096                 # the page size: a multiple of every device's logical block size here
+PIECE_BYTES = 4 << 20        # write_new_file's buffer, one per thread that calls it
+_local = threading.local()
 
 
 def open_direct(path: str | os.PathLike[str]) -> int | None:
@@ -70,3 +79,74 @@ class DirectWriter:
         if self._buf is not None:
             self._buf.close()
             self._buf = None
+
+
+def write_new_file(fd: int, path: str | os.PathLike[str], parts: Iterable[bytes | bytearray | memoryview]) -> int:
+    """Write ``parts`` back to back from offset 0 of ``path``, a new empty file open for writing as ``fd``; returns
+    the bytes written. Whole ``ALIGN`` blocks go through an ``O_DIRECT`` descriptor of ``path``, copied into this
+    thread's reused page-aligned buffer ``PIECE_BYTES`` at a time; the tail under ``ALIGN``, and everything where
+    the file system refuses ``O_DIRECT``, through ``fd``. Raises ``OSError`` as ``os.pwrite`` does."""
+    buf = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = mmap.mmap(-1, PIECE_BYTES)   # anonymous mappings are page-aligned
+    out = _PieceWriter(fd, path)
+    view = memoryview(buf)
+    fill = 0
+    try:
+        for part in parts:
+            src = memoryview(part).cast("B")
+            while len(src):
+                k = min(len(src), PIECE_BYTES - fill)
+                view[fill:fill + k] = src[:k]
+                fill += k
+                src = src[k:]
+                if fill == PIECE_BYTES:
+                    out.write(view[:fill])
+                    fill = 0
+        aligned = fill - fill % ALIGN
+        if aligned:
+            out.write(view[:aligned])
+        if fill > aligned:
+            out.write(view[aligned:fill], direct=False)
+        return out.offset
+    finally:
+        view.release()
+        out.close()
+
+
+class _PieceWriter:
+    """``write_new_file``'s two descriptors and the offset reached. The ``O_DIRECT`` one is opened at the first
+    whole block (a file smaller than a block never opens it); on ``EINVAL`` ``fd`` takes the rest."""
+
+    def __init__(self, fd: int, path: str | os.PathLike[str]) -> None:
+        self.fd, self.path, self.offset = fd, path, 0
+        self.direct: int | None = None
+        self._opened = False
+
+    def write(self, piece: memoryview, direct: bool = True) -> None:
+        if direct and not self._opened:
+            self._opened = True
+            self.direct = open_direct(self.path)
+        start = self.offset
+        if direct and self.direct is not None:
+            try:
+                self._write_all(self.direct, piece)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:   # a device wanting a larger alignment: the page cache takes the rest
+                    raise
+                self.close()
+        self._write_all(self.fd, piece[self.offset - start:])
+
+    def _write_all(self, fd: int, piece: memoryview) -> None:
+        while len(piece):
+            n = os.pwrite(fd, piece, self.offset)
+            if n <= 0:
+                raise OSError(errno.EIO, f"pwrite wrote nothing at offset {self.offset}")
+            self.offset += n
+            piece = piece[n:]
+
+    def close(self) -> None:
+        if self.direct is not None:
+            os.close(self.direct)
+            self.direct = None

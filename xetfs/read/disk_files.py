@@ -18,6 +18,7 @@ from pathlib import Path
 
 from xetfs.core.hashing import chunk_hash
 from xetfs.osutil.atomic import publish
+from xetfs.osutil.directio import write_new_file
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ _COUNT = struct.Struct("<I")
 _INDEX = struct.Struct("<I16s")       # uncompressed size, chunk hash[:16]
 CHECKSUM_BYTES = 16
 HEADER_BYTES = len(MAGIC) + _COUNT.size + _INDEX.size + CHECKSUM_BYTES   # the header of a one-chunk entry
-MAX_IOV = 512
 LAYOUT_SUFFIX = ".layout"
 
 
@@ -101,15 +101,7 @@ def write_file(path: str, bufs: list[bytes | bytearray], total: int) -> bool:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            written = 0
-            while bufs:
-                n = os.writev(fd, bufs[:MAX_IOV])
-                written += n
-                while bufs and n >= len(bufs[0]):
-                    n -= len(bufs[0])
-                    bufs.pop(0)
-                if n:
-                    bufs[0] = bufs[0][n:]
+            written = write_new_file(fd, tmp, bufs)   # skips the page cache (osutil.directio)
             if written != total:
                 raise OSError(f"short write {written} of {total}")
         finally:

@@ -11,7 +11,7 @@ One entry per run of consecutive chunks (normally one fetched range), under
   refetches it;
 - a run of chunks already held by one entry is not stored again; writes are atomic (unique temp file in the
   same directory, then ``rename``), so two mounts sharing the directory never see a partial entry and may race
-  to write the same key harmlessly (same content);
+  to write the same key harmlessly (same content); they skip the page cache (``osutil.directio``);
 - "last access" is the file mtime, bumped on a hit (at most once per ``touch_interval_s``);
 - the size bound is kept by a running byte count (seeded by one scan at start-up); when it passes the bound,
   a rescan of the directory (the truth, including the other mount's writes) deletes the oldest entries until
