@@ -13,7 +13,7 @@ file that is already open keeps reading the revision it was opened at until it i
 moves once its own changes are committed). A tag or a commit sha never polls. `xetfs stats` shows the
 commit shown and when the head was last checked (follow).
 
-Files are fetched lazily, chunk by chunk, and kept in a memory cache (--memory-cache-size, default 512M) and
+Files are fetched lazily, chunk by chunk, and kept in a memory cache (--memory-cache-size, default 256M) and
 a disk cache (--cache-dir, default ~/.cache/xetfs; --cache-size, default 10G) that survives remounts and may
 be shared by several mounts. Sizes accept K, M, G, T suffixes (powers of 1024).
 
@@ -73,8 +73,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_connection_arguments(parser)
     parser.add_argument("--cache-dir", default=None, help="disk cache directory (default ~/.cache/xetfs)")
     parser.add_argument("--cache-size", type=parse_size, default="10G", help="disk cache bound (default 10G)")
-    parser.add_argument("--memory-cache-size", type=parse_size, default="512M",
-                        help="memory cache bound (default 512M)")
+    parser.add_argument("--memory-cache-size", type=parse_size, default="256M",
+                        help="memory cache bound (default 256M)")
     parser.add_argument("--read-timeout", type=float, default=120.0, metavar="SECONDS",
                         help="a read that cannot be served in this time fails with EIO (default 120)")
     parser.add_argument("--foreground", "-f", action="store_true", help="stay in the foreground, log to stderr")

@@ -64,7 +64,7 @@ class MountOptions:
     token: str | None
     cache_dir: Path
     disk_cache_bytes: int = 10 * 1024 * MiB
-    memory_cache_bytes: int = 512 * MiB
+    memory_cache_bytes: int = 256 * MiB
     read_timeout_s: float = 120.0
     fetch_timeout_s: float = 90.0
     read_ahead_kb: int = 256
