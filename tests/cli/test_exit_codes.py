@@ -47,8 +47,9 @@ def test_failure_is_1_with_one_line(server: ServerHandle, tmp_path: Path) -> Non
 
 
 def test_bad_usage_is_2(tmp_path: Path) -> None:
-    for argv in (["no-such-command"], ["download", "org/x"], ["mount"], ["mount", "org/x", str(tmp_path),
-                                                                         "--cache-size", "lots"], []):
+    mount = ["mount", "org/x", str(tmp_path)]
+    for argv in (["no-such-command"], ["download", "org/x"], ["mount"], [*mount, "--cache-size", "lots"], [],
+                 [*mount, "--read-only", "--writeback-cache"]):
         done = xetfs_cli(*argv, check=False)
         assert done.returncode == 2, (argv, done.stderr)
         assert "usage: xetfs" in done.stderr and "Traceback" not in done.stderr, done.stderr

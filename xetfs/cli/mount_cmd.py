@@ -78,12 +78,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--read-timeout", type=float, default=120.0, metavar="SECONDS",
                         help="a read that cannot be served in this time fails with EIO (default 120)")
     parser.add_argument("--foreground", "-f", action="store_true", help="stay in the foreground, log to stderr")
-    parser.add_argument("--read-only", action="store_true", help="mount read-only even when REV is a branch")
+    only_one = parser.add_mutually_exclusive_group()   # the kernel's writeback cache is for writes
+    only_one.add_argument("--read-only", action="store_true", help="mount read-only even when REV is a branch")
     parser.add_argument("--staging-size", type=parse_size, default="50G",
                         help="bound of the staging area for written files (default 50G); past it: ENOSPC")
     parser.add_argument("--commit-delay", type=float, default=0.5, metavar="SECONDS",
                         help="closes within this delay share one commit (default 0.5)")
-    parser.add_argument("--writeback-cache", action="store_true",
+    only_one.add_argument("--writeback-cache", action="store_true",
                         help="writable mounts: let the kernel gather writes into large requests, for programs that "
                              "write in small pieces (shutil.copyfile, buffered writers). Write errors (a full "
                              "staging area) then surface at close or fsync instead of write, and writing part of "
