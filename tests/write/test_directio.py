@@ -4,12 +4,10 @@ disk tier's entries): every whole block skips the page cache, the tail does not,
 parts given, also where the file system refuses ``O_DIRECT``."""
 from __future__ import annotations
 
-import ctypes
 import errno
 import fcntl
 import mmap
 import os
-import subprocess
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -17,40 +15,12 @@ from hypothesis import strategies as st
 
 from xetfs.osutil import directio
 from xetfs.osutil.directio import ALIGN, PIECE_BYTES, DirectWriter, open_direct, write_new_file
-from xetfs.osutil.libc import libc_function
+from xetfs.testing.pagecache import cached_pages, on_a_disk
 from xetfs.read.disk_tier import DiskTier
 from xetfs.write.staging import Staging
 
 PAGE = mmap.PAGESIZE
 MiB = 1 << 20
-
-
-def cached_pages(path: Path) -> list[bool]:
-    """Which pages of ``path`` are in the page cache: ``mincore`` over a fresh mapping, which loads nothing."""
-    c_mmap = libc_function("mmap", [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                                    ctypes.c_long], ctypes.c_void_p)
-    c_mincore = libc_function("mincore", [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p])
-    c_munmap = libc_function("munmap", [ctypes.c_void_p, ctypes.c_size_t])
-    assert c_mmap and c_mincore and c_munmap, "glibc has all three"
-    size = path.stat().st_size
-    vec = (ctypes.c_ubyte * ((size + PAGE - 1) // PAGE))()
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        addr = c_mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-        assert addr not in (None, ctypes.c_void_p(-1).value), os.strerror(ctypes.get_errno())
-        try:
-            assert c_mincore(addr, size, vec) == 0, os.strerror(ctypes.get_errno())
-        finally:
-            c_munmap(addr, size)
-    finally:
-        os.close(fd)
-    return [bool(b & 1) for b in vec]
-
-
-def on_a_disk(path: Path) -> bool:
-    """tmpfs keeps every page in memory, so 'skips the page cache' means nothing there."""
-    kind = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True, check=True)
-    return kind.stdout.strip() not in ("tmpfs", "ramfs")
 
 
 def test_aligned_staged_writes_skip_the_page_cache_and_others_do_not(tmp_path: Path) -> None:

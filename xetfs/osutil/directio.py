@@ -13,6 +13,10 @@ refusing ``O_DIRECT``) returns None and the caller writes through the page cache
 one file is safe: before a direct write the kernel writes back and drops the cached pages it covers.
 One caller at a time (the mount's trio thread).
 
+``pread_direct`` reads the other way round: the staged bytes a streaming upload reads back (the ones it fell too
+far behind to take from the writes) come from the device into the upload's own page-aligned buffer, so a GiB
+written and streamed allocates no page-cache page at all.
+
 ``write_new_file`` writes a whole new file that way: the disk tier's entries, which the read path writes once and
 reads back only after the memory tier let them go (docs/architecture.md, "Performance"). Through the page cache
 each GiB of them cost the daemon a fresh page per 4 KiB, a copy into it and a second cached copy of bytes the
@@ -26,7 +30,7 @@ import os
 import threading
 from collections.abc import Iterable
 
-__all__ = ["ALIGN", "DirectWriter", "open_direct", "write_new_file"]
+__all__ = ["ALIGN", "DirectWriter", "open_direct", "open_direct_reader", "pread_direct", "write_new_file"]
 
 ALIGN = 4096                 # the page size: a multiple of every device's logical block size here
 PIECE_BYTES = 4 << 20        # write_new_file's buffer, one per thread that calls it
@@ -42,6 +46,33 @@ def open_direct(path: str | os.PathLike[str]) -> int | None:
         return os.open(path, os.O_WRONLY | flag)
     except OSError:
         return None
+
+
+def open_direct_reader(fd: int) -> int | None:
+    """A read-only ``O_DIRECT`` descriptor of the file open as ``fd``, with a file description of its own (``fd``
+    keeps its flags), or None where the file system refuses it."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag:
+        return None
+    try:
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | flag)
+    except OSError:
+        return None
+
+
+def pread_direct(fd: int, buf: memoryview, at: int, start: int, length: int) -> tuple[memoryview, int]:
+    """Bytes ``[start, start + length)`` of the file open as ``fd`` (``open_direct_reader``), read as whole blocks
+    into ``buf`` (page-aligned) from ``at`` rounded up to ``ALIGN``; returns them (a view of ``buf``) and the
+    offset in ``buf`` past the blocks read. ``buf`` needs room for ``length`` plus ``2 * ALIGN`` past ``at``
+    rounded up. The last block may end past the end of the file. Raises ``OSError``: ``EINVAL`` where the device
+    wants a larger alignment, ``EIO`` when the file ends before ``start + length``."""
+    at += -at % ALIGN
+    lo = start - start % ALIGN
+    hi = start + length + -(start + length) % ALIGN
+    got = os.preadv(fd, [buf[at:at + hi - lo]], lo)
+    if got < start + length - lo:
+        raise OSError(errno.EIO, f"the file ends before byte {start + length} ({lo + got})")
+    return buf[at + start - lo:at + start - lo + length], at + hi - lo
 
 
 class DirectWriter:

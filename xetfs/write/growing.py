@@ -6,25 +6,37 @@
 the buffer the write handler already holds): up to ``max_buffered_bytes`` of them are kept, in file order,
 and a block is then made of those buffers without reading the data file back (one copy and one syscall per
 block less). Whatever was not kept (the reader fell that far behind, or an append came without its bytes) is
-read from the data file with ``os.preadv``: the block holds the same bytes either way, so what is uploaded
-never depends on which path delivered them.
+read from the data file: the block holds the same bytes either way, so what is uploaded never depends on which
+path delivered them. Given an ``O_DIRECT`` descriptor of the file (``direct_fd``), those reads go around the page
+cache into the caller's page-aligned buffer (``osutil.directio.pread_direct``); the kernel first writes back any
+of the range's bytes a write left in the page cache.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
+import errno
+import mmap
 import os
+from collections.abc import Iterator
 
 import trio
 
+from xetfs.osutil.directio import ALIGN, pread_direct
+
 # (start offset, length, the bytes or None = read them from the file)
 Segment = tuple[int, int, memoryview | None]
+# What a block buffer needs past the block's bytes for ``read_segments`` to read whole blocks with ``O_DIRECT``:
+# a block has at most two segments read from the file (before and after the run of kept bytes).
+DIRECT_SLACK_BYTES = 8 * ALIGN
 
 
 class GrowingFile:
     """See the module docstring. Only the trio thread calls its methods (``read_segments`` runs anywhere)."""
 
-    def __init__(self, fd: int, max_buffered_bytes: int = 32 << 20) -> None:
+    def __init__(self, fd: int, max_buffered_bytes: int = 32 << 20, direct_fd: int | None = None) -> None:
         self.fd = fd
+        self.direct_fd = direct_fd
         self.end = 0
         self.finished = False
         self.max_buffered_bytes = max_buffered_bytes
@@ -99,12 +111,37 @@ class GrowingFile:
         self._buffered -= size
 
 
-def read_segments(fd: int, segments: list[Segment], buf: memoryview) -> list[memoryview]:
+@contextlib.contextmanager
+def block_buffer(block_bytes: int) -> Iterator[memoryview]:
+    """A page-aligned buffer for blocks of ``block_bytes``, with ``DIRECT_SLACK_BYTES`` to spare for
+    ``read_segments``; unmapped on exit unless a view of it is still held (then it goes with the last one)."""
+    block = mmap.mmap(-1, block_bytes + DIRECT_SLACK_BYTES)
+    view = memoryview(block)
+    try:
+        yield view
+    finally:
+        view.release()
+        with contextlib.suppress(BufferError):
+            block.close()
+
+
+def read_segments(fd: int, segments: list[Segment], buf: memoryview, direct_fd: int | None = None) -> list[memoryview]:
     """The bytes of ``segments``: kept ones as they are, the others read from ``fd`` into ``buf`` (large
-    enough for all of them). Runs in a worker thread."""
+    enough for all of them). With ``direct_fd`` (an ``O_DIRECT`` descriptor of the same file) and a page-aligned
+    ``buf`` with ``DIRECT_SLACK_BYTES`` to spare, they are read through it as whole blocks, unless the device
+    refuses (``EINVAL``: ``fd`` reads the rest). Runs in a worker thread."""
     out: list[memoryview] = []
     used = 0
     for start, length, data in segments:
+        if data is None and direct_fd is not None:
+            try:
+                data, used = pread_direct(direct_fd, buf, used, start, length)
+            except OSError as exc:
+                if exc.errno == errno.EIO:
+                    raise OSError(f"staged file shrank while streaming ({exc})") from None
+                if exc.errno != errno.EINVAL:
+                    raise
+                direct_fd = None
         if data is None:
             view = buf[used:used + length]
             got = os.preadv(fd, [view], start)

@@ -42,7 +42,7 @@ from xetfs.core.xorb import BuiltXorb
 from xetfs.errors import XetError
 from xetfs.transport.http import http_status_of
 from xetfs.transport.tasks import single_error
-from xetfs.write.growing import GrowingFile, Segment, read_segments
+from xetfs.write.growing import GrowingFile, Segment, block_buffer, read_segments
 from xetfs.write.shardcache import StaleShardCache
 
 log = logging.getLogger(__name__)
@@ -205,11 +205,11 @@ class UploadSession:
     async def _produce_chunks(self, source: Source, sha: "hashlib._Hash", size: list[int],
                               send: trio.MemorySendChannel[list[Chunk]]) -> None:
         chunker = Chunker(self.params.chunking)
-        buf = bytearray(self.params.read_block_bytes)
-        view = memoryview(buf)
         if isinstance(source, GrowingFile):
-            await self._produce_growing(source, chunker, view, sha, size, send)
+            with block_buffer(self.params.read_block_bytes) as block:
+                await self._produce_growing(source, chunker, block, sha, size, send)
             return
+        view = memoryview(bytearray(self.params.read_block_bytes))
         f = await trio.to_thread.run_sync(_open_source, source, limiter=self.limiter)
 
         def step() -> tuple[list[Chunk], bool]:
@@ -231,14 +231,16 @@ class UploadSession:
             finally:
                 f.close()
 
-    async def _produce_growing(self, source: GrowingFile, chunker: Chunker, view: memoryview,
+    async def _produce_growing(self, source: GrowingFile, chunker: Chunker, buf: memoryview,
                                sha: "hashlib._Hash", size: list[int],
                                send: trio.MemorySendChannel[list[Chunk]]) -> None:
+        view = buf[:self.params.read_block_bytes]
+
         def step(segments: list[Segment]) -> tuple[list[Chunk], bool]:
             if not segments:
                 return chunker.finish(), True
             chunks: list[Chunk] = []
-            for data in read_segments(source.fd, segments, view):
+            for data in read_segments(source.fd, segments, buf, source.direct_fd):
                 sha.update(data)
                 size[0] += len(data)
                 chunks += chunker.feed(data)

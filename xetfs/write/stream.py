@@ -28,6 +28,7 @@ import trio
 from xetfs.client.config import RepoRef
 from xetfs.client.hub import HubClient
 from xetfs.core.shard import Shard
+from xetfs.osutil.directio import open_direct_reader
 from xetfs.write.shardcache import ShardCache
 from xetfs.write.upload import (Answers, GrowingFile, UploadParams, UploadStats, XetFile, upload_session,
                                 write_cas)
@@ -58,9 +59,10 @@ class StreamUpload:
     def __init__(self, fd: int, hub: HubClient, repo: RepoRef, params: UploadParams, shard_cache: ShardCache,
                  answers: Answers | None = None, base: BaseShards | None = None) -> None:
         self._fd = os.dup(fd)
+        self._direct_fd = open_direct_reader(fd)   # what the upload reads back skips the page cache
         self.base = base
         self.answers = answers
-        self.growing = GrowingFile(self._fd)
+        self.growing = GrowingFile(self._fd, direct_fd=self._direct_fd)
         self.hub, self.repo, self.params, self.shard_cache = hub, repo, params, shard_cache
         self.stats = UploadStats()
         self.result: Streamed | None = None
@@ -99,6 +101,8 @@ class StreamUpload:
                         type(exc).__name__, exc)
         finally:
             os.close(self._fd)
+            if self._direct_fd is not None:
+                os.close(self._direct_fd)
             self._done.set()
 
     async def wait(self) -> Streamed | None:
