@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xetfs.core.chunking import Chunk, chunk_data, file_hash_of
-from xetfs.core.dedup import DedupSession
+from xetfs.core.dedup import DedupSession, layout_shard
 from xetfs.core.hashing import ZERO_HASH, MerkleHash, chunk_hash, hmac_hash, verification_hash
 from xetfs.core.reconstruction import assemble, decode_fetched, plan_read, plan_reconstruction
 from xetfs.core.shard import FileInfo, Shard, XorbChunkEntry, XorbInfo, parse_shard, serialize_full_shard, \
@@ -223,3 +223,30 @@ def test_every_file_reconstructs(plan: list[list[int]], feed: int, seed: int) ->
     distinct = {c.hash: c.size for data in files for c in chunk_data(data, CHUNKING)}
     assert up.session.new_bytes == sum(distinct.values()), "each distinct chunk is stored once"
     assert up.session.new_bytes + up.session.deduped_bytes == sum(map(len, files))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.integers(0, 5), max_size=4), min_size=1, max_size=3),
+       st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=4), min_size=1, max_size=3), st.integers(0, 2**16))
+def test_a_files_layout_is_what_chunking_it_gives_and_dedups_it_whole(seeded: list[list[int]],
+                                                                         plan: list[list[int]], seed: int) -> None:
+    """``file_layouts`` (``keep_layouts``) of files that partly reuse an earlier upload's xorbs: each is the
+    layout that chunking the file's bytes against its terms gives (what ``write.basecands`` learns by reading
+    it), and a later session knowing only that layout stores none of the file's bytes again."""
+    pool = [rand_bytes(seed + i, 500 + (seed * (i + 1)) % 9_000) for i in range(6)]
+    first = Upload([b"".join(pool[i] for i in picks) for picks in seeded])
+    files = [b"".join(pool[i] for i in picks) for picks in plan]
+    up = Upload(files, known=[first.shard], keep_layouts=True)
+    xorbs = check_upload(up, files, first)
+    layouts = up.session.file_layouts()
+    assert set(layouts) == set(up.file_hashes) - {ZERO_HASH}
+    for data, fh in zip(files, up.file_hashes):
+        if fh == ZERO_HASH:
+            continue
+        leaves = [(c.hash, c.size) for c in chunk_data(data, CHUNKING)]
+        assert layouts[fh] == layout_shard(up.files[fh].terms, leaves)
+        again = Upload([data], known=[layouts[fh]])
+        check_upload(again, [data], first, up)
+        assert again.session.new_bytes == 0 and again.xorbs == []
+        assert {t.xorb_hash for t in again.files[fh].terms} <= set(xorbs)
+    assert Upload(files, known=[first.shard]).session.file_layouts() == {}, "only with keep_layouts"

@@ -10,7 +10,7 @@ from xetfs.core.dedup import DedupSession
 from xetfs.core.hashing import MerkleHash
 from xetfs.core.params import XorbParams
 from xetfs.testing.server import make_bytes
-from xetfs.write.basecands import base_shard
+from xetfs.core.dedup import layout_shard
 from xetfs.write.session import FROM_BASE, FROM_SHARD_CACHE
 
 MiB = 1024 * 1024
@@ -29,7 +29,7 @@ def test_a_rewrite_dedups_against_the_base_files_layout() -> None:
     leaves = [(c.hash, c.size) for c in chunk_data(base)]
     terms = next(fi.terms for fi in shard.files if sum(t.unpacked_bytes for t in fi.terms) == len(base))
 
-    cands = base_shard(terms, leaves)
+    cands = layout_shard(terms, leaves)
     used = {x.xorb_hash for x in cands.xorbs}
     assert used == {t.xorb_hash for t in terms}
     for x in cands.xorbs:                                 # the chunks the file uses are listed as in the xorb
@@ -51,9 +51,9 @@ def test_a_rewrite_dedups_against_the_base_files_layout() -> None:
     assert s.stats.new_bytes <= 256 * 1024 + 2 * 128 * 1024
 
     with pytest.raises(ValueError):
-        base_shard(terms, leaves[:-1])
+        layout_shard(terms, leaves[:-1])
     with pytest.raises(ValueError):
-        base_shard(terms, [(h, n + 1) for h, n in leaves])
+        layout_shard(terms, [(h, n + 1) for h, n in leaves])
 
 
 class _BytesReader:

@@ -22,6 +22,11 @@ xorb. Each term carries its verification hash computed from the file's OWN chunk
 is the same bytes, and keyed shards do not reveal the plain hashes. The file hash is ``hashing.file_hash`` of the
 file's chunks (independent of where they live); the sha256 metadata ext is stored word-swapped.
 
+With ``keep_layouts`` the session also keeps each file's chunk list, and ``file_layouts()`` gives, after
+``finish()``, each file's *layout*: a shard of the xorbs it uses, naming the chunk at every index it uses
+(``layout_shard``; other indices are size-0 placeholders). Fed back as a known shard, a layout makes a later
+rewrite of the file deduplicate against it without reading the file (``xetfs.write.basecands``).
+
 Not implemented: fragmentation prevention (dedup is taken wherever it matches) and key expiry checks of
 keyed shards (this module has no clock: the caller drops expired shards). Not thread-safe: one driver calls it.
 """
@@ -39,6 +44,7 @@ from xetfs.core.compression import CompressionScheme
 from xetfs.core.xorb import BuiltXorb, XorbBuilder
 from xetfs.errors import ValidationError
 from xetfs.core.params import DEFAULT_XORB, GLOBAL_DEDUP_MODULUS, XorbParams
+from xetfs.core.reconstruction import TermLike
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,35 @@ _Location = tuple[_Ref, int]
 
 
 SESSION = "session"           # the source of chunks found earlier in the same session
+_PLACEHOLDER = MerkleHash(bytes(32))
+
+
+def layout_shard(terms: Sequence[TermLike], leaves: Sequence[tuple[MerkleHash, int]]) -> Shard:
+    """A file's layout: the xorbs ``terms`` use, with the chunk hashes and sizes ``leaves`` (the file's chunks in
+    order) give them; indices the file does not use are size-0 placeholders. ValueError when they do not fit."""
+    by_xorb: dict[MerkleHash, dict[int, tuple[MerkleHash, int]]] = {}
+    pos = 0
+    for t in terms:
+        n = t.chunk_end - t.chunk_start
+        part = leaves[pos:pos + n]
+        if len(part) != n or sum(s for _, s in part) != t.unpacked_bytes:
+            raise ValueError(f"term {t.xorb_hash}[{t.chunk_start},{t.chunk_end}) does not match the chunks")
+        slots = by_xorb.setdefault(t.xorb_hash, {})
+        for i, leaf in enumerate(part, t.chunk_start):
+            if slots.setdefault(i, leaf) != leaf:
+                raise ValueError(f"xorb {t.xorb_hash} chunk {i} is named with two hashes")
+        pos += n
+    if pos != len(leaves):
+        raise ValueError(f"the terms cover {pos} of {len(leaves)} chunks")
+    xorbs: list[XorbInfo] = []
+    for xorb, slots in by_xorb.items():
+        entries, start = [], 0
+        for i in range(max(slots) + 1):
+            h, size = slots.get(i, (_PLACEHOLDER, 0))
+            entries.append(XorbChunkEntry(h, start, size))
+            start += size
+        xorbs.append(XorbInfo(xorb, tuple(entries), start))
+    return Shard((), tuple(xorbs))
 
 
 @dataclass(slots=True)
@@ -104,9 +139,11 @@ def _merge_sizes(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] | No
 class DedupSession:
     """One upload session; see the module docstring."""
 
-    def __init__(self, xorb_params: XorbParams = DEFAULT_XORB, compression: CompressionScheme | None = None) -> None:
+    def __init__(self, xorb_params: XorbParams = DEFAULT_XORB, compression: CompressionScheme | None = None, *,
+                 keep_layouts: bool = False) -> None:
         self.xorb_params = xorb_params
         self.compression = compression
+        self.keep_layouts = keep_layouts   # keep each file's chunk list for ``file_layouts``
         self.stats = DedupStats()
         self._builder = XorbBuilder(xorb_params, compression)
         self._open_seq = 0
@@ -209,7 +246,8 @@ class DedupSession:
         f.finished = True
         f.file_hash = file_hash(f.leaves)
         f.sha256 = sha256_to_shard(sha256_digest) if sha256_digest is not None else None
-        f.leaves = []
+        if not self.keep_layouts:
+            f.leaves = []
         return f.file_hash
 
     def finish(self) -> tuple[list[BuiltXorb], Shard]:
@@ -222,6 +260,14 @@ class DedupSession:
         xorbs = tuple(xorb_info_from_built(self._built[seq]) for seq in sorted(self._built))
         log.debug("dedup session: %d files, %d new xorbs, %s", len(files), len(xorbs), self.stats)
         return last, canonical(Shard(files, xorbs))
+
+    def file_layouts(self) -> dict[MerkleHash, Shard]:
+        """After ``finish()``, with ``keep_layouts``: each file's layout (module docstring), by file hash."""
+        out: dict[MerkleHash, Shard] = {}
+        for f in self._files.values():
+            if f.file_hash is not None and f.leaves and f.file_hash not in out:
+                out[f.file_hash] = layout_shard([t for t, _ in self._terms(f)], f.leaves)
+        return out
 
     # ------------------------------------------------------------------------------------------ internals
 
@@ -310,17 +356,22 @@ class DedupSession:
     def _resolve(self, ref: _Ref) -> MerkleHash:
         return self._built[ref].hash if isinstance(ref, int) else ref
 
-    def _file_info(self, f: _File) -> FileInfo:
-        terms: list[FileTerm] = []
-        hashes: list[list[MerkleHash]] = []
+    def _terms(self, f: _File) -> list[tuple[FileTerm, list[MerkleHash]]]:
+        """The file's terms (runs on the same xorb merged) with the file's own chunk hashes of each."""
+        terms: list[tuple[FileTerm, list[MerkleHash]]] = []
         for run in f.runs:
             xorb = self._resolve(run.ref)
-            if terms and terms[-1].xorb_hash == xorb and terms[-1].chunk_end == run.chunk_start:
-                prev = terms[-1]
-                terms[-1] = FileTerm(xorb, prev.chunk_start, run.chunk_end, prev.unpacked_bytes + run.unpacked_bytes)
-                hashes[-1] = hashes[-1] + run.chunk_hashes
+            if terms and terms[-1][0].xorb_hash == xorb and terms[-1][0].chunk_end == run.chunk_start:
+                prev, hashes = terms[-1]
+                terms[-1] = (FileTerm(xorb, prev.chunk_start, run.chunk_end,
+                                      prev.unpacked_bytes + run.unpacked_bytes), hashes + run.chunk_hashes)
             else:
-                terms.append(FileTerm(xorb, run.chunk_start, run.chunk_end, run.unpacked_bytes))
-                hashes.append(run.chunk_hashes)
+                terms.append((FileTerm(xorb, run.chunk_start, run.chunk_end, run.unpacked_bytes),
+                              run.chunk_hashes))
+        return terms
+
+    def _file_info(self, f: _File) -> FileInfo:
+        terms = self._terms(f)
         assert f.file_hash is not None
-        return FileInfo(f.file_hash, tuple(terms), tuple(verification_hash(h) for h in hashes), f.sha256)
+        return FileInfo(f.file_hash, tuple(t for t, _ in terms), tuple(verification_hash(h) for _, h in terms),
+                        f.sha256)

@@ -316,6 +316,7 @@ def _make_vfs(opts: MountOptions, hub: HubClient, tree: Tree, backend: RepoBacke
     from xetfs.client.hub import HubClient
     from xetfs.core.reconstruction import ReconstructionTerm
     from xetfs.write.basecands import BaseCandidates
+    from xetfs.write.session import UploadParams
     from xetfs.write.shardcache import ShardCache, shard_cache_dir
     from xetfs.write.writeback import Writeback, WritebackParams
 
@@ -328,7 +329,8 @@ def _make_vfs(opts: MountOptions, hub: HubClient, tree: Tree, backend: RepoBacke
     vfs.apply_pending()
     base = staging.base_commit if staging.pending and staging.base_commit else commit
     params = WritebackParams(commit_delay_s=opts.commit_delay_s, max_delay_s=max(5.0, opts.commit_delay_s * 4),
-                             retry_max_s=opts.retry_max_s)
+                             retry_max_s=opts.retry_max_s,   # layouts of what it stores: for BaseCandidates.learn
+                             upload=UploadParams(keep_layouts=True))
     # The writeback retries whole batches itself: its requests fail fast so stats show the error.
     wb_hub = HubClient(hub.endpoint, hub.token, hub.http, retry=RetryPolicy(max_attempts=3, max_delay_s=2.0,
                                                                               max_total_s=60.0))

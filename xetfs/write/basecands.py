@@ -18,8 +18,10 @@ it becomes a shard of the file's xorbs (the indices the file uses; the others ar
 (commit or stream) registers those shards as known xorbs, source ``base_revision``, before it places a chunk
 or asks the server: a rewrite that keeps most of the content deduplicates locally.
 
-A file this mount uploaded itself is prepared like any other when it is rewritten: the local shard cache
-lists only the new xorbs of each upload, not the older xorbs its file reuses.
+A file this mount uploaded itself is never read back for this: the upload that stored it knew every chunk
+and where it put each one, and hands that layout over once committed (``learn``). So a file saved again
+and again to the same path (a checkpoint) fetches nothing. The local shard cache would not do: it lists only
+the new xorbs of each upload, not the older xorbs its file reuses.
 
 Bounds: at most ``max_entries`` chunk entries kept over all files (oldest file dropped first; a file with
 more chunks is skipped); one file chunked at a time, in a worker thread; every base read has the reader's
@@ -35,10 +37,11 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 import trio
 
 from xetfs.core.chunking import Chunker
+from xetfs.core.dedup import layout_shard
 from xetfs.core.hashing import MerkleHash, file_hash
 from xetfs.core.params import DEFAULT_CHUNKING, ChunkingParams
 from xetfs.core.reconstruction import TermLike
-from xetfs.core.shard import Shard, XorbChunkEntry, XorbInfo
+from xetfs.core.shard import Shard
 from xetfs.write.staged import BaseReader
 
 log = logging.getLogger(__name__)
@@ -46,38 +49,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_ENTRIES = 1 << 18           # ~16 GiB of base files at 64 KiB chunks, ~30 MB of entries at most
 DEFAULT_MAX_NOTED = 16
 READ_BYTES = 8 << 20
-_PLACEHOLDER = MerkleHash(bytes(32))
 
 Terms = Callable[[MerkleHash], Awaitable[Sequence[TermLike]]]
 OpenReader = Callable[[MerkleHash, int], BaseReader]
-
-
-def base_shard(terms: Sequence[TermLike], leaves: Sequence[tuple[MerkleHash, int]]) -> Shard:
-    """The xorbs ``terms`` use, with the chunk hashes and sizes ``leaves`` (the file's chunks in order) give
-    them; indices the file does not use are size-0 placeholders. ValueError when they do not fit."""
-    by_xorb: dict[MerkleHash, dict[int, tuple[MerkleHash, int]]] = {}
-    pos = 0
-    for t in terms:
-        n = t.chunk_end - t.chunk_start
-        part = leaves[pos:pos + n]
-        if len(part) != n or sum(s for _, s in part) != t.unpacked_bytes:
-            raise ValueError(f"term {t.xorb_hash}[{t.chunk_start},{t.chunk_end}) does not match the chunks")
-        slots = by_xorb.setdefault(t.xorb_hash, {})
-        for i, leaf in enumerate(part, t.chunk_start):
-            if slots.setdefault(i, leaf) != leaf:
-                raise ValueError(f"xorb {t.xorb_hash} chunk {i} is named with two hashes")
-        pos += n
-    if pos != len(leaves):
-        raise ValueError(f"the terms cover {pos} of {len(leaves)} chunks")
-    xorbs: list[XorbInfo] = []
-    for xorb, slots in by_xorb.items():
-        entries, start = [], 0
-        for i in range(max(slots) + 1):
-            h, size = slots.get(i, (_PLACEHOLDER, 0))
-            entries.append(XorbChunkEntry(h, start, size))
-            start += size
-        xorbs.append(XorbInfo(xorb, tuple(entries), start))
-    return Shard((), tuple(xorbs))
 
 
 class BaseCandidates:
@@ -99,6 +73,7 @@ class BaseCandidates:
         self._cpu = trio.CapacityLimiter(1)
         self._one = trio.Lock()                          # one base file read + chunked at a time
         self.prepared = 0                                # files whose candidates were learned (stats)
+        self.learned = 0                                 # files whose layout an upload handed over (stats)
         self.failed = 0
 
     def prepare(self, file: MerkleHash, size: int) -> None:
@@ -111,6 +86,13 @@ class BaseCandidates:
         except RuntimeError:   # the writeback ended (unmount): nothing more to learn
             return
         self._running[file] = trio.Event()
+
+    def learn(self, file: MerkleHash, layout: Shard) -> None:
+        """``layout`` of ``file`` is known already (``core.dedup.layout_shard``: the upload that stored it)."""
+        entries = sum(len(x.chunks) for x in layout.xorbs)
+        if file not in self._ready and file not in self._running and entries <= self.max_entries:
+            self._keep(file, layout, entries)
+            self.learned += 1
 
     def note_read(self, file: MerkleHash, size: int) -> None:
         """``file`` was opened for reading: a candidate for the next file streamed (newest kept)."""
@@ -184,7 +166,7 @@ class BaseCandidates:
     def _check(file: MerkleHash, terms: Sequence[TermLike], leaves: Sequence[tuple[MerkleHash, int]]) -> Shard:
         if file_hash(leaves) != file:
             raise ValueError("chunking the base file does not give its file hash (other chunking parameters?)")
-        return base_shard(terms, leaves)
+        return layout_shard(terms, leaves)
 
     def _keep(self, file: MerkleHash, shard: Shard, entries: int) -> None:
         self._ready[file] = shard

@@ -91,6 +91,7 @@ class UploadParams:
     dedup_answer_lag_bytes: int = 16 * 1024 * 1024  # input read while a block's queries are in flight
     global_dedup: bool = True
     cpu_threads: int = 2
+    keep_layouts: bool = False   # give each file's layout after the session (``UploadSession.layouts``)
 
 
 @dataclass(slots=True)
@@ -176,9 +177,10 @@ class UploadSession:
                  xorb_send: trio.MemorySendChannel[BuiltXorb], stats: UploadStats,
                  progress: Progress | None) -> None:
         self.cas, self.params, self.limiter = cas, params, limiter
-        self.dedup = DedupSession(params.xorb, params.compression)
+        self.dedup = DedupSession(params.xorb, params.compression, keep_layouts=params.keep_layouts)
         self.stats = stats
         self.shard: Shard | None = None
+        self.layouts: dict[MerkleHash, Shard] = {}   # file hash -> layout (``keep_layouts``, core.dedup)
         self.learned: Shard | None = None   # xorbs global-dedup answers taught us (plain hashes where matched)
         self.answers: Answers | None = None
         self._xorb_send = xorb_send
@@ -332,6 +334,7 @@ class UploadSession:
     async def _finish(self) -> list[BuiltXorb]:
         async with self._dedup_lock:
             last, shard = await trio.to_thread.run_sync(self.dedup.finish, limiter=self.limiter)
+            self.layouts = await trio.to_thread.run_sync(self.dedup.file_layouts, limiter=self.limiter)
         self.shard = shard
         self.stats.new_bytes += self.dedup.stats.new_bytes
         self.stats.deduped_bytes += self.dedup.stats.deduped_bytes

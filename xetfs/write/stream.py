@@ -48,6 +48,7 @@ class Streamed:
     shard: Shard | None
     learned: Shard | None
     stats: UploadStats
+    layout: Shard | None = None   # the file's layout (UploadParams.keep_layouts)
 
     def keep(self) -> list[Shard]:
         return [s for s in (self.shard, self.learned) if s is not None]
@@ -95,7 +96,8 @@ class StreamUpload:
                 async with upload_session(write_cas(self.hub, self.repo), self.params, stats=self.stats,
                                           known_shards=known, answers=self.answers, base_shards=base) as session:
                     xet = await session.add_file(self.growing)
-                self.result = Streamed(xet, session.shard, session.learned, self.stats)
+                self.result = Streamed(xet, session.shard, session.learned, self.stats,
+                                       session.layouts.get(xet.file_hash))
         except Exception as exc:   # the commit falls back to chunking the file: log, never crash the mount
             log.warning("streaming upload stopped (%s: %s); the file is uploaded at commit time",
                         type(exc).__name__, exc)

@@ -20,6 +20,7 @@ import trio
 from xetfs.client.cas import CasClient, TokenProvider
 from xetfs.client.config import RepoRef
 from xetfs.client.hub import HubClient
+from xetfs.core.hashing import MerkleHash
 from xetfs.core.shard import Shard
 from xetfs.protocol.hub import AddRegular, AddXet, CommitOp, PreuploadFile
 from xetfs.write.growing import GrowingFile
@@ -73,6 +74,7 @@ class PreparedCommit:
     files: dict[str, XetFile]
     shard: Shard | None
     learned: Shard | None = None     # worth keeping in the local shard cache too
+    layouts: dict[MerkleHash, Shard] = field(default_factory=dict)   # UploadParams.keep_layouts
 
     def keep(self) -> list[Shard]:
         """The shards the local shard cache should keep after this commit."""
@@ -132,6 +134,7 @@ async def _prepare(hub: HubClient, repo: RepoRef, files: Sequence[tuple[LocalSou
     if not files:
         return PreparedCommit([], {}, None)
     learned: Shard | None = None
+    layouts: dict[MerkleHash, Shard] = {}
     described = [await trio.to_thread.run_sync(_describe, src) for src, _ in files]
     modes = await hub.preupload(repo, [PreuploadFile(path, size, sample)
                                          for (_, path), (size, sample) in zip(files, described)])
@@ -146,7 +149,7 @@ async def _prepare(hub: HubClient, repo: RepoRef, files: Sequence[tuple[LocalSou
                                   known_shards=known_shards, answers=answers, base_shards=base_shards) as session:
             for src, path in lfs:
                 xet_files[path] = await session.add_file(src)
-        shard, learned = session.shard, session.learned
+        shard, learned, layouts = session.shard, session.learned, session.layouts
         ops.extend(AddXet(p, f.sha256, f.size) for p, f in xet_files.items())
     for (src, path), (size, _) in zip(files, described):
         if path not in xet_files and not modes[path].should_ignore:
@@ -155,7 +158,7 @@ async def _prepare(hub: HubClient, repo: RepoRef, files: Sequence[tuple[LocalSou
             stats.regular_bytes += len(content)
             if progress is not None:
                 progress(len(content))
-    return PreparedCommit(ops, xet_files, shard, learned)
+    return PreparedCommit(ops, xet_files, shard, learned, layouts)
 
 
 async def upload_files(hub: HubClient, repo: RepoRef, files: Sequence[tuple[LocalSource, str]], message: str, *,

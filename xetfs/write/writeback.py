@@ -278,6 +278,9 @@ class Writeback:
                       upload: UploadStats) -> None:
         for shard in prepared.keep():
             await trio.to_thread.run_sync(self.shard_cache.save, shard)
+        if self.candidates is not None:   # UploadParams.keep_layouts: a rewrite of these reads nothing back
+            for file, layout in prepared.layouts.items():
+                self.candidates.learn(file, layout)
         lines: list[Record | None] = []
         for path, change in batch.items():
             line = self.staging.done(path, change.gen)
@@ -316,6 +319,8 @@ class Writeback:
         for p, res in streamed.items():
             ops.append(AddXet(p, res.file.sha256, res.file.size))
             prepared.files[p] = res.file
+            if res.layout is not None:
+                prepared.layouts[res.file.file_hash] = res.layout
         for p, c in batch.items():
             if c.kind == "put" and c.remote is not None:
                 ops.append(await self._remote_op(p, c.remote))
