@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,6 +62,25 @@ def test_modified_copy_uploads_a_fraction(server: ServerHandle, repo: str, cli: 
     sent = server.metrics()[XORB_BYTES_METRIC] - before
     assert 0 < sent < len(data) * 0.1, sent
     assert json.loads(result.out)["deduped_bytes"] > len(data) * 0.9
+
+
+def test_download_never_loads_numpy(server: ServerHandle, repo: str, cli: Callable, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    """numpy (about 0.12 s of start-up) serves only the byte grouping of compressed chunks and the chunker's
+    fallback scanner: a download of chunks stored raw never imports it."""
+    import subprocess
+    import sys
+
+    files = {"model.bin": make_bytes("random", 3_000_000, 7)}
+    write_tree(tmp_path / "src", files)
+    assert cli("upload", repo, str(tmp_path / "src")).code == 0
+    code = ("import sys; from xetfs.cli.main import main; "
+            f"assert main(['download', {repo!r}, '--to', {str(tmp_path / 'dst')!r}]) == 0; "
+            "print('numpy imported:', 'numpy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "XETFS_ENDPOINT": server.url, "XETFS_TOKEN": server.token})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "numpy imported: False", done.stdout
+    assert tree_of(tmp_path / "dst") == files
 
 
 def test_download_selected_paths(repo: str, cli: Callable, tmp_path: Path) -> None:  # type: ignore[type-arg]

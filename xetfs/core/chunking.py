@@ -21,9 +21,12 @@ kept as the reference the others are tested against). Offsets and sizes are in b
 """
 from __future__ import annotations
 
+import functools
+import importlib.util
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from xetfs.core.hashing import MerkleHash, chunk_hash, file_hash
 from xetfs.core.params import DEFAULT_CHUNKING, ChunkingParams
@@ -139,37 +142,40 @@ def _boundaries_simple(data: bytes | memoryview, params: ChunkingParams = DEFAUL
     return cuts + [len(data)] if tail else cuts
 
 
-try:
-    import numpy as _np
-except ImportError:  # pragma: no cover - numpy is a dependency; the pure path still works without it
-    _np = None  # type: ignore[assignment]
-else:
-    _TABLE_NP = _np.array(GEAR_TABLE, dtype=_np.uint64)
-    _PREV_SHIFTS = _np.arange(1, _WINDOW_BYTES, dtype=_np.uint64)  # h before a block, shifted per position
+@functools.cache
+def _numpy_tables() -> tuple[Any, Any, Any]:
+    """numpy, the gear table as uint64 and the shifts of ``h`` before a block per position. Imported at first
+    use, not with this module: a command that never chunks (``xetfs download``, a read-only mount) or chunks
+    natively never loads numpy (about 0.12 s of start-up)."""
+    import numpy as np
+
+    return np, np.array(GEAR_TABLE, dtype=np.uint64), np.arange(1, _WINDOW_BYTES, dtype=np.uint64)
 
 
-def _window_hashes(block: "_np.ndarray", h: int) -> "_np.ndarray":
+def _window_hashes(block: Any, h: int) -> Any:
     """Gear hash after every byte of ``block`` given state ``h`` before it (all 64-byte windows at once)."""
-    a: _np.ndarray = _TABLE_NP[block]
+    np, table, prev_shifts = _numpy_tables()
+    a = table[block]
     for k in range(6):  # window 1 -> 2 -> 4 -> ... -> 64 bytes
         s = 1 << k
-        a[s:] += a[:-s] << _np.uint64(s)
+        a[s:] += a[:-s] << np.uint64(s)
     m = min(len(a), _WINDOW_BYTES - 1)
-    a[:m] += _np.uint64(h) << _PREV_SHIFTS[:m]  # the first 63 windows reach back into earlier bytes
+    a[:m] += np.uint64(h) << prev_shifts[:m]  # the first 63 windows reach back into earlier bytes
     return a
 
 
 def _scan_numpy(data: memoryview, h: int, chunk_len: int, params: ChunkingParams) -> ScanResult:
     """Vectorised window hashes per block, then the min/max rule over the mask matches (needs min >= 64)."""
     lo, hi = params.min_chunk_size, params.max_chunk_size
-    arr = _np.frombuffer(data, dtype=_np.uint8)
+    np = _numpy_tables()[0]
+    arr = np.frombuffer(data, dtype=np.uint8)
     cuts: list[int] = []
     for off in range(0, len(arr), _NUMPY_BLOCK_BYTES):
         a = _window_hashes(arr[off:off + _NUMPY_BLOCK_BYTES], h)
-        ends = _np.flatnonzero((a & _np.uint64(params.mask)) == 0) + 1
+        ends = np.flatnonzero((a & np.uint64(params.mask)) == 0) + 1
         n, start = len(a), -chunk_len  # chunk start relative to this block
         while start + lo <= n:
-            i = int(_np.searchsorted(ends, start + lo))
+            i = int(np.searchsorted(ends, start + lo))
             if i < len(ends) and ends[i] <= start + hi:
                 cut = int(ends[i])
             elif start + hi <= n:
@@ -195,7 +201,7 @@ def _scan_native(data: memoryview, h: int, chunk_len: int, params: ChunkingParam
 
 
 SCANNERS: dict[str, Scanner] = {"python": _scan_simple}
-if _np is not None:
+if importlib.util.find_spec("numpy") is not None:
     SCANNERS["numpy"] = _scan_numpy
 if _gearhash is not None:
     SCANNERS["native"] = _scan_native

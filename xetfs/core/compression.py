@@ -13,7 +13,6 @@ from enum import IntEnum
 
 import lz4.block
 import lz4.frame
-import numpy as np
 
 from xetfs.errors import FormatError
 
@@ -41,6 +40,8 @@ class CompressionScheme(IntEnum):
 def bg4_split(data: bytes | memoryview) -> bytes:
     """Regroup ``data``: bytes at positions 0,4,8,.. then 1,5,9,.. then 2,.. then 3,.."""
     if len(data) % 4 == 0:   # one transposing copy (a sample is always a multiple of 4 bytes)
+        import numpy as np   # imported at first use: a download of data never byte-grouped needs none of it
+
         return np.frombuffer(data, dtype=np.uint8).reshape(-1, 4).T.tobytes()
     d = bytes(data)
     return d[0::4] + d[1::4] + d[2::4] + d[3::4]
@@ -48,6 +49,8 @@ def bg4_split(data: bytes | memoryview) -> bytes:
 
 def bg4_join(grouped: bytes | memoryview) -> bytes:
     """Inverse of ``bg4_split``: group ``i`` holds ``n//4 + (i < n%4)`` bytes, interleaved back."""
+    import numpy as np   # see bg4_split
+
     src = np.frombuffer(grouped, dtype=np.uint8)
     n = len(src)
     q, r = divmod(n, 4)
