@@ -17,6 +17,7 @@ from xetfs.osutil import directio
 from xetfs.osutil.directio import ALIGN, PIECE_BYTES, DirectWriter, open_direct, write_new_file
 from xetfs.testing.pagecache import cached_pages, on_a_disk
 from xetfs.read.disk_tier import DiskTier
+from xetfs.write.growing import GrowingFile, block_buffer, read_segments
 from xetfs.write.staging import Staging
 
 PAGE = mmap.PAGESIZE
@@ -74,29 +75,82 @@ def test_direct_writer_takes_only_aligned_writes(tmp_path: Path) -> None:
     assert open_direct(tmp_path / "missing") is None
 
 
-# (offset in blocks, length in blocks, extra bytes): extra == 0 -> an aligned write, else an unaligned one
-WRITES = st.lists(st.tuples(st.integers(0, 24), st.integers(1, 8), st.integers(-300, 300)), min_size=1,
-                  max_size=14)
+# (offset in blocks, length in blocks, extra bytes): extra == 0 -> an aligned write, else an unaligned one;
+# offset -1 -> an append at the current end (runs of them are gathered); length 0 -> a truncate to the offset
+WRITES = st.lists(st.tuples(st.integers(-1, 24), st.integers(0, 8),
+                            st.one_of(st.just(0), st.integers(-300, 300)), st.booleans()), min_size=1, max_size=24)
 
 
-@settings(max_examples=60, deadline=None)
-@given(writes=WRITES, shift=st.sampled_from([0, 0, 1, 511]))
-def test_any_mix_of_direct_and_buffered_writes_reads_back_exactly(tmp_path_factory, writes, shift) -> None:
-    """Overlapping aligned and unaligned writes, read back through the buffered descriptor after each one (the
-    kernel must drop and write back cached pages around each direct write): always the model's bytes."""
+@settings(max_examples=80, deadline=None)
+@given(writes=WRITES, shift=st.sampled_from([0, 0, 1, 511]), gather_blocks=st.sampled_from([1, 3, 1024]))
+def test_any_mix_of_direct_gathered_and_buffered_writes_reads_back_exactly(tmp_path_factory, writes, shift,
+                                                                          gather_blocks) -> None:
+    """Overlapping aligned and unaligned writes, appends (gathered: ``osutil.directio.Gather``) and truncates,
+    read back through the buffered descriptor after a ``flush`` at random points (the kernel must drop and write
+    back cached pages around each direct write): always the model's bytes. Without the flush, the data file holds
+    the model but for the bytes still gathered, at most ``gather_blocks`` blocks at its end."""
     stage = Staging(tmp_path_factory.mktemp("s"), 1 << 30)
+    stage._gather = directio.Gather(gather_blocks * ALIGN)
     sf = stage.new_file(0)
     model = bytearray()
-    for i, (block, blocks, extra) in enumerate(writes):
-        off = block * ALIGN + (shift if extra else 0)
-        data = bytes([i + 1]) * max(1, blocks * ALIGN + extra)
-        assert stage.write(sf, off, data) == len(data)
-        if off > len(model):
-            model.extend(bytes(off - len(model)))
-        model[off:off + len(data)] = data
-        assert os.pread(sf.fd, len(model) + 1, 0) == bytes(model)
+    for i, (block, blocks, extra, check) in enumerate(writes):
+        if blocks == 0:
+            stage.resize(sf, max(0, block) * ALIGN + extra % 7)
+            del model[sf.size:]
+            model.extend(bytes(sf.size - len(model)))
+        else:
+            off = len(model) if block < 0 else block * ALIGN + (shift if extra else 0)
+            data = bytes([i + 1]) * max(1, blocks * ALIGN + extra)
+            assert stage.write(sf, off, data) == len(data)
+            if off > len(model):
+                model.extend(bytes(off - len(model)))
+            model[off:off + len(data)] = data
+        on_disk = os.pread(sf.fd, len(model) + 1, 0)
+        g = stage._gather
+        lo, hi = (g._start, g._start + g._len) if g.owner is sf else (len(model), len(model))
+        assert hi - lo <= gather_blocks * ALIGN and hi <= len(model)
+        assert on_disk[:lo].ljust(lo, b"\0") == bytes(model[:lo]), "all but the gathered run is in the file"
+        assert on_disk[hi:] == bytes(model[hi:])
+        if check:
+            stage.flush(sf)
+            assert os.pread(sf.fd, len(model) + 1, 0) == bytes(model)
     assert sf.size == len(model)
+    stage.flush(sf)
+    assert os.pread(sf.fd, len(model) + 1, 0) == bytes(model)
     stage.close()
+
+
+def test_gathered_bytes_that_cannot_be_written_stay_gathered(tmp_path: Path) -> None:
+    """A failing device write leaves the bytes gathered and raises; the next flush writes them."""
+    path = tmp_path / "f"
+    path.write_bytes(b"")
+    good = os.open(path, os.O_WRONLY)
+    bad = os.open(path, os.O_RDONLY)   # pwrite: EBADF
+    g = directio.Gather(4 * ALIGN)
+    owner, other = object(), object()
+    try:
+        assert g.add(owner, bad, bad, b"a" * ALIGN, 0)
+        assert not g.add(other, good, good, b"b" * ALIGN, 0), "one owner at a time"
+        g.flush(other)                                        # not its bytes: nothing happens
+        try:
+            g.flush(owner)
+            raise AssertionError("the write failed")
+        except OSError as exc:
+            assert exc.errno == errno.EBADF
+        assert g.owner is owner and path.read_bytes() == b""
+        g._fd = g._fallback_fd = good                         # the device is back
+        assert g.add(owner, good, good, b"c" * ALIGN, ALIGN)  # continues the run
+        assert not g.add(owner, good, good, b"d" * 3, 2 * ALIGN), "unaligned"
+        g.flush(owner)
+        assert g.owner is None and path.read_bytes() == b"a" * ALIGN + b"c" * ALIGN
+        assert g.add(owner, good, good, b"e" * ALIGN, 0)
+        g.forget(owner)
+        g.flush(owner)
+        assert path.read_bytes() == b"a" * ALIGN + b"c" * ALIGN, "forgotten bytes are never written"
+    finally:
+        os.close(good)
+        os.close(bad)
+        g.close()
 
 
 def _write_new(path: Path, parts: list[bytes | bytearray | memoryview]) -> int:
@@ -170,3 +224,43 @@ def test_disk_tier_entries_skip_the_page_cache_and_read_back(tmp_path: Path) -> 
     found, damaged = tier.get_many([(xorb, i) for i in range(7, 11)])
     assert damaged == 0
     assert [found[(xorb, i)] for i in range(7, 11)] == chunks
+
+
+class _Stream:
+    """What ``Staging.write`` needs of a ``write.stream.StreamUpload``, around a real ``GrowingFile``."""
+
+    def __init__(self, growing: GrowingFile) -> None:
+        self.growing, self.finished = growing, False
+
+    def appended(self, end: int, data: bytes | None = None) -> bool:
+        return self.growing.grew(end, data)
+
+    def drop(self) -> None:
+        raise AssertionError("appends never drop the stream")
+
+
+@settings(max_examples=30, deadline=None)
+@given(blocks=st.lists(st.integers(1, 3), min_size=1, max_size=12), keep_blocks=st.integers(1, 4),
+       taken_every=st.integers(1, 5))
+def test_a_stream_that_fell_behind_reads_from_the_file_exactly_what_was_written(tmp_path_factory, blocks,
+                                                                               keep_blocks, taken_every) -> None:
+    """Appends gathered while a stream keeps only ``keep_blocks`` blocks: what it did not keep it reads from the
+    data file, so those bytes must be there at once (``Staging.write`` flushes them). The stream's view of the
+    file, kept and read back, is always exactly the bytes written."""
+    stage = Staging(tmp_path_factory.mktemp("s"), 1 << 30)
+    sf = stage.new_file(0)
+    growing = GrowingFile(os.dup(sf.fd), max_buffered_bytes=keep_blocks * ALIGN)
+    sf.stream = _Stream(growing)  # type: ignore[assignment]
+    written, pos, got = bytearray(), 0, bytearray()
+    with block_buffer(64 * ALIGN) as buf:
+        for i, n in enumerate(blocks):
+            data = os.urandom(n * ALIGN)
+            assert stage.write(sf, len(written), data) == len(data)
+            written += data
+            if i % taken_every == 0 or i == len(blocks) - 1:   # the stream reads up to the end now and then
+                got += b"".join(read_segments(growing.fd, growing.take(pos, len(written) - pos), buf))
+                pos = len(written)
+    assert got == written
+    sf.stream = None
+    os.close(growing.fd)
+    stage.close()

@@ -5,7 +5,7 @@ from xetfs.core.hashing import MerkleHash
 from xetfs.protocol.hub import TreeEntry
 from xetfs.write.journal import Deleted, HoldsBlob, HoldsXet
 from xetfs.write.rebase import already_committed, conflicts, xet_file_of
-from xetfs.write.staging import Change
+from xetfs.write.staged import Change
 
 XET = MerkleHash(bytes(range(32)))
 

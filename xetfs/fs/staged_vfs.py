@@ -165,6 +165,7 @@ class StagedVfs(Vfs):
         sf = self.staged.get(ino)
         if sf is None or not sf.dirty or sf.broken:
             return
+        self.staging.flush(sf)   # the bytes still gathered reach the file before its fsync
         sf.dirty = False
         await trio.to_thread.run_sync(self.staging.sync_data, sf)
         if not self.tree.alive(ino) or self.staged.get(ino) is not sf:
@@ -182,6 +183,7 @@ class StagedVfs(Vfs):
         if offset >= end:
             return b""
         await self._fill(sf, offset, end)
+        self.staging.flush(sf)
         data = os.pread(sf.fd, end - offset, offset)
         self.bytes_read += len(data)
         return data
@@ -258,6 +260,7 @@ class StagedVfs(Vfs):
         self.bytes_written += n
         if not sf.stream_tried and sf.appends_only and sf.size >= STREAM_MIN_BYTES and not sf.broken:
             sf.stream_tried = True
+            self.staging.flush(sf)   # the stream reads what was written so far from the file
             sf.stream = self.start_stream(sf)
             if sf.stream is not None:
                 sf.stream.appended(sf.size)

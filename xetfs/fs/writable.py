@@ -23,7 +23,8 @@ from xetfs.errors import AlreadyExists, Forbidden, NotFound, XetError
 from xetfs.fs.staged_vfs import Invalid, StagedVfs, WritableBackend
 from xetfs.fs.vfs import ROOT_INODE, STATS_INODE, Attr, IsADirectory, NotADirectory, Tree
 from xetfs.write.journal import Record, RegularRef, XetRef
-from xetfs.write.staging import Change, Staging
+from xetfs.write.staged import Change
+from xetfs.write.staging import Staging
 from xetfs.write.upload import XetFile
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ class WritableVfs(StagedVfs):
             return self.staging.put(new, remote=XetRef(str(xet), sha256, size))
         if xet is not None:        # no sha256 known for it: upload it again (dedup makes that cheap)
             sf = sf or await self._stage(ino, truncate=False)
+            self.staging.flush(sf)
             await trio.to_thread.run_sync(self.staging.sync_data, sf)
             return self.staging.put(new, sf)
         commit, path = self.origin.setdefault(ino, (self.commit, old))

@@ -13,6 +13,13 @@ refusing ``O_DIRECT``) returns None and the caller writes through the page cache
 one file is safe: before a direct write the kernel writes back and drops the cached pages it covers.
 One caller at a time (the mount's trio thread).
 
+``Gather`` spares the device most of those writes: ``shutil.copyfile`` hands the mount 64 KiB at a time, and
+each direct write waits for the device (on the benchmark machine 172 us per 64 KiB write, 910 us per 1 MiB,
+3 ms per 4 MiB). Contiguous aligned writes of one file at a time are copied into a page-aligned buffer and
+written together, ``GATHER_BYTES`` at a time, or earlier when the file's owner calls ``flush``: before anything
+reads the file, changes it another way, or syncs it (``write.staging``). Bytes that cannot be written stay
+gathered and the error goes to the caller, so nothing gathered is ever dropped unwritten while its file lives.
+
 ``pread_direct`` reads the other way round: the staged bytes a streaming upload reads back (the ones it fell too
 far behind to take from the writes) come from the device into the upload's own page-aligned buffer, so a GiB
 written and streamed allocates no page-cache page at all.
@@ -30,10 +37,11 @@ import os
 import threading
 from collections.abc import Iterable
 
-__all__ = ["ALIGN", "DirectWriter", "open_direct", "open_direct_reader", "pread_direct", "write_new_file"]
+__all__ = ["ALIGN", "GATHER_BYTES", "DirectWriter", "Gather", "open_direct", "open_direct_reader", "pread_direct", "write_new_file"]
 
 ALIGN = 4096                 # the page size: a multiple of every device's logical block size here
 PIECE_BYTES = 4 << 20        # write_new_file's buffer, one per thread that calls it
+GATHER_BYTES = 4 << 20       # Gather's buffer: one device write per 4 MiB of contiguous writes
 _local = threading.local()
 
 
@@ -107,6 +115,72 @@ class DirectWriter:
             view.release()
 
     def close(self) -> None:
+        if self._buf is not None:
+            self._buf.close()
+            self._buf = None
+
+
+class Gather:
+    """Contiguous aligned writes of one file (its ``owner``) at a time, written through its ``O_DIRECT``
+    descriptor together (module docstring). One caller at a time."""
+
+    def __init__(self, max_bytes: int = GATHER_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.owner: object | None = None   # whose bytes are gathered (None: nothing is)
+        self._buf: mmap.mmap | None = None
+        self._fd = self._fallback_fd = -1
+        self._start = self._len = 0
+
+    def add(self, owner: object, fd: int, fallback_fd: int, data: bytes | memoryview, offset: int) -> bool:
+        """Take a write of ``owner``'s file (``fd``: its ``O_DIRECT`` descriptor, ``fallback_fd``: a plain one for
+        a device refusing the alignment); False, taking nothing, when it is not aligned, ``fd`` is -1 or another
+        owner's bytes are gathered: the caller then writes it itself, after its own ``flush``. What was gathered
+        is written out first when this write does not continue it or would overflow the buffer (OSError as
+        ``os.pwrite`` raises, with the write not taken)."""
+        n = len(data)
+        if fd < 0 or not 0 < n <= self.max_bytes or n % ALIGN or offset % ALIGN or self.owner not in (None, owner):
+            return False
+        if self._len and (offset != self._start + self._len or self._len + n > self.max_bytes):
+            self.flush(owner)
+        if self._buf is None:
+            self._buf = mmap.mmap(-1, self.max_bytes)   # anonymous mappings are page-aligned
+        if not self._len:
+            self.owner, self._fd, self._fallback_fd, self._start = owner, fd, fallback_fd, offset
+        self._buf[self._len:self._len + n] = data
+        self._len += n
+        return True
+
+    def flush(self, owner: object) -> None:
+        """Write out what ``owner`` gathered (nothing to do when another owner's bytes are gathered). Raises
+        OSError as ``os.pwrite`` does; the bytes then stay gathered for the next flush."""
+        if self.owner is not owner or self.owner is None:
+            return
+        assert self._buf is not None
+        view = memoryview(self._buf)
+        try:
+            done, fd = 0, self._fd
+            while done < self._len:
+                try:
+                    n = os.pwrite(fd, view[done:self._len], self._start + done)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL or fd == self._fallback_fd:
+                        raise
+                    fd = self._fallback_fd   # a device wanting a larger alignment: through the page cache
+                    continue
+                if n <= 0:
+                    raise OSError(errno.EIO, f"pwrite wrote nothing at offset {self._start + done}")
+                done += n
+        finally:
+            view.release()
+        self.owner, self._len = None, 0
+
+    def forget(self, owner: object) -> None:
+        """Drop what ``owner`` gathered unwritten: its file is gone."""
+        if self.owner is owner:
+            self.owner, self._len = None, 0
+
+    def close(self) -> None:
+        self.owner, self._len = None, 0
         if self._buf is not None:
             self._buf.close()
             self._buf = None

@@ -45,27 +45,29 @@ class GrowingFile:
         self._buf_start = 0
         self._buffered = 0
 
-    def grew(self, end: int, data: bytes | None = None) -> None:
-        """The file now ends at ``end``; ``data``, when given, are its last ``len(data)`` bytes."""
-        if data is not None and len(data) <= end:
-            self._keep(end - len(data), data)
+    def grew(self, end: int, data: bytes | None = None) -> bool:
+        """The file now ends at ``end``; ``data``, when given, are its last ``len(data)`` bytes. Whether they were
+        kept: if not, they will be read from the file, so they must be in it before the next await."""
+        kept = data is not None and len(data) <= end and self._keep(end - len(data), data)
         if end > self.end:
             self.end = end
             self._wake()
+        return kept
 
     def finish(self) -> None:
         self.finished = True
         self._wake()
 
-    def _keep(self, start: int, data: bytes) -> None:
+    def _keep(self, start: int, data: bytes) -> bool:
         if not self._pieces:
             self._buf_start, self._buffered = start, 0
         elif start != self._buf_start + self._buffered:
-            return   # not contiguous with what is kept: read from the file
+            return False   # not contiguous with what is kept: read from the file
         if self._buffered + len(data) > self.max_buffered_bytes:
-            return   # the reader is far behind: memory stays bounded, the file has the bytes
+            return False   # the reader is far behind: memory stays bounded, the file has the bytes
         self._pieces.append(memoryview(data).cast("B"))
         self._buffered += len(data)
+        return True
 
     def _wake(self) -> None:
         self._event.set()

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from xetfs.protocol.hub import TreeEntry
 from xetfs.write.journal import matches
-from xetfs.write.staging import Change
+from xetfs.write.staged import Change
 from xetfs.write.session import XetFile
 
 Tree = Mapping[str, TreeEntry]      # path -> file entry of one commit

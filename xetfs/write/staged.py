@@ -1,15 +1,16 @@
-"""One staged file: its data file descriptor, size, base version and the base ranges present locally
-(docs/architecture.md, "The write path"). ``Staging`` creates, accounts and journals them."""
+"""One staged file: its data file descriptor, size, base version and the base ranges present locally; and one
+pending ``Change`` of a path, which may name a staged file (docs/architecture.md, "The write path").
+``Staging`` creates, accounts and journals them."""
 from __future__ import annotations
 
 import bisect
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from xetfs.core.hashing import MerkleHash
 from xetfs.osutil.directio import open_direct
-from xetfs.write.journal import StagedRef
+from xetfs.write.journal import Expect, Remote, StagedRef
 
 if TYPE_CHECKING:
     from xetfs.write.stream import StreamUpload
@@ -115,3 +116,33 @@ class StagedFile:
     def record(self) -> StagedRef:
         return StagedRef(self.id, self.size, str(self.base_xet) if self.base_xet else None, self.base_origin,
                          self.base_size, self.base_limit, self.local.ranges())
+
+
+@dataclass(slots=True)
+class Change:
+    """What a path will look like in the next commit."""
+
+    gen: int
+    kind: Literal["put", "del"]
+    staged: StagedFile | None = None
+    remote: Remote | None = None           # a committed file renamed without changes
+    conflict: str | None = None            # head commit that changed the path too: kept staged
+    failed: str | None = None              # the Hub's permanent refusal: kept staged, not retried
+    intent: Expect | None = None           # expected head entry once committed (idempotent resume)
+    in_repo: bool = True                   # a delete: the path may exist in the repo
+
+    @property
+    def counts(self) -> bool:
+        """Whether committing this change may change the repo (a delete of a path it never had does not)."""
+        return self.kind == "put" or self.in_repo
+
+    @property
+    def held(self) -> bool:
+        """Not uploaded automatically (until a new save of the path replaces this change)."""
+        return self.conflict is not None or self.failed is not None
+
+    @property
+    def size(self) -> int:
+        if self.staged is not None:
+            return self.staged.size
+        return self.remote.size if self.remote else 0

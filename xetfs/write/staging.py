@@ -28,19 +28,18 @@ import fcntl
 import logging
 import os
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import trio
 
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import NoSpace, ValidationError, XetError
 from xetfs.osutil.atomic import fsync_dir
-from xetfs.osutil.directio import DirectWriter
+from xetfs.osutil.directio import DirectWriter, Gather
 from xetfs.write.journal import (Base, Conflicted, Del, Done, Expect, Failed, Intended, Journal, Put, Record,
                                  Remote, StagedRef)
-from xetfs.write.staged import Extents, StagedFile
+from xetfs.write.staged import Change, Extents, StagedFile
 
 log = logging.getLogger(__name__)
 
@@ -50,36 +49,6 @@ _Note = TypeVar("_Note", Conflicted, Failed, Intended)
 
 class StagingBusy(ValidationError):
     """Another process holds the staging area (same repo, branch and cache dir)."""
-
-
-@dataclass(slots=True)
-class Change:
-    """What a path will look like in the next commit."""
-
-    gen: int
-    kind: Literal["put", "del"]
-    staged: StagedFile | None = None
-    remote: Remote | None = None           # a committed file renamed without changes
-    conflict: str | None = None            # head commit that changed the path too: kept staged
-    failed: str | None = None              # the Hub's permanent refusal: kept staged, not retried
-    intent: Expect | None = None           # expected head entry once committed (idempotent resume)
-    in_repo: bool = True                   # a delete: the path may exist in the repo
-
-    @property
-    def counts(self) -> bool:
-        """Whether committing this change may change the repo (a delete of a path it never had does not)."""
-        return self.kind == "put" or self.in_repo
-
-    @property
-    def held(self) -> bool:
-        """Not uploaded automatically (until a new save of the path replaces this change)."""
-        return self.conflict is not None or self.failed is not None
-
-    @property
-    def size(self) -> int:
-        if self.staged is not None:
-            return self.staged.size
-        return self.remote.size if self.remote else 0
 
 
 def _os_error(exc: OSError) -> XetError:
@@ -110,6 +79,7 @@ class Staging:
         self._io_lock = trio.Lock()
         self._released: list[str] = []   # data files no change names any more, still on disk
         self._direct = DirectWriter()     # aligned writes skip the page cache (osutil.directio)
+        self._gather = Gather()           # ... and contiguous ones reach the device together
         self._replay(Journal.read(root / "journal"))
         self.journal = Journal(root / "journal")
         self.journal.rewrite(self._state_records())
@@ -203,6 +173,7 @@ class Staging:
 
     def copy_file(self, src: StagedFile) -> StagedFile:
         """A private copy (copy_file_range: no bytes through Python) for a writer of an in-flight file."""
+        self.flush(src)
         sf = self.new_file(0, None)
         sf.base_xet, sf.base_size, sf.base_limit = src.base_xet, src.base_size, src.base_limit
         sf.local, sf.base_reader, sf.base_origin = Extents(src.local.ranges()), src.base_reader, src.base_origin
@@ -234,6 +205,7 @@ class Staging:
             self._account(sf, size)
 
     def resize(self, sf: StagedFile, size: int) -> None:
+        self.flush(sf)
         drop_stream(sf)
         sf.appends_only = size == 0
         sf.stream_tried = False if size == 0 else sf.stream_tried
@@ -259,7 +231,14 @@ class Staging:
             self.reserve(sf, offset + len(data))
             n = None
             if self._direct.fits(offset, len(data)):   # only then open the O_DIRECT descriptor
-                n = self._direct.pwrite(sf.direct_fd(self.data / sf.id), data, offset)
+                dfd = sf.direct_fd(self.data / sf.id)
+                if self._gather.add(sf, dfd, sf.fd, data, offset):
+                    n = len(data)
+                else:
+                    self._gather.flush(sf)   # what was gathered lands first: this write may overlap it
+                    n = self._direct.pwrite(dfd, data, offset)
+            else:
+                self._gather.flush(sf)
             n = os.pwrite(sf.fd, data, offset) if n is None else n
         except OSError as exc:
             drop_stream(sf)
@@ -274,12 +253,23 @@ class Staging:
         if sf.stream is not None:
             if sf.stream.finished:
                 drop_stream(sf)   # written again after its last close
-            else:
-                sf.stream.appended(sf.size, data if appends and n == len(data) else None)
+            elif not sf.stream.appended(sf.size, data if appends and n == len(data) else None):
+                self.flush(sf)    # the stream reads these bytes from the file, not from the write
         return n
+
+    def flush(self, sf: StagedFile) -> None:
+        """Write out the bytes of ``sf`` still gathered (``osutil.directio.Gather``): called before anything reads
+        its data file, changes it other than by a write, or syncs it. An OSError becomes the caller's XetError;
+        the bytes stay gathered."""
+        try:
+            self._gather.flush(sf)
+        except OSError as exc:
+            drop_stream(sf)
+            raise _os_error(exc) from None
 
     def fill(self, sf: StagedFile, offset: int, data: bytes) -> None:
         """Base bytes fetched for ``offset``: store only the parts still missing (a write may have landed)."""
+        self.flush(sf)
         for a, b in sf.holes(offset, offset + len(data)):
             os.pwrite(sf.fd, memoryview(data)[a - offset:b - offset], a)
             sf.local.add(a, b)
@@ -289,12 +279,14 @@ class Staging:
             return
         del self.files[sf.id]
         drop_stream(sf)
+        self._gather.forget(sf)
         sf.close()
         self._released.append(sf.id)   # unlinked once the journal no longer names it (see persist)
         self.used_bytes -= sf.reserved
 
     def sync_data(self, sf: StagedFile) -> None:
-        """fsync a staged file (and, the first time, the data directory). Worker thread."""
+        """fsync a staged file (and, the first time, the data directory). Worker thread: the caller ``flush``es
+        ``sf`` first, on the trio thread."""
         os.fsync(sf.fd)
         if not sf.dir_synced:
             fsync_dir(self.data)
@@ -384,6 +376,7 @@ class Staging:
             sf.close()
         self.files.clear()
         self._direct.close()
+        self._gather.close()
         os.close(self._lock_fd)
 
 

@@ -75,9 +75,10 @@ class StreamUpload:
     def finished(self) -> bool:
         return self.growing.finished
 
-    def appended(self, end: int, data: bytes | None = None) -> None:
-        """The file now ends at ``end``; ``data``: its last bytes, when the caller has them (no read back)."""
-        self.growing.grew(end, data)
+    def appended(self, end: int, data: bytes | None = None) -> bool:
+        """The file now ends at ``end``; ``data``: its last bytes, when the caller has them (no read back).
+        Whether they were kept (``GrowingFile.grew``)."""
+        return self.growing.grew(end, data)
 
     def finish(self) -> None:
         """The writer closed the file: read to the end, then store the last xorb and the shard."""

@@ -60,7 +60,8 @@ from xetfs.write.shardcache import ShardCache
 from xetfs.write.stream import Streamed, Streams, StreamUpload
 from xetfs.write.stats import PENDING_PATHS_SHOWN, RECENT_COMMITS, CommitStats, WritebackStats
 from xetfs.write.staged import StagedFile
-from xetfs.write.staging import Change, Staging
+from xetfs.write.staged import Change
+from xetfs.write.staging import Staging
 from xetfs.write.upload import (Answers, PreparedCommit, UploadParams, UploadStats, XetFile,
                                 prepare_commit_ops)
 
