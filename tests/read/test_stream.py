@@ -1,5 +1,6 @@
 """Whole-file streams (``read.stream.FileStream``) against files that only record what is asked of them: a
-stream stays within its lead of the bytes its reader asked for, the running streams share the lead, a stream
+stream stays within its lead of the bytes its reader asked for, the running streams share the lead, bytes a
+parked stream fetched ahead count against the others' lead until they are read, a stream
 wakes when its own reader reads on or when another stream ends, and never for another file's reads; a stream
 at its lead whose file has no open handle parks (ends, to be started again by the file's next open)."""
 from __future__ import annotations
@@ -31,14 +32,12 @@ class RecordingFile:
         self.stream.opened()
         self.asked = Runs()
         self.queried: list[tuple[int, int]] = []
-        self.lead_checks = 0             # how often its stream looked at the reader's progress
 
     def read(self, offset: int, end: int) -> None:
         self.asked.add(offset, end)
         self.stream.read()
 
     def read_below(self, pos: int) -> int:
-        self.lead_checks += 1
         return self.asked.below(pos)
 
     def next_missing(self, pos: int) -> int:
@@ -70,11 +69,12 @@ def test_streams_share_the_lead_and_wake_for_their_own_reader_only() -> None:
             await trio.testing.wait_all_tasks_blocked()
             assert b.queried == [(0, 10)]                              # two streams: 15 bytes each
 
-            checks = a.lead_checks
+            waiting = a.stream._moved
             b.read(0, 10)
             await trio.testing.wait_all_tasks_blocked()
             assert b.queried[-1] == (10, 20)                           # its reader moved on: so does it
-            assert a.lead_checks == checks                             # another file's read wakes no other stream
+            assert waiting is not None and not waiting.is_set()        # another file's read wakes no other stream
+            assert a.stream._moved is waiting
 
             a.read(0, 100)
             await trio.testing.wait_all_tasks_blocked()
@@ -109,5 +109,37 @@ def test_a_stream_at_its_lead_with_no_handle_open_parks_and_goes_on_at_the_next_
             f.stream.opened()
             f.read(0, 100)
         assert [w for w, _ in f.queried] == list(range(0, 100, 10)) and lead.running == 0
+
+    trio.run(main)
+
+
+def test_what_a_parked_stream_fetched_ahead_counts_against_the_lead_until_read() -> None:
+    """A sibling shard's stream fetched its lead and parked; those bytes stay in the memory tier until the loader
+    reads them, so the stream of the file being loaded gets only what they leave (never less than one window)."""
+    async def main() -> None:
+        lead = StreamLead(30)
+        async with trio.open_nursery() as nursery:
+            parked = RecordingFile(100, Background(lead, nursery))
+            parked.stream.closed()
+            assert parked.stream.start(10)
+            await trio.testing.wait_all_tasks_blocked()
+            assert parked.queried == [(0, 10), (10, 20), (20, 30)] and lead.running == 0
+
+            loading = RecordingFile(100, Background(lead, nursery))
+            nursery.start_soon(loading.stream.stream, 10, _done([], "loading"))
+            await trio.testing.wait_all_tasks_blocked()
+            assert loading.queried == [(0, 10)], "30 bytes ahead already: one window"
+            loading.read(0, 10)
+            await trio.testing.wait_all_tasks_blocked()
+            assert loading.queried[-1] == (10, 20)
+
+            parked.read(0, 30)                       # the loader got to the parked file's bytes
+            loading.read(10, 20)
+            await trio.testing.wait_all_tasks_blocked()
+            assert loading.queried[-1] == (40, 50), "the whole lead again: 30 bytes past what was read"
+            loading.read(20, 100)
+            parked.stream.opened()
+            parked.read(30, 100)
+        assert [w for w, _ in loading.queried] == list(range(0, 100, 10))
 
     trio.run(main)

@@ -3,7 +3,7 @@ helpers and the daemon's allocator settings (docs/architecture.md, "The read pat
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -86,21 +86,52 @@ class ByteBudget:
         self._changed = trio.Event()
 
 
+class Asked(Protocol):
+    """A file's reader, as ``StreamLead`` sees it."""
+
+    def read_below(self, pos: int) -> int: ...
+
+
+MAX_HELD_STREAMS = 64   # streams whose fetched-ahead bytes count (oldest dropped first)
+
+
 class StreamLead:
     """How far whole-file streams (``FileReader.stream_rest``) may run ahead of the bytes their readers asked
-    for: together about ``limit_bytes`` (a share of the memory tier), split evenly between the running streams.
-    A stream that ran further ahead would evict chunks from the memory tier before its reader got to them, and
-    the reader would load them back from the disk tier. A waiting stream wakes when its own reader reads on
-    (the event it waits on) or when any stream ends (``changed``: the others' share grew)."""
+    for: together about ``limit_bytes`` (a share of the memory tier). A stream that ran further ahead would evict
+    chunks from the memory tier before its reader got to them, and the reader would load them back from the disk
+    tier. Each running stream may take an even share, and never more than what the bytes fetched ahead and not
+    yet read by every other stream leave: those of a stream that parked or ended count too, until read, as they
+    stay in the memory tier. A waiting stream wakes when its own reader reads on (the event it waits on) or when
+    ``changed`` is called (a stream ended); another file's read does not wake it."""
 
     def __init__(self, limit_bytes: int) -> None:
         self.limit_bytes = limit_bytes
         self.running = 0
         self._waiting: set[trio.Event] = set()
+        self._fetched: dict[object, tuple[Asked, int]] = {}   # stream -> (its reader, end of what it asked)
 
-    def lead_bytes(self, floor: int) -> int:
-        """The lead each running stream may take now, never below ``floor`` (one stream window)."""
-        return max(floor, self.limit_bytes // max(1, self.running))
+    def fetched(self, stream: object, reader: Asked, end: int) -> None:
+        """``stream`` asked for its file's bytes up to ``end``."""
+        old = self._fetched.pop(stream, None)
+        self._fetched[stream] = (reader, max(end, old[1]) if old else end)
+        while len(self._fetched) > MAX_HELD_STREAMS:
+            del self._fetched[next(iter(self._fetched))]
+
+    def unread_by_others(self, stream: object) -> int:
+        """Bytes the other streams asked for that their readers have not asked for yet."""
+        total = 0
+        for key, (reader, end) in list(self._fetched.items()):
+            unread = end - reader.read_below(end)
+            if unread <= 0:
+                del self._fetched[key]   # all read: nothing of it is ahead any more
+            elif key is not stream:
+                total += unread
+        return total
+
+    def lead_bytes(self, stream: object, floor: int) -> int:
+        """The lead ``stream`` may take now, never below ``floor`` (one stream window)."""
+        share = min(self.limit_bytes // max(1, self.running), self.limit_bytes - self.unread_by_others(stream))
+        return max(floor, share)
 
     def changed(self) -> None:
         for moved in self._waiting:

@@ -131,12 +131,13 @@ class FileStream:
                 pos = 0
                 while (pos := reader.next_missing(pos)) < reader.size:
                     stop = min(reader.size, pos + window_bytes)
-                    if stop - reader.read_below(stop) > lead.lead_bytes(window_bytes):
+                    if stop - reader.read_below(stop) > lead.lead_bytes(self, window_bytes):
                         if not self.handles:
                             return False                      # nobody reads it now: park (once the fills end)
                         await lead.wait(self._moved_event())  # far enough ahead: wait for the reader (or for room)
                         continue
                     await ahead.acquire()
+                    lead.fetched(self, reader, stop)
                     w = await reader.prefetch_query(pos, stop)
                     if w is None or w.recon is None:
                         ahead.release()
