@@ -158,18 +158,7 @@ class Gather:
         assert self._buf is not None
         view = memoryview(self._buf)
         try:
-            done, fd = 0, self._fd
-            while done < self._len:
-                try:
-                    n = os.pwrite(fd, view[done:self._len], self._start + done)
-                except OSError as exc:
-                    if exc.errno != errno.EINVAL or fd == self._fallback_fd:
-                        raise
-                    fd = self._fallback_fd   # a device wanting a larger alignment: through the page cache
-                    continue
-                if n <= 0:
-                    raise OSError(errno.EIO, f"pwrite wrote nothing at offset {self._start + done}")
-                done += n
+            _pwrite_all(self._fd, self._fallback_fd, view[:self._len], self._start)
         finally:
             view.release()
         self.owner, self._len = None, 0
@@ -232,26 +221,32 @@ class _PieceWriter:
         if direct and not self._opened:
             self._opened = True
             self.direct = open_direct(self.path)
-        start = self.offset
-        if direct and self.direct is not None:
-            try:
-                self._write_all(self.direct, piece)
-                return
-            except OSError as exc:
-                if exc.errno != errno.EINVAL:   # a device wanting a larger alignment: the page cache takes the rest
-                    raise
-                self.close()
-        self._write_all(self.fd, piece[self.offset - start:])
-
-    def _write_all(self, fd: int, piece: memoryview) -> None:
-        while len(piece):
-            n = os.pwrite(fd, piece, self.offset)
-            if n <= 0:
-                raise OSError(errno.EIO, f"pwrite wrote nothing at offset {self.offset}")
-            self.offset += n
-            piece = piece[n:]
+        through = self.direct if direct else None
+        if not _pwrite_all(through, self.fd, piece, self.offset) and through is not None:
+            self.close()   # refused: the page cache takes this file's later pieces too
+        self.offset += len(piece)
 
     def close(self) -> None:
         if self.direct is not None:
             os.close(self.direct)
             self.direct = None
+
+
+def _pwrite_all(direct: int | None, fd: int, piece: memoryview, offset: int) -> bool:
+    """Write ``piece`` at ``offset`` through ``direct`` (an ``O_DIRECT`` descriptor; None: through ``fd``),
+    continuing short writes; where the device refuses the alignment (``EINVAL``) ``fd`` takes the rest. Whether
+    ``direct`` took it all. Raises ``OSError`` otherwise, as ``os.pwrite`` does."""
+    out = fd if direct is None else direct
+    while len(piece):
+        try:
+            n = os.pwrite(out, piece, offset)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL or out == fd:
+                raise
+            out = fd
+            continue
+        if n <= 0:
+            raise OSError(errno.EIO, f"pwrite wrote nothing at offset {offset}")
+        offset += n
+        piece = piece[n:]
+    return out != fd

@@ -334,7 +334,8 @@ class UploadSession:
     async def _finish(self) -> list[BuiltXorb]:
         async with self._dedup_lock:
             last, shard = await trio.to_thread.run_sync(self.dedup.finish, limiter=self.limiter)
-            self.layouts = await trio.to_thread.run_sync(self.dedup.file_layouts, limiter=self.limiter)
+            if self.params.keep_layouts:
+                self.layouts = await trio.to_thread.run_sync(self.dedup.file_layouts, limiter=self.limiter)
         self.shard = shard
         self.stats.new_bytes += self.dedup.stats.new_bytes
         self.stats.deduped_bytes += self.dedup.stats.deduped_bytes
