@@ -1,23 +1,27 @@
 """Writes through ``O_DIRECT`` (osutil/directio.py). Staged writes: aligned writes skip the page cache, every other
 write goes through it, and the staged file holds exactly the bytes written whatever the mix. New whole files (the
 disk tier's entries): every whole block skips the page cache, the tail does not, and the file holds exactly the
-parts given, also where the file system refuses ``O_DIRECT``."""
+parts given, also where the file system refuses ``O_DIRECT``. Spans read back (``read_spans``, the disk tier's loads):
+exactly what ``pread`` gives, around the page cache where they are large enough."""
 from __future__ import annotations
 
 import errno
 import fcntl
 import mmap
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xetfs.osutil import directio
-from xetfs.osutil.directio import ALIGN, PIECE_BYTES, DirectWriter, open_direct, write_new_file
-from xetfs.testing.pagecache import cached_pages, on_a_disk
+from xetfs.osutil.directio import (ALIGN, DIRECT_READ_MIN_BYTES, PIECE_BYTES, DirectWriter, open_direct, read_spans,
+                                   write_new_file)
 from xetfs.read.disk_tier import DiskTier
 from xetfs.write.growing import GrowingFile, block_buffer, read_segments
+from xetfs.testing.pagecache import cached_pages, file_not_cached, on_a_disk
 from xetfs.write.staging import Staging
 
 PAGE = mmap.PAGESIZE
@@ -153,6 +157,17 @@ def test_gathered_bytes_that_cannot_be_written_stay_gathered(tmp_path: Path) -> 
         g.close()
 
 
+def _refusing_direct(real: Callable[[int, Any, int], int], refused: list[int]) -> Callable[[int, Any, int], int]:
+    """``real`` (``os.pwrite``, ``os.preadv``) failing with ``EINVAL`` on an ``O_DIRECT`` descriptor, as a device
+    wanting a larger alignment does; each offset refused is added to ``refused``."""
+    def call(fd: int, data: Any, offset: int) -> int:
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            refused.append(offset)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(fd, data, offset)
+    return call
+
+
 def _write_new(path: Path, parts: list[bytes | bytearray | memoryview]) -> int:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -195,16 +210,8 @@ def test_a_new_file_where_o_direct_is_refused_goes_through_the_page_cache(tmp_pa
     assert (tmp_path / "a").read_bytes() == body
     monkeypatch.undo()
 
-    real_pwrite = os.pwrite
-    refused = []
-
-    def pwrite(fd: int, data: memoryview, offset: int) -> int:   # a device wanting a larger alignment
-        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
-            refused.append(offset)
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return real_pwrite(fd, data, offset)
-
-    monkeypatch.setattr(directio.os, "pwrite", pwrite)
+    refused: list[int] = []
+    monkeypatch.setattr(directio.os, "pwrite", _refusing_direct(os.pwrite, refused))
     assert _write_new(tmp_path / "b", [body[:5], body[5:]]) == len(body)
     monkeypatch.undo()
     assert (tmp_path / "b").read_bytes() == body
@@ -212,7 +219,7 @@ def test_a_new_file_where_o_direct_is_refused_goes_through_the_page_cache(tmp_pa
         assert refused == [0], "refused once, then the page cache takes every piece"
 
 
-def test_disk_tier_entries_skip_the_page_cache_and_read_back(tmp_path: Path) -> None:
+def test_disk_tier_entries_skip_the_page_cache_both_ways(tmp_path: Path) -> None:
     tier = DiskTier(tmp_path / "cache", 1 << 30)
     xorb = bytes(range(32))
     chunks = [os.urandom(n) for n in (64 * 1024 + 3, 100_000, 131_072, 5)]
@@ -224,6 +231,9 @@ def test_disk_tier_entries_skip_the_page_cache_and_read_back(tmp_path: Path) -> 
     found, damaged = tier.get_many([(xorb, i) for i in range(7, 11)])
     assert damaged == 0
     assert [found[(xorb, i)] for i in range(7, 11)] == chunks
+    if on_a_disk(entry):   # the header went through the page cache (with the kernel's first readahead: a few
+        # pages), the chunks around it
+        assert not any(cached_pages(entry)[8:size // PAGE]), "the chunks were read around the page cache"
 
 
 class _Stream:
@@ -264,3 +274,61 @@ def test_a_stream_that_fell_behind_reads_from_the_file_exactly_what_was_written(
     sf.stream = None
     os.close(growing.fd)
     stage.close()
+
+
+def _spans(draw_sizes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(gap, length) pairs -> ascending (offset, length) spans."""
+    spans, at = [], 0
+    for gap, n in draw_sizes:
+        at += gap
+        spans.append((at, n))
+        at += n
+    return spans
+
+
+@settings(max_examples=40, deadline=None)
+@given(sizes=st.lists(st.tuples(st.sampled_from([0, 0, 0, 1, 5000, ALIGN]),
+                                st.one_of(st.integers(1, 200_000), st.sampled_from([PIECE_BYTES, PIECE_BYTES - 1]))),
+                      min_size=1, max_size=12))
+def test_spans_read_back_exactly_what_pread_gives(tmp_path_factory, sizes) -> None:
+    spans = _spans(sizes)
+    end = spans[-1][0] + spans[-1][1]
+    data = os.urandom(max(0, end - 3))              # the last span runs past the end of the file
+    fd = file_not_cached(tmp_path_factory.mktemp("r") / "f", data)
+    try:
+        assert read_spans(fd, spans) == [os.pread(fd, n, off) for off, n in spans]
+    finally:
+        os.close(fd)
+
+
+def test_large_spans_skip_the_page_cache_and_small_ones_do_not(tmp_path: Path) -> None:
+    data = os.urandom(3 * MiB)
+    path = tmp_path / "entry"
+    fd = file_not_cached(path, data)
+    try:
+        spans = [(100, 70_000), (70_100, 2 * MiB), (3 * MiB - 9, 9)]
+        assert read_spans(fd, spans) == [data[o:o + n] for o, n in spans]
+        if on_a_disk(path):
+            assert not any(cached_pages(path)), "read around the page cache"
+        small = [(0, DIRECT_READ_MIN_BYTES // 2)]
+        assert read_spans(fd, small) == [data[:DIRECT_READ_MIN_BYTES // 2]]
+        assert cached_pages(path)[0], "a small read goes through the page cache"
+    finally:
+        os.close(fd)
+
+
+def test_spans_where_o_direct_is_refused_are_read_through_the_page_cache(tmp_path: Path, monkeypatch) -> None:
+    data = os.urandom(2 * MiB)
+    fd = file_not_cached(tmp_path / "f", data)
+    spans = [(1, MiB), (MiB + 1, 5), (MiB + 100, MiB - 200)]
+    want = [data[o:o + n] for o, n in spans]
+    try:
+        monkeypatch.setattr(directio, "open_direct_reader", lambda fd: None)
+        assert read_spans(fd, spans) == want
+        monkeypatch.undo()
+        refused: list[int] = []
+        monkeypatch.setattr(directio.os, "preadv", _refusing_direct(os.preadv, refused))
+        assert read_spans(fd, spans) == want
+        assert refused == [0], "refused once, then the page cache reads every span"
+    finally:
+        os.close(fd)

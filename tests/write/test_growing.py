@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from xetfs.osutil.directio import open_direct_reader, pread_direct
-from xetfs.testing.pagecache import cached_pages, on_a_disk
+from xetfs.testing.pagecache import cached_pages, file_not_cached, on_a_disk
 from xetfs.write import growing
 from xetfs.write.growing import DIRECT_SLACK_BYTES, GrowingFile, read_segments
 
@@ -58,19 +58,10 @@ def test_blocks_hold_the_files_bytes_whichever_way_they_came(tmp_path: Path) -> 
         os.close(fd)
 
 
-def _file_not_cached(path: Path, data: bytes) -> int:
-    """``path`` holding ``data`` with none of its pages in the page cache; returns a read-write descriptor."""
-    path.write_bytes(data)
-    fd = os.open(path, os.O_RDWR)
-    os.fsync(fd)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    return fd
-
-
 def test_bytes_not_kept_are_read_around_the_page_cache(tmp_path: Path) -> None:
     data = os.urandom(3 * MiB + 1234)
     path = tmp_path / "f"
-    fd = _file_not_cached(path, data)
+    fd = file_not_cached(path, data, os.O_RDWR)
     direct = open_direct_reader(fd)
     try:
         assert direct is not None, "ext4 and tmpfs take O_DIRECT"
@@ -94,7 +85,7 @@ def test_bytes_not_kept_are_read_around_the_page_cache(tmp_path: Path) -> None:
 
 def test_reads_around_the_page_cache_fall_back_or_fail_as_reads_through_it(tmp_path: Path, monkeypatch) -> None:
     data = os.urandom(MiB + 3)
-    fd = _file_not_cached(tmp_path / "f", data)
+    fd = file_not_cached(tmp_path / "f", data, os.O_RDWR)
     direct = open_direct_reader(fd)
     assert direct is not None
     try:

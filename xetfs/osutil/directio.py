@@ -24,6 +24,10 @@ gathered and the error goes to the caller, so nothing gathered is ever dropped u
 far behind to take from the writes) come from the device into the upload's own page-aligned buffer, so a GiB
 written and streamed allocates no page-cache page at all.
 
+``read_spans`` reads the disk tier's entries back the same way: runs of adjacent chunks come from the device into
+a reused page-aligned buffer per thread and are copied out, so loading a GiB of cached chunks fills no page-cache
+page either.
+
 ``write_new_file`` writes a whole new file that way: the disk tier's entries, which the read path writes once and
 reads back only after the memory tier let them go (docs/architecture.md, "Performance"). Through the page cache
 each GiB of them cost the daemon a fresh page per 4 KiB, a copy into it and a second cached copy of bytes the
@@ -35,13 +39,15 @@ import errno
 import mmap
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-__all__ = ["ALIGN", "GATHER_BYTES", "DirectWriter", "Gather", "open_direct", "open_direct_reader", "pread_direct", "write_new_file"]
+__all__ = ["ALIGN", "GATHER_BYTES", "DirectWriter", "Gather", "open_direct", "open_direct_reader", "pread_direct",
+           "read_spans", "write_new_file"]
 
 ALIGN = 4096                 # the page size: a multiple of every device's logical block size here
-PIECE_BYTES = 4 << 20        # write_new_file's buffer, one per thread that calls it
+PIECE_BYTES = 4 << 20        # write_new_file's and read_spans' buffers, one each per thread that calls them
 GATHER_BYTES = 4 << 20       # Gather's buffer: one device write per 4 MiB of contiguous writes
+DIRECT_READ_MIN_BYTES = 256 << 10   # read_spans: smaller reads go through the page cache (and its readahead)
 _local = threading.local()
 
 
@@ -250,3 +256,48 @@ def _pwrite_all(direct: int | None, fd: int, piece: memoryview, offset: int) -> 
         offset += n
         piece = piece[n:]
     return out != fd
+
+
+def read_spans(fd: int, spans: Sequence[tuple[int, int]]) -> list[bytes]:
+    """The bytes of each ``(offset, length)`` span of the file open as ``fd``, in order (offsets ascending). Runs
+    of adjacent spans within ``PIECE_BYTES`` are read as whole blocks through an ``O_DIRECT`` descriptor into this
+    thread's reused page-aligned buffer and copied out. Spans under ``DIRECT_READ_MIN_BYTES`` in all, a span
+    larger than the buffer, and every span where the file system refuses ``O_DIRECT`` are read through ``fd``. A
+    span past the end of the file comes back short, as ``os.pread`` gives it."""
+    direct = None
+    if sum(n for _, n in spans) >= DIRECT_READ_MIN_BYTES:
+        direct = open_direct_reader(fd)
+    if direct is None:
+        return [os.pread(fd, n, off) for off, n in spans]
+    buf = getattr(_local, "rbuf", None)
+    if buf is None:
+        buf = _local.rbuf = mmap.mmap(-1, PIECE_BYTES)   # anonymous mappings are page-aligned
+    view = memoryview(buf)
+    out: list[bytes] = []
+    try:
+        i = 0
+        while i < len(spans):
+            lo = spans[i][0] - spans[i][0] % ALIGN
+            j = i + 1
+            while j < len(spans) and spans[j][0] == sum(spans[j - 1]) and sum(spans[j]) - lo <= PIECE_BYTES - ALIGN:
+                j += 1
+            hi = sum(spans[j - 1])
+            hi += -hi % ALIGN
+            if direct is None or hi - lo > PIECE_BYTES:
+                out += [os.pread(fd, n, off) for off, n in spans[i:j]]
+            else:
+                try:
+                    got = os.preadv(direct, [view[:hi - lo]], lo)
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:   # a device wanting a larger alignment: the page cache reads the rest
+                        raise
+                    os.close(direct)
+                    direct = None
+                    continue
+                out += [bytes(view[off - lo:max(off - lo, min(off - lo + n, got))]) for off, n in spans[i:j]]
+            i = j
+    finally:
+        view.release()
+        if direct is not None:
+            os.close(direct)
+    return out

@@ -6,9 +6,9 @@ One entry per run of consecutive chunks (normally one fetched range), under
 - an entry is ``MAGIC | n | n x (size, chunk hash[:16]) | keyed blake3(header)[:16] | chunk bytes...``; a lookup
   of chunk i finds any entry whose range holds i (an in-memory index of entry names, refreshed from the
   directory on a miss, so another mount's entries are found), reads the header, checks it, then reads only the
-  needed chunks, one ``pread`` each straight into the returned object, and checks each one's checksum. A
-  damaged entry (bad magic, bad checksum, wrong length) is deleted and reported as a miss, so the caller
-  refetches it;
+  needed chunks (``osutil.directio.read_spans``: runs of them as whole blocks around the page cache, small reads
+  through it), and checks each one's checksum. A damaged entry (bad magic, bad checksum, wrong length) is
+  deleted and reported as a miss, so the caller refetches it;
 - a run of chunks already held by one entry is not stored again; writes are atomic (unique temp file in the
   same directory, then ``rename``), so two mounts sharing the directory never see a partial entry and may race
   to write the same key harmlessly (same content); they skip the page cache (``osutil.directio``);
@@ -38,6 +38,7 @@ from pathlib import Path
 
 from xetfs.read.disk_files import (CHECKSUM_BYTES, HEADER_BYTES, checksum, dir_lock, encode_header, header_bytes,
                                    parse_header, parse_name, scan, write_file)
+from xetfs.osutil.directio import read_spans
 from xetfs.read.pins import protection
 
 __all__ = ["CHECKSUM_BYTES", "HEADER_BYTES", "ChunkKey", "DamagedEntry", "DiskTier"]
@@ -175,9 +176,9 @@ class DiskTier:
                     offsets.append(offsets[-1] + size)
                 ok = offsets[-1] == st.st_size
             if ok and index is not None:
-                for i in need:   # one pread per chunk: the bytes land in their own object, copied once
+                spans = [(offsets[i - start], index[i - start][0]) for i in need]
+                for i, data in zip(need, read_spans(fd, spans)):   # around the page cache
                     j = i - start
-                    data = os.pread(fd, index[j][0], offsets[j])
                     if len(data) != index[j][0] or checksum(data) != index[j][1]:
                         ok = False
                         break

@@ -38,3 +38,12 @@ def on_a_disk(path: Path) -> bool:
     """tmpfs keeps every page in memory, so 'skips the page cache' means nothing there."""
     kind = subprocess.run(["stat", "-f", "-c", "%T", str(path)], capture_output=True, text=True, check=True)
     return kind.stdout.strip() not in ("tmpfs", "ramfs")
+
+
+def file_not_cached(path: Path, data: bytes, flags: int = os.O_RDONLY) -> int:
+    """``path`` holding ``data`` with none of its pages in the page cache; returns a descriptor open with ``flags``."""
+    path.write_bytes(data)
+    fd = os.open(path, flags)
+    os.fsync(fd)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    return fd
