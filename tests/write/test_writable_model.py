@@ -16,6 +16,7 @@ thread for the whole module (``Portal``): sync Hypothesis rules call into it.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import itertools
 import os
@@ -35,6 +36,7 @@ from xetfs.client.config import RepoRef
 from xetfs.core.hashing import MerkleHash
 from xetfs.errors import XetError
 from xetfs.write.staging import Staging
+from xetfs.write.stream import STREAM_MIN_BYTES
 from xetfs.fs.vfs import ROOT_INODE
 from xetfs.fs.writable import WritableVfs
 from xetfs.client.hub import HubClient
@@ -600,3 +602,34 @@ def test_open_handles_keep_reading_files_that_were_unlinked_or_replaced(env: Env
         assert run(rig.vfs.read, fh, 0, 1000) == seed[path], path
         run(rig.vfs.close, fh)
     rig.crash()
+
+
+def test_a_flush_failing_where_a_stream_would_start_fails_no_write(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write that makes a new file long enough to upload while it is written succeeded; writing out the
+    gathered bytes first (``Staging.flush``) fails on the device. That write still succeeds, no stream starts,
+    and the bytes stay gathered: the close writes them out and the file is committed whole."""
+    rig = env.rig()
+    run = env.portal.run
+    fh, attr = run(rig.vfs.create, ROOT_INODE, "big.bin", 0o644, os.O_RDWR | os.O_CREAT | os.O_TRUNC)
+    sf = rig.vfs.staged[attr.inode]
+    data = os.urandom(STREAM_MIN_BYTES + 4096)
+    last = STREAM_MIN_BYTES - 4096
+    for off in range(0, last, 4096):
+        assert run(rig.vfs.write, fh, off, data[off:off + 4096]) == 4096
+    rig.staging.flush(sf)
+    assert sf.stream is None and not sf.stream_tried
+    real, failing = rig.staging._gather.flush, [True]
+
+    def flush(owner: object) -> None:
+        if failing[0]:
+            raise OSError(errno.EIO, "Input/output error")
+        real(owner)
+
+    monkeypatch.setattr(rig.staging._gather, "flush", flush)
+    assert run(rig.vfs.write, fh, last, data[last:]) == len(data) - last   # gathered: written
+    assert sf.stream is None and sf.stream_tried and not sf.broken
+    failing[0] = False
+    run(rig.vfs.flush, fh)
+    run(rig.vfs.close, fh)
+    run(rig.commit)
+    assert run(rig.head_files) == {"big.bin": data}

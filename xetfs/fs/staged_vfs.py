@@ -28,6 +28,7 @@ nothing is staged or pending, and invalidates the directory entries it changed).
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 import time
@@ -43,6 +44,7 @@ from xetfs.write.staged import StagedFile
 from xetfs.write.staging import Staging
 from xetfs.write.stream import STREAM_MIN_BYTES, StreamUpload
 
+log = logging.getLogger(__name__)
 
 FILL_PIECE_BYTES = 4 << 20
 
@@ -260,10 +262,14 @@ class StagedVfs(Vfs):
         self.bytes_written += n
         if not sf.stream_tried and sf.appends_only and sf.size >= STREAM_MIN_BYTES and not sf.broken:
             sf.stream_tried = True
-            self.staging.flush(sf)   # the stream reads what was written so far from the file
-            sf.stream = self.start_stream(sf)
-            if sf.stream is not None:
-                sf.stream.appended(sf.size)
+            try:
+                self.staging.flush(sf)   # the stream reads what was written so far from the file
+            except XetError as exc:      # this write succeeded; the bytes stay gathered for the next flush
+                log.warning("not uploading %s while it is written: %s", self.tree.path(handle.inode), exc)
+            else:
+                sf.stream = self.start_stream(sf)
+                if sf.stream is not None:
+                    sf.stream.appended(sf.size)
         self._touch(handle.inode)
         return n
 
