@@ -69,3 +69,28 @@ def test_damaged_xorb_is_never_served_heals_on_reupload_and_fsck_quarantines(sto
     assert get().content == f.data
     done = st.xetfs("fsck", "--data", str(srv.data_dir))
     assert done.returncode == 0 and done.stdout.startswith("checked 1 xorbs, 1 shards, 0 blobs: 0 bad"), done
+
+
+def test_a_damaged_stored_copy_refuses_the_true_sha256_claim_until_healed(store_server: StoreServer) -> None:
+    """The sha256 a shard claims is recomputed without hashing each chunk again; a damaged stored copy gives
+    another sha256, is then read again chunk by chunk and reported as damaged. Its sha256 is not remembered:
+    once a re-upload heals the xorb, the same shard is accepted and the file committed."""
+    st = store_server
+    srv = st.srv
+    srv.create_repo("sec/s")
+    f = build_file(size=300_000, seed=8)
+    tok = cas_token(srv, "sec/s")
+    x = f.xorb
+    assert srv.request("POST", f"/v1/xorbs/default/{x.hash}", x.data, token=tok)[0] == 200
+    k = len(x.chunk_hashes) // 2
+    _flip(st, f"xorbs/{x.hash}", x.chunk_offsets[k] + 8 + 3)
+    status, _, body = srv.request("POST", "/v1/shards", f.shard(f.info), token=tok)
+    assert status == 400 and b"damaged" in body, body
+    status, _, body = srv.request("POST", f"/v1/xorbs/default/{x.hash}", x.data, token=tok)
+    assert (status, json.loads(body)) == (200, {"was_inserted": True})
+    status, _, body = srv.request("POST", "/v1/shards", f.shard(f.info), token=tok)
+    assert status == 200, body
+    assert commit(srv, "sec/s", [lfs_file("w.bin", f.sha256, len(f.data))])[0] == 200
+    resolved = httpx.get(f"{srv.url}/sec/s/resolve/main/w.bin", headers={"Authorization": f"Bearer {srv.token}"},
+                         timeout=30, trust_env=False)
+    assert resolved.content == f.data

@@ -8,7 +8,11 @@ import dataclasses
 import hashlib
 import json
 
+import pytest
+
 from xetfs.core.hashing import sha256_to_shard
+from xetfs.server.context import State
+from xetfs.server.services import assemble
 from xetfs.testing.cas import BuiltFile, build_file, cas_token, upload
 from xetfs.testing.hub import commit, lfs_file
 from xetfs.testing.server import ServerHandle
@@ -95,3 +99,19 @@ def test_a_repeated_wrong_claim_costs_one_read(server: ServerHandle) -> None:
     assert upload(srv, f, cas_token(srv, "org/a")) == (200, 200)
     assert upload(srv, f, tok_b) == (200, 200)
     assert read_back() == len(f.data), "the true claim is known without reading again"
+
+
+def test_file_sha256_reads_ahead_in_batches_of_any_size(server: ServerHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recomputed sha256 is the file's, checked or not, whatever the batches: one chunk each, several per
+    xorb, one per xorb (the next batch is read while one is hashed)."""
+    srv = server
+    srv.create_repo("org/a")
+    f = build_file(size=120_000, seed=305, xorbs=3)
+    assert upload(srv, f, cas_token(srv, "org/a")) == (200, 200)
+    st = State(srv.data_dir, "unused")
+    rec = st.meta.file(f.file_hash)
+    assert rec is not None
+    for batch in (1, 9_000, 30_000, 1 << 30):
+        monkeypatch.setattr(assemble, "DECODE_BATCH_BYTES", batch)
+        for check in (False, True):
+            assert assemble.file_sha256(st, rec, check_chunks=check) == f.sha256, (batch, check)

@@ -1,16 +1,18 @@
 """Server-side reconstruction of a Xet file's bytes for plain HTTP readers of ``/resolve`` (docs/protocol.md).
 
 Plan the range from the metadata, then per term read the serialized chunk records of the needed chunks from
-the stored xorb in batches of ~8 MiB, decode them in a worker thread, check every chunk against its indexed hash (a damaged stored copy is an
-``IntegrityError``, never wrong bytes) and yield them, skipping
+the stored xorb in batches of ~8 MiB, decode them in a worker thread, check every chunk against its indexed
+hash (a damaged stored copy is an ``IntegrityError``, never wrong bytes) and yield them, skipping
 ``offset_into_first_range`` and cutting the tail. Memory stays bounded by the batch size whatever the file
 size. ``file_sha256`` walks a whole file the same way, synchronously (for a worker thread), to recompute the
-sha256 a shard claims for it (``services.claims``).
+sha256 a shard claims for it (``services.claims``): the next batch is read while one is hashed, and the chunks
+are checked against their hashes only when asked.
 """
 from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from xetfs.core.hashing import MerkleHash, chunk_hash
 from xetfs.core.xorb import decode_views
@@ -25,11 +27,8 @@ DECODE_BATCH_BYTES = 8 * 1024 * 1024
 def checked_chunks(st: State, xorb: str, start: int, end: int, want: Sequence[MerkleHash]) -> list[bytes | memoryview]:
     """The chunks of the records in serialized bytes ``[start, end)`` of a stored xorb, each checked against
     its indexed hash (IntegrityError for a damaged stored copy); uncompressed ones are views, not copies."""
-    try:
-        chunks = decode_views(st.storage.get_range(xorb_key(xorb), start, end - 1))
-    except FormatError as exc:
-        raise IntegrityError(f"stored xorb {xorb} is damaged: {exc}") from None
-    if len(chunks) != len(want) or any(chunk_hash(c) != h for c, h in zip(chunks, want)):
+    chunks = _chunks(st, xorb, start, end, want)
+    if any(chunk_hash(c) != h for c, h in zip(chunks, want)):
         raise IntegrityError(f"stored xorb {xorb} is damaged: a chunk does not match its hash")
     return chunks
 
@@ -50,17 +49,40 @@ def _batches(offsets: Sequence[int], start: int, end: int) -> Iterator[tuple[int
         s = e
 
 
-def file_sha256(st: State, rec: FileRecord) -> str:
-    """sha256 hex of the whole file ``rec`` from the stored xorbs, every chunk checked against its hash (blocking;
-    memory bounded by one batch)."""
+def file_sha256(st: State, rec: FileRecord, *, check_chunks: bool = True) -> str:
+    """sha256 hex of the whole file ``rec`` from the stored xorbs (blocking; memory bounded by two batches). Each
+    batch is read and decoded in a second thread while the one before it is hashed. ``check_chunks``: every
+    chunk checked against its indexed hash first (a damaged stored copy is an ``IntegrityError``); without it, a
+    damaged copy only gives another sha256."""
+    jobs = ((str(term.xorb_hash), xrec.chunk_offsets[s], xrec.chunk_offsets[e], xrec.chunk_hashes[s:e])
+            for term in rec.terms
+            for xrec in (indexed_xorb(st, term.xorb_hash),)
+            for s, e in _batches(xrec.chunk_offsets, term.chunk_start, term.chunk_end))
+    load = checked_chunks if check_chunks else _chunks
     digest = hashlib.sha256()
-    for term in rec.terms:
-        xrec = indexed_xorb(st, term.xorb_hash)
-        for s, e in _batches(xrec.chunk_offsets, term.chunk_start, term.chunk_end):
-            for chunk in checked_chunks(st, str(term.xorb_hash), xrec.chunk_offsets[s], xrec.chunk_offsets[e],
-                                        xrec.chunk_hashes[s:e]):
+    with ThreadPoolExecutor(1, thread_name_prefix="sha256-read") as pool:
+        ahead: Future[list[bytes | memoryview]] | None = None
+        for job in jobs:
+            loading = pool.submit(load, st, *job)
+            if ahead is not None:
+                for chunk in ahead.result():
+                    digest.update(chunk)
+            ahead = loading
+        if ahead is not None:
+            for chunk in ahead.result():
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def _chunks(st: State, xorb: str, start: int, end: int, want: Sequence[MerkleHash]) -> list[bytes | memoryview]:
+    """The chunks of the records in serialized bytes ``[start, end)`` of a stored xorb, unchecked."""
+    try:
+        chunks = decode_views(st.storage.get_range(xorb_key(xorb), start, end - 1))
+    except FormatError as exc:
+        raise IntegrityError(f"stored xorb {xorb} is damaged: {exc}") from None
+    if len(chunks) != len(want):
+        raise IntegrityError(f"stored xorb {xorb} is damaged: {len(chunks)} chunks where {len(want)} were indexed")
+    return chunks
 
 
 async def xet_range(st: State, rec: FileRecord, start: int, end: int) -> AsyncIterator[memoryview]:

@@ -2,8 +2,12 @@
 
 A Hub commit names a Xet file by sha256 (``lfsFile``), and that sha256 becomes the tree entry's ``lfs.oid`` and
 the ``ETag`` of ``/resolve``. So the claim in a shard's metadata extension is checked against the bytes: the
-server reads the file from its stored xorbs (``assemble.file_sha256``: ~8 MiB batches, every chunk checked
-against its hash, in the upload's worker thread) and refuses the shard (400) when the sha256 differs. A file
+server reads the file from its stored xorbs (``assemble.file_sha256``: ~8 MiB batches, the next one read while
+one is hashed, in the upload's worker thread) and refuses the shard (400) when the sha256 differs. The chunks
+are not hashed again on the way: every stored xorb was checked chunk by chunk when it was uploaded, and a copy
+damaged since can only make the sha256 differ, never match a claim it should not. Only a differing sha256 is
+read a second time with every chunk checked, so a damaged copy is reported as such and its sha256 is never
+remembered. A file
 already registered with the same sha256 is not read again: one content has one sha256, and every claim stored
 since this check was added was verified. A wrong claim therefore never reaches the index, whoever made it
 (no squatting of another file's sha256, no real content under a fake sha256). The sha256 computed for a file
@@ -51,7 +55,9 @@ def verify_sha256_claims(st: State, valid: ValidShard) -> None:
             continue
         actual = _remembered(str(rec.hash))
         if actual is None:
-            actual = file_sha256(st, rec)
+            actual = file_sha256(st, rec, check_chunks=False)
+            if actual != rec.sha256:   # a wrong claim, or a damaged stored copy (IntegrityError of its own)
+                actual = file_sha256(st, rec)
             st.metrics.inc("xetfs_cas_sha256_verified_bytes_total", rec.size)
             _remember(str(rec.hash), actual)
         if actual != rec.sha256:
