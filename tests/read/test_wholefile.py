@@ -6,12 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
+import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from xetfs.osutil.writeback import start_writeback
 from xetfs.read import wholefile
-from xetfs.read.wholefile import IOV_MAX, pwrite_all
+from xetfs.read.flight import MiB
+from xetfs.read.wholefile import IOV_MAX, BufferPool, pwrite_all
 
 
 @settings(max_examples=60, deadline=None)
@@ -77,3 +79,50 @@ def test_start_writeback_starts_it_and_leaves_the_bytes(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert path.read_bytes() == b"x" * 100_000
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(1, 9 * MiB), min_size=1, max_size=30), limit=st.integers(1, 12 * MiB),
+       holders=st.integers(1, 6))
+def test_buffer_pool_bounds_what_it_holds_and_never_lends_a_buffer_twice(sizes: list[int], limit: int,
+                                                                        holders: int) -> None:
+    """``holders`` tasks take and give back buffers of ``sizes`` (in turn), yielding while they hold one. Every
+    buffer is large enough, held by one task at a time, and the pool never holds more than its limit, except
+    one buffer larger than the limit held alone. Nobody waits forever (the time limit would fail it)."""
+    pool = BufferPool(limit)
+    lent: set[int] = set()
+
+    async def holder(mine: list[int]) -> None:
+        for n in mine:
+            buf = await pool.take(n)
+            assert len(buf) >= n and id(buf) not in lent
+            assert pool.held_bytes <= limit or pool.held_bytes == len(buf), (pool.held_bytes, len(buf))
+            lent.add(id(buf))
+            await trio.sleep(0.001 * (n % 7))
+            lent.discard(id(buf))
+            pool.give(buf)
+
+    async def main() -> None:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for h in range(holders):
+                    nursery.start_soon(holder, sizes[h::holders])
+
+    trio.run(main)
+
+
+def test_buffer_pool_reuses_buffers_instead_of_allocating() -> None:
+    async def main() -> None:
+        pool = BufferPool(64 * MiB)
+        first = await pool.take(5 * MiB + 3)
+        pool.give(first)
+        assert await pool.take(5 * MiB) is first, "a fitting idle buffer is reused"
+        small = await pool.take(MiB)
+        assert small is not first and len(small) == MiB and pool.held_bytes == 7 * MiB, "none idle: a new one"
+        pool.give(first)
+        pool.give(small)
+        assert await pool.take(100) is small, "the smallest idle buffer that fits"
+        assert await pool.take(100) is first
+        assert pool.held_bytes == 7 * MiB
+
+    trio.run(main)

@@ -2,11 +2,11 @@
 
 A download reads every byte once, in any order, so it needs none of the mount's read path (windows, caches,
 readahead). The file's reconstruction is asked for once; each fetch range is one GET into a buffer of its
-own; a worker thread then decodes its records (an uncompressed record is a view into the buffer, no copy),
+own while it runs (``BufferPool``: buffers are reused, never zeroed again); a worker thread then decodes its records (an uncompressed record is a view into the buffer, no copy),
 hashes each chunk and writes each term that uses the range at the term's place in the file with one
 ``pwritev``. BLAKE3 and ``pwritev`` release the GIL, so the two cores receive, hash and write together.
 Ranges run in parallel, across the files of a download too, within ``Budget``: at most ``max_ranges`` GETs
-and ``max_bytes`` of buffers at once (one range larger than that runs alone).
+and ``max_bytes`` of buffers held, in use or idle (one range larger than that runs alone).
 
 Verification (docs/protocol.md, "Hashes"): each term's chunks must have its size and, when the answer gives
 one, its verification hash; the file's Xet hash over the hashes of the chunks written must be the one the
@@ -29,10 +29,45 @@ from xetfs.core.reconstruction import FetchRange, ReconstructionTerm, plan_read,
 from xetfs.core.xorb import CHUNK_HEADER_BYTES, parse_chunk_records, record_view
 from xetfs.errors import FormatError, IntegrityError, RemoteError
 from xetfs.osutil.writeback import start_writeback
-from xetfs.read.flight import ByteBudget, MiB
+from xetfs.read.flight import MiB
 
 URL_REFRESHES = 3
+BUFFER_ROUND_BYTES = MiB          # buffer sizes are rounded up to this, so ranges of similar size share them
 IOV_MAX = 1024                    # iovecs per pwritev (Linux's UIO_MAXIOV)
+
+
+class BufferPool:
+    """The fetch-range buffers of a download, reused. A fresh ``bytearray`` is zeroed and paged in: one per range
+    on the trio thread cost about a tenth of a download's samples (py-spy), so buffers are reused and a new one
+    is made in a worker thread. Every buffer the
+    pool holds counts against ``limit_bytes``, in use or idle: an idle buffer too small for a request is freed
+    to make room, and one request larger than the limit runs alone."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.held_bytes = 0
+        self._idle: list[bytearray] = []
+        self._changed = trio.Event()
+
+    async def take(self, n: int) -> bytearray:
+        """A buffer of at least ``n`` bytes (its first ``n`` are the caller's to fill); ``give`` it back."""
+        while True:
+            fits = [i for i, b in enumerate(self._idle) if len(b) >= n]
+            if fits:
+                return self._idle.pop(min(fits, key=lambda i: len(self._idle[i])))
+            size = n + -n % BUFFER_ROUND_BYTES
+            while self._idle and self.held_bytes + size > self.limit_bytes:
+                self.held_bytes -= len(self._idle.pop(0))
+            if not self.held_bytes or self.held_bytes + size <= self.limit_bytes:
+                self.held_bytes += size
+                return await trio.to_thread.run_sync(bytearray, size)   # zeroed off the trio thread
+            await self._changed.wait()
+
+    def give(self, buf: bytearray) -> None:
+        """``buf`` is free again (synchronous: safe in a ``finally`` of a cancelled task)."""
+        self._idle.append(buf)
+        self._changed.set()
+        self._changed = trio.Event()
 
 
 @dataclass
@@ -44,12 +79,12 @@ class Budget:
     durable: bool = False         # the files are fsynced before their rename: start their writeback early
     params: XorbParams = DEFAULT_XORB
     gets: trio.CapacityLimiter = field(init=False)
-    bytes: ByteBudget = field(init=False)
+    buffers: BufferPool = field(init=False)
     cpu: trio.CapacityLimiter = field(init=False)
 
     def __post_init__(self) -> None:
         self.gets = trio.CapacityLimiter(self.max_ranges)
-        self.bytes = ByteBudget(self.max_bytes)
+        self.buffers = BufferPool(self.max_bytes)
         self.cpu = trio.CapacityLimiter(self.threads)
 
     @property
@@ -105,21 +140,21 @@ async def _one_range(cas: CasClient, file_hash_: MerkleHash, fr: FetchRange, pla
                      leaves: list[list[tuple[bytes, int]]], progress: Callable[[int], object]) -> None:
     if fr.size_bytes > budget.max_range_bytes:
         raise RemoteError(f"fetch range of xorb {fr.xorb_hash}: {fr.size_bytes} bytes, more than a xorb holds")
-    await budget.bytes.acquire(fr.size_bytes)
+    buf = await budget.buffers.take(fr.size_bytes)
     try:
-        buf = bytearray(fr.size_bytes)
+        view = memoryview(buf)[:fr.size_bytes]
         async with budget.gets:
-            await _fetch(cas, file_hash_, fr, buf)
-        written = await trio.to_thread.run_sync(_write_terms, fd, buf, fr, places, terms, budget,
+            await _fetch(cas, file_hash_, fr, view)
+        written = await trio.to_thread.run_sync(_write_terms, fd, view, fr, places, terms, budget,
                                                 limiter=budget.cpu)
     finally:
-        budget.bytes.release(fr.size_bytes)
+        budget.buffers.give(buf)
     for place, hashes in zip(places, written):
         leaves[place.term] = hashes
         progress(terms[place.term].unpacked_bytes)
 
 
-async def _fetch(cas: CasClient, file_hash_: MerkleHash, fr: FetchRange, buf: bytearray) -> None:
+async def _fetch(cas: CasClient, file_hash_: MerkleHash, fr: FetchRange, buf: memoryview) -> None:
     """One GET of ``fr`` into ``buf``; an expired URL is replaced by the one a new reconstruction gives."""
     for refreshes in range(URL_REFRESHES + 1):
         try:
@@ -138,10 +173,9 @@ async def _fetch(cas: CasClient, file_hash_: MerkleHash, fr: FetchRange, buf: by
         fr = same[0]
 
 
-def _write_terms(fd: int, buf: bytearray, fr: FetchRange, places: list[Place],
+def _write_terms(fd: int, view: memoryview, fr: FetchRange, places: list[Place],
                  terms: Sequence[ReconstructionTerm], budget: Budget) -> list[list[tuple[bytes, int]]]:
-    """Decode ``buf`` (the bytes of ``fr``), write each placed term; each term's (chunk hash, size) leaves."""
-    view = memoryview(buf)
+    """Decode ``view`` (the bytes of ``fr``), write each placed term; each term's (chunk hash, size) leaves."""
     records = parse_chunk_records(view, budget.params)
     if len(records) != fr.chunk_end - fr.chunk_start:
         raise FormatError(f"fetch range of {fr.chunk_end - fr.chunk_start} chunks decoded to {len(records)}")
