@@ -2,11 +2,12 @@
 
 A download reads every byte once, in any order, so it needs none of the mount's read path (windows, caches,
 readahead). The file's reconstruction is asked for once; each fetch range is one GET into a buffer of its
-own while it runs (``BufferPool``: buffers are reused, never zeroed again); a worker thread then decodes its records (an uncompressed record is a view into the buffer, no copy),
-hashes each chunk and writes each term that uses the range at the term's place in the file with one
-``pwritev``. BLAKE3 and ``pwritev`` release the GIL, so the two cores receive, hash and write together.
-Ranges run in parallel, across the files of a download too, within ``Budget``: at most ``max_ranges`` GETs
-and ``max_bytes`` of buffers held, in use or idle (one range larger than that runs alone).
+own while it runs (``BufferPool``: buffers are reused, never zeroed again); a worker thread then decodes its
+records (an uncompressed record is a view into the buffer, no copy), hashes each chunk and writes each term
+that uses the range at the term's place in the file with one ``pwritev``. BLAKE3 and ``pwritev`` release the
+GIL, so the two cores receive, hash and write together. Ranges run in parallel, across the files of a download
+too, within ``Budget``: at most ``max_ranges`` GETs and ``max_bytes`` of buffers held, in use or idle (one
+range larger than that runs alone).
 
 Verification (docs/protocol.md, "Hashes"): each term's chunks must have its size and, when the answer gives
 one, its verification hash; the file's Xet hash over the hashes of the chunks written must be the one the
@@ -39,9 +40,9 @@ IOV_MAX = 1024                    # iovecs per pwritev (Linux's UIO_MAXIOV)
 class BufferPool:
     """The fetch-range buffers of a download, reused. A fresh ``bytearray`` is zeroed and paged in: one per range
     on the trio thread cost about a tenth of a download's samples (py-spy), so buffers are reused and a new one
-    is made in a worker thread. Every buffer the
-    pool holds counts against ``limit_bytes``, in use or idle: an idle buffer too small for a request is freed
-    to make room, and one request larger than the limit runs alone."""
+    is made in a worker thread. Every buffer the pool holds counts against ``limit_bytes``, in use or idle: an
+    idle buffer too small for a request is freed to make room, and one request larger than the limit runs
+    alone."""
 
     def __init__(self, limit_bytes: int) -> None:
         self.limit_bytes = limit_bytes

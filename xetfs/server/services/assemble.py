@@ -10,9 +10,12 @@ are checked against their hashes only when asked.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import AsyncIterator, Iterator, Sequence
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from xetfs.core.hashing import MerkleHash, chunk_hash
 from xetfs.core.xorb import decode_views
@@ -22,6 +25,7 @@ from xetfs.server.metadata.store import FileRecord
 from xetfs.server.services.cas import indexed_xorb, plan, xorb_key
 
 DECODE_BATCH_BYTES = 8 * 1024 * 1024
+T = TypeVar("T")
 
 
 def checked_chunks(st: State, xorb: str, start: int, end: int, want: Sequence[MerkleHash]) -> list[bytes | memoryview]:
@@ -58,20 +62,23 @@ def file_sha256(st: State, rec: FileRecord, *, check_chunks: bool = True) -> str
             for term in rec.terms
             for xrec in (indexed_xorb(st, term.xorb_hash),)
             for s, e in _batches(xrec.chunk_offsets, term.chunk_start, term.chunk_end))
-    load = checked_chunks if check_chunks else _chunks
+    load = functools.partial(checked_chunks if check_chunks else _chunks, st)
     digest = hashlib.sha256()
     with ThreadPoolExecutor(1, thread_name_prefix="sha256-read") as pool:
-        ahead: Future[list[bytes | memoryview]] | None = None
-        for job in jobs:
-            loading = pool.submit(load, st, *job)
-            if ahead is not None:
-                for chunk in ahead.result():
-                    digest.update(chunk)
-            ahead = loading
-        if ahead is not None:
-            for chunk in ahead.result():
+        for chunks in _one_ahead(pool, load, jobs):
+            for chunk in chunks:
                 digest.update(chunk)
     return digest.hexdigest()
+
+
+def _one_ahead(pool: ThreadPoolExecutor, load: Callable[..., T], jobs: Iterable[tuple[Any, ...]]) -> Iterator[T]:
+    """``load(*job)`` of each job in order, the next one started in ``pool`` before this one is yielded."""
+    ahead: Future[T] | None = None
+    for job in itertools.chain(jobs, [None]):
+        loading = None if job is None else pool.submit(load, *job)
+        if ahead is not None:
+            yield ahead.result()
+        ahead = loading
 
 
 def _chunks(st: State, xorb: str, start: int, end: int, want: Sequence[MerkleHash]) -> list[bytes | memoryview]:
