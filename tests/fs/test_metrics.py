@@ -194,7 +194,8 @@ def test_every_metric_path_names_a_number_of_the_stats_object() -> None:
     from xetfs.fs.stats import CacheStats, EndpointStats, FollowStats, MountStats, PendingStats
     from xetfs.transport.reachability import LinkStats
 
-    snapshot = {k: 1 for k in ("memory_hits", "memory_misses", "memory_bytes", "memory_evictions", "disk_hits",
+    snapshot = {k: 1 for k in ("memory_hits", "memory_misses", "memory_bytes", "memory_evictions",
+                               "memory_unread_evictions", "disk_hits",
                                "disk_misses", "disk_corrupt", "disk_bytes", "disk_evictions")}
     stats = MountStats(
         writable=False, write=None, endpoints=EndpointStats(["http://a:1"], {}, 1, 1), pid=1, repo="o/r@main",

@@ -11,6 +11,11 @@ tensor's tail first, then the rest from its start, and the chunk straddling the 
 needed again when the copy gets there. With a 32 MiB tensor in a 40 MiB tier that chunk was sometimes evicted
 by then (2 disk-tier hits: the chunks at both ends of the tail's read). Here the largest tensor is 0.4 x the tier.
 
+The next shard's lead is fetched while the loader reads the last tensors of the shard before it. In a plain
+LRU it was then older than every chunk the loader read since, and went first once the loader's first read of
+that shard fetched past it (7 disk-tier hits in one clean-clone CI run): the memory tier keeps chunks no
+reader has read yet apart and evicts read chunks first (``read.memory_tier``), so no chunk is evicted unread.
+
 A loader that pauses between shards, or stops, leaves no stream waiting for it: the next shard's stream
 fetches its lead and parks while the shard is not open, and goes on when the loader opens it."""
 from __future__ import annotations
@@ -72,6 +77,7 @@ def test_a_model_larger_than_the_memory_tier_loads_with_every_chunk_fetched_once
     assert total > 4 * MEMORY
     assert served <= 1.03 * total, (served, total)
     assert stats["cache"]["disk"]["hits"] == 0, "a chunk was evicted from memory before the loader read it"
+    assert stats["cache"]["memory"]["unread_evictions"] == 0, "a chunk was fetched ahead for nothing"
 
 
 def _streams_become(m: Mount, n: int, deadline_s: float = 60.0) -> int:
@@ -104,3 +110,4 @@ def test_a_stream_parks_while_its_shard_is_not_open_and_goes_on_when_the_loader_
     assert got == want
     assert served <= 1.03 * total, (served, total)
     assert stats["cache"]["disk"]["hits"] == 0, "a chunk was evicted from memory before the loader read it"
+    assert stats["cache"]["memory"]["unread_evictions"] == 0, "a chunk was fetched ahead for nothing"

@@ -34,7 +34,7 @@ def test_the_served_object_has_the_documented_keys() -> None:
                       "nodes": {"http://a:1": {"latency_s": 0.5, "down": False, "failures": 1}}},
         "pid": 42, "repo": "org/m@main", "commit": "c" * 40, "mountpoint": "/mnt", "bytes_read": 10,
         "bytes_fetched": 11,
-        "cache": {"memory": {"hits": 1, "misses": 2, "bytes": 3, "evictions": 0},
+        "cache": {"memory": {"hits": 1, "misses": 2, "bytes": 3, "evictions": 0, "unread_evictions": 0},
                   "disk": {"hits": 4, "misses": 5, "corrupt_entries": 6, "bytes": 7, "evictions": 8}},
         "reconstructions": 12, "fetches": 13, "retries": 14, "integrity_failures": 15, "read_errors": 16,
         "pending": {"fetches": 17, "reconstructions": 18, "open_handles": 19, "streams": 0, "files": 20,

@@ -50,6 +50,9 @@ COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
                                           "(transient errors: 5xx, timeouts, resets)", ("endpoints", "retries")),
     "xetfs_mount_read_errors_total": ("reads answered with an error (EIO)", ("read_errors",)),
     "xetfs_mount_failovers_total": ("requests moved to another node", ("endpoints", "failovers")),
+    "xetfs_mount_cache_unread_evictions_total": ("chunks evicted from the memory tier before any reader read "
+                                                 "them (fetched ahead for nothing)",
+                                                 ("cache", "memory", "unread_evictions")),
     "xetfs_mount_cache_corrupt_entries_total": ("disk cache entries found damaged (dropped, refetched)",
                                                 ("cache", "disk", "corrupt_entries")),
     "xetfs_mount_write_uploaded_bytes_total": ("serialized xorb bytes uploaded by the writeback",

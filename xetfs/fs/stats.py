@@ -34,6 +34,7 @@ class MemoryTierStats:
     misses: int
     bytes: int
     evictions: int = 0
+    unread_evictions: int = 0   # evicted before any reader read them: fetched for nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ class CacheStats:
     def of(cls, snapshot: Mapping[str, int]) -> CacheStats:
         """From ``ChunkCache.snapshot()`` (the disk keys are absent without a disk tier)."""
         return cls(MemoryTierStats(snapshot["memory_hits"], snapshot["memory_misses"], snapshot["memory_bytes"],
-                                   snapshot.get("memory_evictions", 0)),
+                                   snapshot.get("memory_evictions", 0), snapshot.get("memory_unread_evictions", 0)),
                    DiskTierStats(snapshot["disk_hits"], snapshot["disk_misses"], snapshot["disk_corrupt"],
                                  snapshot.get("disk_bytes", 0), snapshot.get("disk_evictions", 0)))
 

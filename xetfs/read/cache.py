@@ -3,10 +3,11 @@ path").
 
 Keys are ``(xorb hash, chunk index)`` and values the chunk's *uncompressed* bytes, so any read that overlaps
 a cached chunk hits, whatever window first brought it in (a cache that only hits when one stored range
-contains the whole read refetches endlessly). ``MemoryTier`` (``xetfs.read.memory_tier``) is an LRU bounded
-in bytes, which also keeps the chunk hash the fetcher computed from each chunk it put (``verified_hash``);
-``DiskTier`` (``xetfs.read.disk_tier``) keeps checksummed entries and file layouts on disk. A disk hit is
-promoted to memory (without a hash).
+contains the whole read refetches endlessly). ``MemoryTier`` (``xetfs.read.memory_tier``) is bounded in
+bytes: chunks no reader has read yet (``mark_read``) go last, read ones least recently used first. It also
+keeps the chunk hash the fetcher computed from each chunk it put (``verified_hash``); ``DiskTier``
+(``xetfs.read.disk_tier``) keeps checksummed entries and file layouts on disk. A disk hit is promoted to
+memory (without a hash).
 """
 from __future__ import annotations
 
@@ -61,6 +62,10 @@ class ChunkCache:
         else:
             self.stats.memory_hits += 1
         return data
+
+    def mark_read(self, keys: Iterable[ChunkKey]) -> None:
+        """A reader read (part of) these chunks: the memory tier keeps them as read (``MemoryTier.read``)."""
+        self.memory.read(keys)
 
     def verified_hash(self, key: ChunkKey, data: bytes) -> bytes | None:
         """The chunk hash computed in this process from ``data``, this very object, when the memory tier holds
@@ -124,6 +129,7 @@ class ChunkCache:
         out = self.stats.as_dict()
         out["memory_bytes"] = self.memory_bytes
         out["memory_evictions"] = self.memory.evictions
+        out["memory_unread_evictions"] = self.memory.unread_evictions
         out["disk_bytes"] = self.disk.size_bytes if self.disk is not None else 0
         out["disk_evictions"] = self.disk.evictions if self.disk is not None else 0
         return out

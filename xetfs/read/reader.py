@@ -189,8 +189,9 @@ class FileReader:
         if not datas:
             return b""
         data = slice_chunks(datas, pos - run[0][0], end - pos)
+        keys = [(c.xorb_hash, c.index) for _, c in run]
+        self.cache.mark_read(keys[:len(datas)])
         if placed is not None:
-            keys = [(c.xorb_hash, c.index) for _, c in run]
             placed.extend(whole_chunks(run[0][0], keys, datas, pos, pos + len(data)))
         return data
 
@@ -265,8 +266,9 @@ class FileReader:
         self.known.learn(pos - plan.skip_bytes, plan.terms, term_chunks)
         chunks = [c for cs in term_chunks for c in cs]
         data = slice_chunks(chunks, plan.skip_bytes, plan.size_bytes)
+        keys = [(bytes(t.xorb_hash), i) for t in plan.terms for i in range(t.chunk_start, t.chunk_end)]
+        self.cache.mark_read(keys)
         if placed is not None:
-            keys = [(bytes(t.xorb_hash), i) for t in plan.terms for i in range(t.chunk_start, t.chunk_end)]
             placed.extend(whole_chunks(pos - plan.skip_bytes, keys, chunks, pos, pos + len(data)))
         return data
 
