@@ -11,10 +11,12 @@ tensor's tail first, then the rest from its start, and the chunk straddling the 
 needed again when the copy gets there. With a 32 MiB tensor in a 40 MiB tier that chunk was sometimes evicted
 by then (2 disk-tier hits: the chunks at both ends of the tail's read). Here the largest tensor is 0.4 x the tier.
 
-The next shard's lead is fetched while the loader reads the last tensors of the shard before it. In a plain
-LRU it was then older than every chunk the loader read since, and went first once the loader's first read of
-that shard fetched past it (7 disk-tier hits in one clean-clone CI run): the memory tier keeps chunks no
-reader has read yet apart and evicts read chunks first (``read.memory_tier``), so no chunk is evicted unread.
+The memory tier evicts chunks the loader asked for whole first, then chunks it asked for in part, and the
+chunks fetched ahead and not read yet last (``read.memory_tier``). With a plain LRU this test saw 7 disk-tier
+hits in some runs, for two reasons. The next shard's lead, fetched while the loader read the last tensors of
+the shard before it, was older than every chunk read since. And glibc copies some tensors from their end
+backwards: two such tensors in a row read the chunk straddling them at the start of the first copy and at the
+end of the second, 32 MiB of reads apart in this 40 MiB tier.
 
 A loader that pauses between shards, or stops, leaves no stream waiting for it: the next shard's stream
 fetches its lead and parks while the shard is not open, and goes on when the loader opens it."""

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import trio
 
-from xetfs.client.cas import CasClient, TokenProvider
-from xetfs.client.config import RepoRef
+from xetfs.client.cas import CasClient
 from xetfs.client.hub import open_hub
 from xetfs.read.cache import ChunkCache, ChunkKey
 from xetfs.read.reader import Fetcher, FileReader, Readahead
+from xetfs.testing.hub import uploaded_file
 from xetfs.testing.server import ServerHandle, make_bytes, running_server
-from xetfs.write.upload import upload_files
 
 MiB = 1 << 20
 SIZE = 20 * MiB
@@ -64,11 +63,8 @@ def test_a_first_pass_loads_the_chunks_it_asked_for_out_of_order_once(tmp_path: 
     tail_first = [(SIZE - TAIL, TAIL)] + [(o, step) for o in range(0, SIZE - TAIL, step)]
 
     async def main(server: ServerHandle) -> None:
-        ref = RepoRef("org/tail")
         async with open_hub(server.url, server.token) as hub:
-            result = await upload_files(hub, ref, [(data, "f.bin")], "one")
-            file_hash = result.files["f.bin"].file_hash
-            cas = CasClient(TokenProvider(lambda: hub.xet_token(ref, "read")), hub.http)
+            cas, file_hash = await uploaded_file(hub, "org/tail", data, "f.bin")
             got, _, _ = await _pass(cas, cache_dir, file_hash, [(0, SIZE)], 64 * MiB)   # fills the disk tier
             assert got == data
 

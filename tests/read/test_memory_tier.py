@@ -13,14 +13,12 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from xetfs.client.cas import CasClient, TokenProvider
-from xetfs.client.config import RepoRef
 from xetfs.client.hub import open_hub
 from xetfs.read.cache import ChunkCache
 from xetfs.read.memory_tier import AHEAD_SHARE, MemoryTier
 from xetfs.read.reader import Fetcher, FileReader
+from xetfs.testing.hub import uploaded_file
 from xetfs.testing.server import ServerHandle, make_bytes, running_server
-from xetfs.write.upload import upload_files
 
 MiB = 1 << 20
 
@@ -32,12 +30,29 @@ def test_unread_chunks_outlast_read_ones_within_their_share() -> None:
     for k in "abcdefgh":
         tier.put(k, b"r")
         tier.read([k])                           # the loader reads on: 10 chunks held
-    tier.get("a")                                # a read chunk used again
+    tier.get("a")                                # a partly read chunk used again
     tier.put("x", b"r")
     tier.put("y", b"r")
     assert "next1" in tier and "next2" in tier
-    assert "b" not in tier and "c" not in tier and "a" in tier   # least recently read first
-    assert tier.evictions == 2 and tier.size_bytes == 10
+    assert "b" not in tier and "c" not in tier and "a" in tier   # least recently used first
+    assert tier.evictions == 2 and tier.size_bytes == 10 and tier.unread_evictions == 0
+
+
+def test_consumed_chunks_go_before_partly_read_ones() -> None:
+    """A loader copying two tensors from their ends backwards: the chunk straddling them is read in part at
+    the start of the first copy and needed again at the end of the second."""
+    tier: MemoryTier[str] = MemoryTier(10)
+    tier.put("edge", b"e")
+    tier.read(["edge"])                          # the first tensor's last bytes: part of the chunk
+    for k in "abcdefghijklmnop":                 # 16 chunks read whole through a tier of 10
+        tier.put(k, b"c")
+        tier.read([], [k])
+    assert "edge" in tier and "a" not in tier and "p" in tier
+    tier.read([], ["edge"])                      # the second tensor's first bytes: all of it now asked for
+    tier.put("q", b"c")
+    tier.put("r", b"c")
+    assert "edge" in tier                        # consumed now: last of its queue, behind "j" to "p"
+    assert tier.evictions == 9 and tier.unread_evictions == 0
 
 
 def test_past_their_share_the_oldest_unread_chunks_go_first() -> None:
@@ -47,11 +62,34 @@ def test_past_their_share_the_oldest_unread_chunks_go_first() -> None:
     for k in range(10):
         tier.put(k, b"u")                        # a readahead nobody reads
     assert 100 in tier and 0 not in tier         # 9 unread: past half the tier, they make room themselves
-    assert tier.ahead_bytes == 9
+    assert tier.ahead_bytes == 9 and tier.unread_evictions == 1
 
 
-_ops = st.lists(st.tuples(st.sampled_from(["put", "read", "get"]), st.integers(0, 11), st.integers(1, 40)),
-                max_size=120)
+_ops = st.lists(st.tuples(st.sampled_from(["put", "partly", "consumed", "get"]), st.integers(0, 11),
+                          st.integers(1, 40)), max_size=120)
+
+
+class _Model:
+    """What the tier should hold: each queue in its eviction order, first out first."""
+
+    def __init__(self) -> None:
+        self.queues: dict[str, list[int]] = {"ahead": [], "partly": [], "consumed": []}
+        self.sizes: dict[int, int] = {}
+
+    def queue_of(self, key: int) -> str | None:
+        return next((name for name, q in self.queues.items() if key in q), None)
+
+    def to_end(self, key: int, name: str) -> None:
+        for q in self.queues.values():
+            if key in q:
+                q.remove(key)
+        self.queues[name].append(key)
+
+    def held(self) -> list[int]:
+        return [k for q in self.queues.values() for k in q]
+
+    def bytes(self, name: str, but: int) -> int:
+        return sum(self.sizes[k] for k in self.queues[name] if k != but)
 
 
 @given(max_bytes=st.integers(1, 100), ops=_ops)
@@ -59,51 +97,45 @@ _ops = st.lists(st.tuples(st.sampled_from(["put", "read", "get"]), st.integers(0
 def test_the_bound_and_the_eviction_order_hold_for_any_sequence(max_bytes: int,
                                                                  ops: list[tuple[str, int, int]]) -> None:
     tier: MemoryTier[int] = MemoryTier(max_bytes)
-    ahead: list[int] = []                        # what the tier should hold, in its eviction order
-    read: list[int] = []
-    sizes: dict[int, int] = {}
+    model = _Model()
+    share = int(max_bytes * AHEAD_SHARE)
     for op, key, size in ops:
-        held = {k for k in ahead + read if k in tier}
-        assert held == set(ahead + read), "a chunk went without a put making room"
-        if op == "read":
-            tier.read([key])
-            if key in ahead:
-                ahead.remove(key)
-            if key in sizes:
-                read = [k for k in read if k != key] + [key]
+        assert {k for k in model.held() if k in tier} == set(model.held()), "a chunk went without a put"
+        if op in ("partly", "consumed"):
+            tier.read(*([[key], []] if op == "partly" else [[], [key]]))
+            if key in model.sizes:
+                model.to_end(key, op)
             continue
         if op == "get":
-            got = tier.get(key)
-            assert (got is None) == (key not in sizes)
-            if key in read:
-                read = [k for k in read if k != key] + [key]
+            assert (tier.get(key) is None) == (key not in model.sizes)
+            if model.queue_of(key) == "partly":
+                model.to_end(key, "partly")
             continue
         data = bytes(size)
         tier.put(key, data)
         if size > max_bytes:
             continue
-        was_read = key in read
-        ahead_before = sum(sizes[k] for k in ahead if k != key)
-        read_before = sum(sizes[k] for k in read if k != key)
-        sizes[key] = size
-        if was_read:                             # a read chunk put again stays read, the most recently used
-            read = [k for k in read if k != key] + [key]
-        else:
-            ahead = [k for k in ahead if k != key] + [key]
-        gone = [k for k in ahead + read if k not in tier]
+        name = model.queue_of(key) or "ahead"
+        before = {n: model.bytes(n, but=key) for n in model.queues}
+        model.sizes[key] = size
+        model.to_end(key, name)
         assert tier.get(key) is data, "the chunk just put is held"
-        assert tier.size_bytes == sum(sizes[k] for k in ahead + read if k in tier) <= max_bytes
-        gone_ahead = [k for k in ahead if k in gone]
-        gone_read = [k for k in read if k in gone]
-        assert gone_ahead == ahead[:len(gone_ahead)], "unread chunks go oldest first"
-        assert gone_read == read[:len(gone_read)], "read chunks go least recently used first"
-        overflow = ahead_before + read_before + size - max_bytes
-        if not was_read and ahead_before + size <= int(max_bytes * AHEAD_SHARE) and read_before >= overflow:
-            assert not gone_ahead, "an unread chunk went while read ones could make room"
-        for k in gone:
-            del sizes[k]
-        ahead = [k for k in ahead if k not in gone]
-        read = [k for k in read if k not in gone]
+        if name == "partly":
+            model.to_end(key, "partly")          # (the get above)
+        gone = {n: [k for k in q if k not in tier] for n, q in model.queues.items()}
+        assert tier.size_bytes == sum(model.sizes[k] for k in model.held() if k in tier) <= max_bytes
+        for n, q in model.queues.items():
+            assert gone[n] == q[:len(gone[n])], f"{n}: evicted out of order"
+        overflow = sum(before.values()) + size - max_bytes
+        if name == "ahead" and before["ahead"] + size <= share:
+            if before["consumed"] + before["partly"] >= overflow:
+                assert not gone["ahead"], "an unread chunk went while read ones could make room"
+            if before["consumed"] >= overflow:
+                assert not gone["partly"], "a partly read chunk went while consumed ones could make room"
+        for n in model.queues:
+            for k in gone[n]:
+                del model.sizes[k]
+            model.queues[n] = [k for k in model.queues[n] if k not in gone[n]]
 
 
 def test_the_next_files_lead_is_in_memory_when_the_loader_gets_there(tmp_path: Path) -> None:
@@ -114,14 +146,13 @@ def test_the_next_files_lead_is_in_memory_when_the_loader_gets_there(tmp_path: P
             await trio.sleep(0.001)
 
     async def main(server: ServerHandle) -> None:
-        ref = RepoRef("org/lead")
         async with open_hub(server.url, server.token) as hub:
-            result = await upload_files(hub, ref, [(current, "a.bin"), (lead, "b.bin")], "two")
-            cas = CasClient(TokenProvider(lambda: hub.xet_token(ref, "read")), hub.http)
+            cas, a_hash = await uploaded_file(hub, "org/lead", current, "a.bin")
+            _, b_hash = await uploaded_file(hub, "org/lead", lead, "b.bin")
             async with trio.open_nursery() as nursery:
                 fetcher = Fetcher(cas, ChunkCache(memory_bytes=16 * MiB), nursery=nursery)
-                a = FileReader(cas, result.files["a.bin"].file_hash, len(current), fetcher=fetcher)
-                b = FileReader(cas, result.files["b.bin"].file_hash, len(lead), fetcher=fetcher)
+                a = FileReader(cas, a_hash, len(current), fetcher=fetcher)
+                b = FileReader(cas, b_hash, len(lead), fetcher=fetcher)
                 w = await b.prefetch_query(0, len(lead))        # b's stream fetches its lead
                 assert w is not None
                 await b.prefetch_fill(w)
@@ -138,4 +169,43 @@ def test_the_next_files_lead_is_in_memory_when_the_loader_gets_there(tmp_path: P
 
     with running_server(tmp_path / "server") as server:
         server.create_repo("org/lead")
+        trio.run(main, server)
+
+
+def _pages_down(start: int, end: int, step: int = 33 * 4096) -> list[tuple[int, int]]:
+    """The kernel's reads for a copy of ``[start, end)`` out of a mapping, from its end backwards: whole
+    pages, ``step`` bytes at a time."""
+    lo, hi = start // 4096 * 4096, -(-end // 4096) * 4096
+    return [(max(lo, at - step), at) for at in range(hi, lo, -step)]
+
+
+def test_the_chunk_between_two_tensors_copied_backwards_is_fetched_once(tmp_path: Path) -> None:
+    """glibc's memcpy copies some tensors from their end backwards. Two such tensors in a row ask for the
+    chunk that straddles them at the start of the first copy and at the end of the second, 16 MiB of reads
+    apart here, through a 12 MiB tier: it is kept as a chunk read in part (a plain LRU, or one queue for all
+    read chunks, fetched it again); the chunks read whole make room."""
+    edge = 8 * MiB + 12_345
+    data = make_bytes("random", 16 * MiB, 3)
+
+    async def main(server: ServerHandle) -> None:
+        async with open_hub(server.url, server.token) as hub:
+            cas, file_hash = await uploaded_file(hub, "org/backwards", data, "m.bin")
+            fetched = []
+            for reads in ([(0, len(data))], _pages_down(0, edge) + _pages_down(edge, len(data))):
+                async with trio.open_nursery() as nursery:
+                    fetcher = Fetcher(cas, ChunkCache(memory_bytes=(64 if len(reads) == 1 else 12) * MiB),
+                                      nursery=nursery)
+                    reader = FileReader(cas, file_hash, len(data), fetcher=fetcher)
+                    for start, end in reads:
+                        assert await reader.read(start, end - start, fetch_end=end) == data[start:end]
+                        while fetcher.stats.pending_fetches:   # background fills end first: no timing
+                            await trio.sleep(0.001)
+                    straddling = [at for at, c in reader.known.run(edge - 1, edge + 1) if at < edge < at + c.size]
+                    fetched.append(fetcher.stats.bytes_fetched)
+                    nursery.cancel_scope.cancel()
+            assert straddling, "a chunk straddles the two tensors"
+            assert fetched[1] == fetched[0], "a chunk was fetched twice"
+
+    with running_server(tmp_path / "server") as server:
+        server.create_repo("org/backwards")
         trio.run(main, server)

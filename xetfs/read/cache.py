@@ -4,10 +4,10 @@ path").
 Keys are ``(xorb hash, chunk index)`` and values the chunk's *uncompressed* bytes, so any read that overlaps
 a cached chunk hits, whatever window first brought it in (a cache that only hits when one stored range
 contains the whole read refetches endlessly). ``MemoryTier`` (``xetfs.read.memory_tier``) is bounded in
-bytes: chunks no reader has read yet (``mark_read``) go last, read ones least recently used first. It also
-keeps the chunk hash the fetcher computed from each chunk it put (``verified_hash``); ``DiskTier``
-(``xetfs.read.disk_tier``) keeps checksummed entries and file layouts on disk. A disk hit is promoted to
-memory (without a hash).
+bytes: chunks readers asked for whole (``mark_read``) go first, then chunks they asked for in part, then
+chunks no reader has read yet. It also keeps the chunk hash the fetcher computed from each chunk it put
+(``verified_hash``). ``DiskTier`` (``xetfs.read.disk_tier``) keeps checksummed entries and file layouts on
+disk. A disk hit is promoted to memory (without a hash).
 """
 from __future__ import annotations
 
@@ -63,9 +63,10 @@ class ChunkCache:
             self.stats.memory_hits += 1
         return data
 
-    def mark_read(self, keys: Iterable[ChunkKey]) -> None:
-        """A reader read (part of) these chunks: the memory tier keeps them as read (``MemoryTier.read``)."""
-        self.memory.read(keys)
+    def mark_read(self, partly: Iterable[ChunkKey], consumed: Iterable[ChunkKey] = ()) -> None:
+        """Readers asked for some bytes of the ``partly`` chunks and all bytes of the ``consumed`` ones: the
+        memory tier evicts consumed chunks first (``MemoryTier.read``)."""
+        self.memory.read(partly, consumed)
 
     def verified_hash(self, key: ChunkKey, data: bytes) -> bytes | None:
         """The chunk hash computed in this process from ``data``, this very object, when the memory tier holds

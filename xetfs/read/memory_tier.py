@@ -1,13 +1,20 @@
 """The memory tier of the chunk cache: bounded in bytes, safe to use from worker threads (docs/architecture.md,
 "The read path").
 
-It keeps two queues. A chunk put there sits in *ahead* (fetched, no reader has read it yet: the stream's lead,
-a readahead, a disk load) until a reader reads it (``read``); it then moves to *read*, an LRU. Room is made
-from the least recently used read chunk first; ahead chunks go first (oldest first) only past ``AHEAD_SHARE``
-of the tier, or when no read chunk is left. A plain LRU evicted the next shard's lead before the loader got
-there: those chunks were put before the loader read the rest of the current shard, and every chunk it read
-became more recent than them. The whole-file streams' lead is a quarter of the tier (``Fetcher``), so the
-ahead queue holds it, and a readahead nobody reads can take no more than its share.
+Three queues, by what readers did with a chunk:
+- *ahead*: put (by a stream, a readahead, a disk load) and not read yet, oldest first;
+- *partly read*: readers asked for some of its bytes, not all: the rest is likely to be asked for soon (the
+  chunk straddles two tensors, or two reads), least recently used first;
+- *consumed*: readers asked for every byte of it (``FileReader`` knows which bytes its readers asked for),
+  oldest first.
+Room is made from the consumed chunks first, then the partly read ones; ahead chunks go first (oldest first)
+only past ``AHEAD_SHARE`` of the tier, or when nothing else is left. The chunk just put always stays.
+
+Why not one LRU: the next shard's lead, fetched while the loader read the last tensors of the shard before
+it, was older than every chunk the loader read since, and went first. And a loader whose memcpy copies
+tensors from their end backwards reads the chunk straddling two tensors at the start of the first tensor's
+copy and again at the end of the second's: two tensors of reads apart, it had become the least recently used.
+The whole-file streams' lead is a quarter of the tier (``Fetcher``), within the ahead share.
 
 A value may be put with its chunk hash, computed by the caller from that very bytes object (the fetcher
 hashes each chunk it decodes). ``hash_of`` gives it back only while the tier holds that same object, so the
@@ -26,18 +33,39 @@ AHEAD_SHARE = 0.5   # of the tier: past it, the oldest chunk no reader has read 
 _Entry = tuple[bytes, bytes | None]   # (the value, its chunk hash when the caller had it)
 
 
+class _Queue(Generic[K]):
+    """Entries in eviction order (first out first) and their bytes."""
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[K, _Entry] = OrderedDict()
+        self.bytes = 0
+
+    def add(self, key: K, entry: _Entry) -> None:
+        """At the end (last out)."""
+        self.entries[key] = entry
+        self.bytes += len(entry[0])
+
+    def pop(self, key: K) -> _Entry | None:
+        entry = self.entries.pop(key, None)
+        if entry is not None:
+            self.bytes -= len(entry[0])
+        return entry
+
+    def first(self) -> K:
+        return next(iter(self.entries))
+
+
 class MemoryTier(Generic[K]):
-    """``key -> bytes`` within ``max_bytes``: read chunks go first, least recently used first, and chunks not
-    read yet last (see the module's docstring); a value larger than the whole bound is not kept.
+    """``key -> bytes`` within ``max_bytes``, evicting consumed chunks first, then partly read ones, then
+    chunks not read yet (see the module's docstring); a value larger than the whole bound is not kept.
     ``evictions`` counts the values pushed out, ``unread_evictions`` those of them no reader had read."""
 
     def __init__(self, max_bytes: int) -> None:
         self._max = max(1, max_bytes)
         self._ahead_max = int(self._max * AHEAD_SHARE)
-        self._ahead: OrderedDict[K, _Entry] = OrderedDict()   # put, not read yet: oldest first
-        self._read: OrderedDict[K, _Entry] = OrderedDict()    # read: least recently used first
-        self._ahead_bytes = 0
-        self._read_bytes = 0
+        self._ahead: _Queue[K] = _Queue()
+        self._partly: _Queue[K] = _Queue()
+        self._consumed: _Queue[K] = _Queue()
         self.evictions = 0
         self.unread_evictions = 0   # of chunks no reader had read: wasted fetches
         self._lock = threading.Lock()   # worker threads put too
@@ -48,30 +76,28 @@ class MemoryTier(Generic[K]):
 
     @property
     def size_bytes(self) -> int:
-        return self._ahead_bytes + self._read_bytes
+        return self._ahead.bytes + self._partly.bytes + self._consumed.bytes
 
     @property
     def ahead_bytes(self) -> int:
         """Bytes of the chunks no reader has read yet."""
-        return self._ahead_bytes
+        return self._ahead.bytes
 
     def get(self, key: K) -> bytes | None:
-        """The value; a read chunk becomes the most recently used (an ahead one stays where it is)."""
+        """The value; a partly read chunk becomes the most recently used one (no other queue moves)."""
         with self._lock:
             entry = self._lookup(key)
         return None if entry is None else entry[0]
 
-    def read(self, keys: Iterable[K]) -> None:
-        """A reader read these chunks (or part of them): each becomes the most recently used read chunk."""
+    def read(self, partly: Iterable[K], consumed: Iterable[K] = ()) -> None:
+        """Readers asked for some of the bytes of the ``partly`` chunks and for all of the ``consumed``
+        ones: each goes to the end of its queue."""
         with self._lock:
-            for key in keys:
-                entry = self._ahead.pop(key, None)
-                if entry is not None:
-                    self._ahead_bytes -= len(entry[0])
-                    self._read[key] = entry
-                    self._read_bytes += len(entry[0])
-                elif key in self._read:
-                    self._read.move_to_end(key)
+            for keys, queue in ((partly, self._partly), (consumed, self._consumed)):
+                for key in keys:
+                    entry = self._ahead.pop(key) or self._partly.pop(key) or self._consumed.pop(key)
+                    if entry is not None:
+                        queue.add(key, entry)
 
     def hash_of(self, key: K, data: bytes) -> bytes | None:
         """The hash put with ``data`` under ``key``, if the tier still holds that very object (``is``)."""
@@ -82,43 +108,37 @@ class MemoryTier(Generic[K]):
     def __contains__(self, key: K) -> bool:
         """Held or not, without refreshing its recency."""
         with self._lock:
-            return key in self._ahead or key in self._read
+            return any(key in q.entries for q in (self._ahead, self._partly, self._consumed))
 
     def put(self, key: K, data: bytes, data_hash: bytes | None = None) -> None:
         """``data_hash``: the chunk hash the caller computed from this very ``data`` object, if any. A chunk
-        already read stays a read chunk; any other goes to the end of the ahead queue."""
+        put again goes to the end of the queue it was in; a new one to the end of the ahead queue."""
         if len(data) > self._max:
             return
         with self._lock:
-            old = self._read.pop(key, None)
-            if old is not None:
-                self._read_bytes += len(data) - len(old[0])
-                self._read[key] = (data, data_hash)
-            else:
-                old = self._ahead.pop(key, None)
-                self._ahead_bytes += len(data) - (0 if old is None else len(old[0]))
-                self._ahead[key] = (data, data_hash)
+            queue = self._ahead
+            for q in (self._partly, self._consumed, self._ahead):
+                if q.pop(key) is not None:
+                    queue = q
+                    break
+            queue.add(key, (data, data_hash))
             self._make_room(keep=key)
 
     def _lookup(self, key: K) -> _Entry | None:
-        entry = self._read.get(key)
+        entry = self._partly.entries.get(key)
         if entry is not None:
-            self._read.move_to_end(key)
+            self._partly.entries.move_to_end(key)
             return entry
-        return self._ahead.get(key)
+        return self._consumed.entries.get(key) or self._ahead.entries.get(key)
 
     def _make_room(self, keep: K) -> None:
         """Evict until the bound holds; never ``keep``, the chunk just put (it fits the bound alone)."""
-        while self._ahead_bytes + self._read_bytes > self._max:
-            read_first = bool(self._read) and (self._ahead_bytes <= self._ahead_max or not self._ahead)
-            if read_first and next(iter(self._read)) != keep:
-                _, entry = self._read.popitem(last=False)
-                self._read_bytes -= len(entry[0])
-            elif next(iter(self._ahead)) != keep:
-                _, entry = self._ahead.popitem(last=False)
-                self._ahead_bytes -= len(entry[0])
-                self.unread_evictions += 1
-            else:   # ``keep`` is the oldest ahead chunk, the cap passed: the oldest read chunk goes instead
-                _, entry = self._read.popitem(last=False)
-                self._read_bytes -= len(entry[0])
+        while self.size_bytes > self._max:
+            over_share = self._ahead.bytes > self._ahead_max
+            order = ((self._ahead, self._consumed, self._partly) if over_share else
+                     (self._consumed, self._partly, self._ahead))
+            # ``keep`` is last in its queue: first only when alone in it, and then that queue is passed over
+            queue = next(q for q in order if q.entries and q.first() != keep)
+            queue.pop(queue.first())
             self.evictions += 1
+            self.unread_evictions += queue is self._ahead

@@ -190,10 +190,20 @@ class FileReader:
             return b""
         data = slice_chunks(datas, pos - run[0][0], end - pos)
         keys = [(c.xorb_hash, c.index) for _, c in run]
-        self.cache.mark_read(keys[:len(datas)])
+        self._mark_read(run[0][0], keys[:len(datas)], datas)
         if placed is not None:
             placed.extend(whole_chunks(run[0][0], keys, datas, pos, pos + len(data)))
         return data
+
+    def _mark_read(self, at: int, keys: Sequence[ChunkKey], chunks: Sequence[bytes]) -> None:
+        """Tell the memory tier which of these chunks (the first at file offset ``at``) readers have now asked
+        for whole, and which in part (``read.memory_tier``: it keeps the latter longer)."""
+        partly: list[ChunkKey] = []
+        consumed: list[ChunkKey] = []
+        for key, chunk in zip(keys, chunks):
+            (consumed if self._asked.covers(at, at + len(chunk)) else partly).append(key)
+            at += len(chunk)
+        self.cache.mark_read(partly, consumed)
 
     async def _disk_run(self, keys: list[ChunkKey]) -> list[bytes]:
         if self.cache.disk is None:
@@ -267,7 +277,7 @@ class FileReader:
         chunks = [c for cs in term_chunks for c in cs]
         data = slice_chunks(chunks, plan.skip_bytes, plan.size_bytes)
         keys = [(bytes(t.xorb_hash), i) for t in plan.terms for i in range(t.chunk_start, t.chunk_end)]
-        self.cache.mark_read(keys)
+        self._mark_read(pos - plan.skip_bytes, keys, chunks)
         if placed is not None:
             placed.extend(whole_chunks(pos - plan.skip_bytes, keys, chunks, pos, pos + len(data)))
         return data

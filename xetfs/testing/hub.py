@@ -7,6 +7,8 @@ tokens made with ``xetfs token create``, and a ``xetfs serve`` that must refuse 
   ``X-Xet-Access-Token`` header agrees with the JSON.
 - ``new_token(srv, scope, repo)``: a Hub token from the server's own data directory.
 - ``serve_error(tmp_path, args, env)``: the one error line of a ``xetfs serve`` that exits 1 at start.
+- ``uploaded_file(hub, repo, data, name)``: ``data`` uploaded as ``name`` -> (a CAS client that reads
+  ``repo``, the file's Xet hash), for tests of the read path against a real server.
 """
 from __future__ import annotations
 
@@ -19,7 +21,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from xetfs.client.cas import CasClient, TokenProvider
+from xetfs.client.config import RepoRef
+from xetfs.client.hub import HubClient
+from xetfs.core.hashing import MerkleHash
 from xetfs.testing.server import ServerHandle
+from xetfs.write.upload import upload_files
 
 JSON = {"Content-Type": "application/json"}
 NDJSON = {"Content-Type": "application/x-ndjson"}
@@ -88,3 +95,11 @@ def serve_error(tmp_path: Path, args: Sequence[str], env: Mapping[str, str] | No
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("xetfs: error: "), done.stderr
     return lines[0]
+
+
+async def uploaded_file(hub: HubClient, repo: str, data: bytes, name: str) -> tuple[CasClient, MerkleHash]:
+    """Upload ``data`` as ``name`` into ``repo`` (one commit, ``xetfs``'s uploader) -> (a CAS client with the
+    repo's read tokens, sharing ``hub``'s HTTP client; the file's Xet hash)."""
+    ref = RepoRef(repo)
+    result = await upload_files(hub, ref, [(data, name)], f"add {name}")
+    return CasClient(TokenProvider(lambda: hub.xet_token(ref, "read")), hub.http), result.files[name].file_hash
