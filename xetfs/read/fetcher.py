@@ -77,7 +77,7 @@ class Fetcher:
         self.disk = trio.CapacityLimiter(DISK_LOADERS)
         self._net = trio.CapacityLimiter(max_parallel_fetches)
         self._budget = ByteBudget(max_inflight_bytes)   # bounds the RSS of fetch buffers + decoded chunks
-        self.streams = StreamLead(self.cache.memory.max_bytes // 4)   # whole-file streams' lead (FileReader)
+        self.streams = StreamLead(self.cache.memory.lead_bytes)   # whole-file streams' lead (FileReader)
         self._inflight: dict[tuple[bytes, int, int], Pending] = {}   # running fetches by byte range ...
         self._flights: dict[ChunkKey, _Flight] = {}                  # ... and by chunk
         self.pieces = PieceReceiver(cas, self.stats, self.cpu, params, piece_bytes,

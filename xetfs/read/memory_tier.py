@@ -14,7 +14,8 @@ Why not one LRU: the next shard's lead, fetched while the loader read the last t
 it, was older than every chunk the loader read since, and went first. And a loader whose memcpy copies
 tensors from their end backwards reads the chunk straddling two tensors at the start of the first tensor's
 copy and again at the end of the second's: two tensors of reads apart, it had become the least recently used.
-The whole-file streams' lead is a quarter of the tier (``Fetcher``), within the ahead share.
+The whole-file streams' lead (``lead_bytes``, which ``Fetcher`` gives ``StreamLead``) is a share of the tier
+smaller than the ahead share, so a stream's lead is not what makes room.
 
 A value may be put with its chunk hash, computed by the caller from that very bytes object (the fetcher
 hashes each chunk it decodes). ``hash_of`` gives it back only while the tier holds that same object, so the
@@ -29,6 +30,8 @@ from typing import Generic, TypeVar
 K = TypeVar("K", bound=Hashable)
 
 AHEAD_SHARE = 0.5   # of the tier: past it, the oldest chunk no reader has read yet goes first
+LEAD_SHARE = 0.25   # of the tier: how far the whole-file streams may run ahead of their readers, together
+assert LEAD_SHARE < AHEAD_SHARE, "a stream's lead must fit in the ahead share, or it is evicted before it is read"
 
 _Entry = tuple[bytes, bytes | None]   # (the value, its chunk hash when the caller had it)
 
@@ -75,6 +78,11 @@ class MemoryTier(Generic[K]):
         return self._max
 
     @property
+    def lead_bytes(self) -> int:
+        """How far the whole-file streams may run ahead of their readers, together (``StreamLead``)."""
+        return int(self._max * LEAD_SHARE)
+
+    @property
     def size_bytes(self) -> int:
         return self._ahead.bytes + self._partly.bytes + self._consumed.bytes
 
@@ -95,9 +103,9 @@ class MemoryTier(Generic[K]):
         with self._lock:
             for keys, queue in ((partly, self._partly), (consumed, self._consumed)):
                 for key in keys:
-                    entry = self._ahead.pop(key) or self._partly.pop(key) or self._consumed.pop(key)
-                    if entry is not None:
-                        queue.add(key, entry)
+                    taken = self._take(key)
+                    if taken is not None:
+                        queue.add(key, taken[1])
 
     def hash_of(self, key: K, data: bytes) -> bytes | None:
         """The hash put with ``data`` under ``key``, if the tier still holds that very object (``is``)."""
@@ -116,13 +124,18 @@ class MemoryTier(Generic[K]):
         if len(data) > self._max:
             return
         with self._lock:
-            queue = self._ahead
-            for q in (self._partly, self._consumed, self._ahead):
-                if q.pop(key) is not None:
-                    queue = q
-                    break
+            taken = self._take(key)
+            queue = self._ahead if taken is None else taken[0]
             queue.add(key, (data, data_hash))
             self._make_room(keep=key)
+
+    def _take(self, key: K) -> tuple[_Queue[K], _Entry] | None:
+        """Pop ``key`` from whichever queue holds it: that queue and the entry."""
+        for queue in (self._partly, self._consumed, self._ahead):
+            entry = queue.pop(key)
+            if entry is not None:
+                return queue, entry
+        return None
 
     def _lookup(self, key: K) -> _Entry | None:
         entry = self._partly.entries.get(key)
