@@ -20,7 +20,12 @@ backwards: two such tensors in a row read the chunk straddling them at the start
 end of the second, 32 MiB of reads apart in this 40 MiB tier.
 
 A loader that pauses between shards, or stops, leaves no stream waiting for it: the next shard's stream
-fetches its lead and parks while the shard is not open, and goes on when the loader opens it."""
+fetches its lead and parks while the shard is not open, and goes on when the loader opens it.
+
+The kernel's page cache holds what the loader read, so the memory tier keeps at most
+``CONSUMED_MEMORY_BYTES`` of the chunks read whole: once the model is loaded, that is all it holds (once one
+shard is read: that, and the next shard's lead). Read again
+past the page cache, the chunks come from the disk tier, byte-exact, and nothing is fetched twice."""
 from __future__ import annotations
 
 import hashlib
@@ -30,6 +35,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from xetfs.core.params import ChunkingParams
+from xetfs.fs.mount import CONSUMED_MEMORY_BYTES
+from xetfs.read.memory_tier import LEAD_SHARE
+from xetfs.testing.files import read_past_page_cache
 from xetfs.testing.mount import FreshMount, Mount, uploaded_repo
 
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
@@ -81,6 +90,24 @@ def test_a_model_larger_than_the_memory_tier_loads_with_every_chunk_fetched_once
     assert served <= 1.03 * total, (served, total)
     assert stats["cache"]["disk"]["hits"] == 0, "a chunk was evicted from memory before the loader read it"
     assert stats["cache"]["memory"]["unread_evictions"] == 0, "a chunk was fetched ahead for nothing"
+    assert stats["cache"]["memory"]["bytes"] <= CONSUMED_MEMORY_BYTES < MEMORY, stats["cache"]["memory"]
+
+
+def test_chunks_read_whole_leave_the_memory_tier_and_come_back_from_disk(shards) -> None:
+    server, paths, tmp = shards
+    with FreshMount(server, "org/sharded", tmp, "reread", args=["--memory-cache-size", str(MEMORY)]) as fresh:
+        path = fresh.m.path / paths[0].name
+        first = read_past_page_cache(path)
+        after_first = fresh.m.stats()
+        served = fresh.served()
+        again = read_past_page_cache(path)                # the kernel's copy dropped: the mount serves it again
+        after_again = fresh.m.stats()
+        assert fresh.served() == served, "a chunk was fetched twice"
+    assert first == again == paths[0].read_bytes()
+    # and shard 2's stream fetched its lead (not read yet), to the end of the chunk holding its last byte
+    ahead = int(MEMORY * LEAD_SHARE) + ChunkingParams().max_chunk_size
+    assert after_first["cache"]["memory"]["bytes"] <= CONSUMED_MEMORY_BYTES + ahead, after_first["cache"]["memory"]
+    assert after_again["cache"]["disk"]["hits"] > after_first["cache"]["disk"]["hits"]
 
 
 def _streams_become(m: Mount, n: int, deadline_s: float = 60.0) -> int:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from xetfs.testing.files import pread, pread_unless_eio
-from xetfs.testing.mount import Mount, mounted, seeded_server, wait_committed, xetfs_cli
+from xetfs.testing.files import pread, pread_unless_eio, read_past_page_cache
+from xetfs.testing.mount import mounted, seeded_server, wait_committed, xetfs_cli
 from xetfs.testing.server import make_bytes
 from xetfs.testing.sync import wait_until
 
@@ -40,19 +40,6 @@ def eio_within(path: Path, bound_s: float) -> float:
     assert caught.value.errno == errno.EIO, caught.value
     assert took < bound_s, f"EIO after {took:.2f}s, not within {bound_s}s"
     return took
-
-
-def uncached_read(m: Mount, rel: str) -> bytes:
-    """Read a whole file past the kernel's page cache (so the mount serves it)."""
-    fd = os.open(m.path / rel, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        parts = []
-        while piece := os.read(fd, 1 << 20):
-            parts.append(piece)
-        return b"".join(parts)
-    finally:
-        os.close(fd)
 
 
 def test_offline_start_serves_what_was_read_and_reconnects_when_the_server_returns(tmp_path: Path) -> None:
@@ -110,7 +97,7 @@ def test_a_server_lost_while_mounted_degrades_the_mount_and_comes_back(tmp_path:
     files = {**FILES, "later.bin": make_bytes("random", 1 * MiB, 5)}
     with seeded_server(tmp_path, "org/degrade", files) as (srv, _):
         with mounted(srv, "org/degrade", tmp_path / "mnt", cache_dir=tmp_path / "cache", args=["--read-only"]) as m:
-            assert uncached_read(m, "read.bin") == files["read.bin"]
+            assert read_past_page_cache(m.path / "read.bin") == files["read.bin"]
             srv.stop()
             # the first read that needs the server fails after the first connection failures, not the timeout
             with pytest.raises(OSError) as caught:
@@ -121,7 +108,7 @@ def test_a_server_lost_while_mounted_degrades_the_mount_and_comes_back(tmp_path:
             assert link["failures_in_row"] >= 3 and link["last_error"], link
             eio_within(m.path / "later.bin", 1.0)            # then at once
             before = m.stats()["bytes_read"]
-            assert uncached_read(m, "read.bin") == files["read.bin"]   # cached bytes: still served
+            assert read_past_page_cache(m.path / "read.bin") == files["read.bin"]   # cached bytes: still served
             assert m.stats()["bytes_read"] - before == len(files["read.bin"])
 
             srv.start()

@@ -65,6 +65,31 @@ def test_past_their_share_the_oldest_unread_chunks_go_first() -> None:
     assert tier.ahead_bytes == 9 and tier.unread_evictions == 1
 
 
+def test_past_their_own_bound_consumed_chunks_go_at_once() -> None:
+    """A sequential read in the mount: each chunk put ahead, then read whole. The consumed ones past their bound
+    go at once, oldest first; chunks read in part and chunks not read yet stay."""
+    tier: MemoryTier[str] = MemoryTier(10, consumed_max_bytes=3)
+    tier.put("edge", b"e")
+    tier.read(["edge"])                          # read in part
+    tier.put("lead", b"l")                       # not read yet
+    for k in "abcdefgh":
+        tier.put(k, b"c")
+        tier.read([], [k])
+    assert [k for k in "abcdefgh" if k in tier] == ["f", "g", "h"]
+    assert "edge" in tier and "lead" in tier and tier.size_bytes == 5
+    assert tier.evictions == 5 and tier.unread_evictions == 0
+    tier.put("h", b"C")                          # put again: still consumed, and it stays
+    assert tier.get("h") == b"C"
+    none: MemoryTier[str] = MemoryTier(10, consumed_max_bytes=0)
+    none.put("x", b"x")
+    none.read([], ["x"])
+    assert "x" not in none
+    none.put("y", b"y")
+    none.read([], ["y"])
+    none.put("y", b"Y")                          # the chunk just put always stays, even past the bound
+    assert none.get("y") == b"Y"
+
+
 _ops = st.lists(st.tuples(st.sampled_from(["put", "partly", "consumed", "get"]), st.integers(0, 11),
                           st.integers(1, 40)), max_size=120)
 
@@ -209,3 +234,38 @@ def test_the_chunk_between_two_tensors_copied_backwards_is_fetched_once(tmp_path
     with running_server(tmp_path / "server") as server:
         server.create_repo("org/backwards")
         trio.run(main, server)
+
+
+@given(max_bytes=st.integers(1, 100), consumed_max=st.integers(0, 120), ops=_ops)
+@settings(max_examples=300, deadline=None)
+def test_the_consumed_bound_holds_and_changes_nothing_when_it_is_the_tiers(max_bytes: int, consumed_max: int,
+                                                                          ops: list[tuple[str, int, int]]) -> None:
+    bounded: MemoryTier[int] = MemoryTier(max_bytes, consumed_max_bytes=consumed_max)
+    plain: MemoryTier[int] = MemoryTier(max_bytes)
+    same: MemoryTier[int] = MemoryTier(max_bytes, consumed_max_bytes=max_bytes)
+    queue: dict[int, str] = {}                   # key -> the queue it is in, as the reads and puts say
+    sizes: dict[int, int] = {}
+    for op, key, size in ops:
+        just_put = None
+        for tier in (bounded, plain, same):
+            if op == "put":
+                tier.put(key, bytes(size))
+            elif op == "get":
+                tier.get(key)
+            else:
+                tier.read(*([[key], []] if op == "partly" else [[], [key]]))
+        if op == "put" and size <= max_bytes:
+            queue.setdefault(key, "ahead")
+            sizes[key] = size
+            just_put = key
+        elif op in ("partly", "consumed") and key in queue:
+            queue[key] = op
+        for k in [k for k in queue if k not in bounded]:
+            del queue[k]
+        assert bounded.size_bytes <= max_bytes
+        if just_put is not None:
+            assert just_put in bounded, "the chunk just put is held"
+        consumed = sum(sizes[k] for k, q in queue.items() if q == "consumed" and k != just_put)
+        assert consumed <= consumed_max, "consumed chunks past their bound"
+        assert [k for k in range(12) if k in same] == [k for k in range(12) if k in plain]
+        assert (same.evictions, same.unread_evictions) == (plain.evictions, plain.unread_evictions)

@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 REGULAR_CACHE_BYTES = 64 * MiB
+# Chunks readers asked for whole that the memory tier keeps, with a disk tier behind it: the kernel's page
+# cache holds their bytes (``keep_cache``), so more would only grow the daemon (read.memory_tier)
+CONSUMED_MEMORY_BYTES = 16 * MiB
 RECONNECT = ReconnectParams()
 
 
@@ -250,7 +253,9 @@ async def _serve(opts: MountOptions, on_ready: Ready) -> int:
                                       cache_dir=opts.cache_dir)
         tokens = TokenProvider(lambda: hub.xet_token(pinned, "read"))
         cas = GatedSource(CasClient(tokens, client), gate)
-        cache = ChunkCache(opts.memory_cache_bytes, opts.cache_dir, opts.disk_cache_bytes)
+        with_disk = opts.cache_dir is not None and opts.disk_cache_bytes > 0   # else memory is the only copy
+        cache = ChunkCache(opts.memory_cache_bytes, opts.cache_dir, opts.disk_cache_bytes,
+                           consumed_memory_bytes=CONSUMED_MEMORY_BYTES if with_disk else None)
         staging = _open_staging(opts) if writable else None
         try:
             async with trio.open_nursery() as nursery:

@@ -10,6 +10,11 @@ Three queues, by what readers did with a chunk:
 Room is made from the consumed chunks first, then the partly read ones; ahead chunks go first (oldest first)
 only past ``AHEAD_SHARE`` of the tier, or when nothing else is left. The chunk just put always stays.
 
+The mount also bounds the consumed chunks alone (``consumed_max_bytes``): the kernel's page cache holds every
+byte its readers asked for (``keep_cache``), so a second copy here would only grow the daemon. Past the bound
+the oldest consumed chunk goes at once, and the next chunk put reuses its memory: a sequential read keeps the
+tier small instead of filling it in fresh pages, which cost the daemon more system time than the read itself.
+
 Why not one LRU: the next shard's lead, fetched while the loader read the last tensors of the shard before
 it, was older than every chunk the loader read since, and went first. And a loader whose memcpy copies
 tensors from their end backwards reads the chunk straddling two tensors at the start of the first tensor's
@@ -60,12 +65,14 @@ class _Queue(Generic[K]):
 
 class MemoryTier(Generic[K]):
     """``key -> bytes`` within ``max_bytes``, evicting consumed chunks first, then partly read ones, then
-    chunks not read yet (see the module's docstring); a value larger than the whole bound is not kept.
+    chunks not read yet, and consumed chunks past ``consumed_max_bytes`` (default: no bound of their own) at
+    once (see the module's docstring); a value larger than the whole bound is not kept.
     ``evictions`` counts the values pushed out, ``unread_evictions`` those of them no reader had read."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, consumed_max_bytes: int | None = None) -> None:
         self._max = max(1, max_bytes)
         self._ahead_max = int(self._max * AHEAD_SHARE)
+        self._consumed_max = self._max if consumed_max_bytes is None else max(0, consumed_max_bytes)
         self._ahead: _Queue[K] = _Queue()
         self._partly: _Queue[K] = _Queue()
         self._consumed: _Queue[K] = _Queue()
@@ -106,6 +113,7 @@ class MemoryTier(Generic[K]):
                     taken = self._take(key)
                     if taken is not None:
                         queue.add(key, taken[1])
+            self._bound_consumed(keep=None)
 
     def hash_of(self, key: K, data: bytes) -> bytes | None:
         """The hash put with ``data`` under ``key``, if the tier still holds that very object (``is``)."""
@@ -128,6 +136,7 @@ class MemoryTier(Generic[K]):
             queue = self._ahead if taken is None else taken[0]
             queue.add(key, (data, data_hash))
             self._make_room(keep=key)
+            self._bound_consumed(keep=key)
 
     def _take(self, key: K) -> tuple[_Queue[K], _Entry] | None:
         """Pop ``key`` from whichever queue holds it: that queue and the entry."""
@@ -143,6 +152,13 @@ class MemoryTier(Generic[K]):
             self._partly.entries.move_to_end(key)
             return entry
         return self._consumed.entries.get(key) or self._ahead.entries.get(key)
+
+    def _bound_consumed(self, keep: K | None) -> None:
+        """Evict the oldest consumed chunks past their own bound; never ``keep``, the chunk just put."""
+        consumed = self._consumed
+        while consumed.bytes > self._consumed_max and consumed.entries and consumed.first() != keep:
+            consumed.pop(consumed.first())
+            self.evictions += 1
 
     def _make_room(self, keep: K) -> None:
         """Evict until the bound holds; never ``keep``, the chunk just put (it fits the bound alone)."""

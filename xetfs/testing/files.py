@@ -1,4 +1,5 @@
-"""Local files for tests: a whole tree as ``{relative path: bytes}`` and back, and one positioned read."""
+"""Local files for tests: a whole tree as ``{relative path: bytes}`` and back, one positioned read, and a whole
+read past the kernel's page cache."""
 from __future__ import annotations
 
 import errno
@@ -30,6 +31,20 @@ def pread(path: Path, offset: int, size: int) -> bytes:
     fd = os.open(path, os.O_RDONLY)
     try:
         return os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
+
+
+def read_past_page_cache(path: Path) -> bytes:
+    """The whole file, after dropping its pages from the kernel's page cache (on a mount: the daemon serves
+    every byte again)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        parts = []
+        while piece := os.read(fd, 1 << 20):
+            parts.append(piece)
+        return b"".join(parts)
     finally:
         os.close(fd)
 
