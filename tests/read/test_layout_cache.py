@@ -16,6 +16,7 @@ from xetfs.client.hub import open_hub
 from xetfs.read.layout import LayoutTerm, decode_layout, encode_layout
 from xetfs.core.params import XorbParams
 from xetfs.testing.cas import TINY_UPLOAD
+from xetfs.testing.hub import uploaded_file
 from xetfs.testing.server import ServerHandle, make_bytes, running_server
 from xetfs.write.upload import upload_files
 
@@ -101,4 +102,33 @@ def test_a_second_reader_on_the_same_cache_dir_needs_no_reconstruction(tmp_path:
 
     with running_server(tmp_path / "server") as server:
         server.create_repo("org/layout")
+        trio.run(main, server)
+
+
+def test_a_read_loads_from_the_disk_tier_only_the_chunks_memory_lacks(tmp_path: Path) -> None:
+    """A read whose first chunk memory lacks, and whose next chunks memory holds: only the first is loaded from
+    disk (it had loaded the rest of the read's chunks too, when memory held them)."""
+    data = make_bytes("random", 4 << 20, 4)
+    cache_dir = tmp_path / "cache"
+
+    async def main(server: ServerHandle) -> None:
+        async with open_hub(server.url, server.token) as hub:
+            cas, file_hash = await uploaded_file(hub, "org/misses", data, "f.bin")
+            assert (await _read_all(cas, cache_dir, file_hash, len(data)))[0] == data   # the disk tier holds all
+
+            fetcher = Fetcher(cas, ChunkCache(memory_bytes=1 << 20, cache_dir=cache_dir))   # no background
+            reader = FileReader(cas, file_hash, len(data), fetcher=fetcher)
+            await reader.known.load()
+            run = reader.known.run(len(data) // 2, len(data) // 2 + 1)
+            run = reader.known.run(run[0][0], len(data))[:4]             # four chunks in a row
+            (a, _), (b, _), (_, last) = run[0], run[1], run[-1]
+            end = run[-1][0] + last.size
+            assert await reader.read(b, end - b) == data[b:end]           # memory: the last three
+            hits = fetcher.cache.stats.disk_hits
+            assert await reader.read(a, end - a) == data[a:end]           # the first is missing
+            assert fetcher.cache.stats.disk_hits - hits == 1
+            assert fetcher.stats.bytes_fetched == 0
+
+    with running_server(tmp_path / "srv") as server:
+        server.create_repo("org/misses")
         trio.run(main, server)

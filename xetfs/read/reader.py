@@ -182,8 +182,16 @@ class FileReader:
                     waited.add(at)
                     await batch.done.wait()
                     continue
-                datas.extend(await self._disk_run([(c.xorb_hash, c.index) for _, c in run[i:]]))
-                break
+                # load from disk the chunks memory lacks up to the next one it holds, not the rest of the run
+                j = i + 1
+                while j < len(run) and not self.cache.in_memory((run[j][1].xorb_hash, run[j][1].index)):
+                    j += 1
+                loaded = await self._disk_run([(c.xorb_hash, c.index) for _, c in run[i:j]])
+                datas.extend(loaded)
+                if len(loaded) < j - i:
+                    break
+                i = j
+                continue
             datas.append(data)
             i += 1
         if not datas:
