@@ -15,9 +15,9 @@ commit shown and when the head was last checked (follow).
 
 Files are fetched lazily, chunk by chunk, and kept in a memory cache (--memory-cache-size, default 256M) and
 a disk cache (--cache-dir, default ~/.cache/xetfs; --cache-size, default 10G) that survives remounts and may
-be shared by several mounts. Chunks read whole stay in the kernel's page cache and the disk cache; the memory
-cache keeps 16M of them, and the rest of it for chunks read in part or fetched ahead. Sizes accept K, M, G, T
-suffixes (powers of 1024).
+be shared by several mounts. Chunks read whole stay in the kernel's page cache and the disk cache, so with a
+disk cache the memory cache keeps only 16M of them and the rest for chunks read in part or fetched ahead.
+Sizes accept K, M, G, T suffixes (powers of 1024).
 
 Writes: a branch (e.g. main) mounts writable; a commit sha, a tag or --read-only mounts read-only (EROFS).
 Files are staged under <cache-dir>/staging (--staging-size bounds it, default 50G; past it writes fail with

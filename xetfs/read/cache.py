@@ -43,7 +43,7 @@ class CacheStats:
 
 
 class ChunkCache:
-    """Memory LRU + optional disk tier, keyed by (xorb hash, chunk index)."""
+    """A memory tier (``MemoryTier``) over an optional disk tier, keyed by (xorb hash, chunk index)."""
 
     def __init__(self, memory_bytes: int = DEFAULT_MEMORY_BYTES, cache_dir: Path | str | None = None,
                  disk_bytes: int = DEFAULT_DISK_BYTES, *, consumed_memory_bytes: int | None = None) -> None:
