@@ -81,15 +81,6 @@ def serve(mountpoint: str, size: int, readahead_kb: int) -> None:
     print(json.dumps({"requests": ops.requests}), flush=True)
 
 
-def drop_fuse_pages(path: Path) -> None:
-    """Drop the mounted file's pages from the kernel page cache (no fsync: the file is read-only)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 def measure(size: int, readahead_kb: int, rounds: int, workdir: Path) -> dict[str, object]:
     local = workdir / "local.bin"
     with open(local, "wb") as f:
@@ -108,7 +99,7 @@ def measure(size: int, readahead_kb: int, rounds: int, workdir: Path) -> dict[st
         for _ in range(rounds):   # interleaved: the machine's phase changes between rounds
             drop_page_cache(local)
             local_s.append(read_seq(local, BLOCK))
-            drop_fuse_pages(mnt / NAME.decode())
+            drop_page_cache(mnt / NAME.decode(), fsync=False)
             mount_s.append(read_seq(mnt / NAME.decode(), BLOCK))
     finally:
         subprocess.run(["fusermount3", "-u", str(mnt)], check=False)

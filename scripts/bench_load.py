@@ -45,6 +45,7 @@ from xetfs.testing.mount import FreshMount, xetfs_cli
 from xetfs.testing.server import env_for_hf, running_server
 
 import bench_load_hf  # scripts/, next to this file
+from bench_mount import drop_page_cache
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -82,15 +83,6 @@ def make_parquet(path: Path) -> None:
                       "name": pa.array([f"n{v}" for v in rng.integers(0, 10**9, rows)]),
                       "flag": rng.integers(0, 2, rows) > 0})
     pq.write_table(table, str(path), row_group_size=rows // 8)
-
-
-def drop_page_cache(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def load_all(paths: list[Path]) -> tuple[float, int]:

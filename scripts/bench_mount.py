@@ -72,11 +72,13 @@ def best_read_s(path: Path, repeats: int) -> tuple[float, dict[str, float]]:
     return min(per.values()), per
 
 
-def drop_page_cache(path: Path) -> None:
-    """Drop this one file's clean pages (after fsync, so none are dirty) -- never the global caches."""
+def drop_page_cache(path: Path, *, fsync: bool = True) -> None:
+    """Drop this one file's clean pages -- never the global caches. ``fsync`` first, so none are dirty; a file
+    that is read-only where it lives (a FUSE mount of our own) needs none."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        if fsync:
+            os.fsync(fd)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
     finally:
         os.close(fd)

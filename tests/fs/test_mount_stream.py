@@ -24,8 +24,8 @@ fetches its lead and parks while the shard is not open, and goes on when the loa
 
 The kernel's page cache holds what the loader read, so the memory tier keeps at most
 ``CONSUMED_MEMORY_BYTES`` of the chunks read whole: once the model is loaded, that is all it holds (once one
-shard is read: that, and the next shard's lead). Read again
-past the page cache, the chunks come from the disk tier, byte-exact, and nothing is fetched twice."""
+shard is read: that, and the next shard's lead). Read again past the page cache, the chunks come from the
+disk tier, byte-exact, and nothing is fetched twice."""
 from __future__ import annotations
 
 import hashlib
@@ -44,7 +44,7 @@ from xetfs.testing.mount import FreshMount, Mount, uploaded_repo
 pytestmark = [pytest.mark.fuse, pytest.mark.usefixtures("fuse")]
 
 MiB = 1 << 20
-MEMORY = 40 * MiB   # the lead is 10 MiB
+MEMORY = 40 * MiB
 SHARD_TENSORS = [32 * MiB, 4 * MiB, 32 * MiB, 256 * 1024, 16 * MiB, 8 * MiB, 12 * 1024, 12 * MiB, 32 * MiB,
                  16 * MiB]   # ~152 MiB; the largest tensors are 0.8 x the memory tier
 
@@ -104,7 +104,7 @@ def test_chunks_read_whole_leave_the_memory_tier_and_come_back_from_disk(shards)
         after_again = fresh.m.stats()
         assert fresh.served() == served, "a chunk was fetched twice"
     assert first == again == paths[0].read_bytes()
-    # and shard 2's stream fetched its lead (not read yet), to the end of the chunk holding its last byte
+    # memory also holds shard 2's lead, fetched but not read yet, to the end of the chunk holding its last byte
     ahead = int(MEMORY * LEAD_SHARE) + ChunkingParams().max_chunk_size
     assert after_first["cache"]["memory"]["bytes"] <= CONSUMED_MEMORY_BYTES + ahead, after_first["cache"]["memory"]
     assert after_again["cache"]["disk"]["hits"] > after_first["cache"]["disk"]["hits"]

@@ -116,3 +116,15 @@ def test_the_disk_tier_never_stores_a_chunk_twice(tmp_path: Path) -> None:
     assert stored == disk.size_bytes and stored < 8 * 1000 + 3 * HEADER_BYTES + 8 * 20
     fresh = ChunkCache(memory_bytes=1 << 20, cache_dir=tmp_path)
     assert [fresh.get(X, i) for i in range(8)] == chunk[:8]
+
+
+def test_the_bound_on_consumed_chunks_holds_only_over_a_disk_tier(tmp_path: Path) -> None:
+    """Chunks readers asked for whole leave memory past ``consumed_memory_bytes`` only when the disk tier holds
+    them too; without one, memory is their only copy and keeps them up to its own bound."""
+    for cache_dir, kept in ((tmp_path, 1), (None, 3)):
+        cache = ChunkCache(memory_bytes=10_000, cache_dir=cache_dir, consumed_memory_bytes=3000)
+        for i in range(3):
+            cache.put(X, i, bytes([i]) * 3000)
+        cache.mark_read([], [(X, i) for i in range(3)])
+        assert sum(cache.in_memory((X, i)) for i in range(3)) == kept, cache_dir
+        assert cache.memory_bytes == kept * 3000

@@ -253,9 +253,8 @@ async def _serve(opts: MountOptions, on_ready: Ready) -> int:
                                       cache_dir=opts.cache_dir)
         tokens = TokenProvider(lambda: hub.xet_token(pinned, "read"))
         cas = GatedSource(CasClient(tokens, client), gate)
-        with_disk = opts.cache_dir is not None and opts.disk_cache_bytes > 0   # else memory is the only copy
         cache = ChunkCache(opts.memory_cache_bytes, opts.cache_dir, opts.disk_cache_bytes,
-                           consumed_memory_bytes=CONSUMED_MEMORY_BYTES if with_disk else None)
+                           consumed_memory_bytes=CONSUMED_MEMORY_BYTES)
         staging = _open_staging(opts) if writable else None
         try:
             async with trio.open_nursery() as nursery:

@@ -48,9 +48,11 @@ class ChunkCache:
     def __init__(self, memory_bytes: int = DEFAULT_MEMORY_BYTES, cache_dir: Path | str | None = None,
                  disk_bytes: int = DEFAULT_DISK_BYTES, *, consumed_memory_bytes: int | None = None) -> None:
         """``consumed_memory_bytes``: how much of the memory tier chunks readers asked for whole may keep
-        (``MemoryTier``); the mount bounds it, as the kernel's page cache holds those bytes."""
-        self.memory: MemoryTier[ChunkKey] = MemoryTier(memory_bytes, consumed_memory_bytes)
+        (``MemoryTier``) when a disk tier is behind it; the mount bounds it, as the kernel's page cache holds
+        those bytes. Without a disk tier memory is the only copy, and it applies no such bound."""
         self.disk = DiskTier(Path(cache_dir), disk_bytes) if cache_dir is not None and disk_bytes > 0 else None
+        self.memory: MemoryTier[ChunkKey] = MemoryTier(
+            memory_bytes, consumed_memory_bytes if self.disk is not None else None)
         self.stats = CacheStats()
 
     @staticmethod

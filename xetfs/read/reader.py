@@ -170,12 +170,13 @@ class FileReader:
         run = self.known.run(pos, end)
         if not run:
             return b""
+        keys = [(c.xorb_hash, c.index) for _, c in run]
         datas: list[bytes] = []
         waited: set[int] = set()
         i = 0
         while i < len(run):
-            at, c = run[i]
-            data = self.cache.get_memory((c.xorb_hash, c.index))
+            at = run[i][0]
+            data = self.cache.get_memory(keys[i])
             if data is None:
                 batch = self.disk_ahead.loading(at)
                 if batch is not None and at not in waited:   # being loaded: share it, do not load it twice
@@ -184,9 +185,9 @@ class FileReader:
                     continue
                 # load from disk the chunks memory lacks up to the next one it holds, not the rest of the run
                 j = i + 1
-                while j < len(run) and not self.cache.in_memory((run[j][1].xorb_hash, run[j][1].index)):
+                while j < len(run) and not self.cache.in_memory(keys[j]):
                     j += 1
-                loaded = await self._disk_run([(c.xorb_hash, c.index) for _, c in run[i:j]])
+                loaded = await self._disk_run(keys[i:j])
                 datas.extend(loaded)
                 if len(loaded) < j - i:
                     break
@@ -197,7 +198,6 @@ class FileReader:
         if not datas:
             return b""
         data = slice_chunks(datas, pos - run[0][0], end - pos)
-        keys = [(c.xorb_hash, c.index) for _, c in run]
         self._mark_read(run[0][0], keys[:len(datas)], datas)
         if placed is not None:
             placed.extend(whole_chunks(run[0][0], keys, datas, pos, pos + len(data)))
